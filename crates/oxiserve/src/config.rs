@@ -1,0 +1,173 @@
+//! Service configuration: one [`Config`], loaded by figment.
+//!
+//! Sources, later ones winning: the defaults below, then a TOML file (`--config PATH`), then
+//! environment variables prefixed `OXISERVE_` with `__` between levels, e.g.
+//! `OXISERVE_HTTP__PORT=9000` sets `http.port`. Every key is documented in
+//! `docs/configuration.md`; keep the two in step.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// The whole configuration of a service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener and its limits.
+    pub http: HttpConfig,
+    /// Where models come from and how they run.
+    pub models: ModelsConfig,
+    /// The ONNX Runtime library.
+    pub runtime: RuntimeConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The HTTP listener and the limits applied to every request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to bind. Loopback by default; set `0.0.0.0` in a container.
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// Deadline for a whole request, in milliseconds; later ones get 504.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The model repository and the inference workers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Root of the model repository, laid out `<root>/<model>/<version>/`.
+    pub uri: PathBuf,
+    /// ONNX Runtime sessions per loaded model, each on its own worker thread; 0 means one per
+    /// CPU core.
+    pub sessions: usize,
+    /// Threads ONNX Runtime may use inside one session run. Small models do best with 1 and
+    /// more sessions; large ones with fewer sessions and more threads.
+    pub intra_threads: usize,
+    /// Inference jobs that may wait for a worker, per model; beyond it requests get 503.
+    pub queue_capacity: usize,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            uri: PathBuf::from("models"),
+            sessions: 0,
+            intra_threads: 1,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// The number of sessions to create per model, resolving 0 to the CPU count.
+    pub fn session_count(&self) -> usize {
+        match self.sessions {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}
+
+/// Where the ONNX Runtime shared library is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Path of `libonnxruntime.so`. When unset, `ORT_DYLIB_PATH` is used, then the cache that
+    /// `cargo xtask setup` fills (`.cache/onnxruntime/` in the working directory or a parent).
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `oxiserve=debug,info`. `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then `OXISERVE_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Ok(figment
+            .merge(Env::prefixed("OXISERVE_").split("__"))
+            .extract()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_sources_override_earlier_ones() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("oxiserve.toml", "[http]\nport = 9000\nhost = \"0.0.0.0\"\n")?;
+            jail.set_env("OXISERVE_HTTP__PORT", "9100");
+            jail.set_env("OXISERVE_MODELS__URI", "/srv/models");
+            let config =
+                Config::load(Some(Path::new("oxiserve.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.port, 9100, "env beats file");
+            assert_eq!(
+                config.http.host,
+                IpAddr::from([0, 0, 0, 0]),
+                "file beats defaults"
+            );
+            assert_eq!(config.models.uri, PathBuf::from("/srv/models"));
+            assert_eq!(
+                config.http.body_limit_bytes,
+                HttpConfig::default().body_limit_bytes
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[http]\nprot = 1\n")?;
+            let typo = Config::load(Some(Path::new("typo.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(typo.contains("prot"), "{typo}");
+            let missing = Config::load(Some(Path::new("absent.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(missing.contains("absent.toml"), "{missing}");
+            Ok(())
+        });
+    }
+}

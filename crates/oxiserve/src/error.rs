@@ -1,0 +1,141 @@
+//! The crate's one error type.
+//!
+//! Every failure, from a malformed request body to a corrupted model file, is a variant of
+//! [`Error`]. Transports map it exactly once: HTTP in `http::problem` (RFC 9457 problem+json).
+//! Client errors carry what was wrong and where; server errors keep internals for the log.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate and by pipelines.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while starting up or serving a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request body is not syntactically valid JSON.
+    #[error("malformed JSON body: {0}")]
+    MalformedBody(String),
+
+    /// The request body exceeds the configured size limit.
+    #[error("the request body is larger than the limit set by `http.body_limit_bytes`")]
+    PayloadTooLarge,
+
+    /// The request did not declare a JSON content type.
+    #[error("expected `Content-Type: application/json`, got {0}")]
+    UnsupportedMediaType(String),
+
+    /// The request is well-formed JSON but its content is not acceptable: a wrong type, a
+    /// missing field or a value out of range. `field` is the JSON path of the culprit.
+    #[error("{}{detail}", field.as_deref().map(|f| format!("`{f}`: ")).unwrap_or_default())]
+    InvalidInput {
+        /// JSON path of the offending field (`a.b[2]`), when there is one.
+        field: Option<String>,
+        /// What is wrong with it, in words a client can act on.
+        detail: String,
+    },
+
+    /// The service is still loading or warming up its models.
+    #[error("the service is not ready: models are still loading")]
+    NotReady,
+
+    /// A model the pipeline asked for is not loaded.
+    #[error("model `{0}` is not loaded")]
+    ModelNotLoaded(String),
+
+    /// A bounded queue is full; the client should retry later.
+    #[error("the server is overloaded, retry later")]
+    Overloaded,
+
+    /// The request did not finish within the configured deadline.
+    #[error("the request did not complete within {0} ms")]
+    Timeout(u64),
+
+    /// Inference failed inside the backend, or the pipeline fed it tensors that do not match
+    /// the model's signature.
+    #[error("inference on `{model}` failed: {detail}")]
+    Inference {
+        /// The model (name and version) that failed.
+        model: String,
+        /// What the backend said.
+        detail: String,
+    },
+
+    /// The pipeline's own code failed in a way that is not the client's fault.
+    #[error("pipeline error: {0}")]
+    Pipeline(String),
+
+    /// The ONNX Runtime shared library could not be found or loaded.
+    #[error("{0}")]
+    Runtime(String),
+
+    /// A model in the repository is missing, corrupted or inconsistent with its manifest.
+    #[error("model artifact {}: {detail}", path.display())]
+    Artifact {
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The configuration could not be loaded.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] Box<figment::Error>),
+
+    /// An I/O error outside any request, e.g. binding the listener.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A client error about one field of the input: becomes 422 with `field` in the body.
+    ///
+    /// Pipelines use this to reject values that deserialised fine but make no sense, such as a
+    /// negative length.
+    pub fn invalid_field(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: Some(field.into()),
+            detail: detail.into(),
+        }
+    }
+
+    /// A client error about the input as a whole: becomes 422.
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// A server-side failure in pipeline code: becomes 500, with the detail only in the log.
+    pub fn pipeline(detail: impl Into<String>) -> Self {
+        Self::Pipeline(detail.into())
+    }
+
+    /// A problem with a file of a model artifact.
+    pub(crate) fn artifact(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
+        Self::Artifact {
+            path: path.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// An I/O failure, with what was being done.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<figment::Error> for Error {
+    fn from(error: figment::Error) -> Self {
+        Self::Config(Box::new(error))
+    }
+}

@@ -1,0 +1,109 @@
+//! The HTTP surface: routes, limits, error mapping, OpenAPI and the docs UI.
+//!
+//! [`router`] builds the whole application as an axum `Router`, so tests can drive it with
+//! `oneshot` and no socket; [`serve`] runs it on a listener until a shutdown future resolves.
+
+mod json;
+mod predict;
+mod problem;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::InfoBuilder;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use self::json::JsonBody;
+pub use self::predict::PATH as PREDICT_PATH;
+pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
+pub use self::status::{Health, ModelList};
+use crate::config::HttpConfig;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::pipeline::Pipeline;
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// Where the API docs UI is served; its assets are inside the binary.
+pub const DOCS_PATH: &str = "/docs";
+
+/// The complete application for `engine`, with the limits of `config`.
+pub fn router<P: Pipeline>(engine: Arc<Engine<P>>, config: &HttpConfig) -> Router {
+    let status: Arc<dyn status::ServiceStatus> = engine.clone();
+    let (routes, mut api) = OpenApiRouter::new()
+        .merge(status::routes(status))
+        .merge(predict::routes(Arc::clone(&engine)))
+        .split_for_parts();
+    api.info = InfoBuilder::new()
+        .title(engine.pipeline().name())
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "Served by oxiserve. Errors are RFC 9457 problem+json.",
+        ))
+        .build();
+    routes
+        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            config.request_timeout_ms,
+            deadline,
+        ))
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(CatchPanicLayer::custom(panicked))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::io("serving HTTP", e))
+}
+
+/// Fails requests that run past the deadline with 504.
+async fn deadline(State(timeout_ms): State<u64>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Error::Timeout(timeout_ms).into_response(),
+    }
+}
+
+async fn not_found(uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{} does not support this method", uri.path()),
+    )
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
+    tracing::error!("a request handler panicked");
+    Error::pipeline("a request handler panicked").into_response()
+}

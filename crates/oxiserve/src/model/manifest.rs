@@ -1,0 +1,169 @@
+//! `manifest.json`: what a model version is, written by the trainer beside its files.
+//!
+//! The manifest names every file with its sha256, declares the model's signature (input and
+//! output names, datatypes and shapes, checked against the real session at load time), and
+//! carries free-form metadata such as the preprocessing parameters a pipeline needs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::tensor::DataType;
+
+/// The manifest format this build understands.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The file name of a manifest inside a version directory.
+pub const FILE_NAME: &str = "manifest.json";
+
+/// The file name of the ONNX graph inside a version directory.
+pub const MODEL_FILE: &str = "model.onnx";
+
+/// A model version's manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Manifest {
+    /// Manifest format, [`FORMAT_VERSION`] for this build.
+    pub format_version: u32,
+    /// Model name; equals the repository directory name.
+    pub name: String,
+    /// Version number; equals the version directory name.
+    pub version: u64,
+    /// When the trainer produced this version (RFC 3339).
+    pub created_at: String,
+    /// Every file of the version with its lowercase hex sha256.
+    pub files: BTreeMap<String, String>,
+    /// The model's inputs.
+    pub inputs: Vec<TensorSpec>,
+    /// The model's outputs.
+    pub outputs: Vec<TensorSpec>,
+    /// Free-form data from training: preprocessing parameters, class names, metrics.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+/// Name, datatype and shape of one model input or output. `-1` marks a dynamic dimension.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct TensorSpec {
+    /// Tensor name in the graph.
+    pub name: String,
+    /// Element type.
+    pub datatype: DataType,
+    /// Dimensions, `-1` where dynamic.
+    pub shape: Vec<i64>,
+}
+
+impl Manifest {
+    /// Reads `dir/manifest.json` and checks it against the directory it lives in.
+    pub fn read(dir: &Path, model: &str, version: u64) -> Result<Self> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read(&path).map_err(|e| Error::artifact(&path, e))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&text).map_err(|e| Error::artifact(&path, e))?;
+        let mismatch = |what: &str| Error::artifact(&path, what);
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(mismatch(&format!(
+                "format_version {} is not supported (expected {FORMAT_VERSION})",
+                manifest.format_version
+            )));
+        }
+        if manifest.name != model || manifest.version != version {
+            return Err(mismatch(&format!(
+                "describes {} v{}, but sits in the directory of {model} v{version}",
+                manifest.name, manifest.version
+            )));
+        }
+        if !manifest.files.contains_key(MODEL_FILE) {
+            return Err(mismatch(&format!("lists no `{MODEL_FILE}`")));
+        }
+        Ok(manifest)
+    }
+
+    /// Reads one file listed in the manifest, failing unless its sha256 matches.
+    pub fn read_verified(&self, dir: &Path, file: &str) -> Result<Vec<u8>> {
+        let path = dir.join(file);
+        let expected = self
+            .files
+            .get(file)
+            .ok_or_else(|| Error::artifact(&path, "is not listed in the manifest"))?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::artifact(&path, e))?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(Error::artifact(
+                &path,
+                format!("sha256 mismatch: manifest says {expected}, file has {actual}"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// The model's label in logs and errors: `name:version`.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.name, self.version)
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_version(root: &Path, model_bytes: &[u8], listed_sha: &str) -> std::path::PathBuf {
+        let dir = root.join("m").join("3");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(MODEL_FILE), model_bytes).unwrap();
+        let manifest = serde_json::json!({
+            "format_version": 1, "name": "m", "version": 3, "created_at": "2026-01-01T00:00:00Z",
+            "files": {"model.onnx": listed_sha},
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+            "outputs": [{"name": "y", "datatype": "INT64", "shape": [-1]}],
+        });
+        std::fs::write(dir.join(FILE_NAME), manifest.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_matching_checksum_reads_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_version(tmp.path(), b"graph", &sha256_hex(b"graph"));
+        let manifest = Manifest::read(&dir, "m", 3).unwrap();
+        assert_eq!(manifest.inputs[0].datatype, DataType::Fp32);
+        assert_eq!(manifest.read_verified(&dir, MODEL_FILE).unwrap(), b"graph");
+    }
+
+    #[test]
+    fn a_corrupted_file_is_named_in_the_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_version(tmp.path(), b"graph!", &sha256_hex(b"graph"));
+        let manifest = Manifest::read(&dir, "m", 3).unwrap();
+        let error = manifest
+            .read_verified(&dir, MODEL_FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("model.onnx") && error.contains("sha256 mismatch"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_in_the_wrong_directory_is_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_version(tmp.path(), b"graph", &sha256_hex(b"graph"));
+        let error = Manifest::read(&dir, "m", 4).unwrap_err().to_string();
+        assert!(
+            error.contains("m v3") && error.contains("manifest.json"),
+            "{error}"
+        );
+    }
+}

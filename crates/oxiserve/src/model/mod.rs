@@ -1,0 +1,164 @@
+//! Models: one loaded version ([`Model`]) and the set a service serves ([`Models`]).
+//!
+//! A [`Model`] is a verified manifest plus a running backend. It is shared as `Arc<Model>`: a
+//! request holds its `Arc` from preprocessing to postprocessing, so it sees one version
+//! throughout, and a version that is replaced stays alive until its last request is done.
+
+pub mod manifest;
+mod onnx;
+mod registry;
+pub(crate) mod runtime;
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
+use ort::environment::Environment;
+
+pub use self::manifest::{Manifest, TensorSpec};
+use self::onnx::OnnxBackend;
+pub use self::registry::{ModelState, ModelStatus, Models};
+use crate::config::ModelsConfig;
+use crate::error::{Error, Result};
+use crate::store::LocalRepository;
+use crate::tensor::Tensors;
+
+/// One loaded, verified and warmed-up version of a model.
+#[derive(Debug)]
+pub struct Model {
+    manifest: Manifest,
+    backend: OnnxBackend,
+    cached: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Model {
+    /// Loads `name` at `version` from `repository`: reads the manifest, verifies the sha256 of
+    /// `model.onnx`, creates the sessions, checks their signature against the manifest and
+    /// warms each one up. Blocking: call from a blocking thread.
+    pub fn load(
+        repository: &LocalRepository,
+        name: &str,
+        version: u64,
+        config: &ModelsConfig,
+        environment: &Environment,
+    ) -> Result<Self> {
+        let dir = repository.version_dir(name, version);
+        let manifest = Manifest::read(&dir, name, version)?;
+        let graph = manifest.read_verified(&dir, manifest::MODEL_FILE)?;
+        let backend = OnnxBackend::start(&manifest, &graph, config, environment).map_err(
+            |error| match error {
+                Error::Inference { detail, .. } => {
+                    Error::artifact(dir.join(manifest::MODEL_FILE), detail)
+                }
+                other => other,
+            },
+        )?;
+        tracing::info!(
+            model = name,
+            version,
+            sessions = config.session_count(),
+            "model loaded"
+        );
+        Ok(Self {
+            manifest,
+            backend,
+            cached: OnceLock::new(),
+        })
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// The loaded version.
+    pub fn version(&self) -> u64 {
+        self.manifest.version
+    }
+
+    /// The manifest this version was loaded with.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Runs the model. The inputs must match the manifest's names and datatypes; a mismatch is
+    /// a pipeline bug and fails with [`Error::Inference`] before reaching the backend.
+    pub async fn infer(&self, inputs: Tensors) -> Result<Tensors> {
+        self.check_inputs(&inputs)?;
+        self.backend.infer(inputs).await
+    }
+
+    /// Data derived from this version's manifest, computed by `init` on first use and kept for
+    /// the version's lifetime.
+    ///
+    /// Pipelines use it for parsed preprocessing parameters so that they are parsed once per
+    /// loaded version, not once per request, and always match the version that runs. One type
+    /// per model: asking for another type than the first call stored is an error.
+    pub fn cached<T: Any + Send + Sync>(
+        &self,
+        init: impl FnOnce(&Manifest) -> Result<T>,
+    ) -> Result<&T> {
+        if self.cached.get().is_none() {
+            let value = init(&self.manifest)?;
+            // Another request may have won the race with an equal value; either is fine.
+            let _ = self.cached.set(Box::new(value));
+        }
+        let stored = self.cached.get().expect("the slot was filled just above");
+        stored.downcast_ref().ok_or_else(|| {
+            Error::pipeline(format!(
+                "model `{}` already caches another type than {}",
+                self.name(),
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    fn check_inputs(&self, inputs: &Tensors) -> Result<()> {
+        let wrong = |detail: String| Error::Inference {
+            model: self.manifest.label(),
+            detail,
+        };
+        for spec in &self.manifest.inputs {
+            let tensor = inputs
+                .get(&spec.name)
+                .ok_or_else(|| wrong(format!("input `{}` is missing", spec.name)))?;
+            let fits = tensor.shape().len() == spec.shape.len()
+                && tensor
+                    .shape()
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&d, &s)| s < 0 || d as i64 == s);
+            if tensor.datatype() != spec.datatype || !fits {
+                return Err(wrong(format!(
+                    "input `{}` is {} {:?}, the model expects {} {:?}",
+                    spec.name,
+                    tensor.datatype(),
+                    tensor.shape(),
+                    spec.datatype,
+                    spec.shape
+                )));
+            }
+        }
+        if let Some(extra) = inputs
+            .keys()
+            .find(|k| !self.manifest.inputs.iter().any(|s| &s.name == *k))
+        {
+            return Err(wrong(format!("the model has no input `{extra}`")));
+        }
+        Ok(())
+    }
+}
+
+/// Loads the latest version of `name` on a blocking thread.
+pub(crate) async fn load_latest(
+    repository: LocalRepository,
+    name: String,
+    config: ModelsConfig,
+    environment: Environment,
+) -> Result<Arc<Model>> {
+    tokio::task::spawn_blocking(move || {
+        let version = repository.latest(&name)?;
+        Model::load(&repository, &name, version, &config, &environment).map(Arc::new)
+    })
+    .await
+    .map_err(|e| Error::pipeline(format!("model loading task failed: {e}")))?
+}

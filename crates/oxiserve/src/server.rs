@@ -1,0 +1,113 @@
+//! Running a service: command line, configuration, logging, start-up order, shutdown.
+//!
+//! Start-up order: load the ONNX Runtime library (a missing one stops the process at once),
+//! bind and serve HTTP (liveness answers, readiness says 503), load and warm every model,
+//! then report ready. A model that fails to load stops the process with the error, which
+//! names the file at fault. SIGTERM or Ctrl-C stop accepting connections and let in-flight
+//! requests finish.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::http;
+use crate::model::runtime;
+use crate::pipeline::Pipeline;
+use crate::store::LocalRepository;
+
+/// The command line every service accepts.
+#[derive(Debug, Parser)]
+#[command(about = "An oxiserve inference service")]
+struct Cli {
+    /// A TOML configuration file; `OXISERVE_*` environment variables override it.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// The whole `main` of a service: parses the command line, loads the configuration, serves
+/// `pipeline` until shutdown, and turns any start-up error into a message and exit code 1.
+pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match Config::load(cli.config.as_deref()) {
+        Ok(config) => {
+            init_logging(&config.log.filter);
+            serve(pipeline, config).await
+        }
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "stopped");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
+pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
+    let environment = runtime::environment(&config.runtime)?;
+    let engine = Arc::new(Engine::new(pipeline));
+    let address = (config.http.host, config.http.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| Error::io(format!("binding {}:{}", address.0, address.1), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    tracing::info!(address = %local, "listening");
+
+    let stop = Arc::new(Notify::new());
+    let router = http::router(Arc::clone(&engine), &config.http);
+    let server = tokio::spawn(http::serve(
+        listener,
+        router,
+        shutdown_signal(Arc::clone(&stop)),
+    ));
+
+    let repository = LocalRepository::new(&config.models.uri);
+    if let Err(error) = engine.load(&repository, &config.models, &environment).await {
+        stop.notify_one();
+        let _ = server.await;
+        return Err(error);
+    }
+    server
+        .await
+        .map_err(|e| Error::pipeline(format!("the HTTP server task failed: {e}")))?
+}
+
+/// Resolves on SIGTERM, Ctrl-C, or a notification on `stop`.
+async fn shutdown_signal(stop: Arc<Notify>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+        () = stop.notified() => {}
+    }
+}
+
+/// Logs to stderr with `filter`, unless `RUST_LOG` is set.
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // A second initialisation (several services in one test process) keeps the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,141 @@
+//! Tensors as pipelines see them: owned n-dimensional arrays tagged with their element type.
+//!
+//! [`Tensor`] is backend-neutral, so the same pipeline code feeds ONNX Runtime today and a
+//! remote KServe v2 server later. [`DataType`] uses the KServe v2 names (`FP32`, `INT64`, ...),
+//! which is also how manifests spell them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ndarray::{ArrayD, ArrayViewD};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Named tensors: the inputs of one model run, or its outputs.
+pub type Tensors = BTreeMap<String, Tensor>;
+
+/// Element type of a tensor, named as in the KServe v2 protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DataType {
+    /// Boolean.
+    Bool,
+    /// Unsigned 8-bit integer.
+    Uint8,
+    /// Signed 32-bit integer.
+    Int32,
+    /// Signed 64-bit integer.
+    Int64,
+    /// 16-bit float.
+    Fp16,
+    /// 32-bit float.
+    Fp32,
+    /// 64-bit float.
+    Fp64,
+    /// Byte strings (text).
+    Bytes,
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).expect("a unit enum variant serialises to a string");
+        f.write_str(
+            name.as_str()
+                .expect("a unit enum variant serialises to a string"),
+        )
+    }
+}
+
+/// An owned tensor of one of the element types pipelines exchange with models.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tensor {
+    /// 32-bit floats: features, probabilities, embeddings.
+    F32(ArrayD<f32>),
+    /// 64-bit floats.
+    F64(ArrayD<f64>),
+    /// 32-bit integers.
+    I32(ArrayD<i32>),
+    /// 64-bit integers: class labels, token ids.
+    I64(ArrayD<i64>),
+}
+
+impl Tensor {
+    /// The element type.
+    pub fn datatype(&self) -> DataType {
+        match self {
+            Tensor::F32(_) => DataType::Fp32,
+            Tensor::F64(_) => DataType::Fp64,
+            Tensor::I32(_) => DataType::Int32,
+            Tensor::I64(_) => DataType::Int64,
+        }
+    }
+
+    /// The dimensions.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Tensor::F32(a) => a.shape(),
+            Tensor::F64(a) => a.shape(),
+            Tensor::I32(a) => a.shape(),
+            Tensor::I64(a) => a.shape(),
+        }
+    }
+
+    /// A view of the data if the tensor holds `f32`, else an error naming both types.
+    pub fn as_f32(&self) -> Result<ArrayViewD<'_, f32>> {
+        match self {
+            Tensor::F32(a) => Ok(a.view()),
+            other => Err(other.mismatch(DataType::Fp32)),
+        }
+    }
+
+    /// A view of the data if the tensor holds `i64`, else an error naming both types.
+    pub fn as_i64(&self) -> Result<ArrayViewD<'_, i64>> {
+        match self {
+            Tensor::I64(a) => Ok(a.view()),
+            other => Err(other.mismatch(DataType::Int64)),
+        }
+    }
+
+    fn mismatch(&self, wanted: DataType) -> Error {
+        Error::pipeline(format!(
+            "expected a {wanted} tensor, found {}",
+            self.datatype()
+        ))
+    }
+}
+
+macro_rules! tensor_from_array {
+    ($($elem:ty => $variant:ident),* $(,)?) => {$(
+        impl<D: ndarray::Dimension> From<ndarray::Array<$elem, D>> for Tensor {
+            fn from(array: ndarray::Array<$elem, D>) -> Self {
+                Tensor::$variant(array.into_dyn())
+            }
+        }
+    )*};
+}
+
+tensor_from_array!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datatypes_use_kserve_names() {
+        assert_eq!(DataType::Fp32.to_string(), "FP32");
+        assert_eq!(
+            serde_json::from_str::<DataType>("\"INT64\"").unwrap(),
+            DataType::Int64
+        );
+    }
+
+    #[test]
+    fn typed_views_check_the_element_type() {
+        let tensor = Tensor::from(ndarray::arr2(&[[1.0f32, 2.0]]));
+        assert_eq!(tensor.shape(), &[1, 2]);
+        assert_eq!(tensor.as_f32().unwrap()[[0, 1]], 2.0);
+        let error = tensor.as_i64().unwrap_err().to_string();
+        assert!(error.contains("INT64") && error.contains("FP32"), "{error}");
+    }
+}

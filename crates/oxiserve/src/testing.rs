@@ -1,0 +1,220 @@
+//! A test harness for service authors: run any [`Pipeline`] in-process and call it like a
+//! client, through the real router, without a socket.
+//!
+//! ```ignore
+//! let app = TestApp::start(MyPipeline, "models").await?;
+//! let output = app.predict(&input).await?;            // typed, 200 expected
+//! let response = app.post_json("/v1/predict", "{}").await;
+//! assert_eq!(response.status, 422);
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::http::{self, PREDICT_PATH, PROBLEM_CONTENT_TYPE, Problem};
+use crate::model::runtime;
+use crate::pipeline::Pipeline;
+use crate::store::LocalRepository;
+
+/// A pipeline served in-process, with its models loaded.
+pub struct TestApp<P: Pipeline> {
+    engine: Arc<Engine<P>>,
+    router: Router,
+    config: Config,
+}
+
+impl<P: Pipeline> TestApp<P> {
+    /// Serves `pipeline` with the models under `models` and otherwise default settings (two
+    /// sessions per model), and waits until it is ready.
+    pub async fn start(pipeline: P, models: impl Into<PathBuf>) -> Result<Self> {
+        let mut config = Config::default();
+        config.models.uri = models.into();
+        config.models.sessions = 2;
+        Self::with_config(pipeline, config).await
+    }
+
+    /// Serves `pipeline` with `config` and waits until it is ready.
+    pub async fn with_config(pipeline: P, config: Config) -> Result<Self> {
+        let app = Self::unloaded(pipeline, config);
+        let environment = runtime::environment(&app.config.runtime)?;
+        let repository = LocalRepository::new(&app.config.models.uri);
+        app.engine
+            .load(&repository, &app.config.models, &environment)
+            .await?;
+        Ok(app)
+    }
+
+    /// Serves `pipeline` with `config` without loading any model: every model stays loading,
+    /// as in the first moments of a real start.
+    pub fn unloaded(pipeline: P, config: Config) -> Self {
+        let engine = Arc::new(Engine::new(pipeline));
+        let router = http::router(Arc::clone(&engine), &config.http);
+        Self {
+            engine,
+            router,
+            config,
+        }
+    }
+
+    /// The engine, for assertions on models and readiness.
+    pub fn engine(&self) -> &Engine<P> {
+        &self.engine
+    }
+
+    /// `POST /v1/predict` with `input`: the typed output on 200, else the problem returned.
+    pub async fn predict(&self, input: &P::Input) -> Result<P::Output, Problem>
+    where
+        P::Output: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(input).expect("a pipeline input serialises to JSON");
+        let response = self.post_json(PREDICT_PATH, body).await;
+        if response.status == StatusCode::OK {
+            Ok(response.json())
+        } else {
+            Err(response.problem())
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request(
+            Request::get(path)
+                .body(Body::empty())
+                .expect("a GET request is valid"),
+        )
+        .await
+    }
+
+    /// `POST path` with `body` declared as `application/json`.
+    pub async fn post_json(&self, path: &str, body: impl Into<Body>) -> TestResponse {
+        self.post(path, "application/json", body).await
+    }
+
+    /// `POST path` with `body` declared as `content_type`.
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .expect("a POST request with a valid content type is valid");
+        self.request(request).await
+    }
+
+    /// Sends any request through the router.
+    pub async fn request(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .expect("an in-memory response body can be read")
+            .to_bytes();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Serves the app on a real socket on 127.0.0.1 and a free port, until the returned
+    /// [`TestServer`] is dropped.
+    pub async fn serve(&self) -> Result<TestServer> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| Error::io("binding a test listener", e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the test address", e))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        tokio::spawn(http::serve(listener, self.router.clone(), shutdown));
+        Ok(TestServer {
+            address,
+            _stop: stop,
+        })
+    }
+}
+
+/// An app served on a socket; dropping it shuts the server down.
+#[derive(Debug)]
+pub struct TestServer {
+    address: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+/// A response read whole.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    /// The status code.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The body parsed as JSON; panics with the body text if it is not `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not the expected JSON ({e}): {}", self.text()))
+    }
+
+    /// The body as problem details; panics unless the content type and fields are RFC 9457.
+    pub fn problem(&self) -> Problem {
+        assert_eq!(
+            self.headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some(PROBLEM_CONTENT_TYPE),
+            "status {} with a body that is not problem+json: {}",
+            self.status,
+            self.text()
+        );
+        let problem: Problem = self.json();
+        assert_eq!(
+            problem.status,
+            self.status.as_u16(),
+            "the body's status matches the response"
+        );
+        problem
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}

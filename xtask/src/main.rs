@@ -1,0 +1,52 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! One module per subcommand. Every command works from a fresh clone: whatever it needs that
+//! is not in the repository (the ONNX Runtime library, a browser for tests) it provisions.
+
+mod serve;
+mod setup;
+mod test;
+mod train;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "oxiserve project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Provision ONNX Runtime into `.cache/` (run implicitly by `serve` and `test`).
+    Setup,
+    /// Build and run a service on its bundled model repository.
+    Serve(serve::Args),
+    /// Check formatting and lints, then run every test with the tools they need.
+    Test,
+    /// Same as `test`: what CI runs.
+    Ci,
+    /// Retrain the tabular-scoring models and parity fixtures with the Python trainer.
+    Train,
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = workspace_root();
+    match Cli::parse().command {
+        Command::Setup => setup::run(&root).map(drop),
+        Command::Serve(args) => serve::run(&root, &args),
+        Command::Test | Command::Ci => test::run(&root),
+        Command::Train => train::run(&root),
+    }
+}
+
+/// The repository root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}

@@ -1,0 +1,26 @@
+//! `cargo xtask train`: rebuild the tabular-scoring models and parity fixtures with the
+//! Python reference trainer, in its own virtual environment under `trainer/.venv`.
+
+use std::path::Path;
+
+use xshell::{Shell, cmd};
+
+pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    let trainer = root.join("trainer");
+    sh.change_dir(&trainer);
+    let python = trainer.join(".venv/bin/python");
+    if !python.is_file() {
+        cmd!(sh, "python3 -m venv .venv").run()?;
+    }
+    cmd!(sh, "{python} -m pip install --quiet -r requirements.txt").run()?;
+    let service = root.join("services/tabular-scoring");
+    let models = service.join("models");
+    let fixtures = service.join("tests/fixtures/parity.json");
+    cmd!(
+        sh,
+        "{python} train_penguins.py --models {models} --fixtures {fixtures}"
+    )
+    .run()?;
+    Ok(())
+}
