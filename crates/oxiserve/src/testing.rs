@@ -1,11 +1,15 @@
 //! A test harness for service authors: run any [`Pipeline`] in-process and call it like a
 //! client, through the real router, without a socket.
 //!
-//! ```ignore
-//! let app = TestApp::start(MyPipeline, "models").await?;
-//! let output = app.predict(&input).await?;            // typed, 200 expected
+//! ```no_run
+//! # use oxiserve::testing::TestApp;
+//! # async fn demo<P: oxiserve::Pipeline>(pipeline: P, input: P::Input) -> oxiserve::Result<()>
+//! # where P::Output: serde::de::DeserializeOwned + std::fmt::Debug {
+//! let app = TestApp::start(pipeline, "models").await?;
+//! let output = app.predict(&input).await.expect("a typed 200");
 //! let response = app.post_json("/v1/predict", "{}").await;
 //! assert_eq!(response.status, 422);
+//! # Ok(()) }
 //! ```
 
 use std::net::SocketAddr;

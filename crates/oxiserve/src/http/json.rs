@@ -124,7 +124,8 @@ mod tests {
     #[test]
     fn syntax_errors_are_malformed_bodies() {
         assert!(matches!(problem("{\"name\": "), Error::MalformedBody(_)));
-        assert!(matches!(problem("{} trailing"), Error::MalformedBody(_)));
+        let trailing = r#"{"name": "a", "inner": {"size": 1, "tags": []}} trailing"#;
+        assert!(matches!(problem(trailing), Error::MalformedBody(_)));
     }
 
     #[test]

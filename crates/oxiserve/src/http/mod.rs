@@ -107,3 +107,33 @@ fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
     tracing::error!("a request handler panicked");
     Error::pipeline("a request handler panicked").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_504_problem_json() {
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        };
+        let app = Router::new()
+            .route("/slow", get(slow))
+            .layer(middleware::from_fn_with_state(20, deadline));
+        let response = app
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            problem::CONTENT_TYPE
+        );
+    }
+}

@@ -101,6 +101,7 @@ mod tests {
         let nested = tmp.path().join("services/x");
         std::fs::create_dir_all(&nested).unwrap();
         assert_eq!(cached_library_above(&nested), Some(library));
-        assert_eq!(cached_library_above(&tmp.path().join("..")), None);
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(cached_library_above(elsewhere.path()), None);
     }
 }

@@ -1,0 +1,140 @@
+//! The test harness on a pipeline that needs no model: typed calls, client errors, panics and
+//! readiness, all through the real router.
+
+use axum::http::StatusCode;
+use oxiserve::testing::TestApp;
+use oxiserve::{Config, Error, Inference, Models, Outputs, Pipeline, Result};
+use serde::{Deserialize, Serialize};
+
+/// Greets by name; rejects empty names; panics on "panic" to prove panics become 500s.
+struct Greeter;
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+struct Name {
+    name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+struct Greeting {
+    text: String,
+}
+
+impl Pipeline for Greeter {
+    type Input = Name;
+    type Output = Greeting;
+
+    fn name(&self) -> &str {
+        "greeter"
+    }
+
+    fn models(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn preprocess(&self, input: &Name, _: &Models) -> Result<Inference> {
+        match input.name.as_str() {
+            "" => Err(Error::invalid_field("name", "must not be empty")),
+            "panic" => panic!("the pipeline was asked to panic"),
+            _ => Ok(Inference::new()),
+        }
+    }
+
+    fn postprocess(&self, input: Name, outputs: Outputs) -> Result<Greeting> {
+        assert_eq!(outputs.iter().count(), 0, "no model ran");
+        Ok(Greeting {
+            text: format!("hello, {}", input.name),
+        })
+    }
+
+    fn example(&self) -> Option<Name> {
+        Some(Name {
+            name: "warm-up".into(),
+        })
+    }
+}
+
+async fn app() -> TestApp<Greeter> {
+    TestApp::with_config(Greeter, Config::default())
+        .await
+        .expect("a pipeline without models loads")
+}
+
+#[tokio::test]
+async fn predict_returns_the_typed_output() {
+    let greeting = app()
+        .await
+        .predict(&Name { name: "Ada".into() })
+        .await
+        .unwrap();
+    assert_eq!(greeting.text, "hello, Ada");
+}
+
+#[tokio::test]
+async fn client_errors_come_back_as_problems() {
+    let problem = app()
+        .await
+        .predict(&Name {
+            name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (problem.status, problem.field.as_deref()),
+        (422, Some("name"))
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_pipeline_gives_500_and_hides_the_message() {
+    let app = app().await;
+    let response = app.post_json("/v1/predict", r#"{"name": "panic"}"#).await;
+    assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let problem = response.problem();
+    assert!(!problem.detail.contains("asked to panic"), "{problem:?}");
+    let after = app
+        .predict(&Name {
+            name: "still here".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        after.text, "hello, still here",
+        "the server survives the panic"
+    );
+}
+
+#[tokio::test]
+async fn an_unloaded_app_is_not_ready_and_a_loaded_one_is() {
+    let unloaded = TestApp::unloaded(Greeter, Config::default());
+    assert!(!unloaded.engine().is_ready());
+    assert_eq!(
+        unloaded.get("/health/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        app().await.get("/health/ready").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_socket_server_answers_until_dropped() {
+    let app = app().await;
+    let server = app.serve().await.unwrap();
+    let address = server.url().trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    drop(server);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(&address).await.is_err(),
+        "the listener is closed"
+    );
+}

@@ -1,0 +1,102 @@
+//! Start-up failures of the real binary: each stops the process with exit code 1 and a message
+//! naming the file at fault, never a panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the service binary with `env` on a free port and returns how it ended.
+fn run_service(env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"));
+    command
+        .env("OXISERVE_HTTP__PORT", "0")
+        .env("OXISERVE_MODELS__SESSIONS", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("the service binary starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the service stops with exit code 1: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    output
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_corrupted_model_file_is_named_at_startup() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&common::models_dir(), tmp.path());
+    let graph = tmp.path().join("penguins-forest/1/model.onnx");
+    let mut bytes = std::fs::read(&graph).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&graph, bytes).unwrap();
+
+    let output = run_service(&[("OXISERVE_MODELS__URI", tmp.path())]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&graph.display().to_string()),
+        "names the file: {stderr}"
+    );
+    assert!(
+        stderr.contains("sha256 mismatch"),
+        "says what is wrong: {stderr}"
+    );
+}
+
+#[test]
+fn a_missing_onnx_runtime_library_says_how_to_provision_it() {
+    let missing = Path::new("/nonexistent/libonnxruntime.so");
+    let output = run_service(&[
+        ("ORT_DYLIB_PATH", missing),
+        ("OXISERVE_MODELS__URI", &common::models_dir()),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/libonnxruntime.so"),
+        "names the file: {stderr}"
+    );
+    assert!(
+        stderr.contains("cargo xtask setup"),
+        "names the fix: {stderr}"
+    );
+}
+
+#[test]
+fn a_manifest_that_lies_about_the_signature_is_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&common::models_dir(), tmp.path());
+    let manifest_path = tmp.path().join("penguins-linear/1/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["inputs"][0]["shape"] = serde_json::json!([-1, 12]);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+
+    let output = run_service(&[("OXISERVE_MODELS__URI", tmp.path())]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("penguins-linear/1/model.onnx"),
+        "names the model: {stderr}"
+    );
+    assert!(
+        stderr.contains("signature does not match"),
+        "says what is wrong: {stderr}"
+    );
+}
