@@ -1,7 +1,8 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
 //! Order: provision ONNX Runtime, install Chromium for the docs UI test when it is missing,
-//! check formatting, run clippy with warnings denied, then run every test of the workspace.
+//! create the Python tools venv the tests call, check formatting, run clippy with warnings
+//! denied, then run every test of the workspace.
 
 use std::path::Path;
 
@@ -12,12 +13,15 @@ use crate::setup;
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The virtual environment of the Python tools the tests call.
+const TEST_VENV: &str = ".cache/test-venv";
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let library = setup::run(root)?;
     install_chromium()?;
     let sh = Shell::new()?;
     sh.change_dir(root);
+    let python = python_tools(&sh, root)?;
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
@@ -28,6 +32,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     .run()?;
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
+    let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
     cmd!(sh, "cargo test --workspace --all-features").run()?;
     Ok(())
 }
@@ -52,4 +57,20 @@ fn install_chromium() -> anyhow::Result<()> {
     )
     .run()?;
     Ok(())
+}
+
+/// Creates the tools venv from `xtask/test-requirements.txt`; returns its python.
+fn python_tools(sh: &Shell, root: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let venv = root.join(TEST_VENV);
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+    }
+    let requirements = root.join("xtask/test-requirements.txt");
+    cmd!(
+        sh,
+        "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}"
+    )
+    .run()?;
+    Ok(python)
 }

@@ -133,6 +133,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail fixes the closure's error type"
+    )]
     fn later_sources_override_earlier_ones() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("oxiserve.toml", "[http]\nport = 9000\nhost = \"0.0.0.0\"\n")?;
@@ -156,6 +160,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail fixes the closure's error type"
+    )]
     fn unknown_keys_and_missing_files_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "[http]\nprot = 1\n")?;

@@ -74,7 +74,10 @@ impl<P: Pipeline> Engine<P> {
             )
             .await;
             match loaded {
-                Ok(model) => Ok(self.models.install(model)),
+                Ok(model) => {
+                    self.models.install(model);
+                    Ok(())
+                }
                 Err(error) => {
                     self.models.fail(&name, &error);
                     Err(error)

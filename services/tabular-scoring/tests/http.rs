@@ -247,6 +247,29 @@ async fn the_openapi_example_is_a_request_that_works() {
 }
 
 #[tokio::test]
+async fn the_openapi_document_passes_a_real_validator() {
+    let python = std::env::var("XTASK_TEST_PYTHON").expect(
+        "XTASK_TEST_PYTHON names a python with openapi-spec-validator: run `cargo xtask test`",
+    );
+    let app = common::app().await;
+    let spec = app.get("/openapi.json").await;
+    let file = tempfile::NamedTempFile::with_suffix(".json").unwrap();
+    std::fs::write(file.path(), &spec.body).unwrap();
+    let output = std::process::Command::new(python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(file.path())
+        .output()
+        .expect("the validator runs");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator rejects the document: {report}"
+    );
+    assert!(report.contains("OK"), "{report}");
+}
+
+#[tokio::test]
 async fn the_docs_ui_is_served_from_the_binary() {
     let app = common::app().await;
     let page = app

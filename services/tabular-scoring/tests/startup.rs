@@ -100,3 +100,36 @@ fn a_manifest_that_lies_about_the_signature_is_rejected() {
         "says what is wrong: {stderr}"
     );
 }
+
+#[test]
+fn sigterm_stops_a_ready_service_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"))
+        .env("OXISERVE_HTTP__PORT", "0")
+        .env("OXISERVE_MODELS__SESSIONS", "1")
+        .env("OXISERVE_MODELS__URI", common::models_dir())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the service binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains(" ready "));
+    assert!(ready, "the service reports ready");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean exit after SIGTERM: {rest:?}"
+    );
+    assert!(rest.iter().any(|line| line.contains("SIGTERM")), "{rest:?}");
+}

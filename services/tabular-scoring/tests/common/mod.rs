@@ -1,5 +1,10 @@
 //! Shared helpers for the service's integration tests.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own subset of the helpers"
+)]
+
 use std::path::PathBuf;
 
 use oxiserve::testing::TestApp;
