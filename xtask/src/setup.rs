@@ -27,9 +27,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
         cfg!(all(target_os = "linux", target_arch = "x86_64")),
         "provisioning ONNX Runtime is only scripted for Linux x86_64; set ORT_DYLIB_PATH instead"
     );
-    let cache = library
-        .parent()
-        .expect("the library path has a parent directory");
+    let cache = library.parent().expect("the library path has a parent directory");
     let wheels = cache.join("wheel");
     let sh = Shell::new()?;
     sh.create_dir(&wheels)?;
@@ -54,10 +52,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
     let actual = sha256_file(&partial)?;
     if actual != SHA256 {
         std::fs::remove_file(&partial)?;
-        bail!(
-            "{MEMBER} in {} has sha256 {actual}, expected {SHA256}",
-            wheel.display()
-        );
+        bail!("{MEMBER} in {} has sha256 {actual}, expected {SHA256}", wheel.display());
     }
     std::fs::rename(&partial, &library)?;
     std::fs::remove_dir_all(&wheels)?;
@@ -67,8 +62,5 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
 
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }

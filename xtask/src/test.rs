@@ -25,11 +25,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
-    cmd!(
-        sh,
-        "cargo clippy --workspace --all-targets --all-features -- -D warnings"
-    )
-    .run()?;
+    cmd!(sh, "cargo clippy --workspace --all-targets --all-features -- -D warnings").run()?;
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
     let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
@@ -44,18 +40,11 @@ fn install_chromium() -> anyhow::Result<()> {
     }
     let sh = Shell::new()?;
     let user = cmd!(sh, "id -u").read()?;
-    ensure!(
-        user == "0",
-        "{CHROMIUM} is missing: install Debian's `chromium` package (needs root)"
-    );
+    ensure!(user == "0", "{CHROMIUM} is missing: install Debian's `chromium` package (needs root)");
     eprintln!("test: installing chromium for the docs UI test");
     let _quiet = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     cmd!(sh, "apt-get update -qq").run()?;
-    cmd!(
-        sh,
-        "apt-get install -y -qq --no-install-recommends chromium"
-    )
-    .run()?;
+    cmd!(sh, "apt-get install -y -qq --no-install-recommends chromium").run()?;
     Ok(())
 }
 
@@ -67,10 +56,7 @@ fn python_tools(sh: &Shell, root: &Path) -> anyhow::Result<std::path::PathBuf> {
         cmd!(sh, "python3 -m venv {venv}").run()?;
     }
     let requirements = root.join("xtask/test-requirements.txt");
-    cmd!(
-        sh,
-        "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}"
-    )
-    .run()?;
+    cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}")
+        .run()?;
     Ok(python)
 }

@@ -17,10 +17,6 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let service = root.join("services/tabular-scoring");
     let models = service.join("models");
     let fixtures = service.join("tests/fixtures/parity.json");
-    cmd!(
-        sh,
-        "{python} train_penguins.py --models {models} --fixtures {fixtures}"
-    )
-    .run()?;
+    cmd!(sh, "{python} train_penguins.py --models {models} --fixtures {fixtures}").run()?;
     Ok(())
 }

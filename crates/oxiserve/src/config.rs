@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -67,6 +68,10 @@ pub struct ModelsConfig {
     pub intra_threads: usize,
     /// Inference jobs that may wait for a worker, per model; beyond it requests get 503.
     pub queue_capacity: usize,
+    /// How often to look for newly published versions, as `500ms`, `10s` or `1m`; `0s` turns
+    /// polling off.
+    #[serde(with = "duration_text")]
+    pub poll_interval: Duration,
 }
 
 impl Default for ModelsConfig {
@@ -76,6 +81,7 @@ impl Default for ModelsConfig {
             sessions: 0,
             intra_threads: 1,
             queue_capacity: 1024,
+            poll_interval: Duration::from_secs(10),
         }
     }
 }
@@ -109,9 +115,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            filter: "info".into(),
-        }
+        Self { filter: "info".into() }
     }
 }
 
@@ -122,9 +126,55 @@ impl Config {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        Ok(figment
-            .merge(Env::prefixed("OXISERVE_").split("__"))
-            .extract()?)
+        Ok(figment.merge(Env::prefixed("OXISERVE_").split("__")).extract()?)
+    }
+}
+
+/// Durations written as text: a number followed by `ms`, `s`, `m` or `h`; a bare number is
+/// seconds.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        duration: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{}ms", duration.as_millis()))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Seconds(u64),
+            Text(String),
+        }
+        match Text::deserialize(deserializer)? {
+            Text::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+            Text::Text(text) => parse(&text).ok_or_else(|| {
+                D::Error::custom(format!("`{text}` is not a duration such as `500ms`, `10s`, `1m`"))
+            }),
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Option<Duration> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().ok()?;
+        let millis = match unit.trim() {
+            "ms" => 1,
+            "" | "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        Some(Duration::from_millis(number.checked_mul(millis)?))
     }
 }
 
@@ -133,49 +183,46 @@ mod tests {
     use super::*;
 
     #[test]
-    #[allow(
-        clippy::result_large_err,
-        reason = "figment's Jail fixes the closure's error type"
-    )]
+    #[allow(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
     fn later_sources_override_earlier_ones() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("oxiserve.toml", "[http]\nport = 9000\nhost = \"0.0.0.0\"\n")?;
             jail.set_env("OXISERVE_HTTP__PORT", "9100");
             jail.set_env("OXISERVE_MODELS__URI", "/srv/models");
+            jail.set_env("OXISERVE_MODELS__POLL_INTERVAL", "250ms");
             let config =
                 Config::load(Some(Path::new("oxiserve.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.http.port, 9100, "env beats file");
-            assert_eq!(
-                config.http.host,
-                IpAddr::from([0, 0, 0, 0]),
-                "file beats defaults"
-            );
+            assert_eq!(config.http.host, IpAddr::from([0, 0, 0, 0]), "file beats defaults");
             assert_eq!(config.models.uri, PathBuf::from("/srv/models"));
-            assert_eq!(
-                config.http.body_limit_bytes,
-                HttpConfig::default().body_limit_bytes
-            );
+            assert_eq!(config.models.poll_interval, Duration::from_millis(250));
+            assert_eq!(config.http.body_limit_bytes, HttpConfig::default().body_limit_bytes);
             Ok(())
         });
     }
 
     #[test]
-    #[allow(
-        clippy::result_large_err,
-        reason = "figment's Jail fixes the closure's error type"
-    )]
+    #[allow(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
     fn unknown_keys_and_missing_files_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "[http]\nprot = 1\n")?;
-            let typo = Config::load(Some(Path::new("typo.toml")))
-                .unwrap_err()
-                .to_string();
+            let typo = Config::load(Some(Path::new("typo.toml"))).unwrap_err().to_string();
             assert!(typo.contains("prot"), "{typo}");
-            let missing = Config::load(Some(Path::new("absent.toml")))
-                .unwrap_err()
-                .to_string();
+            let missing = Config::load(Some(Path::new("absent.toml"))).unwrap_err().to_string();
             assert!(missing.contains("absent.toml"), "{missing}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let parse = duration_text::parse;
+        assert_eq!(parse("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse("0s"), Some(Duration::ZERO));
+        assert_eq!(parse("ten seconds"), None);
+        assert_eq!(parse("5d"), None);
     }
 }

@@ -1,18 +1,21 @@
-//! The engine: runs a [`Pipeline`] end to end and decides when the service is ready.
+//! The engine: runs a [`Pipeline`] end to end, decides readiness, and swaps model versions.
 //!
 //! `preprocess` and `postprocess` run inline on the request's task; the model runs an
 //! [`Inference`](crate::Inference) asks for execute concurrently on their backends.
+//!
+//! Versions: [`Engine::load`] brings every model up at start-up (the newest version that
+//! loads), [`Engine::sync`] later adopts newer published versions. A new version is verified,
+//! loaded, warmed up through the whole pipeline, and only then swapped in; a version that fails
+//! any step is recorded and never served, and the one serving keeps serving.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures_util::future::try_join_all;
-use ort::environment::Environment;
+use futures_util::future::{join_all, try_join_all};
 
-use crate::config::ModelsConfig;
 use crate::error::{Error, Result};
-use crate::model::{self, Models};
+use crate::model::{Loader, Model, Models};
 use crate::pipeline::{ModelOutput, Outputs, Pipeline};
-use crate::store::LocalRepository;
 
 /// A pipeline with its models and readiness.
 #[derive(Debug)]
@@ -22,15 +25,20 @@ pub struct Engine<P> {
     ready: AtomicBool,
 }
 
+/// A pipeline's output with the model versions that produced it.
+#[derive(Debug)]
+pub struct Answer<O> {
+    /// What the pipeline returned.
+    pub output: O,
+    /// `(model, version)` of every model run, in run order.
+    pub versions: Vec<(String, u64)>,
+}
+
 impl<P: Pipeline> Engine<P> {
     /// An engine whose models are all still loading.
     pub fn new(pipeline: P) -> Self {
         let models = Models::new(pipeline.models());
-        Self {
-            pipeline,
-            models,
-            ready: AtomicBool::new(false),
-        }
+        Self { pipeline, models, ready: AtomicBool::new(false) }
     }
 
     /// The pipeline.
@@ -49,44 +57,21 @@ impl<P: Pipeline> Engine<P> {
     }
 
     /// Serves one request; [`Error::NotReady`] until [`Engine::load`] has finished.
-    pub async fn predict(&self, input: P::Input) -> Result<P::Output> {
+    pub async fn predict(&self, input: P::Input) -> Result<Answer<P::Output>> {
         if !self.is_ready() {
             return Err(Error::NotReady);
         }
-        self.run(input).await
+        self.run(input, &self.models).await
     }
 
-    /// Loads the latest version of every model, then runs the pipeline's example through the
-    /// whole pipeline, then reports ready. The first failure is returned and recorded against
-    /// its model.
-    pub async fn load(
-        &self,
-        repository: &LocalRepository,
-        config: &ModelsConfig,
-        environment: &Environment,
-    ) -> Result<()> {
-        let loads = self.models.names().into_iter().map(|name| async move {
-            let loaded = model::load_latest(
-                repository.clone(),
-                name.clone(),
-                config.clone(),
-                environment.clone(),
-            )
-            .await;
-            match loaded {
-                Ok(model) => {
-                    self.models.install(model);
-                    Ok(())
-                }
-                Err(error) => {
-                    self.models.fail(&name, &error);
-                    Err(error)
-                }
-            }
-        });
+    /// Brings every model up with the newest version that loads (a broken newest version is
+    /// recorded and an older one tried), runs the pipeline's example through the whole
+    /// pipeline, then reports ready. Fails if a model has no loadable version.
+    pub async fn load(&self, loader: &Loader) -> Result<()> {
+        let loads = self.models.names().into_iter().map(|name| self.load_first(loader, name));
         try_join_all(loads).await?;
         if let Some(example) = self.pipeline.example() {
-            self.run(example)
+            self.run(example, &self.models)
                 .await
                 .map_err(|e| Error::pipeline(format!("the warm-up request failed: {e}")))?;
         }
@@ -95,16 +80,96 @@ impl<P: Pipeline> Engine<P> {
         Ok(())
     }
 
-    async fn run(&self, input: P::Input) -> Result<P::Output> {
-        let inference = self.pipeline.preprocess(&input, &self.models)?;
+    /// Adopts the newest published version of each model that is newer than the one serving
+    /// and not known to be broken. Failures are recorded per version and logged; they never
+    /// disturb the version serving.
+    pub async fn sync(&self, loader: &Loader) {
+        join_all(self.models.names().into_iter().map(|name| self.sync_model(loader, name))).await;
+    }
+
+    /// Runs [`Engine::sync`] every `interval`, forever; the caller aborts the task to stop it.
+    pub async fn poll(&self, loader: &Loader, interval: std::time::Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate; start-up has just loaded everything
+        loop {
+            ticks.tick().await;
+            self.sync(loader).await;
+        }
+    }
+
+    async fn load_first(&self, loader: &Loader, name: String) -> Result<()> {
+        let versions = loader.versions(&name).inspect_err(|e| self.models.fail(&name, None, e))?;
+        let mut first_error = None;
+        for &version in versions.iter().rev() {
+            match loader.load(&name, version).await {
+                Ok(model) => {
+                    self.models.install(model);
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::error!(model = %name, version, %error, "version failed to load");
+                    self.models.fail(&name, Some(version), &error);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        let error = first_error.unwrap_or_else(|| Error::Artifact {
+            path: loader.model_dir(&name),
+            detail: "holds no published version (a numbered directory with a manifest.json)".into(),
+        });
+        self.models.fail(&name, None, &error);
+        Err(error)
+    }
+
+    async fn sync_model(&self, loader: &Loader, name: String) {
+        let newest = match loader.versions(&name) {
+            Ok(versions) => {
+                versions.into_iter().rev().find(|&v| self.models.is_candidate(&name, v))
+            }
+            Err(error) => {
+                tracing::warn!(model = %name, %error, "cannot list versions");
+                return;
+            }
+        };
+        let Some(version) = newest else { return };
+        match self.adopt(loader, &name, version).await {
+            Ok(()) => tracing::info!(model = %name, version, "now serving"),
+            Err(error) => {
+                tracing::error!(model = %name, version, %error, "version rejected");
+                self.models.fail(&name, Some(version), &error);
+            }
+        }
+    }
+
+    /// Loads `version`, warms it up through the pipeline, then swaps it in.
+    async fn adopt(&self, loader: &Loader, name: &str, version: u64) -> Result<()> {
+        let candidate = loader.load(name, version).await?;
+        self.warm_up(&candidate).await?;
+        self.models.install(candidate);
+        Ok(())
+    }
+
+    /// Runs the pipeline's example with `candidate` in place of its name's serving version.
+    async fn warm_up(&self, candidate: &Arc<Model>) -> Result<()> {
+        let Some(example) = self.pipeline.example() else { return Ok(()) };
+        let overlay = self.models.with_candidate(candidate);
+        self.run(example, &overlay)
+            .await
+            .map(drop)
+            .map_err(|e| Error::pipeline(format!("the warm-up request failed: {e}")))
+    }
+
+    async fn run(&self, input: P::Input, models: &Models) -> Result<Answer<P::Output>> {
+        let inference = self.pipeline.preprocess(&input, models)?;
         let results = try_join_all(inference.runs.into_iter().map(|run| async move {
             let tensors = run.model.infer(run.inputs).await?;
-            Ok::<_, Error>(ModelOutput {
-                model: run.model,
-                tensors,
-            })
+            Ok::<_, Error>(ModelOutput { model: run.model, tensors })
         }))
         .await?;
-        self.pipeline.postprocess(input, Outputs { results })
+        let versions =
+            results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
+        let output = self.pipeline.postprocess(input, Outputs { results })?;
+        Ok(Answer { output, versions })
     }
 }

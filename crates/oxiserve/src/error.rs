@@ -98,18 +98,12 @@ impl Error {
     /// Pipelines use this to reject values that deserialised fine but make no sense, such as a
     /// negative length.
     pub fn invalid_field(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::InvalidInput {
-            field: Some(field.into()),
-            detail: detail.into(),
-        }
+        Self::InvalidInput { field: Some(field.into()), detail: detail.into() }
     }
 
     /// A client error about the input as a whole: becomes 422.
     pub fn invalid_input(detail: impl Into<String>) -> Self {
-        Self::InvalidInput {
-            field: None,
-            detail: detail.into(),
-        }
+        Self::InvalidInput { field: None, detail: detail.into() }
     }
 
     /// A server-side failure in pipeline code: becomes 500, with the detail only in the log.
@@ -119,18 +113,12 @@ impl Error {
 
     /// A problem with a file of a model artifact.
     pub(crate) fn artifact(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
-        Self::Artifact {
-            path: path.into(),
-            detail: detail.to_string(),
-        }
+        Self::Artifact { path: path.into(), detail: detail.to_string() }
     }
 
     /// An I/O failure, with what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io {
-            context: context.into(),
-            source,
-        }
+        Self::Io { context: context.into(), source }
     }
 }
 

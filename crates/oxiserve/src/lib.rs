@@ -35,9 +35,9 @@ pub mod tensor;
 pub mod testing;
 
 pub use self::config::Config;
-pub use self::engine::Engine;
+pub use self::engine::{Answer, Engine};
 pub use self::error::{Error, Result};
-pub use self::model::{Model, Models};
+pub use self::model::{Loader, Model, Models};
 pub use self::pipeline::{Inference, ModelOutput, Outputs, Pipeline};
 pub use self::server::run;
 pub use self::tensor::{DataType, Tensor, Tensors};

@@ -141,14 +141,8 @@ impl Inference {
         model: &Arc<Model>,
         inputs: impl IntoIterator<Item = (N, Tensor)>,
     ) -> Self {
-        let inputs = inputs
-            .into_iter()
-            .map(|(name, tensor)| (name.into(), tensor))
-            .collect();
-        self.runs.push(Run {
-            model: Arc::clone(model),
-            inputs,
-        });
+        let inputs = inputs.into_iter().map(|(name, tensor)| (name.into(), tensor)).collect();
+        self.runs.push(Run { model: Arc::clone(model), inputs });
         self
     }
 }
@@ -190,10 +184,7 @@ impl ModelOutput {
     /// The output called `name`.
     pub fn tensor(&self, name: &str) -> Result<&Tensor> {
         self.tensors.get(name).ok_or_else(|| {
-            Error::pipeline(format!(
-                "model `{}` produced no output `{name}`",
-                self.model.name()
-            ))
+            Error::pipeline(format!("model `{}` produced no output `{name}`", self.model.name()))
         })
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Start-up order: load the ONNX Runtime library (a missing one stops the process at once),
 //! bind and serve HTTP (liveness answers, readiness says 503), load and warm every model,
-//! then report ready. A model that fails to load stops the process with the error, which
-//! names the file at fault. SIGTERM or Ctrl-C stop accepting connections and let in-flight
+//! report ready, then poll the repository for new versions every `models.poll_interval`. A model with no version that loads stops the process with the error,
+//! which names the file at fault. SIGTERM or Ctrl-C stop accepting connections and let in-flight
 //! requests finish.
 
 use std::io::IsTerminal;
@@ -19,9 +19,8 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::http;
-use crate::model::runtime;
+use crate::model::Loader;
 use crate::pipeline::Pipeline;
-use crate::store::LocalRepository;
 
 /// The command line every service accepts.
 #[derive(Debug, Parser)]
@@ -55,34 +54,34 @@ pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
 
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
-    let environment = runtime::environment(&config.runtime)?;
+    let loader = Loader::new(&config)?;
     let engine = Arc::new(Engine::new(pipeline));
     let address = (config.http.host, config.http.port);
     let listener = TcpListener::bind(address)
         .await
         .map_err(|e| Error::io(format!("binding {}:{}", address.0, address.1), e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io("reading the bound address", e))?;
+    let local = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
     tracing::info!(address = %local, "listening");
 
     let stop = Arc::new(Notify::new());
     let router = http::router(Arc::clone(&engine), &config.http);
-    let server = tokio::spawn(http::serve(
-        listener,
-        router,
-        shutdown_signal(Arc::clone(&stop)),
-    ));
+    let server = tokio::spawn(http::serve(listener, router, shutdown_signal(Arc::clone(&stop))));
 
-    let repository = LocalRepository::new(&config.models.uri);
-    if let Err(error) = engine.load(&repository, &config.models, &environment).await {
+    if let Err(error) = engine.load(&loader).await {
         stop.notify_one();
         let _ = server.await;
         return Err(error);
     }
-    server
-        .await
-        .map_err(|e| Error::pipeline(format!("the HTTP server task failed: {e}")))?
+    let interval = config.models.poll_interval;
+    let poller = (!interval.is_zero()).then(|| {
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move { engine.poll(&loader, interval).await })
+    });
+    let served = server.await;
+    if let Some(poller) = poller {
+        poller.abort();
+    }
+    served.map_err(|e| Error::pipeline(format!("the HTTP server task failed: {e}")))?
 }
 
 /// Resolves on SIGTERM, Ctrl-C, or a notification on `stop`.

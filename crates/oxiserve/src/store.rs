@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::model::manifest;
 
 /// A model repository on the local file system.
 #[derive(Debug, Clone)]
@@ -29,26 +30,20 @@ impl LocalRepository {
         self.root.join(model).join(version.to_string())
     }
 
-    /// The versions of `model` present, in increasing order. Entries that are not numbers
-    /// (staging directories, stray files) are ignored.
+    /// The published versions of `model`, in increasing order. A version is published once
+    /// its `manifest.json` exists (writers put it last); directories that are not numbers
+    /// (staging, stray files) are ignored.
     pub fn versions(&self, model: &str) -> Result<Vec<u64>> {
         let dir = self.root.join(model);
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| Error::artifact(&dir, format!("cannot list model versions: {e}")))?;
         let mut versions: Vec<u64> = entries
             .filter_map(|entry| entry.ok())
-            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|entry| entry.path().join(manifest::FILE_NAME).is_file())
             .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
             .collect();
         versions.sort_unstable();
         Ok(versions)
-    }
-
-    /// The highest version of `model`, or an error naming the directory searched.
-    pub fn latest(&self, model: &str) -> Result<u64> {
-        self.versions(model)?
-            .pop()
-            .ok_or_else(|| Error::artifact(self.root.join(model), "holds no version directory"))
     }
 }
 
@@ -61,10 +56,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for dir in ["m/2", "m/10", "m/9", "m/.staging", "m/notes"] {
             std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+            std::fs::write(tmp.path().join(dir).join(manifest::FILE_NAME), "{}").unwrap();
         }
+        std::fs::create_dir_all(tmp.path().join("m/11")).unwrap(); // upload in progress
         let repo = LocalRepository::new(tmp.path());
         assert_eq!(repo.versions("m").unwrap(), vec![2, 9, 10]);
-        assert_eq!(repo.latest("m").unwrap(), 10);
         assert_eq!(repo.version_dir("m", 10), tmp.path().join("m/10"));
     }
 
@@ -73,17 +69,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
         let repo = LocalRepository::new(tmp.path());
-        assert!(
-            repo.latest("absent")
-                .unwrap_err()
-                .to_string()
-                .contains("absent")
-        );
-        assert!(
-            repo.latest("empty")
-                .unwrap_err()
-                .to_string()
-                .contains("no version")
-        );
+        assert!(repo.versions("absent").unwrap_err().to_string().contains("absent"));
+        assert_eq!(repo.versions("empty").unwrap(), Vec::<u64>::new());
     }
 }

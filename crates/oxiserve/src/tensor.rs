@@ -40,10 +40,7 @@ pub enum DataType {
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = serde_json::to_value(self).expect("a unit enum variant serialises to a string");
-        f.write_str(
-            name.as_str()
-                .expect("a unit enum variant serialises to a string"),
-        )
+        f.write_str(name.as_str().expect("a unit enum variant serialises to a string"))
     }
 }
 
@@ -98,10 +95,7 @@ impl Tensor {
     }
 
     fn mismatch(&self, wanted: DataType) -> Error {
-        Error::pipeline(format!(
-            "expected a {wanted} tensor, found {}",
-            self.datatype()
-        ))
+        Error::pipeline(format!("expected a {wanted} tensor, found {}", self.datatype()))
     }
 }
 
@@ -124,10 +118,7 @@ mod tests {
     #[test]
     fn datatypes_use_kserve_names() {
         assert_eq!(DataType::Fp32.to_string(), "FP32");
-        assert_eq!(
-            serde_json::from_str::<DataType>("\"INT64\"").unwrap(),
-            DataType::Int64
-        );
+        assert_eq!(serde_json::from_str::<DataType>("\"INT64\"").unwrap(), DataType::Int64);
     }
 
     #[test]

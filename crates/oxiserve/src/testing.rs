@@ -29,35 +29,48 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::http::{self, PREDICT_PATH, PROBLEM_CONTENT_TYPE, Problem};
-use crate::model::runtime;
+use crate::model::Loader;
 use crate::pipeline::Pipeline;
-use crate::store::LocalRepository;
 
 /// A pipeline served in-process, with its models loaded.
 pub struct TestApp<P: Pipeline> {
     engine: Arc<Engine<P>>,
     router: Router,
     config: Config,
+    poller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<P: Pipeline> Drop for TestApp<P> {
+    fn drop(&mut self) {
+        if let Some(poller) = &self.poller {
+            poller.abort();
+        }
+    }
 }
 
 impl<P: Pipeline> TestApp<P> {
     /// Serves `pipeline` with the models under `models` and otherwise default settings (two
-    /// sessions per model), and waits until it is ready.
+    /// sessions per model, no polling), and waits until it is ready.
     pub async fn start(pipeline: P, models: impl Into<PathBuf>) -> Result<Self> {
         let mut config = Config::default();
         config.models.uri = models.into();
         config.models.sessions = 2;
+        config.models.poll_interval = std::time::Duration::ZERO;
         Self::with_config(pipeline, config).await
     }
 
-    /// Serves `pipeline` with `config` and waits until it is ready.
+    /// Serves `pipeline` with `config` and waits until it is ready. When
+    /// `models.poll_interval` is not zero, new versions are picked up as in production until
+    /// the app is dropped.
     pub async fn with_config(pipeline: P, config: Config) -> Result<Self> {
-        let app = Self::unloaded(pipeline, config);
-        let environment = runtime::environment(&app.config.runtime)?;
-        let repository = LocalRepository::new(&app.config.models.uri);
-        app.engine
-            .load(&repository, &app.config.models, &environment)
-            .await?;
+        let mut app = Self::unloaded(pipeline, config);
+        let loader = Loader::new(&app.config)?;
+        app.engine.load(&loader).await?;
+        let interval = app.config.models.poll_interval;
+        if !interval.is_zero() {
+            let engine = Arc::clone(&app.engine);
+            app.poller = Some(tokio::spawn(async move { engine.poll(&loader, interval).await }));
+        }
         Ok(app)
     }
 
@@ -66,11 +79,7 @@ impl<P: Pipeline> TestApp<P> {
     pub fn unloaded(pipeline: P, config: Config) -> Self {
         let engine = Arc::new(Engine::new(pipeline));
         let router = http::router(Arc::clone(&engine), &config.http);
-        Self {
-            engine,
-            router,
-            config,
-        }
+        Self { engine, router, config, poller: None }
     }
 
     /// The engine, for assertions on models and readiness.
@@ -94,12 +103,7 @@ impl<P: Pipeline> TestApp<P> {
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> TestResponse {
-        self.request(
-            Request::get(path)
-                .body(Body::empty())
-                .expect("a GET request is valid"),
-        )
-        .await
+        self.request(Request::get(path).body(Body::empty()).expect("a GET request is valid")).await
     }
 
     /// `POST path` with `body` declared as `application/json`.
@@ -125,23 +129,11 @@ impl<P: Pipeline> TestApp<P> {
 
     /// Sends any request through the router.
     pub async fn request(&self, request: Request<Body>) -> TestResponse {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router is infallible");
+        let response =
+            self.router.clone().oneshot(request).await.expect("the router is infallible");
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .expect("an in-memory response body can be read")
-            .to_bytes();
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        let body = body.collect().await.expect("an in-memory response body can be read").to_bytes();
+        TestResponse { status: parts.status, headers: parts.headers, body }
     }
 
     /// Serves the app on a real socket on 127.0.0.1 and a free port, until the returned
@@ -150,18 +142,14 @@ impl<P: Pipeline> TestApp<P> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| Error::io("binding a test listener", e))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the test address", e))?;
+        let address =
+            listener.local_addr().map_err(|e| Error::io("reading the test address", e))?;
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
         tokio::spawn(http::serve(listener, self.router.clone(), shutdown));
-        Ok(TestServer {
-            address,
-            _stop: stop,
-        })
+        Ok(TestServer { address, _stop: stop })
     }
 }
 
@@ -200,20 +188,14 @@ impl TestResponse {
     /// The body as problem details; panics unless the content type and fields are RFC 9457.
     pub fn problem(&self) -> Problem {
         assert_eq!(
-            self.headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
+            self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
             Some(PROBLEM_CONTENT_TYPE),
             "status {} with a body that is not problem+json: {}",
             self.status,
             self.text()
         );
         let problem: Problem = self.json();
-        assert_eq!(
-            problem.status,
-            self.status.as_u16(),
-            "the body's status matches the response"
-        );
+        assert_eq!(problem.status, self.status.as_u16(), "the body's status matches the response");
         problem
     }
 

@@ -41,47 +41,28 @@ impl Pipeline for Greeter {
 
     fn postprocess(&self, input: Name, outputs: Outputs) -> Result<Greeting> {
         assert_eq!(outputs.iter().count(), 0, "no model ran");
-        Ok(Greeting {
-            text: format!("hello, {}", input.name),
-        })
+        Ok(Greeting { text: format!("hello, {}", input.name) })
     }
 
     fn example(&self) -> Option<Name> {
-        Some(Name {
-            name: "warm-up".into(),
-        })
+        Some(Name { name: "warm-up".into() })
     }
 }
 
 async fn app() -> TestApp<Greeter> {
-    TestApp::with_config(Greeter, Config::default())
-        .await
-        .expect("a pipeline without models loads")
+    TestApp::with_config(Greeter, Config::default()).await.expect("a pipeline without models loads")
 }
 
 #[tokio::test]
 async fn predict_returns_the_typed_output() {
-    let greeting = app()
-        .await
-        .predict(&Name { name: "Ada".into() })
-        .await
-        .unwrap();
+    let greeting = app().await.predict(&Name { name: "Ada".into() }).await.unwrap();
     assert_eq!(greeting.text, "hello, Ada");
 }
 
 #[tokio::test]
 async fn client_errors_come_back_as_problems() {
-    let problem = app()
-        .await
-        .predict(&Name {
-            name: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (problem.status, problem.field.as_deref()),
-        (422, Some("name"))
-    );
+    let problem = app().await.predict(&Name { name: String::new() }).await.unwrap_err();
+    assert_eq!((problem.status, problem.field.as_deref()), (422, Some("name")));
 }
 
 #[tokio::test]
@@ -91,30 +72,16 @@ async fn a_panicking_pipeline_gives_500_and_hides_the_message() {
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     let problem = response.problem();
     assert!(!problem.detail.contains("asked to panic"), "{problem:?}");
-    let after = app
-        .predict(&Name {
-            name: "still here".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        after.text, "hello, still here",
-        "the server survives the panic"
-    );
+    let after = app.predict(&Name { name: "still here".into() }).await.unwrap();
+    assert_eq!(after.text, "hello, still here", "the server survives the panic");
 }
 
 #[tokio::test]
 async fn an_unloaded_app_is_not_ready_and_a_loaded_one_is() {
     let unloaded = TestApp::unloaded(Greeter, Config::default());
     assert!(!unloaded.engine().is_ready());
-    assert_eq!(
-        unloaded.get("/health/ready").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    assert_eq!(
-        app().await.get("/health/ready").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(unloaded.get("/health/ready").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app().await.get("/health/ready").await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -133,8 +100,5 @@ async fn a_socket_server_answers_until_dropped() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     drop(server);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert!(
-        tokio::net::TcpStream::connect(&address).await.is_err(),
-        "the listener is closed"
-    );
+    assert!(tokio::net::TcpStream::connect(&address).await.is_err(), "the listener is closed");
 }

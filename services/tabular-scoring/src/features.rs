@@ -48,10 +48,7 @@ impl ModelCard {
     /// Reads and checks the card in `manifest.metadata`.
     pub(crate) fn from_manifest(manifest: &Manifest) -> Result<Self> {
         let card: ModelCard = serde_json::from_value(manifest.metadata.clone()).map_err(|e| {
-            Error::pipeline(format!(
-                "{}: metadata is not a model card: {e}",
-                manifest.label()
-            ))
+            Error::pipeline(format!("{}: metadata is not a model card: {e}", manifest.label()))
         })?;
         let p = &card.preprocessing;
         let expected: Vec<String> = p
@@ -90,10 +87,7 @@ impl Preprocessing {
                 Some(v) => {
                     return Err(Error::invalid_field(
                         &feature.name,
-                        format!(
-                            "{v} is outside the valid range {}..={}",
-                            feature.min, feature.max
-                        ),
+                        format!("{v} is outside the valid range {}..={}", feature.min, feature.max),
                     ));
                 }
             };

@@ -186,15 +186,12 @@ impl Pipeline for TabularScoring {
                 format!("{threshold} is not between 0 and 1"),
             ));
         }
-        input
-            .models()
-            .iter()
-            .try_fold(Inference::new(), |inference, name| {
-                let model = models.get(name)?;
-                let card = model.cached(ModelCard::from_manifest)?;
-                let features = Tensor::from(card.preprocessing.encode(input)?);
-                Ok(inference.run(&model, [("features", features)]))
-            })
+        input.models().iter().try_fold(Inference::new(), |inference, name| {
+            let model = models.get(name)?;
+            let card = model.cached(ModelCard::from_manifest)?;
+            let features = Tensor::from(card.preprocessing.encode(input)?);
+            Ok(inference.run(&model, [("features", features)]))
+        })
     }
 
     fn postprocess(&self, input: PenguinInput, outputs: Outputs) -> Result<Prediction> {
@@ -220,10 +217,7 @@ impl Pipeline for TabularScoring {
             let missing = card.preprocessing.imputed(&input).len() as f32;
             imputed_share =
                 imputed_share.max(missing / card.preprocessing.measurement_count() as f32);
-            models.push(ModelVersion {
-                name: model.name().into(),
-                version: model.version(),
-            });
+            models.push(ModelVersion { name: model.name().into(), version: model.version() });
         }
         let classes = classes.ok_or_else(|| Error::pipeline("no model ran"))?;
         let probabilities: Vec<f32> = sum.iter().map(|s| s / models.len() as f32).collect();
@@ -232,9 +226,8 @@ impl Pipeline for TabularScoring {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
             .ok_or_else(|| Error::pipeline("the model returned no probabilities"))?;
-        let species = classes
-            .get(best)
-            .ok_or_else(|| Error::pipeline("a class index is out of range"))?;
+        let species =
+            classes.get(best).ok_or_else(|| Error::pipeline("a class index is out of range"))?;
 
         let mut review_reasons = Vec::new();
         if confidence < input.min_confidence.unwrap_or(DEFAULT_MIN_CONFIDENCE) {
@@ -246,11 +239,7 @@ impl Pipeline for TabularScoring {
         Ok(Prediction {
             species: species.clone(),
             confidence,
-            probabilities: classes
-                .iter()
-                .cloned()
-                .zip(probabilities.iter().copied())
-                .collect(),
+            probabilities: classes.iter().cloned().zip(probabilities.iter().copied()).collect(),
             needs_review: !review_reasons.is_empty(),
             review_reasons,
             models,

@@ -44,16 +44,7 @@ async fn docs_render_offline_in_headless_chromium() {
     .unwrap();
     let html = String::from_utf8_lossy(&dom.stdout);
     // Swagger UI builds these elements only after fetching and rendering /openapi.json.
-    assert!(
-        html.contains("opblock"),
-        "no operation was rendered: {html:.2000}"
-    );
-    assert!(
-        html.contains("/v1/predict"),
-        "the predict operation is shown: {html:.2000}"
-    );
-    assert!(
-        html.contains("tabular-scoring"),
-        "the spec's title is shown: {html:.2000}"
-    );
+    assert!(html.contains("opblock"), "no operation was rendered: {html:.2000}");
+    assert!(html.contains("/v1/predict"), "the predict operation is shown: {html:.2000}");
+    assert!(html.contains("tabular-scoring"), "the spec's title is shown: {html:.2000}");
 }

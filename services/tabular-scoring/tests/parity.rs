@@ -34,21 +34,13 @@ fn fixture() -> Fixture {
 #[tokio::test]
 async fn every_mode_matches_python_onnxruntime() {
     let fixture = fixture();
-    assert!(
-        fixture.cases.len() > 50,
-        "the fixture covers the held-out split"
-    );
+    assert!(fixture.cases.len() > 50, "the fixture covers the held-out split");
     let app = common::app().await;
     for case in &fixture.cases {
         for mode in [Mode::Fast, Mode::Accurate, Mode::Ensemble] {
-            let request = PenguinInput {
-                mode: Some(mode),
-                ..case.input.clone()
-            };
-            let prediction = app
-                .predict(&request)
-                .await
-                .unwrap_or_else(|p| panic!("{request:?}: {p:?}"));
+            let request = PenguinInput { mode: Some(mode), ..case.input.clone() };
+            let prediction =
+                app.predict(&request).await.unwrap_or_else(|p| panic!("{request:?}: {p:?}"));
             let runs: &[&str] = match mode {
                 Mode::Fast => &[LINEAR],
                 Mode::Accurate => &[FOREST],
@@ -56,9 +48,7 @@ async fn every_mode_matches_python_onnxruntime() {
             };
             let expected: Vec<f32> = (0..fixture.classes.len())
                 .map(|i| {
-                    runs.iter()
-                        .map(|m| case.expected[*m].probabilities[i])
-                        .sum::<f32>()
+                    runs.iter().map(|m| case.expected[*m].probabilities[i]).sum::<f32>()
                         / runs.len() as f32
                 })
                 .collect();

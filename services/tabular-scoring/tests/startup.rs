@@ -9,40 +9,21 @@ use std::process::{Command, Output};
 /// Runs the service binary with `env` on a free port and returns how it ended.
 fn run_service(env: &[(&str, &Path)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"));
-    command
-        .env("OXISERVE_HTTP__PORT", "0")
-        .env("OXISERVE_MODELS__SESSIONS", "1");
+    command.env("OXISERVE_HTTP__PORT", "0").env("OXISERVE_MODELS__SESSIONS", "1");
     for (key, value) in env {
         command.env(key, value);
     }
     let output = command.output().expect("the service binary starts");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "the service stops with exit code 1: {stderr}"
-    );
+    assert_eq!(output.status.code(), Some(1), "the service stops with exit code 1: {stderr}");
     assert!(!stderr.contains("panicked"), "no panic: {stderr}");
     output
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]
 fn a_corrupted_model_file_is_named_at_startup() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&common::models_dir(), tmp.path());
+    common::copy_dir(&common::models_dir(), tmp.path());
     let graph = tmp.path().join("penguins-forest/1/model.onnx");
     let mut bytes = std::fs::read(&graph).unwrap();
     let middle = bytes.len() / 2;
@@ -51,14 +32,8 @@ fn a_corrupted_model_file_is_named_at_startup() {
 
     let output = run_service(&[("OXISERVE_MODELS__URI", tmp.path())]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&graph.display().to_string()),
-        "names the file: {stderr}"
-    );
-    assert!(
-        stderr.contains("sha256 mismatch"),
-        "says what is wrong: {stderr}"
-    );
+    assert!(stderr.contains(&graph.display().to_string()), "names the file: {stderr}");
+    assert!(stderr.contains("sha256 mismatch"), "says what is wrong: {stderr}");
 }
 
 #[test]
@@ -69,20 +44,14 @@ fn a_missing_onnx_runtime_library_says_how_to_provision_it() {
         ("OXISERVE_MODELS__URI", &common::models_dir()),
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("/nonexistent/libonnxruntime.so"),
-        "names the file: {stderr}"
-    );
-    assert!(
-        stderr.contains("cargo xtask setup"),
-        "names the fix: {stderr}"
-    );
+    assert!(stderr.contains("/nonexistent/libonnxruntime.so"), "names the file: {stderr}");
+    assert!(stderr.contains("cargo xtask setup"), "names the fix: {stderr}");
 }
 
 #[test]
 fn a_manifest_that_lies_about_the_signature_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&common::models_dir(), tmp.path());
+    common::copy_dir(&common::models_dir(), tmp.path());
     let manifest_path = tmp.path().join("penguins-linear/1/manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
@@ -91,14 +60,8 @@ fn a_manifest_that_lies_about_the_signature_is_rejected() {
 
     let output = run_service(&[("OXISERVE_MODELS__URI", tmp.path())]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("penguins-linear/1/model.onnx"),
-        "names the model: {stderr}"
-    );
-    assert!(
-        stderr.contains("signature does not match"),
-        "says what is wrong: {stderr}"
-    );
+    assert!(stderr.contains("penguins-linear/1/model.onnx"), "names the model: {stderr}");
+    assert!(stderr.contains("signature does not match"), "says what is wrong: {stderr}");
 }
 
 #[test]
@@ -114,22 +77,12 @@ fn sigterm_stops_a_ready_service_cleanly() {
         .expect("the service binary starts");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|line| line.contains(" ready "));
+    let ready = lines.by_ref().map_while(Result::ok).any(|line| line.contains(" ready "));
     assert!(ready, "the service reports ready");
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "a clean exit after SIGTERM: {rest:?}"
-    );
+    assert_eq!(status.code(), Some(0), "a clean exit after SIGTERM: {rest:?}");
     assert!(rest.iter().any(|line| line.contains("SIGTERM")), "{rest:?}");
 }

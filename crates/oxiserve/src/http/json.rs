@@ -20,15 +20,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         check_content_type(request.headers().get(header::CONTENT_TYPE))?;
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::PayloadTooLarge
-                } else {
-                    Error::MalformedBody(rejection.body_text())
-                }
-            })?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge
+            } else {
+                Error::MalformedBody(rejection.body_text())
+            }
+        })?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -39,19 +37,10 @@ fn check_content_type(value: Option<&header::HeaderValue>) -> Result<(), Error> 
         return Err(Error::UnsupportedMediaType("no Content-Type".into()));
     };
     let text = value.to_str().unwrap_or_default();
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let is_json = essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if is_json {
-        Ok(())
-    } else {
-        Err(Error::UnsupportedMediaType(format!("`{text}`")))
-    }
+    if is_json { Ok(()) } else { Err(Error::UnsupportedMediaType(format!("`{text}`"))) }
 }
 
 /// Parses `bytes` into `T`: syntax errors are 400, shape errors are 422 with the field's path.
@@ -63,25 +52,18 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let detail = strip_position(&inner.to_string());
-                Error::InvalidInput {
-                    field: field_of(&path, &detail),
-                    detail,
-                }
+                Error::InvalidInput { field: field_of(&path, &detail), detail }
             }
             _ => Error::MalformedBody(inner.to_string()),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|e| Error::MalformedBody(e.to_string()))?;
+    deserializer.end().map_err(|e| Error::MalformedBody(e.to_string()))?;
     Ok(value)
 }
 
 /// The offending field: the deserialiser's path, extended by the name in "missing field `x`".
 fn field_of(path: &str, detail: &str) -> Option<String> {
-    let missing = detail
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
+    let missing = detail.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
     let parent = (path != ".").then_some(path);
     match (parent, missing) {
         (Some(parent), Some(name)) => Some(format!("{parent}.{name}")),
@@ -92,11 +74,7 @@ fn field_of(path: &str, detail: &str) -> Option<String> {
 
 /// serde_json appends "at line L column C", which means nothing to a client of a typed field.
 fn strip_position(detail: &str) -> String {
-    detail
-        .split(" at line ")
-        .next()
-        .unwrap_or(detail)
-        .to_string()
+    detail.split(" at line ").next().unwrap_or(detail).to_string()
 }
 
 #[cfg(test)]
@@ -132,23 +110,14 @@ mod tests {
     fn shape_errors_name_the_field() {
         let cases = [
             (r#"{"name": 1, "inner": {"size": 1, "tags": []}}"#, "name"),
-            (
-                r#"{"name": "a", "inner": {"size": -1, "tags": []}}"#,
-                "inner.size",
-            ),
-            (
-                r#"{"name": "a", "inner": {"size": 1, "tags": [3]}}"#,
-                "inner.tags[0]",
-            ),
+            (r#"{"name": "a", "inner": {"size": -1, "tags": []}}"#, "inner.size"),
+            (r#"{"name": "a", "inner": {"size": 1, "tags": [3]}}"#, "inner.tags[0]"),
             (r#"{"name": "a", "inner": {"tags": []}}"#, "inner.size"),
             (r#"{"inner": {"size": 1, "tags": []}}"#, "name"),
         ];
         for (body, field) in cases {
             match problem(body) {
-                Error::InvalidInput {
-                    field: Some(f),
-                    detail,
-                } => {
+                Error::InvalidInput { field: Some(f), detail } => {
                     assert_eq!(f, field, "{body}");
                     assert!(!detail.contains("line"), "{detail}");
                 }

@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use self::json::JsonBody;
-pub use self::predict::PATH as PREDICT_PATH;
+pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
 pub use self::status::{Health, ModelList};
 use crate::config::HttpConfig;
@@ -48,18 +48,13 @@ pub fn router<P: Pipeline>(engine: Arc<Engine<P>>, config: &HttpConfig) -> Route
     api.info = InfoBuilder::new()
         .title(engine.pipeline().name())
         .version(env!("CARGO_PKG_VERSION"))
-        .description(Some(
-            "Served by oxiserve. Errors are RFC 9457 problem+json.",
-        ))
+        .description(Some("Served by oxiserve. Errors are RFC 9457 problem+json."))
         .build();
     routes
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            config.request_timeout_ms,
-            deadline,
-        ))
+        .layer(middleware::from_fn_with_state(config.request_timeout_ms, deadline))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::custom(panicked))
 }
@@ -126,14 +121,9 @@ mod tests {
         let app = Router::new()
             .route("/slow", get(slow))
             .layer(middleware::from_fn_with_state(20, deadline));
-        let response = app
-            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response =
+            app.oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(
-            response.headers()[axum::http::header::CONTENT_TYPE],
-            problem::CONTENT_TYPE
-        );
+        assert_eq!(response.headers()[axum::http::header::CONTENT_TYPE], problem::CONTENT_TYPE);
     }
 }

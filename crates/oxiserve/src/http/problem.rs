@@ -64,11 +64,9 @@ impl From<&Error> for Problem {
             Error::MalformedBody(_) => {
                 client(S::BAD_REQUEST, "malformed-body", "Malformed JSON body")
             }
-            Error::PayloadTooLarge => client(
-                S::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Request body too large",
-            ),
+            Error::PayloadTooLarge => {
+                client(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large")
+            }
             Error::UnsupportedMediaType(_) => client(
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -86,11 +84,9 @@ impl From<&Error> for Problem {
             Error::NotReady => client(S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
             Error::Overloaded => client(S::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded"),
             Error::Timeout(_) => client(S::GATEWAY_TIMEOUT, "timeout", "Request timed out"),
-            Error::ModelNotLoaded(_) => client(
-                S::SERVICE_UNAVAILABLE,
-                "model-not-loaded",
-                "Model not loaded",
-            ),
+            Error::ModelNotLoaded(_) => {
+                client(S::SERVICE_UNAVAILABLE, "model-not-loaded", "Model not loaded")
+            }
             _ => Problem::new(
                 S::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -71,21 +71,12 @@ async fn live() -> Json<Health> {
     (status = 503, description = "Models are still loading", body = Problem,
         content_type = "application/problem+json")))]
 async fn ready(State(status): State<StatusState>) -> Result<Json<Health>, Error> {
-    if status.is_ready() {
-        Ok(Json(Health { status: "ok" }))
-    } else {
-        Err(Error::NotReady)
-    }
+    if status.is_ready() { Ok(Json(Health { status: "ok" })) } else { Err(Error::NotReady) }
 }
 
 /// The models of this service, their versions and states.
 #[utoipa::path(get, path = "/v1/models", tag = "models",
     responses((status = 200, description = "Every model with its state", body = ModelList)))]
 async fn models(State(status): State<StatusState>) -> (StatusCode, Json<ModelList>) {
-    (
-        StatusCode::OK,
-        Json(ModelList {
-            models: status.models(),
-        }),
-    )
+    (StatusCode::OK, Json(ModelList { models: status.models() }))
 }

@@ -108,10 +108,7 @@ impl Manifest {
 
 /// Lowercase hex sha256 of `bytes`.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -146,14 +143,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = write_version(tmp.path(), b"graph!", &sha256_hex(b"graph"));
         let manifest = Manifest::read(&dir, "m", 3).unwrap();
-        let error = manifest
-            .read_verified(&dir, MODEL_FILE)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("model.onnx") && error.contains("sha256 mismatch"),
-            "{error}"
-        );
+        let error = manifest.read_verified(&dir, MODEL_FILE).unwrap_err().to_string();
+        assert!(error.contains("model.onnx") && error.contains("sha256 mismatch"), "{error}");
     }
 
     #[test]
@@ -161,9 +152,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = write_version(tmp.path(), b"graph", &sha256_hex(b"graph"));
         let error = Manifest::read(&dir, "m", 4).unwrap_err().to_string();
-        assert!(
-            error.contains("m v3") && error.contains("manifest.json"),
-            "{error}"
-        );
+        assert!(error.contains("m v3") && error.contains("manifest.json"), "{error}");
     }
 }

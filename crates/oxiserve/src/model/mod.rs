@@ -16,7 +16,7 @@ use ort::environment::Environment;
 
 pub use self::manifest::{Manifest, TensorSpec};
 use self::onnx::OnnxBackend;
-pub use self::registry::{ModelState, ModelStatus, Models};
+pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
 use crate::config::ModelsConfig;
 use crate::error::{Error, Result};
 use crate::store::LocalRepository;
@@ -52,17 +52,8 @@ impl Model {
                 other => other,
             },
         )?;
-        tracing::info!(
-            model = name,
-            version,
-            sessions = config.session_count(),
-            "model loaded"
-        );
-        Ok(Self {
-            manifest,
-            backend,
-            cached: OnceLock::new(),
-        })
+        tracing::info!(model = name, version, sessions = config.session_count(), "model loaded");
+        Ok(Self { manifest, backend, cached: OnceLock::new() })
     }
 
     /// The model's name.
@@ -113,20 +104,13 @@ impl Model {
     }
 
     fn check_inputs(&self, inputs: &Tensors) -> Result<()> {
-        let wrong = |detail: String| Error::Inference {
-            model: self.manifest.label(),
-            detail,
-        };
+        let wrong = |detail: String| Error::Inference { model: self.manifest.label(), detail };
         for spec in &self.manifest.inputs {
             let tensor = inputs
                 .get(&spec.name)
                 .ok_or_else(|| wrong(format!("input `{}` is missing", spec.name)))?;
             let fits = tensor.shape().len() == spec.shape.len()
-                && tensor
-                    .shape()
-                    .iter()
-                    .zip(&spec.shape)
-                    .all(|(&d, &s)| s < 0 || d as i64 == s);
+                && tensor.shape().iter().zip(&spec.shape).all(|(&d, &s)| s < 0 || d as i64 == s);
             if tensor.datatype() != spec.datatype || !fits {
                 return Err(wrong(format!(
                     "input `{}` is {} {:?}, the model expects {} {:?}",
@@ -138,9 +122,8 @@ impl Model {
                 )));
             }
         }
-        if let Some(extra) = inputs
-            .keys()
-            .find(|k| !self.manifest.inputs.iter().any(|s| &s.name == *k))
+        if let Some(extra) =
+            inputs.keys().find(|k| !self.manifest.inputs.iter().any(|s| &s.name == *k))
         {
             return Err(wrong(format!("the model has no input `{extra}`")));
         }
@@ -148,17 +131,44 @@ impl Model {
     }
 }
 
-/// Loads the latest version of `name` on a blocking thread.
-pub(crate) async fn load_latest(
+/// Everything needed to load model versions: where they are, how to run them, and the ONNX
+/// Runtime environment.
+#[derive(Debug, Clone)]
+pub struct Loader {
     repository: LocalRepository,
-    name: String,
     config: ModelsConfig,
     environment: Environment,
-) -> Result<Arc<Model>> {
-    tokio::task::spawn_blocking(move || {
-        let version = repository.latest(&name)?;
-        Model::load(&repository, &name, version, &config, &environment).map(Arc::new)
-    })
-    .await
-    .map_err(|e| Error::pipeline(format!("model loading task failed: {e}")))?
+}
+
+impl Loader {
+    /// A loader for the repository and settings of `config`, loading ONNX Runtime if needed.
+    pub fn new(config: &crate::Config) -> Result<Self> {
+        Ok(Self {
+            repository: LocalRepository::new(&config.models.uri),
+            config: config.models.clone(),
+            environment: runtime::environment(&config.runtime)?,
+        })
+    }
+
+    /// The published versions of `name`, in increasing order.
+    pub fn versions(&self, name: &str) -> Result<Vec<u64>> {
+        self.repository.versions(name)
+    }
+
+    /// The directory of `name` in the repository, for messages.
+    pub fn model_dir(&self, name: &str) -> std::path::PathBuf {
+        self.repository.root().join(name)
+    }
+
+    /// Loads `name` at `version` on a blocking thread.
+    pub async fn load(&self, name: &str, version: u64) -> Result<Arc<Model>> {
+        let loader = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            Model::load(&loader.repository, &name, version, &loader.config, &loader.environment)
+                .map(Arc::new)
+        })
+        .await
+        .map_err(|e| Error::pipeline(format!("model loading task failed: {e}")))?
+    }
 }

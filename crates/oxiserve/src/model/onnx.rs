@@ -47,15 +47,9 @@ impl OnnxBackend {
         environment: &Environment,
     ) -> Result<Self> {
         let label = manifest.label();
-        let failed = |detail: String| Error::Inference {
-            model: label.clone(),
-            detail,
-        };
+        let failed = |detail: String| Error::Inference { model: label.clone(), detail };
         let mut builder = Session::builder(environment)
-            .and_then(|b| {
-                b.with_intra_threads(config.intra_threads)
-                    .map_err(Into::into)
-            })
+            .and_then(|b| b.with_intra_threads(config.intra_threads).map_err(Into::into))
             .map_err(|e| failed(format!("cannot configure a session: {e}")))?;
         let warmup = zero_inputs(&manifest.inputs).map_err(|e| failed(e.to_string()))?;
         let (jobs, queue) = crossbeam_channel::bounded(config.queue_capacity);
@@ -66,14 +60,9 @@ impl OnnxBackend {
             if index == 0 {
                 check_signature(&session, manifest).map_err(failed)?;
             }
-            let mut worker = Worker {
-                session,
-                outputs: manifest.outputs.clone(),
-                label: label.clone(),
-            };
-            worker
-                .run(&warmup)
-                .map_err(|e| failed(format!("warm-up run failed: {e}")))?;
+            let mut worker =
+                Worker { session, outputs: manifest.outputs.clone(), label: label.clone() };
+            worker.run(&warmup).map_err(|e| failed(format!("warm-up run failed: {e}")))?;
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("ort-{}-{index}", manifest.name))
@@ -86,11 +75,7 @@ impl OnnxBackend {
     /// Runs the model on `inputs` on a free worker.
     pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Tensors> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            inputs,
-            reply,
-            span: tracing::Span::current(),
-        };
+        let job = Job { inputs, reply, span: tracing::Span::current() };
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => Error::Overloaded,
             TrySendError::Disconnected(_) => self.workers_gone(),
@@ -99,10 +84,7 @@ impl OnnxBackend {
     }
 
     fn workers_gone(&self) -> Error {
-        Error::Inference {
-            model: self.label.clone(),
-            detail: "inference workers stopped".into(),
-        }
+        Error::Inference { model: self.label.clone(), detail: "inference workers stopped".into() }
     }
 }
 
@@ -121,13 +103,10 @@ impl Worker {
             if job.reply.is_closed() {
                 continue;
             }
-            let result =
-                job.span
-                    .in_scope(|| self.run(&job.inputs))
-                    .map_err(|e| Error::Inference {
-                        model: self.label.clone(),
-                        detail: e.to_string(),
-                    });
+            let result = job
+                .span
+                .in_scope(|| self.run(&job.inputs))
+                .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() });
             // A closed reply channel only means the client went away meanwhile.
             let _ = job.reply.send(result);
         }
@@ -165,9 +144,7 @@ fn output_tensor(datatype: DataType, value: &DynValue) -> Result<Tensor, ort::Er
         DataType::Int32 => Tensor::I32(value.try_extract_array::<i32>()?.to_owned()),
         DataType::Int64 => Tensor::I64(value.try_extract_array::<i64>()?.to_owned()),
         other => {
-            return Err(ort::Error::new(format!(
-                "{other} outputs are not supported yet"
-            )));
+            return Err(ort::Error::new(format!("{other} outputs are not supported yet")));
         }
     })
 }
@@ -177,11 +154,8 @@ fn zero_inputs(specs: &[TensorSpec]) -> Result<Tensors> {
     specs
         .iter()
         .map(|spec| {
-            let shape: Vec<usize> = spec
-                .shape
-                .iter()
-                .map(|&d| usize::try_from(d).unwrap_or(1))
-                .collect();
+            let shape: Vec<usize> =
+                spec.shape.iter().map(|&d| usize::try_from(d).unwrap_or(1)).collect();
             let tensor = match spec.datatype {
                 DataType::Fp32 => Tensor::F32(ArrayD::zeros(shape)),
                 DataType::Fp64 => Tensor::F64(ArrayD::zeros(shape)),
@@ -203,35 +177,17 @@ fn zero_inputs(specs: &[TensorSpec]) -> Result<Tensors> {
 /// difference.
 fn check_signature(session: &Session, manifest: &Manifest) -> Result<(), String> {
     let actual = |outlets: &[ort::value::Outlet]| -> BTreeMap<String, String> {
-        outlets
-            .iter()
-            .map(|o| (o.name().to_string(), describe_value(o.dtype())))
-            .collect()
+        outlets.iter().map(|o| (o.name().to_string(), describe_value(o.dtype()))).collect()
     };
     let declared = |specs: &[TensorSpec]| -> BTreeMap<String, String> {
-        specs
-            .iter()
-            .map(|s| (s.name.clone(), format!("{} {:?}", s.datatype, s.shape)))
-            .collect()
+        specs.iter().map(|s| (s.name.clone(), format!("{} {:?}", s.datatype, s.shape))).collect()
     };
     let mut differences = Vec::new();
     for (kind, real, claimed) in [
-        (
-            "input",
-            actual(session.inputs()),
-            declared(&manifest.inputs),
-        ),
-        (
-            "output",
-            actual(session.outputs()),
-            declared(&manifest.outputs),
-        ),
+        ("input", actual(session.inputs()), declared(&manifest.inputs)),
+        ("output", actual(session.outputs()), declared(&manifest.outputs)),
     ] {
-        for name in real
-            .keys()
-            .chain(claimed.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
+        for name in real.keys().chain(claimed.keys()).collect::<std::collections::BTreeSet<_>>() {
             match (real.get(name), claimed.get(name)) {
                 (Some(r), Some(c)) if r == c => {}
                 (r, c) => differences.push(format!(
@@ -245,10 +201,7 @@ fn check_signature(session: &Session, manifest: &Manifest) -> Result<(), String>
     if differences.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "signature does not match the manifest: {}",
-            differences.join("; ")
-        ))
+        Err(format!("signature does not match the manifest: {}", differences.join("; ")))
     }
 }
 

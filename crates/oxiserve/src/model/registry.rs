@@ -1,4 +1,7 @@
 //! [`Models`]: the models a service serves, their current versions and their state.
+//!
+//! Swapping a version is replacing one `Arc<Model>` under a short write lock. Requests that
+//! already hold the old `Arc` finish on it; the old version is freed when the last one ends.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -12,11 +15,11 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelState {
-    /// Being downloaded, verified, loaded or warmed up.
+    /// No version serves yet: the first one is being loaded.
     Loading,
-    /// Serving requests.
+    /// A version serves requests.
     Ready,
-    /// Loading failed; `error` in [`ModelStatus`] says why.
+    /// No version could be loaded; `error` in [`ModelStatus`] says why.
     Failed,
 }
 
@@ -31,8 +34,19 @@ pub struct ModelStatus {
     pub version: Option<u64>,
     /// When that version was trained.
     pub created_at: Option<String>,
-    /// Why loading failed, when it did.
+    /// The latest load failure, when there was one.
     pub error: Option<String>,
+    /// Versions that failed to load and will not be served, with the reason.
+    pub failed_versions: Vec<FailedVersion>,
+}
+
+/// A version that failed verification, loading or warm-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FailedVersion {
+    /// The version number.
+    pub version: u64,
+    /// Why it failed.
+    pub error: String,
 }
 
 /// The models of a service: for each name, its state and the version serving requests.
@@ -41,32 +55,32 @@ pub struct Models {
     entries: RwLock<BTreeMap<String, Entry>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
-    state: ModelState,
     current: Option<Arc<Model>>,
     error: Option<String>,
+    failed: BTreeMap<u64, String>,
+}
+
+impl Entry {
+    fn empty() -> Self {
+        Self { current: None, error: None, failed: BTreeMap::new() }
+    }
+
+    fn state(&self) -> ModelState {
+        match (&self.current, &self.error) {
+            (Some(_), _) => ModelState::Ready,
+            (None, None) => ModelState::Loading,
+            (None, Some(_)) => ModelState::Failed,
+        }
+    }
 }
 
 impl Models {
     /// A set of models, all [`ModelState::Loading`].
     pub fn new(names: impl IntoIterator<Item = String>) -> Self {
-        let entries = names
-            .into_iter()
-            .map(|name| {
-                (
-                    name,
-                    Entry {
-                        state: ModelState::Loading,
-                        current: None,
-                        error: None,
-                    },
-                )
-            })
-            .collect();
-        Self {
-            entries: RwLock::new(entries),
-        }
+        let entries = names.into_iter().map(|name| (name, Entry::empty())).collect();
+        Self { entries: RwLock::new(entries) }
     }
 
     /// The version of `name` that serves requests now.
@@ -84,9 +98,16 @@ impl Models {
 
     /// Whether every model has a version serving requests.
     pub fn all_ready(&self) -> bool {
-        self.read()
-            .values()
-            .all(|entry| entry.state == ModelState::Ready)
+        self.read().values().all(|entry| entry.current.is_some())
+    }
+
+    /// Whether `version` of `name` is worth trying: newer than the one serving and not known
+    /// to be broken.
+    pub fn is_candidate(&self, name: &str, version: u64) -> bool {
+        self.read().get(name).is_some_and(|entry| {
+            !entry.failed.contains_key(&version)
+                && entry.current.as_ref().is_none_or(|current| version > current.version())
+        })
     }
 
     /// What `GET /v1/models` reports.
@@ -95,53 +116,52 @@ impl Models {
             .iter()
             .map(|(name, entry)| ModelStatus {
                 name: name.clone(),
-                state: entry.state,
+                state: entry.state(),
                 version: entry.current.as_ref().map(|m| m.version()),
-                created_at: entry
-                    .current
-                    .as_ref()
-                    .map(|m| m.manifest().created_at.clone()),
+                created_at: entry.current.as_ref().map(|m| m.manifest().created_at.clone()),
                 error: entry.error.clone(),
+                failed_versions: entry
+                    .failed
+                    .iter()
+                    .map(|(&version, error)| FailedVersion { version, error: error.clone() })
+                    .collect(),
             })
             .collect()
     }
 
-    /// Makes `model` the version serving requests for its name.
-    pub(crate) fn install(&self, model: Arc<Model>) {
-        let mut entries = self
-            .entries
-            .write()
-            .expect("no code panics while holding the models lock");
-        entries.insert(
-            model.name().to_string(),
-            Entry {
-                state: ModelState::Ready,
-                current: Some(model),
-                error: None,
-            },
-        );
+    /// A copy of this set in which `candidate` serves its name: used to warm a candidate up
+    /// through the whole pipeline before it replaces the version serving.
+    pub(crate) fn with_candidate(&self, candidate: &Arc<Model>) -> Self {
+        let mut entries = self.read().clone();
+        entries.entry(candidate.name().to_string()).or_insert_with(Entry::empty).current =
+            Some(Arc::clone(candidate));
+        Self { entries: RwLock::new(entries) }
     }
 
-    /// Records that loading `name` failed; a version already serving keeps serving.
-    pub(crate) fn fail(&self, name: &str, error: &Error) {
-        let mut entries = self
-            .entries
-            .write()
-            .expect("no code panics while holding the models lock");
-        let entry = entries.entry(name.to_string()).or_insert(Entry {
-            state: ModelState::Loading,
-            current: None,
-            error: None,
-        });
-        if entry.current.is_none() {
-            entry.state = ModelState::Failed;
-        }
+    /// Makes `model` the version serving requests for its name.
+    pub(crate) fn install(&self, model: Arc<Model>) {
+        let mut entries = self.write();
+        let entry = entries.entry(model.name().to_string()).or_insert_with(Entry::empty);
+        entry.current = Some(model);
+        entry.error = None;
+    }
+
+    /// Records that `version` of `name` failed: it will not be tried again, and a version
+    /// already serving keeps serving.
+    pub(crate) fn fail(&self, name: &str, version: Option<u64>, error: &Error) {
+        let mut entries = self.write();
+        let entry = entries.entry(name.to_string()).or_insert_with(Entry::empty);
         entry.error = Some(error.to_string());
+        if let Some(version) = version {
+            entry.failed.insert(version, error.to_string());
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
-        self.entries
-            .read()
-            .expect("no code panics while holding the models lock")
+        self.entries.read().expect("no code panics while holding the models lock")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.write().expect("no code panics while holding the models lock")
     }
 }

@@ -20,24 +20,16 @@ static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
 
 /// The ONNX Runtime environment, loading the library on first use.
 pub(crate) fn environment(config: &RuntimeConfig) -> Result<Environment> {
-    let mut slot = ENVIRONMENT
-        .lock()
-        .expect("no code panics while holding the environment lock");
+    let mut slot = ENVIRONMENT.lock().expect("no code panics while holding the environment lock");
     if let Some(environment) = slot.as_ref() {
         return Ok(environment.clone());
     }
     let library = locate(config)?;
     let builder = ort::init_from(&library).map_err(|e| {
-        Error::Runtime(format!(
-            "failed to load ONNX Runtime from {}: {e}",
-            library.display()
-        ))
+        Error::Runtime(format!("failed to load ONNX Runtime from {}: {e}", library.display()))
     })?;
     let environment = builder.with_name("oxiserve").build().map_err(|e| {
-        Error::Runtime(format!(
-            "failed to start ONNX Runtime from {}: {e}",
-            library.display()
-        ))
+        Error::Runtime(format!("failed to start ONNX Runtime from {}: {e}", library.display()))
     })?;
     tracing::info!(library = %library.display(), "ONNX Runtime loaded");
     *slot = Some(environment.clone());
@@ -73,9 +65,7 @@ fn locate(config: &RuntimeConfig) -> Result<PathBuf> {
 
 /// The setup cache in `dir` or the nearest parent that has one.
 fn cached_library_above(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .map(|d| d.join(CACHED_LIBRARY))
-        .find(|p| p.is_file())
+    dir.ancestors().map(|d| d.join(CACHED_LIBRARY)).find(|p| p.is_file())
 }
 
 #[cfg(test)]
@@ -84,9 +74,8 @@ mod tests {
 
     #[test]
     fn a_configured_library_that_is_missing_names_the_file_and_the_fix() {
-        let config = RuntimeConfig {
-            onnxruntime_library: Some("/nonexistent/libonnxruntime.so".into()),
-        };
+        let config =
+            RuntimeConfig { onnxruntime_library: Some("/nonexistent/libonnxruntime.so".into()) };
         let error = locate(&config).unwrap_err().to_string();
         assert!(error.contains("/nonexistent/libonnxruntime.so"), "{error}");
         assert!(error.contains("cargo xtask setup"), "{error}");
