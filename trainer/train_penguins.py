@@ -85,8 +85,10 @@ def preprocess(row: dict, params: dict) -> np.ndarray:
     return np.asarray(features, dtype=np.float64).astype(np.float32)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def file_entry(path: Path) -> dict:
+    """What the manifest records of a file: checked by the server before the file is used."""
+    data = path.read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
 def signature(session: ort.InferenceSession) -> tuple[list, list]:
@@ -119,7 +121,7 @@ def export(model, name: str, version: int, out: Path, params: dict, classes: lis
         "name": name,
         "version": version,
         "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "files": {"model.onnx": sha256(model_path)},
+        "files": {"model.onnx": file_entry(model_path)},
         "inputs": inputs,
         "outputs": outputs,
         "metadata": {"classes": classes, "preprocessing": params, "training": training},

@@ -3,6 +3,7 @@
 //! One module per subcommand. Every command works from a fresh clone: whatever it needs that
 //! is not in the repository (the ONNX Runtime library, a browser for tests) it provisions.
 
+mod publish_model;
 mod serve;
 mod setup;
 mod test;
@@ -31,6 +32,8 @@ enum Command {
     Ci,
     /// Retrain the tabular-scoring models and parity fixtures with the Python trainer.
     Train,
+    /// Publish a model version to a repository: files first, manifest last.
+    PublishModel(publish_model::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&root, &args),
         Command::Test | Command::Ci => test::run(&root),
         Command::Train => train::run(&root),
+        Command::PublishModel(args) => publish_model::run(&root, &args),
     }
 }
 

@@ -29,6 +29,12 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
     let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
+    let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));
+    // Tests talk to moto only: fixed dummy credentials, and no instance-metadata lookups.
+    let _key = sh.push_env("AWS_ACCESS_KEY_ID", "oxiserve-test");
+    let _secret = sh.push_env("AWS_SECRET_ACCESS_KEY", "oxiserve-test");
+    let _region = sh.push_env("AWS_REGION", "us-east-1");
+    let _imds = sh.push_env("AWS_EC2_METADATA_DISABLED", "true");
     cmd!(sh, "cargo test --workspace --all-features").run()?;
     Ok(())
 }

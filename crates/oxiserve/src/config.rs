@@ -58,8 +58,14 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
-    /// Root of the model repository, laid out `<root>/<model>/<version>/`.
-    pub uri: PathBuf,
+    /// The model repository, laid out `<model>/<version>/`: a local directory, or
+    /// `s3://bucket/prefix`.
+    pub uri: String,
+    /// Where versions from a remote repository are mirrored and checked before loading; a
+    /// restart with the remote unreachable serves from here.
+    pub cache_dir: PathBuf,
+    /// The S3 client, when `uri` is `s3://...`.
+    pub s3: S3Config,
     /// ONNX Runtime sessions per loaded model, each on its own worker thread; 0 means one per
     /// CPU core.
     pub sessions: usize,
@@ -77,7 +83,9 @@ pub struct ModelsConfig {
 impl Default for ModelsConfig {
     fn default() -> Self {
         Self {
-            uri: PathBuf::from("models"),
+            uri: "models".into(),
+            cache_dir: PathBuf::from(".cache/models"),
+            s3: S3Config::default(),
             sessions: 0,
             intra_threads: 1,
             queue_capacity: 1024,
@@ -93,6 +101,26 @@ impl ModelsConfig {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         }
+    }
+}
+
+/// The S3 client. Credentials come from the standard AWS chain (`AWS_ACCESS_KEY_ID`, profile,
+/// instance role) and are never part of this configuration or its logs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// A custom endpoint (MinIO, moto, Ceph); `AWS_ENDPOINT_URL` also works. Custom endpoints
+    /// use path-style addressing.
+    pub endpoint: Option<String>,
+    /// Region when the AWS chain gives none.
+    pub region: String,
+    /// Files downloaded at once, across all models.
+    pub max_concurrent_downloads: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self { endpoint: None, region: "us-east-1".into(), max_concurrent_downloads: 4 }
     }
 }
 
@@ -194,7 +222,7 @@ mod tests {
                 Config::load(Some(Path::new("oxiserve.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.http.port, 9100, "env beats file");
             assert_eq!(config.http.host, IpAddr::from([0, 0, 0, 0]), "file beats defaults");
-            assert_eq!(config.models.uri, PathBuf::from("/srv/models"));
+            assert_eq!(config.models.uri, "/srv/models");
             assert_eq!(config.models.poll_interval, Duration::from_millis(250));
             assert_eq!(config.http.body_limit_bytes, HttpConfig::default().body_limit_bytes);
             Ok(())

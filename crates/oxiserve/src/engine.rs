@@ -10,11 +10,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures_util::future::{join_all, try_join_all};
 
 use crate::error::{Error, Result};
-use crate::model::{Loader, Model, Models};
+use crate::model::{FetchError, Loader, Model, Models};
 use crate::pipeline::{ModelOutput, Outputs, Pipeline};
 
 /// A pipeline with its models and readiness.
@@ -68,7 +69,10 @@ impl<P: Pipeline> Engine<P> {
     /// recorded and an older one tried), runs the pipeline's example through the whole
     /// pipeline, then reports ready. Fails if a model has no loadable version.
     pub async fn load(&self, loader: &Loader) -> Result<()> {
-        let loads = self.models.names().into_iter().map(|name| self.load_first(loader, name));
+        let loads = self.models.names().into_iter().map(|name| async move {
+            self.fetch(loader, &name).await;
+            self.load_first(loader, name).await
+        });
         try_join_all(loads).await?;
         if let Some(example) = self.pipeline.example() {
             self.run(example, &self.models)
@@ -81,20 +85,50 @@ impl<P: Pipeline> Engine<P> {
     }
 
     /// Adopts the newest published version of each model that is newer than the one serving
-    /// and not known to be broken. Failures are recorded per version and logged; they never
-    /// disturb the version serving.
-    pub async fn sync(&self, loader: &Loader) {
-        join_all(self.models.names().into_iter().map(|name| self.sync_model(loader, name))).await;
+    /// and not known to be broken, fetching it from the remote store first. Failures are
+    /// recorded per version and logged; they never disturb the version serving. Returns
+    /// whether the remote store (if any) answered for every model.
+    pub async fn sync(&self, loader: &Loader) -> bool {
+        let synced = join_all(self.models.names().into_iter().map(|name| async move {
+            let reachable = self.fetch(loader, &name).await;
+            self.adopt_newest(loader, name).await;
+            reachable
+        }));
+        synced.await.into_iter().all(|reachable| reachable)
     }
 
     /// Runs [`Engine::sync`] every `interval`, forever; the caller aborts the task to stop it.
-    pub async fn poll(&self, loader: &Loader, interval: std::time::Duration) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await; // the first tick is immediate; start-up has just loaded everything
+    /// While the remote store is unreachable the wait doubles, up to a minute (or `interval`
+    /// if longer), and returns to `interval` after the first success.
+    pub async fn poll(&self, loader: &Loader, interval: Duration) {
+        let longest = interval.max(Duration::from_secs(60));
+        let mut wait = interval;
         loop {
-            ticks.tick().await;
-            self.sync(loader).await;
+            tokio::time::sleep(wait).await;
+            wait = if self.sync(loader).await { interval } else { (wait * 2).min(longest) };
+        }
+    }
+
+    /// Brings the newest acceptable remote version of `name` into the local repository,
+    /// recording every version that turns out broken on the way. Returns whether the remote
+    /// store answered.
+    async fn fetch(&self, loader: &Loader, name: &str) -> bool {
+        loop {
+            match loader.fetch(name, |v| self.models.is_candidate(name, v)).await {
+                Ok(()) => {
+                    self.models.report_sync(name, None);
+                    return true;
+                }
+                Err(FetchError { version: Some(version), error }) => {
+                    tracing::error!(model = name, version, %error, "version rejected");
+                    self.models.fail(name, Some(version), &error);
+                }
+                Err(FetchError { version: None, error }) => {
+                    tracing::warn!(model = name, %error, "model store unavailable; serving what is cached");
+                    self.models.report_sync(name, Some(&error));
+                    return false;
+                }
+            }
         }
     }
 
@@ -122,7 +156,7 @@ impl<P: Pipeline> Engine<P> {
         Err(error)
     }
 
-    async fn sync_model(&self, loader: &Loader, name: String) {
+    async fn adopt_newest(&self, loader: &Loader, name: String) {
         let newest = match loader.versions(&name) {
             Ok(versions) => {
                 versions.into_iter().rev().find(|&v| self.models.is_candidate(&name, v))

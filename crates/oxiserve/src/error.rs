@@ -78,6 +78,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// The remote model store could not be reached or answered with an error.
+    #[error("model store unavailable: {0}")]
+    Remote(String),
+
     /// The configuration could not be loaded.
     #[error("invalid configuration: {0}")]
     Config(#[from] Box<figment::Error>),

@@ -54,7 +54,7 @@ pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
 
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
-    let loader = Loader::new(&config)?;
+    let loader = Loader::new(&config).await?;
     let engine = Arc::new(Engine::new(pipeline));
     let address = (config.http.host, config.http.port);
     let listener = TcpListener::bind(address)

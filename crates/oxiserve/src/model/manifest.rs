@@ -33,8 +33,8 @@ pub struct Manifest {
     pub version: u64,
     /// When the trainer produced this version (RFC 3339).
     pub created_at: String,
-    /// Every file of the version with its lowercase hex sha256.
-    pub files: BTreeMap<String, String>,
+    /// Every file of the version, by path relative to the version directory.
+    pub files: BTreeMap<String, FileEntry>,
     /// The model's inputs.
     pub inputs: Vec<TensorSpec>,
     /// The model's outputs.
@@ -43,6 +43,44 @@ pub struct Manifest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+}
+
+/// What a file of a version must be: checked before the file is used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct FileEntry {
+    /// Lowercase hex sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl FileEntry {
+    /// The entry describing `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self { sha256: sha256_hex(bytes), size: bytes.len() as u64 }
+    }
+
+    /// Whether `bytes` is the file this entry describes; the error says how it differs.
+    pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
+        self.check_digest(bytes.len() as u64, &sha256_hex(bytes))
+    }
+
+    /// Whether a file of `size` bytes with lowercase hex digest `sha256` is this entry's.
+    pub fn check_digest(&self, size: u64, sha256: &str) -> Result<(), String> {
+        if size != self.size {
+            return Err(format!(
+                "size mismatch: manifest says {} bytes, file has {size}",
+                self.size
+            ));
+        }
+        if !sha256.eq_ignore_ascii_case(&self.sha256) {
+            return Err(format!(
+                "sha256 mismatch: manifest says {}, file has {sha256}",
+                self.sha256
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Name, datatype and shape of one model input or output. `-1` marks a dynamic dimension.
@@ -60,10 +98,15 @@ impl Manifest {
     /// Reads `dir/manifest.json` and checks it against the directory it lives in.
     pub fn read(dir: &Path, model: &str, version: u64) -> Result<Self> {
         let path = dir.join(FILE_NAME);
-        let text = std::fs::read(&path).map_err(|e| Error::artifact(&path, e))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&text).map_err(|e| Error::artifact(&path, e))?;
-        let mismatch = |what: &str| Error::artifact(&path, what);
+        let bytes = std::fs::read(&path).map_err(|e| Error::artifact(&path, e))?;
+        Self::parse(&bytes, &path, model, version)
+    }
+
+    /// Checks the format, that the manifest names `model` at `version`, and that every file
+    /// stays inside the version directory.
+    fn validate(self, path: &Path, model: &str, version: u64) -> Result<Self> {
+        let manifest = self;
+        let mismatch = |what: &str| Error::artifact(path, what);
         if manifest.format_version != FORMAT_VERSION {
             return Err(mismatch(&format!(
                 "format_version {} is not supported (expected {FORMAT_VERSION})",
@@ -79,24 +122,31 @@ impl Manifest {
         if !manifest.files.contains_key(MODEL_FILE) {
             return Err(mismatch(&format!("lists no `{MODEL_FILE}`")));
         }
+        if let Some(escape) = manifest.files.keys().find(|file| !is_inside_version(file)) {
+            return Err(mismatch(&format!(
+                "names `{escape}`, a path outside its version directory"
+            )));
+        }
         Ok(manifest)
     }
 
-    /// Reads one file listed in the manifest, failing unless its sha256 matches.
+    /// Parses a manifest from bytes and checks it names `model` at `version`; `origin` names
+    /// where the bytes came from in errors.
+    pub fn parse(bytes: &[u8], origin: &Path, model: &str, version: u64) -> Result<Self> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| Error::artifact(origin, e))?;
+        manifest.validate(origin, model, version)
+    }
+
+    /// Reads one file listed in the manifest, failing unless its size and sha256 match.
     pub fn read_verified(&self, dir: &Path, file: &str) -> Result<Vec<u8>> {
         let path = dir.join(file);
-        let expected = self
+        let entry = self
             .files
             .get(file)
             .ok_or_else(|| Error::artifact(&path, "is not listed in the manifest"))?;
         let bytes = std::fs::read(&path).map_err(|e| Error::artifact(&path, e))?;
-        let actual = sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(expected) {
-            return Err(Error::artifact(
-                &path,
-                format!("sha256 mismatch: manifest says {expected}, file has {actual}"),
-            ));
-        }
+        entry.check(&bytes).map_err(|detail| Error::artifact(&path, detail))?;
         Ok(bytes)
     }
 
@@ -106,22 +156,34 @@ impl Manifest {
     }
 }
 
+/// Whether `file` is a plain relative path that stays inside the version directory.
+fn is_inside_version(file: &str) -> bool {
+    !file.is_empty()
+        && !file.contains('\\')
+        && Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Lowercase hex sha256 of `bytes`.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex of a digest.
+pub(crate) fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn write_version(root: &Path, model_bytes: &[u8], listed_sha: &str) -> std::path::PathBuf {
+    fn write_version(root: &Path, model_bytes: &[u8], listed: FileEntry) -> std::path::PathBuf {
         let dir = root.join("m").join("3");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(MODEL_FILE), model_bytes).unwrap();
         let manifest = serde_json::json!({
             "format_version": 1, "name": "m", "version": 3, "created_at": "2026-01-01T00:00:00Z",
-            "files": {"model.onnx": listed_sha},
+            "files": {"model.onnx": listed},
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
             "outputs": [{"name": "y", "datatype": "INT64", "shape": [-1]}],
         });
@@ -132,7 +194,7 @@ mod tests {
     #[test]
     fn a_matching_checksum_reads_the_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = write_version(tmp.path(), b"graph", &sha256_hex(b"graph"));
+        let dir = write_version(tmp.path(), b"graph", FileEntry::of(b"graph"));
         let manifest = Manifest::read(&dir, "m", 3).unwrap();
         assert_eq!(manifest.inputs[0].datatype, DataType::Fp32);
         assert_eq!(manifest.read_verified(&dir, MODEL_FILE).unwrap(), b"graph");
@@ -141,17 +203,40 @@ mod tests {
     #[test]
     fn a_corrupted_file_is_named_in_the_error() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = write_version(tmp.path(), b"graph!", &sha256_hex(b"graph"));
+        let dir = write_version(tmp.path(), b"graph!", FileEntry::of(b"graph"));
         let manifest = Manifest::read(&dir, "m", 3).unwrap();
         let error = manifest.read_verified(&dir, MODEL_FILE).unwrap_err().to_string();
+        assert!(error.contains("model.onnx") && error.contains("size mismatch"), "{error}");
+        let same_size = write_version(tmp.path(), b"graph", FileEntry::of(b"grapH"));
+        let manifest = Manifest::read(&same_size, "m", 3).unwrap();
+        let error = manifest.read_verified(&same_size, MODEL_FILE).unwrap_err().to_string();
         assert!(error.contains("model.onnx") && error.contains("sha256 mismatch"), "{error}");
     }
 
     #[test]
     fn a_manifest_in_the_wrong_directory_is_rejected() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = write_version(tmp.path(), b"graph", &sha256_hex(b"graph"));
+        let dir = write_version(tmp.path(), b"graph", FileEntry::of(b"graph"));
         let error = Manifest::read(&dir, "m", 4).unwrap_err().to_string();
         assert!(error.contains("m v3") && error.contains("manifest.json"), "{error}");
+    }
+
+    #[test]
+    fn files_outside_the_version_directory_are_rejected() {
+        for escape in ["../other/model.onnx", "/etc/passwd", "a/../../b", "", "a\\..\\b"] {
+            assert!(!is_inside_version(escape), "{escape}");
+        }
+        for inside in ["model.onnx", "tokenizer/vocab.txt"] {
+            assert!(is_inside_version(inside), "{inside}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_version(tmp.path(), b"graph", FileEntry::of(b"graph"));
+        let path = dir.join(FILE_NAME);
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        manifest["files"]["../../escape"] = serde_json::to_value(FileEntry::of(b"x")).unwrap();
+        std::fs::write(&path, manifest.to_string()).unwrap();
+        let error = Manifest::read(&dir, "m", 3).unwrap_err().to_string();
+        assert!(error.contains("outside its version directory"), "{error}");
     }
 }

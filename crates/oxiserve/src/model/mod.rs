@@ -19,7 +19,7 @@ use self::onnx::OnnxBackend;
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
 use crate::config::ModelsConfig;
 use crate::error::{Error, Result};
-use crate::store::LocalRepository;
+use crate::store::{LocalRepository, S3Mirror, Source};
 use crate::tensor::Tensors;
 
 /// One loaded, verified and warmed-up version of a model.
@@ -131,36 +131,66 @@ impl Model {
     }
 }
 
-/// Everything needed to load model versions: where they are, how to run them, and the ONNX
-/// Runtime environment.
+/// Everything needed to bring model versions in: the local repository they load from, the
+/// remote store that fills it (if any), how to run them, and the ONNX Runtime environment.
 #[derive(Debug, Clone)]
 pub struct Loader {
     repository: LocalRepository,
+    remote: Option<S3Mirror>,
     config: ModelsConfig,
     environment: Environment,
 }
 
+/// A failure to bring a version in from the remote store.
+#[derive(Debug)]
+pub struct FetchError {
+    /// The version at fault, or `None` when the store itself failed (unreachable, denied).
+    pub version: Option<u64>,
+    /// What went wrong.
+    pub error: Error,
+}
+
 impl Loader {
     /// A loader for the repository and settings of `config`, loading ONNX Runtime if needed.
-    pub fn new(config: &crate::Config) -> Result<Self> {
-        Ok(Self {
-            repository: LocalRepository::new(&config.models.uri),
-            config: config.models.clone(),
-            environment: runtime::environment(&config.runtime)?,
-        })
+    /// Connects to nothing: a remote store is first contacted by [`Loader::fetch`].
+    pub async fn new(config: &crate::Config) -> Result<Self> {
+        let environment = runtime::environment(&config.runtime)?;
+        let (repository, remote) = match Source::parse(&config.models.uri)? {
+            Source::Local(root) => (LocalRepository::new(root), None),
+            Source::S3 { bucket, prefix } => {
+                let cache = config.models.cache_dir.clone();
+                let mirror = S3Mirror::new(bucket, prefix, cache, &config.models.s3).await;
+                (mirror.cache().clone(), Some(mirror))
+            }
+        };
+        Ok(Self { repository, remote, config: config.models.clone(), environment })
     }
 
-    /// The published versions of `name`, in increasing order.
+    /// The versions of `name` ready to load locally, in increasing order.
     pub fn versions(&self, name: &str) -> Result<Vec<u64>> {
         self.repository.versions(name)
     }
 
-    /// The directory of `name` in the repository, for messages.
-    pub fn model_dir(&self, name: &str) -> std::path::PathBuf {
-        self.repository.root().join(name)
+    /// Copies the newest remote version of `name` that `wanted` accepts into the local
+    /// repository, unless it is there already. Does nothing for a local repository.
+    pub async fn fetch(&self, name: &str, wanted: impl Fn(u64) -> bool) -> Result<(), FetchError> {
+        let Some(remote) = &self.remote else { return Ok(()) };
+        let versions =
+            remote.versions(name).await.map_err(|error| FetchError { version: None, error })?;
+        let Some(version) = versions.into_iter().rev().find(|&v| wanted(v)) else { return Ok(()) };
+        remote.mirror(name, version).await.map_err(|error| {
+            // Only a bad artifact condemns the version; network and disk errors are retried.
+            let version = matches!(error, Error::Artifact { .. }).then_some(version);
+            FetchError { version, error }
+        })
     }
 
-    /// Loads `name` at `version` on a blocking thread.
+    /// The directory of `name` in the local repository, for messages.
+    pub fn model_dir(&self, name: &str) -> std::path::PathBuf {
+        self.repository.model_dir(name)
+    }
+
+    /// Loads `name` at `version` from the local repository on a blocking thread.
     pub async fn load(&self, name: &str, version: u64) -> Result<Arc<Model>> {
         let loader = self.clone();
         let name = name.to_string();

@@ -38,6 +38,8 @@ pub struct ModelStatus {
     pub error: Option<String>,
     /// Versions that failed to load and will not be served, with the reason.
     pub failed_versions: Vec<FailedVersion>,
+    /// Why the last look at the remote model store failed, while it keeps failing.
+    pub sync_error: Option<String>,
 }
 
 /// A version that failed verification, loading or warm-up.
@@ -60,11 +62,12 @@ struct Entry {
     current: Option<Arc<Model>>,
     error: Option<String>,
     failed: BTreeMap<u64, String>,
+    sync_error: Option<String>,
 }
 
 impl Entry {
     fn empty() -> Self {
-        Self { current: None, error: None, failed: BTreeMap::new() }
+        Self { current: None, error: None, failed: BTreeMap::new(), sync_error: None }
     }
 
     fn state(&self) -> ModelState {
@@ -125,6 +128,7 @@ impl Models {
                     .iter()
                     .map(|(&version, error)| FailedVersion { version, error: error.clone() })
                     .collect(),
+                sync_error: entry.sync_error.clone(),
             })
             .collect()
     }
@@ -155,6 +159,13 @@ impl Models {
         if let Some(version) = version {
             entry.failed.insert(version, error.to_string());
         }
+    }
+
+    /// Records how the last look at the remote store for `name` went.
+    pub(crate) fn report_sync(&self, name: &str, error: Option<&Error>) {
+        let mut entries = self.write();
+        entries.entry(name.to_string()).or_insert_with(Entry::empty).sync_error =
+            error.map(ToString::to_string);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {

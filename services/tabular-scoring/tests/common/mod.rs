@@ -3,9 +3,14 @@
 #![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use oxiserve::testing::TestApp;
-use tabular_scoring::TabularScoring;
+use serde_json::Value;
+use tabular_scoring::{FOREST, PenguinInput, TabularScoring};
 
 /// The bundled model repository.
 pub(crate) fn models_dir() -> PathBuf {
@@ -43,4 +48,72 @@ pub(crate) fn publish(root: &Path, model: &str, version: u64) {
             .unwrap();
     manifest["version"] = version.into();
     std::fs::write(to.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
+/// A request the forest answers, with few measurements.
+pub(crate) fn input() -> PenguinInput {
+    PenguinInput { island: "Dream".into(), bill_length_mm: Some(49.0), ..PenguinInput::default() }
+}
+
+/// The forest version that answers a request now.
+pub(crate) async fn forest_version(app: &TestApp<TabularScoring>) -> u64 {
+    let prediction = app.predict(&input()).await.expect("predictions keep working");
+    prediction.models.iter().find(|m| m.name == FOREST).expect("the forest ran").version
+}
+
+/// Waits until the forest answers with `version`, failing after a generous bound.
+pub(crate) async fn wait_for_version(app: &TestApp<TabularScoring>, version: u64) -> Duration {
+    let start = Instant::now();
+    while forest_version(app).await != version {
+        assert!(start.elapsed() < Duration::from_secs(20), "version {version} was never served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+/// The state of the forest in `GET /v1/models`.
+pub(crate) async fn forest_status(app: &TestApp<TabularScoring>) -> Value {
+    let models: Value = app.get("/v1/models").await.json();
+    models["models"].as_array().unwrap().iter().find(|m| m["name"] == FOREST).unwrap().clone()
+}
+
+/// Fires requests from 8 concurrent clients while `publish` publishes forest versions 2 to 6,
+/// each waited for until it serves. Asserts that no request failed and that every response
+/// names a published version; returns how many requests were answered.
+pub(crate) async fn swap_under_load<F, Fut>(app: Arc<TestApp<TabularScoring>>, publish: F) -> usize
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, done) = (Arc::clone(&app), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let response =
+                        app.post_json("/v1/predict", serde_json::to_vec(&input()).unwrap()).await;
+                    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+                    seen.push(response.headers["x-model-version"].to_str().unwrap().to_string());
+                }
+                seen
+            })
+        })
+        .collect();
+    let published: Vec<u64> = (2..=6).collect();
+    for &version in &published {
+        publish(version).await;
+        wait_for_version(&app, version).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        for header in client.await.expect("no client saw a failed request") {
+            let version: u64 = header.strip_prefix("penguins-forest=").unwrap().parse().unwrap();
+            assert!(version == 1 || published.contains(&version), "{header}");
+            answered += 1;
+        }
+    }
+    answered
 }

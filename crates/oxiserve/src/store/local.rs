@@ -1,9 +1,10 @@
-//! The model repository: where model versions are found.
+//! A model repository in a local directory: the default store, and the cache that remote
+//! stores mirror into.
 //!
 //! Layout: `<root>/<model>/<version>/` holding `model.onnx` and `manifest.json`, with versions
-//! as positive integers. A local directory is the default store, so nothing needs S3 to run.
+//! as positive integers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::model::manifest;
@@ -20,9 +21,9 @@ impl LocalRepository {
         Self { root: root.into() }
     }
 
-    /// The repository root.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The directory that holds every version of `model`.
+    pub fn model_dir(&self, model: &str) -> PathBuf {
+        self.root.join(model)
     }
 
     /// The directory that holds `model` at `version`.

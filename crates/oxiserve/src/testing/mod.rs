@@ -12,6 +12,8 @@
 //! # Ok(()) }
 //! ```
 
+mod s3;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
+pub use self::s3::S3Server;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -53,7 +56,7 @@ impl<P: Pipeline> TestApp<P> {
     /// sessions per model, no polling), and waits until it is ready.
     pub async fn start(pipeline: P, models: impl Into<PathBuf>) -> Result<Self> {
         let mut config = Config::default();
-        config.models.uri = models.into();
+        config.models.uri = models.into().to_string_lossy().into_owned();
         config.models.sessions = 2;
         config.models.poll_interval = std::time::Duration::ZERO;
         Self::with_config(pipeline, config).await
@@ -64,7 +67,7 @@ impl<P: Pipeline> TestApp<P> {
     /// the app is dropped.
     pub async fn with_config(pipeline: P, config: Config) -> Result<Self> {
         let mut app = Self::unloaded(pipeline, config);
-        let loader = Loader::new(&app.config)?;
+        let loader = Loader::new(&app.config).await?;
         app.engine.load(&loader).await?;
         let interval = app.config.models.poll_interval;
         if !interval.is_zero() {

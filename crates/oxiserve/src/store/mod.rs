@@ -1,0 +1,66 @@
+//! Model repositories: where model versions come from.
+//!
+//! Every version is loaded from a local directory laid out `<root>/<model>/<version>/`. With a
+//! local `models.uri` that directory is the repository itself; with `s3://bucket/prefix` it is
+//! `models.cache_dir`, into which [`S3Mirror`] copies published versions after checking every
+//! file. The cache is what lets a service restart while S3 is unreachable.
+
+mod local;
+mod publish;
+pub(crate) mod s3;
+
+use std::path::PathBuf;
+
+pub use self::local::LocalRepository;
+pub use self::publish::{Progress, Publication};
+pub use self::s3::S3Mirror;
+use crate::error::{Error, Result};
+
+/// Where `models.uri` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local directory.
+    Local(PathBuf),
+    /// An S3 bucket and key prefix (without trailing slash; may be empty).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix under which `<model>/<version>/` live.
+        prefix: String,
+    },
+}
+
+impl Source {
+    /// Parses `models.uri`: `s3://bucket/prefix` or a local path.
+    pub fn parse(uri: &str) -> Result<Self> {
+        let Some(rest) = uri.strip_prefix("s3://") else {
+            return Ok(Self::Local(PathBuf::from(uri)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Config(Box::new(figment::Error::from(format!(
+                "models.uri `{uri}` names no bucket; expected s3://bucket/prefix"
+            )))));
+        }
+        Ok(Self::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_name_a_directory_or_a_bucket_and_prefix() {
+        assert_eq!(Source::parse("models").unwrap(), Source::Local("models".into()));
+        assert_eq!(
+            Source::parse("s3://bucket/team/models/").unwrap(),
+            Source::S3 { bucket: "bucket".into(), prefix: "team/models".into() }
+        );
+        assert_eq!(
+            Source::parse("s3://bucket").unwrap(),
+            Source::S3 { bucket: "bucket".into(), prefix: String::new() }
+        );
+        assert!(Source::parse("s3:///models").is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The service on an S3 model repository, against a real S3-compatible server (moto): versions
+//! are mirrored into the local cache with every file checked, broken uploads are never served,
+//! a hung or stopped store never fails a request, and a restart with the store down serves
+//! from the cache.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use oxiserve::Config;
+use oxiserve::store::Publication;
+use oxiserve::testing::{S3Server, TestApp};
+use tabular_scoring::{FOREST, LINEAR, TabularScoring};
+
+const BUCKET: &str = "models";
+const URI: &str = "s3://models/prod";
+
+/// Publishes the bundled version 1 of `model` to the S3 repository as `version`.
+async fn publish(s3: &S3Server, model: &str, version: u64) {
+    let publication = Publication {
+        model: model.into(),
+        version,
+        from: common::models_dir().join(model).join("1"),
+        to: URI.into(),
+        force: false,
+        s3: s3.config(),
+    };
+    publication.run(&|_, _, _| {}).await.expect("publishing to moto works");
+}
+
+/// A store with version 1 of both models.
+async fn store() -> S3Server {
+    let s3 = S3Server::start().await.expect("moto starts: run `cargo xtask test` to install it");
+    s3.create_bucket(BUCKET).await.unwrap();
+    publish(&s3, LINEAR, 1).await;
+    publish(&s3, FOREST, 1).await;
+    s3
+}
+
+fn config(endpoint: oxiserve::config::S3Config, cache: &Path) -> Config {
+    let mut config = Config::default();
+    config.models.uri = URI.into();
+    config.models.cache_dir = cache.to_path_buf();
+    config.models.s3 = endpoint;
+    config.models.sessions = 1;
+    config.models.poll_interval = Duration::from_millis(50);
+    config
+}
+
+async fn app(s3: &S3Server, cache: &Path) -> TestApp<TabularScoring> {
+    TestApp::with_config(TabularScoring, config(s3.config(), cache))
+        .await
+        .expect("the service starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_versions_are_mirrored_checked_and_served() {
+    let s3 = store().await;
+    let cache = tempfile::tempdir().unwrap();
+    let app = app(&s3, cache.path()).await;
+    assert_eq!(common::forest_version(&app).await, 1);
+    assert!(
+        cache.path().join("penguins-forest/1/manifest.json").is_file(),
+        "mirrored into the cache"
+    );
+
+    let published = Instant::now();
+    publish(&s3, FOREST, 2).await;
+    common::wait_for_version(&app, 2).await;
+    eprintln!("manifest upload to first response by v2: {:?}", published.elapsed());
+    assert!(cache.path().join("penguins-forest/2/model.onnx").is_file());
+    assert!(common::forest_status(&app).await["sync_error"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_uploads_are_never_served_and_later_good_versions_are() {
+    let s3 = store().await;
+    let cache = tempfile::tempdir().unwrap();
+    let app = app(&s3, cache.path()).await;
+
+    // v2: a file replaced after its manifest was written (a checksum mismatch).
+    publish(&s3, FOREST, 2).await;
+    s3.put(BUCKET, "prod/penguins-forest/2/model.onnx", b"not the graph".to_vec()).await.unwrap();
+    // v3: files without a manifest: an upload still in progress, or abandoned.
+    let graph = std::fs::read(common::models_dir().join("penguins-forest/1/model.onnx")).unwrap();
+    s3.put(BUCKET, "prod/penguins-forest/3/model.onnx", graph).await.unwrap();
+
+    let start = Instant::now();
+    loop {
+        let status = common::forest_status(&app).await;
+        if let Some(failed) = status["failed_versions"].as_array().filter(|f| !f.is_empty()) {
+            assert_eq!(failed[0]["version"], 2, "{status}");
+            let error = failed[0]["error"].as_str().unwrap();
+            assert!(
+                error.contains("mismatch")
+                    && error.contains("s3://models/prod/penguins-forest/2/model.onnx"),
+                "{error}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "version 2 was never rejected");
+        assert_eq!(common::forest_version(&app).await, 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!cache.path().join("penguins-forest/2").exists(), "nothing of v2 reaches the cache");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(common::forest_version(&app).await, 1, "neither broken version is served");
+
+    publish(&s3, FOREST, 4).await;
+    common::wait_for_version(&app, 4).await;
+    let failed = common::forest_status(&app).await["failed_versions"].as_array().unwrap().len();
+    assert_eq!(failed, 1, "the manifest-less version was never attempted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_or_stopped_store_never_fails_a_request() {
+    let s3 = store().await;
+    let cache = tempfile::tempdir().unwrap();
+    let app = app(&s3, cache.path()).await;
+
+    s3.pause().unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        assert_eq!(common::forest_version(&app).await, 1, "a hung store does not stop predictions");
+    }
+    s3.resume().unwrap();
+
+    drop(s3);
+    let start = Instant::now();
+    loop {
+        assert_eq!(
+            common::forest_version(&app).await,
+            1,
+            "a stopped store does not stop predictions"
+        );
+        let status = common::forest_status(&app).await;
+        if let Some(error) = status["sync_error"].as_str() {
+            assert!(error.contains("model store unavailable"), "{error}");
+            assert_eq!(status["state"], "ready");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the outage was never reported: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_store_down_serves_from_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let endpoint = {
+        let s3 = store().await;
+        publish(&s3, FOREST, 2).await;
+        drop(app(&s3, cache.path()).await);
+        s3.config()
+    }; // the store is gone from here on
+    let restarted = TestApp::with_config(TabularScoring, config(endpoint, cache.path())).await;
+    let restarted = restarted.expect("the service starts from its cache");
+    assert_eq!(common::forest_version(&restarted).await, 2);
+    let status = common::forest_status(&restarted).await;
+    assert!(status["sync_error"].as_str().is_some_and(|e| e.contains("unavailable")), "{status}");
+    assert_eq!(restarted.get("/health/ready").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swaps_from_s3_under_load_fail_no_request() {
+    let s3 = store().await;
+    let cache = tempfile::tempdir().unwrap();
+    let app = Arc::new(app(&s3, cache.path()).await);
+    let answered = common::swap_under_load(app, |version| publish(&s3, FOREST, version)).await;
+    assert!(answered > 100, "the clients kept the service busy: {answered} requests");
+}
