@@ -1,8 +1,9 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
 //! Order: provision ONNX Runtime, install Chromium for the docs UI test when it is missing,
-//! create the Python tools venv the tests call, check formatting, run clippy with warnings
-//! denied, then run every test of the workspace.
+//! create the Python tools venv the tests call (moto for S3, openapi-spec-validator), check
+//! formatting, run clippy with warnings denied, then run every test of the workspace. Tests
+//! start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
 

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, try_join_all};
 
@@ -167,20 +167,22 @@ impl<P: Pipeline> Engine<P> {
             }
         };
         let Some(version) = newest else { return };
-        match self.adopt(loader, &name, version).await {
-            Ok(()) => tracing::info!(model = %name, version, "now serving"),
-            Err(error) => {
-                tracing::error!(model = %name, version, %error, "version rejected");
-                self.models.fail(&name, Some(version), &error);
-            }
+        if let Err(error) = self.adopt(loader, &name, version).await {
+            tracing::error!(model = %name, version, %error, "version rejected");
+            self.models.fail(&name, Some(version), &error);
         }
     }
 
     /// Loads `version`, warms it up through the pipeline, then swaps it in.
     async fn adopt(&self, loader: &Loader, name: &str, version: u64) -> Result<()> {
+        let start = Instant::now();
         let candidate = loader.load(name, version).await?;
+        let loaded = start.elapsed();
         self.warm_up(&candidate).await?;
         self.models.install(candidate);
+        let load_ms = loaded.as_secs_f64() * 1e3;
+        let warmup_ms = (start.elapsed() - loaded).as_secs_f64() * 1e3;
+        tracing::info!(model = name, version, load_ms, warmup_ms, "swapped in");
         Ok(())
     }
 

@@ -123,6 +123,7 @@ impl S3Mirror {
         if self.is_cached(model, version) {
             return Ok(());
         }
+        let start = std::time::Instant::now();
         let base = format!("{model}/{version}/");
         let manifest_key = self.key(&format!("{base}{}", manifest::FILE_NAME));
         let manifest_bytes = self.get(&manifest_key).await?;
@@ -146,7 +147,14 @@ impl S3Mirror {
         tokio::fs::rename(&staging, &target)
             .await
             .map_err(|e| Error::io(format!("moving {} into place", staging.display()), e))?;
-        tracing::info!(model, version, files = manifest.files.len(), "mirrored from S3");
+        let download_ms = start.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            model,
+            version,
+            files = manifest.files.len(),
+            download_ms,
+            "mirrored from S3"
+        );
         Ok(())
     }
 
