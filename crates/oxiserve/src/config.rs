@@ -27,6 +27,56 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+}
+
+/// The admin API (`/admin/...`): on only when a token is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token every admin request must carry. Unset: the admin routes do not exist.
+    pub token: Option<Secret>,
+}
+
+/// A secret string: usable, but never shown by `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Which versions of a model are loaded and which one serves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum VersionPolicy {
+    /// Follow the newest published versions, keeping this many loaded (at least 1); the newest
+    /// serves, the others answer requests that ask for them.
+    Latest(usize),
+    /// Load exactly these versions; the highest serves. New versions are ignored.
+    Pinned(Vec<u64>),
+}
+
+impl Default for VersionPolicy {
+    fn default() -> Self {
+        Self::Latest(1)
+    }
 }
 
 /// The HTTP listener and the limits applied to every request.
@@ -78,6 +128,10 @@ pub struct ModelsConfig {
     /// polling off.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
+    /// The version policy of every model without its own entry in `policies`.
+    pub policy: VersionPolicy,
+    /// Version policies by model name.
+    pub policies: std::collections::BTreeMap<String, VersionPolicy>,
 }
 
 impl Default for ModelsConfig {
@@ -90,11 +144,18 @@ impl Default for ModelsConfig {
             intra_threads: 1,
             queue_capacity: 1024,
             poll_interval: Duration::from_secs(10),
+            policy: VersionPolicy::default(),
+            policies: std::collections::BTreeMap::new(),
         }
     }
 }
 
 impl ModelsConfig {
+    /// The version policy of `model`.
+    pub fn policy_for(&self, model: &str) -> &VersionPolicy {
+        self.policies.get(model).unwrap_or(&self.policy)
+    }
+
     /// The number of sessions to create per model, resolving 0 to the CPU count.
     pub fn session_count(&self) -> usize {
         match self.sessions {
@@ -214,16 +275,27 @@ mod tests {
     #[allow(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
     fn later_sources_override_earlier_ones() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("oxiserve.toml", "[http]\nport = 9000\nhost = \"0.0.0.0\"\n")?;
+            jail.create_file(
+                "oxiserve.toml",
+                "[http]\nport = 9000\nhost = \"0.0.0.0\"\n\
+                 [models.policies]\npenguins = { pinned = [3, 4] }\n",
+            )?;
             jail.set_env("OXISERVE_HTTP__PORT", "9100");
             jail.set_env("OXISERVE_MODELS__URI", "/srv/models");
             jail.set_env("OXISERVE_MODELS__POLL_INTERVAL", "250ms");
+            jail.set_env("OXISERVE_MODELS__POLICY__LATEST", "2");
+            jail.set_env("OXISERVE_ADMIN__TOKEN", "hunter2");
             let config =
                 Config::load(Some(Path::new("oxiserve.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.http.port, 9100, "env beats file");
             assert_eq!(config.http.host, IpAddr::from([0, 0, 0, 0]), "file beats defaults");
             assert_eq!(config.models.uri, "/srv/models");
             assert_eq!(config.models.poll_interval, Duration::from_millis(250));
+            assert_eq!(config.models.policy_for("other"), &VersionPolicy::Latest(2));
+            assert_eq!(config.models.policy_for("penguins"), &VersionPolicy::Pinned(vec![3, 4]));
+            let token = config.admin.token.as_ref().expect("the token is set");
+            assert_eq!(token.expose(), "hunter2");
+            assert!(!format!("{config:?}").contains("hunter2"), "Debug redacts the token");
             assert_eq!(config.http.body_limit_bytes, HttpConfig::default().body_limit_bytes);
             Ok(())
         });

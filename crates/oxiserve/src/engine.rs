@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, try_join_all};
 
+use crate::config::VersionPolicy;
 use crate::error::{Error, Result};
+use crate::model::ModelStatus;
 use crate::model::{FetchError, Loader, Model, Models};
 use crate::pipeline::{ModelOutput, Outputs, Pipeline};
 
@@ -57,12 +59,22 @@ impl<P: Pipeline> Engine<P> {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Serves one request; [`Error::NotReady`] until [`Engine::load`] has finished.
-    pub async fn predict(&self, input: P::Input) -> Result<Answer<P::Output>> {
+    /// Serves one request; [`Error::NotReady`] until [`Engine::load`] has finished. With
+    /// `version`, that loaded version of that model answers instead of the serving one.
+    pub async fn predict(
+        &self,
+        input: P::Input,
+        version: Option<(&str, u64)>,
+    ) -> Result<Answer<P::Output>> {
         if !self.is_ready() {
             return Err(Error::NotReady);
         }
-        self.run(input, &self.models).await
+        match version {
+            None => self.run(input, &self.models).await,
+            Some((name, version)) => {
+                self.run(input, &self.models.with_version(name, version)?).await
+            }
+        }
     }
 
     /// Brings every model up with the newest version that loads (a broken newest version is
@@ -71,7 +83,7 @@ impl<P: Pipeline> Engine<P> {
     pub async fn load(&self, loader: &Loader) -> Result<()> {
         let loads = self.models.names().into_iter().map(|name| async move {
             self.fetch(loader, &name).await;
-            self.load_first(loader, name).await
+            self.load_initial(loader, name).await
         });
         try_join_all(loads).await?;
         if let Some(example) = self.pipeline.example() {
@@ -89,12 +101,8 @@ impl<P: Pipeline> Engine<P> {
     /// recorded per version and logged; they never disturb the version serving. Returns
     /// whether the remote store (if any) answered for every model.
     pub async fn sync(&self, loader: &Loader) -> bool {
-        let synced = join_all(self.models.names().into_iter().map(|name| async move {
-            let reachable = self.fetch(loader, &name).await;
-            self.adopt_newest(loader, name).await;
-            reachable
-        }));
-        synced.await.into_iter().all(|reachable| reachable)
+        let synced = self.models.names().into_iter().map(|name| self.sync_model(loader, name));
+        join_all(synced).await.into_iter().all(|reachable| reachable)
     }
 
     /// Runs [`Engine::sync`] every `interval`, forever; the caller aborts the task to stop it.
@@ -114,7 +122,7 @@ impl<P: Pipeline> Engine<P> {
     /// store answered.
     async fn fetch(&self, loader: &Loader, name: &str) -> bool {
         loop {
-            match loader.fetch(name, |v| self.models.is_candidate(name, v)).await {
+            match loader.fetch(name, |v| self.wanted(loader, name, v)).await {
                 Ok(()) => {
                     self.models.report_sync(name, None);
                     return true;
@@ -132,14 +140,24 @@ impl<P: Pipeline> Engine<P> {
         }
     }
 
-    async fn load_first(&self, loader: &Loader, name: String) -> Result<()> {
+    /// Loads the versions `name`'s policy asks for at start-up, newest first, recording the
+    /// ones that fail. At least one must load.
+    async fn load_initial(&self, loader: &Loader, name: String) -> Result<()> {
         let versions = loader.versions(&name).inspect_err(|e| self.models.fail(&name, None, e))?;
-        let mut first_error = None;
-        for &version in versions.iter().rev() {
+        let (target, listed) = match loader.policy(&name) {
+            VersionPolicy::Latest(keep) => ((*keep).max(1), None),
+            VersionPolicy::Pinned(list) => (list.len(), Some(list)),
+        };
+        let allowed = versions.iter().rev().filter(|v| listed.is_none_or(|list| list.contains(v)));
+        let (mut loaded, mut first_error) = (0, None);
+        for &version in allowed {
+            if loaded == target {
+                break;
+            }
             match loader.load(&name, version).await {
                 Ok(model) => {
-                    self.models.install(model);
-                    return Ok(());
+                    self.models.install(model, None);
+                    loaded += 1;
                 }
                 Err(error) => {
                     tracing::error!(model = %name, version, %error, "version failed to load");
@@ -148,38 +166,143 @@ impl<P: Pipeline> Engine<P> {
                 }
             }
         }
+        if loaded > 0 {
+            return Ok(());
+        }
         let error = first_error.unwrap_or_else(|| Error::Artifact {
             path: loader.model_dir(&name),
-            detail: "holds no published version (a numbered directory with a manifest.json)".into(),
+            detail: "holds no published version the policy allows (a numbered directory with a \
+                     manifest.json)"
+                .into(),
         });
         self.models.fail(&name, None, &error);
         Err(error)
     }
 
+    /// Whether `version` of `name` should be brought in under the model's policy: not failed,
+    /// not loaded, and newer than every loaded version (`latest`) or listed (`pinned`).
+    fn wanted(&self, loader: &Loader, name: &str, version: u64) -> bool {
+        let loaded = self.models.loaded_versions(name);
+        if self.models.is_failed(name, version) || loaded.contains(&version) {
+            return false;
+        }
+        match loader.policy(name) {
+            VersionPolicy::Latest(_) => loaded.last().is_none_or(|&newest| version > newest),
+            VersionPolicy::Pinned(list) => list.contains(&version),
+        }
+    }
+
+    /// Fetches and adopts new versions of one model; returns whether the remote store answered.
+    async fn sync_model(&self, loader: &Loader, name: String) -> bool {
+        let reachable = self.fetch(loader, &name).await;
+        self.adopt_newest(loader, name).await;
+        reachable
+    }
+
     async fn adopt_newest(&self, loader: &Loader, name: String) {
         let newest = match loader.versions(&name) {
-            Ok(versions) => {
-                versions.into_iter().rev().find(|&v| self.models.is_candidate(&name, v))
-            }
+            Ok(versions) => versions.into_iter().rev().find(|&v| self.wanted(loader, &name, v)),
             Err(error) => {
                 tracing::warn!(model = %name, %error, "cannot list versions");
                 return;
             }
         };
         let Some(version) = newest else { return };
-        if let Err(error) = self.adopt(loader, &name, version).await {
+        let keep = match loader.policy(&name) {
+            VersionPolicy::Latest(keep) => Some(*keep),
+            VersionPolicy::Pinned(_) => None,
+        };
+        if let Err(error) = self.adopt(loader, &name, version, keep).await {
             tracing::error!(model = %name, version, %error, "version rejected");
             self.models.fail(&name, Some(version), &error);
         }
     }
 
-    /// Loads `version`, warms it up through the pipeline, then swaps it in.
-    async fn adopt(&self, loader: &Loader, name: &str, version: u64) -> Result<()> {
+    /// Operator: serves the previous good version of `name` and retires the one serving, so
+    /// it is never adopted again. The previous version is the newest older version, loaded or
+    /// in the local repository, that has not failed; one not loaded is loaded and warmed up
+    /// first. Any pin is lifted.
+    pub async fn rollback(&self, loader: &Loader, name: &str) -> Result<ModelStatus> {
+        let current = self.serving_version(name)?;
+        let loaded = self.models.loaded_versions(name);
+        let mut older: Vec<u64> =
+            loader.versions(name)?.into_iter().chain(loaded.iter().copied()).collect();
+        older.retain(|&v| v < current && !self.models.is_failed(name, v));
+        older.sort_unstable();
+        older.dedup();
+        let mut restored = false;
+        for &version in older.iter().rev() {
+            if loaded.contains(&version) {
+                restored = true;
+                break;
+            }
+            match self.adopt(loader, name, version, None).await {
+                Ok(()) => {
+                    restored = true;
+                    break;
+                }
+                Err(error) => self.models.fail(name, Some(version), &error),
+            }
+        }
+        if !restored {
+            return Err(Error::invalid_input(format!(
+                "model `{name}` has no good version older than {current} to roll back to"
+            )));
+        }
+        self.models.unpin(name);
+        self.models.retire(name, current, "rolled back by an operator");
+        tracing::warn!(model = name, version = current, "rolled back");
+        self.status(name)
+    }
+
+    /// Operator: makes `version` (default: the one serving now) of `name` serve until
+    /// [`Engine::unpin`], whatever newer versions arrive.
+    pub fn pin(&self, name: &str, version: Option<u64>) -> Result<ModelStatus> {
+        let version = match version {
+            Some(version) => version,
+            None => self.serving_version(name)?,
+        };
+        self.models.pin(name, version)?;
+        self.status(name)
+    }
+
+    /// Operator: lets the newest loaded version of `name` serve again.
+    pub fn unpin(&self, name: &str) -> Result<ModelStatus> {
+        self.status(name)?;
+        self.models.unpin(name);
+        self.status(name)
+    }
+
+    /// Operator: looks for new versions of `name` now instead of at the next poll.
+    pub async fn sync_now(&self, loader: &Loader, name: &str) -> Result<ModelStatus> {
+        self.status(name)?;
+        self.sync_model(loader, name.to_string()).await;
+        self.status(name)
+    }
+
+    fn status(&self, name: &str) -> Result<ModelStatus> {
+        self.models.status(name).ok_or_else(|| Error::UnknownModel(name.to_string()))
+    }
+
+    fn serving_version(&self, name: &str) -> Result<u64> {
+        self.status(name)?;
+        Ok(self.models.get(name)?.version())
+    }
+
+    /// Loads `version`, warms it up through the pipeline, then installs it, keeping `keep`
+    /// versions loaded (all when `None`).
+    async fn adopt(
+        &self,
+        loader: &Loader,
+        name: &str,
+        version: u64,
+        keep: Option<usize>,
+    ) -> Result<()> {
         let start = Instant::now();
         let candidate = loader.load(name, version).await?;
         let loaded = start.elapsed();
         self.warm_up(&candidate).await?;
-        self.models.install(candidate);
+        self.models.install(candidate, keep);
         let load_ms = loaded.as_secs_f64() * 1e3;
         let warmup_ms = (start.elapsed() - loaded).as_secs_f64() * 1e3;
         tracing::info!(model = name, version, load_ms, warmup_ms, "swapped in");

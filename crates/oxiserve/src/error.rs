@@ -35,6 +35,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// The request is not authorised: a missing or wrong bearer token. Deliberately says
+    /// nothing more.
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+
+    /// A request header is malformed.
+    #[error("header `{header}`: {detail}")]
+    BadHeader {
+        /// The header's name.
+        header: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+
     /// The service is still loading or warming up its models.
     #[error("the service is not ready: models are still loading")]
     NotReady,
@@ -42,6 +56,19 @@ pub enum Error {
     /// A model the pipeline asked for is not loaded.
     #[error("model `{0}` is not loaded")]
     ModelNotLoaded(String),
+
+    /// A request named a model the service does not have.
+    #[error("the service has no model `{0}`")]
+    UnknownModel(String),
+
+    /// A request asked for a model version that is not loaded.
+    #[error("version {version} of model `{model}` is not loaded")]
+    VersionNotLoaded {
+        /// The model.
+        model: String,
+        /// The version asked for.
+        version: u64,
+    },
 
     /// A bounded queue is full; the client should retry later.
     #[error("the server is overloaded, retry later")]

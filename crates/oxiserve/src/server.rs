@@ -64,7 +64,9 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     tracing::info!(address = %local, "listening");
 
     let stop = Arc::new(Notify::new());
-    let router = http::router(Arc::clone(&engine), &config.http);
+    let admin =
+        config.admin.token.clone().map(|token| http::AdminAccess { loader: loader.clone(), token });
+    let router = http::router(Arc::clone(&engine), &config.http, admin);
     let server = tokio::spawn(http::serve(listener, router, shutdown_signal(Arc::clone(&stop))));
 
     if let Err(error) = engine.load(&loader).await {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use oxiserve::Config;
+use oxiserve::config::VersionPolicy;
 use oxiserve::testing::TestApp;
 use tabular_scoring::{FOREST, TabularScoring};
 
@@ -15,12 +15,9 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// The service on a private copy of the bundled repository, polling every [`POLL`].
 async fn polling_app(root: &std::path::Path) -> TestApp<TabularScoring> {
-    common::copy_dir(&common::models_dir(), root);
-    let mut config = Config::default();
-    config.models.uri = root.display().to_string();
-    config.models.sessions = 1;
-    config.models.poll_interval = POLL;
-    TestApp::with_config(TabularScoring, config).await.expect("the bundled models load")
+    TestApp::with_config(TabularScoring, common::repository_config(root, POLL))
+        .await
+        .expect("the bundled models load")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,4 +81,60 @@ async fn hot_swaps_under_load_fail_no_request() {
     })
     .await;
     assert!(answered > 100, "the clients kept the service busy: {answered} requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_may_ask_for_any_loaded_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = common::repository_config(tmp.path(), POLL);
+    config.models.policy = VersionPolicy::Latest(2);
+    let app = TestApp::with_config(TabularScoring, config).await.unwrap();
+    common::publish(tmp.path(), FOREST, 2);
+    common::wait_for_version(&app, 2).await;
+    assert_eq!(common::forest_status(&app).await["versions"], serde_json::json!([1, 2]));
+
+    let body = serde_json::to_vec(&common::input()).unwrap();
+    let by_path =
+        app.post_json("/v1/models/penguins-forest/versions/1/predict", body.clone()).await;
+    assert_eq!(by_path.status, StatusCode::OK, "{}", by_path.text());
+    assert_eq!(by_path.headers["x-model-version"], "penguins-forest=1");
+
+    let request = |header: &'static str| {
+        axum::http::Request::post("/v1/predict")
+            .header("content-type", "application/json")
+            .header("x-model-version", header)
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap()
+    };
+    let by_header = app.request(request("penguins-forest=1")).await;
+    assert_eq!(by_header.status, StatusCode::OK, "{}", by_header.text());
+    assert_eq!(by_header.headers["x-model-version"], "penguins-forest=1");
+    assert_eq!(app.request(request("penguins-forest")).await.problem().status, 400);
+    assert_eq!(app.request(request("penguins-forest=9")).await.problem().status, 404);
+
+    let missing =
+        app.post_json("/v1/models/penguins-forest/versions/9/predict", body.clone()).await;
+    assert_eq!(missing.problem().status, 404);
+    let unknown = app.post_json("/v1/models/nothing/versions/1/predict", body).await;
+    assert_eq!(unknown.problem().status, 404);
+
+    common::publish(tmp.path(), FOREST, 3);
+    common::wait_for_version(&app, 3).await;
+    assert_eq!(
+        common::forest_status(&app).await["versions"],
+        serde_json::json!([2, 3]),
+        "keeps the newest 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_policy_ignores_new_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = common::repository_config(tmp.path(), POLL);
+    config.models.policies.insert(FOREST.into(), VersionPolicy::Pinned(vec![1]));
+    let app = TestApp::with_config(TabularScoring, config).await.unwrap();
+    common::publish(tmp.path(), FOREST, 2);
+    tokio::time::sleep(POLL * 6).await;
+    assert_eq!(common::forest_version(&app).await, 1);
+    assert_eq!(common::forest_status(&app).await["versions"], serde_json::json!([1]));
 }

@@ -3,6 +3,7 @@
 //! [`router`] builds the whole application as an axum `Router`, so tests can drive it with
 //! `oneshot` and no socket; [`serve`] runs it on a listener until a shutdown future resolves.
 
+mod admin;
 mod json;
 mod predict;
 mod problem;
@@ -23,6 +24,7 @@ use utoipa::openapi::InfoBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use self::admin::AdminAccess;
 pub use self::json::JsonBody;
 pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
@@ -38,8 +40,14 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Where the API docs UI is served; its assets are inside the binary.
 pub const DOCS_PATH: &str = "/docs";
 
-/// The complete application for `engine`, with the limits of `config`.
-pub fn router<P: Pipeline>(engine: Arc<Engine<P>>, config: &HttpConfig) -> Router {
+/// The complete application for `engine`, with the limits of `config`, and the admin API when
+/// `admin` is given.
+pub fn router<P: Pipeline>(
+    engine: Arc<Engine<P>>,
+    config: &HttpConfig,
+    admin: Option<AdminAccess>,
+) -> Router {
+    let admin = admin.map(|access| admin::routes(Arc::clone(&engine), access)).unwrap_or_default();
     let status: Arc<dyn status::ServiceStatus> = engine.clone();
     let (routes, mut api) = OpenApiRouter::new()
         .merge(status::routes(status))
@@ -52,6 +60,7 @@ pub fn router<P: Pipeline>(engine: Arc<Engine<P>>, config: &HttpConfig) -> Route
         .build();
     routes
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api))
+        .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(config.request_timeout_ms, deadline))

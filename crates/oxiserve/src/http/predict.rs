@@ -1,22 +1,29 @@
-//! `POST /v1/predict`: the pipeline's typed endpoint, and its OpenAPI description.
+//! The pipeline's typed endpoints and their OpenAPI description:
 //!
-//! The handler is generic over the pipeline, which `#[utoipa::path]` cannot describe, so the
-//! operation is built here, next to the route, from the pipeline's `ToSchema` types.
+//! - `POST /v1/predict`: the serving versions answer, or the one named by the request header
+//!   `x-model-version: <model>=<version>`;
+//! - `POST /v1/models/{model}/versions/{version}/predict`: that loaded version answers.
+//!
+//! Every answer names the versions that produced it in `x-model-version`. The handlers are
+//! generic over the pipeline, which `#[utoipa::path]` cannot describe, so the operations are
+//! built here, next to the routes, from the pipeline's `ToSchema` types.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderValue;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, Required, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::engine::Engine;
+use crate::engine::{Answer, Engine};
 use crate::error::Error;
 use crate::http::json::JsonBody;
 use crate::http::problem::{self, Problem};
@@ -25,28 +32,63 @@ use crate::pipeline::Pipeline;
 /// The route's path.
 pub const PATH: &str = "/v1/predict";
 
-/// The predict route with its OpenAPI operation and schemas.
+/// The route that asks one model version for the answer.
+const VERSIONED_PATH: &str = "/v1/models/{model}/versions/{version}/predict";
+
+/// Request and response header naming model versions as `name=version`; a response lists
+/// every model that ran, comma separated, in run order.
+pub const MODEL_VERSION_HEADER: &str = "x-model-version";
+
+/// The predict routes with their OpenAPI operations and schemas.
 pub(crate) fn routes<P: Pipeline>(engine: Arc<Engine<P>>) -> OpenApiRouter {
     let api = openapi(engine.pipeline());
-    OpenApiRouter::with_openapi(api).route(PATH, post(predict::<P>)).with_state(engine)
+    OpenApiRouter::with_openapi(api)
+        .route(PATH, post(predict::<P>))
+        .route(VERSIONED_PATH, post(predict_version::<P>))
+        .with_state(engine)
 }
-
-/// The response header naming the model versions that answered: `name=version`, comma
-/// separated, in run order.
-pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 
 async fn predict<P: Pipeline>(
     State(engine): State<Arc<Engine<P>>>,
+    headers: HeaderMap,
     JsonBody(input): JsonBody<P::Input>,
 ) -> Result<Response, Error> {
-    let answer = engine.predict(input).await?;
+    let requested = requested_version(&headers)?;
+    let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
+    engine.predict(input, version).await.map(respond)
+}
+
+async fn predict_version<P: Pipeline>(
+    State(engine): State<Arc<Engine<P>>>,
+    Path((model, version)): Path<(String, String)>,
+    JsonBody(input): JsonBody<P::Input>,
+) -> Result<Response, Error> {
+    let version = version.parse().map_err(|_| {
+        Error::invalid_field("version", format!("`{version}` is not a version number"))
+    })?;
+    engine.predict(input, Some((&model, version))).await.map(respond)
+}
+
+/// The model version a request asks for in `x-model-version`, if it names one.
+fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error> {
+    let Some(value) = headers.get(MODEL_VERSION_HEADER) else { return Ok(None) };
+    let bad =
+        |detail: &str| Error::BadHeader { header: MODEL_VERSION_HEADER, detail: detail.into() };
+    let text = value.to_str().map_err(|_| bad("is not text"))?;
+    let (model, version) =
+        text.split_once('=').ok_or_else(|| bad("expected `<model>=<version>`"))?;
+    let version = version.trim().parse().map_err(|_| bad("the version is not a number"))?;
+    Ok(Some((model.trim().to_string(), version)))
+}
+
+fn respond<O: serde::Serialize>(answer: Answer<O>) -> Response {
     let versions: Vec<String> =
         answer.versions.iter().map(|(name, v)| format!("{name}={v}")).collect();
     let mut response = Json(answer.output).into_response();
     if let Ok(value) = HeaderValue::from_str(&versions.join(", ")) {
         response.headers_mut().insert(MODEL_VERSION_HEADER, value);
     }
-    Ok(response)
+    response
 }
 
 fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
@@ -57,6 +99,44 @@ fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
     ];
     P::Input::schemas(&mut schemas);
     P::Output::schemas(&mut schemas);
+    let parameter =
+        |name: &str, location, description: &str, required, schema: utoipa::openapi::RefOr<_>| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(location)
+                .description(Some(description))
+                .required(required)
+                .schema(Some(schema))
+                .build()
+        };
+    let header = parameter(
+        MODEL_VERSION_HEADER,
+        ParameterIn::Header,
+        "Ask one loaded model version for the answer: `<model>=<version>`",
+        Required::False,
+        String::schema(),
+    );
+    let latest = operation(pipeline, "predict", "the serving model versions", vec![header]);
+    let path_parameters = vec![
+        parameter("model", ParameterIn::Path, "Model name", Required::True, String::schema()),
+        parameter("version", ParameterIn::Path, "A loaded version", Required::True, u64::schema()),
+    ];
+    let versioned =
+        operation(pipeline, "predict_version", "one loaded model version", path_parameters);
+    let mut api = OpenApi::default();
+    api.paths.add_path_operation(PATH, vec![HttpMethod::Post], latest);
+    api.paths.add_path_operation(VERSIONED_PATH, vec![HttpMethod::Post], versioned);
+    api.components = Some(ComponentsBuilder::new().schemas_from_iter(schemas).build());
+    api
+}
+
+/// A predict operation: the pipeline's input and output, and every problem it can answer.
+fn operation<P: Pipeline>(
+    pipeline: &P,
+    id: &str,
+    answered_by: &str,
+    parameters: Vec<utoipa::openapi::path::Parameter>,
+) -> Operation {
     let example = pipeline.example().and_then(|input| serde_json::to_value(input).ok());
     let body = ContentBuilder::new()
         .schema(Some(Ref::from_schema_name(P::Input::name())))
@@ -70,10 +150,14 @@ fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
             .content(problem::CONTENT_TYPE, problem())
             .build()
     };
-    let operation = OperationBuilder::new()
+    OperationBuilder::new()
         .tag("predict")
-        .operation_id(Some("predict"))
-        .summary(Some(format!("Run the {} pipeline on one input", pipeline.name())))
+        .operation_id(Some(id))
+        .summary(Some(format!(
+            "Run the {} pipeline on one input, answered by {answered_by}",
+            pipeline.name()
+        )))
+        .parameters(Some(parameters))
         .request_body(Some(
             RequestBodyBuilder::new()
                 .content("application/json", body)
@@ -82,22 +166,21 @@ fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
         ))
         .response(
             "200",
-            ResponseBuilder::new().description("The prediction").content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(P::Output::name())))
-                    .build(),
-            ),
+            ResponseBuilder::new()
+                .description("The prediction; header `x-model-version` names the versions used")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(P::Output::name())))
+                        .build(),
+                ),
         )
-        .response("400", error("The body is not valid JSON"))
+        .response("400", error("The body is not valid JSON, or a header is malformed"))
+        .response("404", error("The model or version asked for is not loaded"))
         .response("413", error("The body is larger than the limit"))
         .response("415", error("The body is not declared as JSON"))
         .response("422", error("A field is missing, of the wrong type or out of range"))
         .response("503", error("Not ready, or overloaded: retry after `Retry-After` seconds"))
         .response("504", error("The request missed its deadline"))
-        .build();
-    let mut api = OpenApi::default();
-    api.paths.add_path_operation(PATH, vec![HttpMethod::Post], operation);
-    api.components = Some(ComponentsBuilder::new().schemas_from_iter(schemas).build());
-    api
+        .build()
 }

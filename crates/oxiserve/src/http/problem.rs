@@ -52,6 +52,9 @@ impl IntoResponse for Problem {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -81,6 +84,12 @@ impl From<&Error> for Problem {
                     detail.clone(),
                 )
             },
+            Error::BadHeader { .. } => client(S::BAD_REQUEST, "bad-header", "Malformed header"),
+            Error::Unauthorized => client(S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Error::UnknownModel(_) => client(S::NOT_FOUND, "unknown-model", "Unknown model"),
+            Error::VersionNotLoaded { .. } => {
+                client(S::NOT_FOUND, "version-not-loaded", "Model version not loaded")
+            }
             Error::NotReady => client(S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
             Error::Overloaded => client(S::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded"),
             Error::Timeout(_) => client(S::GATEWAY_TIMEOUT, "timeout", "Request timed out"),

@@ -17,7 +17,7 @@ use ort::environment::Environment;
 pub use self::manifest::{Manifest, TensorSpec};
 use self::onnx::OnnxBackend;
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
-use crate::config::ModelsConfig;
+use crate::config::{ModelsConfig, VersionPolicy};
 use crate::error::{Error, Result};
 use crate::store::{LocalRepository, S3Mirror, Source};
 use crate::tensor::Tensors;
@@ -164,6 +164,11 @@ impl Loader {
             }
         };
         Ok(Self { repository, remote, config: config.models.clone(), environment })
+    }
+
+    /// The version policy of `name`.
+    pub fn policy(&self, name: &str) -> &VersionPolicy {
+        self.config.policy_for(name)
     }
 
     /// The versions of `name` ready to load locally, in increasing order.

@@ -1,4 +1,4 @@
-//! [`Models`]: the models a service serves, their current versions and their state.
+//! [`Models`]: the models a service serves, the versions loaded, and which one serves.
 //!
 //! Swapping a version is replacing one `Arc<Model>` under a short write lock. Requests that
 //! already hold the old `Arc` finish on it; the old version is freed when the last one ends.
@@ -30,10 +30,14 @@ pub struct ModelStatus {
     pub name: String,
     /// State of the model.
     pub state: ModelState,
-    /// The version serving requests, once one is loaded.
+    /// The version serving requests that do not ask for one.
     pub version: Option<u64>,
     /// When that version was trained.
     pub created_at: Option<String>,
+    /// Every loaded version; requests may ask for any of them.
+    pub versions: Vec<u64>,
+    /// The version an operator pinned, if any: it serves until unpinned.
+    pub pinned: Option<u64>,
     /// The latest load failure, when there was one.
     pub error: Option<String>,
     /// Versions that failed to load and will not be served, with the reason.
@@ -42,7 +46,7 @@ pub struct ModelStatus {
     pub sync_error: Option<String>,
 }
 
-/// A version that failed verification, loading or warm-up.
+/// A version that failed verification, loading or warm-up, or was rolled back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FailedVersion {
     /// The version number.
@@ -51,30 +55,35 @@ pub struct FailedVersion {
     pub error: String,
 }
 
-/// The models of a service: for each name, its state and the version serving requests.
+/// The models of a service: for each name, its loaded versions and the one serving.
 #[derive(Debug)]
 pub struct Models {
     entries: RwLock<BTreeMap<String, Entry>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Entry {
-    current: Option<Arc<Model>>,
+    loaded: BTreeMap<u64, Arc<Model>>,
+    pinned: Option<u64>,
     error: Option<String>,
     failed: BTreeMap<u64, String>,
     sync_error: Option<String>,
 }
 
 impl Entry {
-    fn empty() -> Self {
-        Self { current: None, error: None, failed: BTreeMap::new(), sync_error: None }
+    /// The pinned version when there is one, else the newest loaded.
+    fn serving(&self) -> Option<&Arc<Model>> {
+        match self.pinned {
+            Some(version) => self.loaded.get(&version),
+            None => self.loaded.values().next_back(),
+        }
     }
 
     fn state(&self) -> ModelState {
-        match (&self.current, &self.error) {
-            (Some(_), _) => ModelState::Ready,
-            (None, None) => ModelState::Loading,
-            (None, Some(_)) => ModelState::Failed,
+        match (self.loaded.is_empty(), &self.error) {
+            (false, _) => ModelState::Ready,
+            (true, None) => ModelState::Loading,
+            (true, Some(_)) => ModelState::Failed,
         }
     }
 }
@@ -82,7 +91,7 @@ impl Entry {
 impl Models {
     /// A set of models, all [`ModelState::Loading`].
     pub fn new(names: impl IntoIterator<Item = String>) -> Self {
-        let entries = names.into_iter().map(|name| (name, Entry::empty())).collect();
+        let entries = names.into_iter().map(|name| (name, Entry::default())).collect();
         Self { entries: RwLock::new(entries) }
     }
 
@@ -90,7 +99,7 @@ impl Models {
     pub fn get(&self, name: &str) -> Result<Arc<Model>> {
         self.read()
             .get(name)
-            .and_then(|entry| entry.current.clone())
+            .and_then(|entry| entry.serving().cloned())
             .ok_or_else(|| Error::ModelNotLoaded(name.to_string()))
     }
 
@@ -101,60 +110,108 @@ impl Models {
 
     /// Whether every model has a version serving requests.
     pub fn all_ready(&self) -> bool {
-        self.read().values().all(|entry| entry.current.is_some())
+        self.read().values().all(|entry| entry.serving().is_some())
     }
 
-    /// Whether `version` of `name` is worth trying: newer than the one serving and not known
-    /// to be broken.
-    pub fn is_candidate(&self, name: &str, version: u64) -> bool {
-        self.read().get(name).is_some_and(|entry| {
-            !entry.failed.contains_key(&version)
-                && entry.current.as_ref().is_none_or(|current| version > current.version())
-        })
+    /// The loaded versions of `name`, in increasing order.
+    pub fn loaded_versions(&self, name: &str) -> Vec<u64> {
+        self.read()
+            .get(name)
+            .map(|entry| entry.loaded.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `version` of `name` failed before and must not be tried again.
+    pub fn is_failed(&self, name: &str, version: u64) -> bool {
+        self.read().get(name).is_some_and(|entry| entry.failed.contains_key(&version))
     }
 
     /// What `GET /v1/models` reports.
     pub fn statuses(&self) -> Vec<ModelStatus> {
-        self.read()
-            .iter()
-            .map(|(name, entry)| ModelStatus {
-                name: name.clone(),
-                state: entry.state(),
-                version: entry.current.as_ref().map(|m| m.version()),
-                created_at: entry.current.as_ref().map(|m| m.manifest().created_at.clone()),
-                error: entry.error.clone(),
-                failed_versions: entry
-                    .failed
-                    .iter()
-                    .map(|(&version, error)| FailedVersion { version, error: error.clone() })
-                    .collect(),
-                sync_error: entry.sync_error.clone(),
-            })
-            .collect()
+        self.read().iter().map(|(name, entry)| status(name, entry)).collect()
+    }
+
+    /// The status of `name`, if it is one of the service's models.
+    pub fn status(&self, name: &str) -> Option<ModelStatus> {
+        self.read().get(name).map(|entry| status(name, entry))
+    }
+
+    /// A copy of this set in which `version` of `name` serves: how a request that asks for a
+    /// version sees the models. The version must be loaded.
+    pub fn with_version(&self, name: &str, version: u64) -> Result<Self> {
+        let mut entries = self.read().clone();
+        let not_loaded = || Error::VersionNotLoaded { model: name.to_string(), version };
+        let entry = entries.get_mut(name).ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+        if !entry.loaded.contains_key(&version) {
+            return Err(not_loaded());
+        }
+        entry.pinned = Some(version);
+        Ok(Self { entries: RwLock::new(entries) })
     }
 
     /// A copy of this set in which `candidate` serves its name: used to warm a candidate up
-    /// through the whole pipeline before it replaces the version serving.
+    /// through the whole pipeline before it is installed.
     pub(crate) fn with_candidate(&self, candidate: &Arc<Model>) -> Self {
         let mut entries = self.read().clone();
-        entries.entry(candidate.name().to_string()).or_insert_with(Entry::empty).current =
-            Some(Arc::clone(candidate));
+        let entry = entries.entry(candidate.name().to_string()).or_default();
+        entry.loaded.insert(candidate.version(), Arc::clone(candidate));
+        entry.pinned = Some(candidate.version());
         Self { entries: RwLock::new(entries) }
     }
 
-    /// Makes `model` the version serving requests for its name.
-    pub(crate) fn install(&self, model: Arc<Model>) {
+    /// Adds `model` to the loaded versions of its name. With `keep`, the oldest versions
+    /// beyond that many are unloaded (a pinned one stays).
+    pub(crate) fn install(&self, model: Arc<Model>, keep: Option<usize>) {
         let mut entries = self.write();
-        let entry = entries.entry(model.name().to_string()).or_insert_with(Entry::empty);
-        entry.current = Some(model);
+        let entry = entries.entry(model.name().to_string()).or_default();
+        entry.loaded.insert(model.version(), model);
         entry.error = None;
+        if let Some(keep) = keep {
+            let excess = entry.loaded.len().saturating_sub(keep.max(1));
+            let pinned = entry.pinned;
+            let evicted: Vec<u64> =
+                entry.loaded.keys().copied().filter(|&v| Some(v) != pinned).take(excess).collect();
+            for version in evicted {
+                entry.loaded.remove(&version);
+            }
+        }
     }
 
-    /// Records that `version` of `name` failed: it will not be tried again, and a version
-    /// already serving keeps serving.
+    /// Makes `version` of `name` serve until [`Models::unpin`]; it must be loaded.
+    pub(crate) fn pin(&self, name: &str, version: u64) -> Result<()> {
+        let mut entries = self.write();
+        let not_loaded = || Error::VersionNotLoaded { model: name.to_string(), version };
+        let entry = entries.get_mut(name).ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+        if !entry.loaded.contains_key(&version) {
+            return Err(not_loaded());
+        }
+        entry.pinned = Some(version);
+        Ok(())
+    }
+
+    /// Lets the newest loaded version of `name` serve again.
+    pub(crate) fn unpin(&self, name: &str) {
+        if let Some(entry) = self.write().get_mut(name) {
+            entry.pinned = None;
+        }
+    }
+
+    /// Unloads `version` of `name` and records why it must never serve again.
+    pub(crate) fn retire(&self, name: &str, version: u64, reason: &str) {
+        if let Some(entry) = self.write().get_mut(name) {
+            entry.loaded.remove(&version);
+            entry.failed.insert(version, reason.to_string());
+            if entry.pinned == Some(version) {
+                entry.pinned = None;
+            }
+        }
+    }
+
+    /// Records that `version` of `name` failed: it will not be tried again, and the versions
+    /// loaded keep serving.
     pub(crate) fn fail(&self, name: &str, version: Option<u64>, error: &Error) {
         let mut entries = self.write();
-        let entry = entries.entry(name.to_string()).or_insert_with(Entry::empty);
+        let entry = entries.entry(name.to_string()).or_default();
         entry.error = Some(error.to_string());
         if let Some(version) = version {
             entry.failed.insert(version, error.to_string());
@@ -163,8 +220,7 @@ impl Models {
 
     /// Records how the last look at the remote store for `name` went.
     pub(crate) fn report_sync(&self, name: &str, error: Option<&Error>) {
-        let mut entries = self.write();
-        entries.entry(name.to_string()).or_insert_with(Entry::empty).sync_error =
+        self.write().entry(name.to_string()).or_default().sync_error =
             error.map(ToString::to_string);
     }
 
@@ -174,5 +230,24 @@ impl Models {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
         self.entries.write().expect("no code panics while holding the models lock")
+    }
+}
+
+fn status(name: &str, entry: &Entry) -> ModelStatus {
+    let serving = entry.serving();
+    ModelStatus {
+        name: name.to_string(),
+        state: entry.state(),
+        version: serving.map(|m| m.version()),
+        created_at: serving.map(|m| m.manifest().created_at.clone()),
+        versions: entry.loaded.keys().copied().collect(),
+        pinned: entry.pinned,
+        error: entry.error.clone(),
+        failed_versions: entry
+            .failed
+            .iter()
+            .map(|(&version, error)| FailedVersion { version, error: error.clone() })
+            .collect(),
+        sync_error: entry.sync_error.clone(),
     }
 }

@@ -68,6 +68,10 @@ impl<P: Pipeline> TestApp<P> {
     pub async fn with_config(pipeline: P, config: Config) -> Result<Self> {
         let mut app = Self::unloaded(pipeline, config);
         let loader = Loader::new(&app.config).await?;
+        if let Some(token) = app.config.admin.token.clone() {
+            let admin = http::AdminAccess { loader: loader.clone(), token };
+            app.router = http::router(Arc::clone(&app.engine), &app.config.http, Some(admin));
+        }
         app.engine.load(&loader).await?;
         let interval = app.config.models.poll_interval;
         if !interval.is_zero() {
@@ -81,7 +85,7 @@ impl<P: Pipeline> TestApp<P> {
     /// as in the first moments of a real start.
     pub fn unloaded(pipeline: P, config: Config) -> Self {
         let engine = Arc::new(Engine::new(pipeline));
-        let router = http::router(Arc::clone(&engine), &config.http);
+        let router = http::router(Arc::clone(&engine), &config.http, None);
         Self { engine, router, config, poller: None }
     }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use oxiserve::Config;
 use oxiserve::testing::TestApp;
 use serde_json::Value;
 use tabular_scoring::{FOREST, PenguinInput, TabularScoring};
@@ -20,6 +21,17 @@ pub(crate) fn models_dir() -> PathBuf {
 /// The service with its bundled models, loaded and ready.
 pub(crate) async fn app() -> TestApp<TabularScoring> {
     TestApp::start(TabularScoring, models_dir()).await.expect("the bundled models load")
+}
+
+/// Settings for the service on a private copy of the bundled repository at `root`, one session
+/// per model, polling every `poll`.
+pub(crate) fn repository_config(root: &Path, poll: Duration) -> Config {
+    copy_dir(&models_dir(), root);
+    let mut config = Config::default();
+    config.models.uri = root.display().to_string();
+    config.models.sessions = 1;
+    config.models.poll_interval = poll;
+    config
 }
 
 /// Copies the directory tree `from` to `to`.
