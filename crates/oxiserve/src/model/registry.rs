@@ -108,11 +108,6 @@ impl Models {
         self.read().keys().cloned().collect()
     }
 
-    /// Whether every model has a version serving requests.
-    pub fn all_ready(&self) -> bool {
-        self.read().values().all(|entry| entry.serving().is_some())
-    }
-
     /// The loaded versions of `name`, in increasing order.
     pub fn loaded_versions(&self, name: &str) -> Vec<u64> {
         self.read()
