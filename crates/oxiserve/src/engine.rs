@@ -3,8 +3,9 @@
 //! `preprocess` and `postprocess` run inline on the request's task; the model runs an
 //! [`Inference`](crate::Inference) asks for execute concurrently on their backends.
 //!
-//! Versions: [`Engine::load`] brings every model up at start-up (the newest version that
-//! loads), [`Engine::sync`] later adopts newer published versions. A new version is verified,
+//! Versions: [`Engine::load`] brings every model up at start-up (the versions its policy asks
+//! for), [`Engine::sync`] later adopts newly published ones, and the operator calls (rollback,
+//! pin, unpin, sync now) serve the admin API. A new version is verified,
 //! loaded, warmed up through the whole pipeline, and only then swapped in; a version that fails
 //! any step is recorded and never served, and the one serving keeps serving.
 
@@ -77,9 +78,10 @@ impl<P: Pipeline> Engine<P> {
         }
     }
 
-    /// Brings every model up with the newest version that loads (a broken newest version is
-    /// recorded and an older one tried), runs the pipeline's example through the whole
-    /// pipeline, then reports ready. Fails if a model has no loadable version.
+    /// Brings every model up with the versions its policy asks for (with S3, after fetching the
+    /// newest into the cache when S3 answers; a broken version is recorded and an older one
+    /// tried), runs the pipeline's example through the whole pipeline, then reports ready.
+    /// Fails if a model has no loadable version.
     pub async fn load(&self, loader: &Loader) -> Result<()> {
         let loads = self.models.names().into_iter().map(|name| async move {
             self.fetch(loader, &name).await;
@@ -96,10 +98,10 @@ impl<P: Pipeline> Engine<P> {
         Ok(())
     }
 
-    /// Adopts the newest published version of each model that is newer than the one serving
-    /// and not known to be broken, fetching it from the remote store first. Failures are
-    /// recorded per version and logged; they never disturb the version serving. Returns
-    /// whether the remote store (if any) answered for every model.
+    /// Adopts the newest published version of each model that its policy wants (see
+    /// `wanted`), fetching it from the remote store first. Failures are recorded per version
+    /// and logged; they never disturb the versions loaded. Returns whether the remote store
+    /// (if any) answered for every model.
     pub async fn sync(&self, loader: &Loader) -> bool {
         let synced = self.models.names().into_iter().map(|name| self.sync_model(loader, name));
         join_all(synced).await.into_iter().all(|reachable| reachable)

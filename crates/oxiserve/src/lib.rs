@@ -8,16 +8,20 @@
 //!
 //! - [`pipeline`]: the [`Pipeline`] trait, and the [`Inference`] and [`Outputs`] it exchanges
 //!   with the framework.
-//! - [`engine`]: runs a pipeline end to end and decides readiness.
+//! - [`engine`]: runs a pipeline end to end, decides readiness, adopts new model versions and
+//!   carries out the operator's rollback, pin and sync.
 //! - [`model`]: a loaded, verified model version ([`Model`]), the set a service serves
 //!   ([`Models`]), manifests, the ONNX Runtime session pool and library loading.
-//! - [`store`]: the model repository on disk.
+//! - [`store`]: model repositories: a local directory, S3 mirrored into a local cache, and
+//!   publishing a version by the publication protocol.
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
-//! - [`http`]: routes, limits, problem+json errors, OpenAPI and the docs UI.
+//! - [`http`]: routes (predict, versions, status, admin), limits, problem+json errors, OpenAPI
+//!   and the docs UI.
 //! - [`config`]: the one [`Config`], from defaults, TOML and `OXISERVE_*` variables.
 //! - [`error`]: the one [`Error`] type.
 //! - [`server`]: start-up order, signals and shutdown.
-//! - `testing` (feature `testing`): run any pipeline in-process and call it like a client.
+//! - `testing` (feature `testing`): run any pipeline in-process and call it like a client;
+//!   start a real S3 server (moto) for tests.
 //!
 #![doc = include_str!("../../../docs/writing-a-service.md")]
 #![warn(missing_docs)]
