@@ -67,7 +67,8 @@ pub struct S3Mirror {
 }
 
 impl S3Mirror {
-    /// A mirror of `bucket`/`prefix` into `cache`, with a [`client`] from `config`.
+    /// A mirror of `bucket`/`prefix` into `cache`, with an S3 client configured from
+    /// `config` and the standard AWS chain.
     pub async fn new(bucket: String, prefix: String, cache: PathBuf, config: &S3Config) -> Self {
         Self {
             client: client(config).await,
