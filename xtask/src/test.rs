@@ -2,7 +2,8 @@
 //!
 //! Order: provision ONNX Runtime, install Chromium for the docs UI test when it is missing,
 //! create the Python tools venv the tests call (moto for S3, openapi-spec-validator), check
-//! formatting, run clippy with warnings denied, then run every test of the workspace. Tests
+//! formatting, run clippy and rustdoc with warnings denied, then run every test of the
+//! workspace. Tests
 //! start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
@@ -27,6 +28,10 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
     cmd!(sh, "cargo clippy --workspace --all-targets --all-features -- -D warnings").run()?;
+    {
+        let _deny = sh.push_env("RUSTDOCFLAGS", "-D warnings");
+        cmd!(sh, "cargo doc --workspace --no-deps --all-features --quiet").run()?;
+    }
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
     let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
