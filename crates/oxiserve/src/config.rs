@@ -128,6 +128,8 @@ pub struct ModelsConfig {
     /// polling off.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
+    /// Dynamic batching of the requests waiting for one model version.
+    pub batching: BatchingConfig,
     /// The version policy of every model without its own entry in `policies`.
     pub policy: VersionPolicy,
     /// Version policies by model name.
@@ -144,6 +146,7 @@ impl Default for ModelsConfig {
             intra_threads: 1,
             queue_capacity: 1024,
             poll_interval: Duration::from_secs(10),
+            batching: BatchingConfig::default(),
             policy: VersionPolicy::default(),
             policies: std::collections::BTreeMap::new(),
         }
@@ -162,6 +165,23 @@ impl ModelsConfig {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         }
+    }
+}
+
+/// Dynamic batching: requests waiting for the same model version run as one batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingConfig {
+    /// Most rows in one batch; 1 turns batching off.
+    pub max_batch_size: usize,
+    /// How long a worker waits for more requests after the first, in microseconds. 0 batches
+    /// only requests already waiting, adding no latency.
+    pub max_delay_us: u64,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self { max_batch_size: 32, max_delay_us: 0 }
     }
 }
 

@@ -36,6 +36,33 @@ pub struct Answer<O> {
     pub output: O,
     /// `(model, version)` of every model run, in run order.
     pub versions: Vec<(String, u64)>,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// How long each stage of one request took. With several model runs, `queue` and `infer` are
+/// those of the slowest run (they run concurrently).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// `Pipeline::preprocess`.
+    pub pre: Duration,
+    /// Waiting for an inference worker.
+    pub queue: Duration,
+    /// The session run (of the whole batch when batched).
+    pub infer: Duration,
+    /// `Pipeline::postprocess`.
+    pub post: Duration,
+}
+
+impl Timings {
+    /// The `Server-Timing` header value: `pre;dur=0.031, queue;dur=0.004, ...` (milliseconds).
+    pub fn server_timing(&self) -> String {
+        [("pre", self.pre), ("queue", self.queue), ("infer", self.infer), ("post", self.post)]
+            .iter()
+            .map(|(name, duration)| format!("{name};dur={:.3}", duration.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl<P: Pipeline> Engine<P> {
@@ -322,15 +349,23 @@ impl<P: Pipeline> Engine<P> {
     }
 
     async fn run(&self, input: P::Input, models: &Models) -> Result<Answer<P::Output>> {
+        let start = Instant::now();
         let inference = self.pipeline.preprocess(&input, models)?;
-        let results = try_join_all(inference.runs.into_iter().map(|run| async move {
-            let tensors = run.model.infer(run.inputs).await?;
-            Ok::<_, Error>(ModelOutput { model: run.model, tensors })
+        let pre = start.elapsed();
+        let runs = try_join_all(inference.runs.into_iter().map(|run| async move {
+            let ran = run.model.infer(run.inputs).await?;
+            let output = ModelOutput { model: run.model, tensors: ran.tensors };
+            Ok::<_, Error>((output, ran.queued, ran.computed))
         }))
         .await?;
+        let inferred = Instant::now();
+        let queue = runs.iter().map(|(_, queued, _)| *queued).max().unwrap_or_default();
+        let infer = runs.iter().map(|(_, _, computed)| *computed).max().unwrap_or_default();
+        let results: Vec<ModelOutput> = runs.into_iter().map(|(output, _, _)| output).collect();
         let versions =
             results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
         let output = self.pipeline.postprocess(input, Outputs { results })?;
-        Ok(Answer { output, versions })
+        let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
+        Ok(Answer { output, versions, timings })
     }
 }

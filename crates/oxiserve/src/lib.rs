@@ -39,7 +39,7 @@ pub mod tensor;
 pub mod testing;
 
 pub use self::config::Config;
-pub use self::engine::{Answer, Engine};
+pub use self::engine::{Answer, Engine, Timings};
 pub use self::error::{Error, Result};
 pub use self::model::{Loader, Model, Models};
 pub use self::pipeline::{Inference, ModelOutput, Outputs, Pipeline};

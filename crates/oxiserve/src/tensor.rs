@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -94,6 +94,50 @@ impl Tensor {
         }
     }
 
+    /// The size of the first (batch) dimension; 0 for a scalar.
+    pub fn rows(&self) -> usize {
+        self.shape().first().copied().unwrap_or(0)
+    }
+
+    /// Stacks `parts` along the first dimension. They must share the element type and every
+    /// other dimension.
+    pub fn concat(parts: &[&Tensor]) -> Result<Tensor> {
+        fn join<T: Clone>(views: Vec<ArrayViewD<'_, T>>) -> Result<ArrayD<T>> {
+            ndarray::concatenate(Axis(0), &views)
+                .map_err(|e| Error::pipeline(format!("cannot batch tensors: {e}")))
+        }
+        let first = parts.first().ok_or_else(|| Error::pipeline("nothing to batch"))?;
+        macro_rules! stack {
+            ($variant:ident) => {{
+                let views = parts
+                    .iter()
+                    .map(|t| match t {
+                        Tensor::$variant(a) => Ok(a.view()),
+                        other => Err(other.mismatch(first.datatype())),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::$variant(join(views)?)
+            }};
+        }
+        Ok(match first {
+            Tensor::F32(_) => stack!(F32),
+            Tensor::F64(_) => stack!(F64),
+            Tensor::I32(_) => stack!(I32),
+            Tensor::I64(_) => stack!(I64),
+        })
+    }
+
+    /// Rows `start..end` of the first dimension, copied.
+    pub fn rows_range(&self, start: usize, end: usize) -> Tensor {
+        let slice = ndarray::Slice::from(start..end);
+        match self {
+            Tensor::F32(a) => Tensor::F32(a.slice_axis(Axis(0), slice).to_owned()),
+            Tensor::F64(a) => Tensor::F64(a.slice_axis(Axis(0), slice).to_owned()),
+            Tensor::I32(a) => Tensor::I32(a.slice_axis(Axis(0), slice).to_owned()),
+            Tensor::I64(a) => Tensor::I64(a.slice_axis(Axis(0), slice).to_owned()),
+        }
+    }
+
     fn mismatch(&self, wanted: DataType) -> Error {
         Error::pipeline(format!("expected a {wanted} tensor, found {}", self.datatype()))
     }
@@ -128,5 +172,19 @@ mod tests {
         assert_eq!(tensor.as_f32().unwrap()[[0, 1]], 2.0);
         let error = tensor.as_i64().unwrap_err().to_string();
         assert!(error.contains("INT64") && error.contains("FP32"), "{error}");
+    }
+
+    #[test]
+    fn batches_stack_and_split_along_the_first_dimension() {
+        let a = Tensor::from(ndarray::arr2(&[[1.0f32, 2.0]]));
+        let b = Tensor::from(ndarray::arr2(&[[3.0f32, 4.0], [5.0, 6.0]]));
+        let batch = Tensor::concat(&[&a, &b]).unwrap();
+        assert_eq!(batch.shape(), &[3, 2]);
+        assert_eq!(batch.rows_range(0, 1), a);
+        assert_eq!(batch.rows_range(1, 3), b);
+        let wrong_width = Tensor::from(ndarray::arr2(&[[1.0f32]]));
+        assert!(Tensor::concat(&[&a, &wrong_width]).is_err());
+        let wrong_type = Tensor::from(ndarray::arr2(&[[1i64, 2]]));
+        assert!(Tensor::concat(&[&a, &wrong_type]).is_err());
     }
 }

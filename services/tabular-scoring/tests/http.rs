@@ -200,3 +200,22 @@ async fn the_docs_ui_is_served_from_the_binary() {
     assert_eq!(script.status, StatusCode::OK);
     assert!(script.body.len() > 100_000, "the UI bundle is embedded, not fetched from a CDN");
 }
+
+#[tokio::test]
+async fn responses_say_where_the_time_went() {
+    let app = common::app().await;
+    let response = app.post_json("/v1/predict", serde_json::to_vec(&gentoo()).unwrap()).await;
+    assert_eq!(response.status, StatusCode::OK);
+    let timing = response.headers["server-timing"].to_str().unwrap().to_string();
+    let stages: Vec<(&str, f64)> = timing
+        .split(", ")
+        .map(|entry| {
+            let (name, duration) = entry.split_once(";dur=").expect("name;dur=ms");
+            (name, duration.parse().expect("milliseconds"))
+        })
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, ["pre", "queue", "infer", "post"], "{timing}");
+    assert!(stages.iter().all(|(_, ms)| *ms >= 0.0), "{timing}");
+    assert!(stages[2].1 > 0.0, "the model ran: {timing}");
+}

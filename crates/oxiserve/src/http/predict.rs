@@ -4,7 +4,8 @@
 //!   `x-model-version: <model>=<version>`;
 //! - `POST /v1/models/{model}/versions/{version}/predict`: that loaded version answers.
 //!
-//! Every answer names the versions that produced it in `x-model-version`. The handlers are
+//! Every answer names the versions that produced it in `x-model-version`, and says where the
+//! time went in `Server-Timing` (`pre`, `queue`, `infer`, `post`, in milliseconds). The handlers are
 //! generic over the pipeline, which `#[utoipa::path]` cannot describe, so the operations are
 //! built here, next to the routes, from the pipeline's `ToSchema` types.
 
@@ -85,8 +86,12 @@ fn respond<O: serde::Serialize>(answer: Answer<O>) -> Response {
     let versions: Vec<String> =
         answer.versions.iter().map(|(name, v)| format!("{name}={v}")).collect();
     let mut response = Json(answer.output).into_response();
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&versions.join(", ")) {
-        response.headers_mut().insert(MODEL_VERSION_HEADER, value);
+        headers.insert(MODEL_VERSION_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&answer.timings.server_timing()) {
+        headers.insert("server-timing", value);
     }
     response
 }

@@ -4,6 +4,7 @@
 //! request holds its `Arc` from preprocessing to postprocessing, so it sees one version
 //! throughout, and a version that is replaced stays alive until its last request is done.
 
+mod batch;
 pub mod manifest;
 mod onnx;
 mod registry;
@@ -14,8 +15,10 @@ use std::sync::{Arc, OnceLock};
 
 use ort::environment::Environment;
 
+use self::batch::Ran;
 pub use self::manifest::{Manifest, TensorSpec};
 use self::onnx::OnnxBackend;
+pub use self::onnx::RunStats;
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
 use crate::config::{ModelsConfig, VersionPolicy};
 use crate::error::{Error, Result};
@@ -66,6 +69,11 @@ impl Model {
         self.manifest.version
     }
 
+    /// How many session runs this version made and how many rows they carried.
+    pub fn stats(&self) -> &RunStats {
+        self.backend.stats()
+    }
+
     /// The manifest this version was loaded with.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -73,7 +81,7 @@ impl Model {
 
     /// Runs the model. The inputs must match the manifest's names and datatypes; a mismatch is
     /// a pipeline bug and fails with [`Error::Inference`] before reaching the backend.
-    pub async fn infer(&self, inputs: Tensors) -> Result<Tensors> {
+    pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
         self.check_inputs(&inputs)?;
         self.backend.infer(inputs).await
     }

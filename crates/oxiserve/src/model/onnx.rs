@@ -9,6 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ndarray::ArrayD;
 use ort::environment::Environment;
@@ -16,6 +20,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 use tokio::sync::oneshot;
 
+use super::batch::{self, Batcher, Job, Ran};
 use crate::config::ModelsConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::{Manifest, TensorSpec};
@@ -26,13 +31,32 @@ use crate::tensor::{DataType, Tensor, Tensors};
 pub(crate) struct OnnxBackend {
     jobs: Sender<Job>,
     label: String,
+    stats: Arc<RunStats>,
 }
 
-/// One inference request on its way to a worker.
-struct Job {
-    inputs: Tensors,
-    reply: oneshot::Sender<Result<Tensors>>,
-    span: tracing::Span,
+/// How many runs the sessions made and how many rows they carried: rows per run above one
+/// is batching at work.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    runs: AtomicU64,
+    rows: AtomicU64,
+}
+
+impl RunStats {
+    /// Session runs so far.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Rows (requests' first dimensions) run so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, rows: usize) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
 }
 
 impl OnnxBackend {
@@ -53,6 +77,13 @@ impl OnnxBackend {
             .map_err(|e| failed(format!("cannot configure a session: {e}")))?;
         let warmup = zero_inputs(&manifest.inputs).map_err(|e| failed(e.to_string()))?;
         let (jobs, queue) = crossbeam_channel::bounded(config.queue_capacity);
+        let stats = Arc::new(RunStats::default());
+        let batching = &config.batching;
+        let batcher = Batcher::new(
+            manifest,
+            batching.max_batch_size,
+            Duration::from_micros(batching.max_delay_us),
+        );
         for index in 0..config.session_count() {
             let session = builder
                 .commit_from_memory(graph)
@@ -60,8 +91,13 @@ impl OnnxBackend {
             if index == 0 {
                 check_signature(&session, manifest).map_err(failed)?;
             }
-            let mut worker =
-                Worker { session, outputs: manifest.outputs.clone(), label: label.clone() };
+            let mut worker = Worker {
+                session,
+                outputs: manifest.outputs.clone(),
+                label: label.clone(),
+                batcher,
+                stats: Arc::clone(&stats),
+            };
             worker.run(&warmup).map_err(|e| failed(format!("warm-up run failed: {e}")))?;
             let queue = queue.clone();
             std::thread::Builder::new()
@@ -69,13 +105,18 @@ impl OnnxBackend {
                 .spawn(move || worker.serve(queue))
                 .map_err(|e| Error::io("starting an inference worker", e))?;
         }
-        Ok(Self { jobs, label })
+        Ok(Self { jobs, label, stats })
+    }
+
+    /// Run counts of this version's sessions.
+    pub(crate) fn stats(&self) -> &RunStats {
+        &self.stats
     }
 
     /// Runs the model on `inputs` on a free worker.
-    pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Tensors> {
+    pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { inputs, reply, span: tracing::Span::current() };
+        let job = Job { inputs, reply, span: tracing::Span::current(), queued_at: Instant::now() };
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => Error::Overloaded,
             TrySendError::Disconnected(_) => self.workers_gone(),
@@ -93,23 +134,67 @@ struct Worker {
     session: Session,
     outputs: Vec<TensorSpec>,
     label: String,
+    batcher: Batcher,
+    stats: Arc<RunStats>,
 }
 
 impl Worker {
-    /// Takes jobs until the queue closes.
+    /// Takes batches of jobs until the queue closes.
     fn serve(mut self, queue: Receiver<Job>) {
-        while let Ok(job) = queue.recv() {
-            // The client gave up (deadline or disconnect) while the job waited: skip the work.
-            if job.reply.is_closed() {
-                continue;
+        while let Some(mut jobs) = self.batcher.next(&queue) {
+            // Clients that gave up (deadline or disconnect) while waiting: skip their work.
+            jobs.retain(|job| !job.reply.is_closed());
+            match jobs.len() {
+                0 => {}
+                1 => self.answer_alone(jobs.remove(0)),
+                _ => self.answer_batch(jobs),
             }
-            let result = job
-                .span
-                .in_scope(|| self.run(&job.inputs))
-                .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() });
-            // A closed reply channel only means the client went away meanwhile.
-            let _ = job.reply.send(result);
         }
+    }
+
+    /// Runs one job on its own.
+    fn answer_alone(&mut self, job: Job) {
+        let start = Instant::now();
+        let result = job.span.in_scope(|| self.run_counted(&job.inputs));
+        let ran = result.map(|tensors| Ran {
+            tensors,
+            queued: start - job.queued_at,
+            computed: start.elapsed(),
+        });
+        // A closed reply channel only means the client went away meanwhile.
+        let _ = job.reply.send(ran);
+    }
+
+    /// Runs several jobs as one batch; if the batch cannot be formed or fails, each job runs
+    /// alone, so every client gets its own precise answer.
+    fn answer_batch(&mut self, jobs: Vec<Job>) {
+        let rows: Vec<usize> = jobs.iter().map(Job::rows).collect();
+        let span = jobs[0].span.clone();
+        let start = Instant::now();
+        let outputs =
+            span.in_scope(|| batch::merge(&jobs).and_then(|inputs| self.run_counted(&inputs)));
+        let computed = start.elapsed();
+        match outputs.and_then(|outputs| batch::split(&outputs, &rows)) {
+            Ok(parts) => {
+                for (job, tensors) in jobs.into_iter().zip(parts) {
+                    let queued = start - job.queued_at;
+                    let _ = job.reply.send(Ok(Ran { tensors, queued, computed }));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "batch failed; running its jobs one by one");
+                jobs.into_iter().for_each(|job| self.answer_alone(job));
+            }
+        }
+    }
+
+    /// Runs the session and counts the run.
+    fn run_counted(&mut self, inputs: &Tensors) -> Result<Tensors> {
+        let outputs = self
+            .run(inputs)
+            .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() })?;
+        self.stats.record(inputs.values().next().map_or(0, Tensor::rows));
+        Ok(outputs)
     }
 
     fn run(&mut self, inputs: &Tensors) -> Result<Tensors, ort::Error> {
