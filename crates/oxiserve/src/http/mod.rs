@@ -81,12 +81,31 @@ pub async fn serve(
         .map_err(|e| Error::io("serving HTTP", e))
 }
 
-/// Fails requests that run past the deadline with 504.
-async fn deadline(State(timeout_ms): State<u64>, request: Request, next: Next) -> Response {
+/// The request header with which a client lowers its deadline, in milliseconds.
+pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
+
+/// Fails requests that run past their deadline with 504: the configured one, or the client's
+/// `x-request-timeout-ms` when that is shorter. Work still queued for a request that timed out
+/// is skipped by the inference workers.
+async fn deadline(State(limit_ms): State<u64>, request: Request, next: Next) -> Response {
+    let timeout_ms = match client_deadline(request.headers()) {
+        Ok(asked) => asked.map_or(limit_ms, |ms| ms.min(limit_ms)),
+        Err(error) => return error.into_response(),
+    };
     match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(request)).await {
         Ok(response) => response,
         Err(_) => Error::Timeout(timeout_ms).into_response(),
     }
+}
+
+/// The deadline a client asks for in [`TIMEOUT_HEADER`], if any.
+fn client_deadline(headers: &axum::http::HeaderMap) -> Result<Option<u64>> {
+    let Some(value) = headers.get(TIMEOUT_HEADER) else { return Ok(None) };
+    let parsed = value.to_str().ok().and_then(|text| text.trim().parse().ok());
+    parsed.map(Some).ok_or_else(|| Error::BadHeader {
+        header: TIMEOUT_HEADER,
+        detail: "expected a whole number of milliseconds".into(),
+    })
 }
 
 async fn not_found(uri: Uri) -> Problem {
@@ -121,18 +140,36 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_request_past_its_deadline_is_504_problem_json() {
+    /// A route that answers after 200 ms, behind a deadline of `limit_ms`.
+    fn slow_app(limit_ms: u64) -> Router {
         let slow = || async {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             "late"
         };
-        let app = Router::new()
-            .route("/slow", get(slow))
-            .layer(middleware::from_fn_with_state(20, deadline));
-        let response =
-            app.oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+        let deadline = middleware::from_fn_with_state(limit_ms, deadline);
+        Router::new().route("/slow", get(slow)).layer(deadline)
+    }
+
+    async fn call(app: Router, timeout_header: Option<&str>) -> Response {
+        let mut request = Request::get("/slow");
+        if let Some(value) = timeout_header {
+            request = request.header(TIMEOUT_HEADER, value);
+        }
+        app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_504_problem_json() {
+        let response = call(slow_app(20), None).await;
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(response.headers()[axum::http::header::CONTENT_TYPE], problem::CONTENT_TYPE);
+    }
+
+    #[tokio::test]
+    async fn clients_may_shorten_but_not_extend_the_deadline() {
+        assert_eq!(call(slow_app(5_000), None).await.status(), StatusCode::OK);
+        assert_eq!(call(slow_app(5_000), Some("20")).await.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(call(slow_app(20), Some("5000")).await.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(call(slow_app(5_000), Some("soon")).await.status(), StatusCode::BAD_REQUEST);
     }
 }

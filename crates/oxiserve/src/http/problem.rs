@@ -115,3 +115,25 @@ impl IntoResponse for Error {
         problem.into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_and_not_ready_say_when_to_retry() {
+        for error in [Error::Overloaded, Error::NotReady] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        }
+    }
+
+    #[test]
+    fn server_errors_hide_their_detail() {
+        let problem = Problem::from(&Error::pipeline("secret internals"));
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("secret"), "{problem:?}");
+    }
+}

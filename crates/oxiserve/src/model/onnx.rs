@@ -315,3 +315,26 @@ fn datatype_of(element: TensorElementType) -> Option<DataType> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_is_overloaded_at_once() {
+        // A backend whose single queue slot nobody drains.
+        let (jobs, queue) = crossbeam_channel::bounded(1);
+        let backend = OnnxBackend { jobs, label: "m:1".into(), stats: Arc::default() };
+        let inputs = || Tensors::from([("x".to_string(), Tensor::from(ndarray::arr1(&[1.0f32])))]);
+        let first = backend.infer(inputs());
+        tokio::pin!(first);
+        let waited = tokio::time::timeout(Duration::from_millis(20), first.as_mut()).await;
+        assert!(waited.is_err(), "the first job waits in the queue");
+        let started = Instant::now();
+        assert!(matches!(backend.infer(inputs()).await, Err(Error::Overloaded)));
+        assert!(started.elapsed() < Duration::from_millis(100), "rejected without waiting");
+        // A job dropped unanswered (its worker gone) fails its request cleanly.
+        drop(queue.try_recv().expect("the first job is queued"));
+        assert!(matches!(first.await, Err(Error::Inference { .. })));
+    }
+}
