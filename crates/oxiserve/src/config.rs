@@ -91,6 +91,9 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// Deadline for a whole request, in milliseconds; later ones get 504.
     pub request_timeout_ms: u64,
+    /// After SIGTERM, how long readiness reports 503 while requests are still served, before
+    /// new connections are refused: time for load balancers to notice.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -100,6 +103,7 @@ impl Default for HttpConfig {
             port: 8080,
             body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
+            shutdown_grace_ms: 2_000,
         }
     }
 }

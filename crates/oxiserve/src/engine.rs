@@ -27,6 +27,7 @@ pub struct Engine<P> {
     pipeline: P,
     models: Models,
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 /// A pipeline's output with the model versions that produced it.
@@ -69,7 +70,7 @@ impl<P: Pipeline> Engine<P> {
     /// An engine whose models are all still loading.
     pub fn new(pipeline: P) -> Self {
         let models = Models::new(pipeline.models());
-        Self { pipeline, models, ready: AtomicBool::new(false) }
+        Self { pipeline, models, ready: AtomicBool::new(false), draining: AtomicBool::new(false) }
     }
 
     /// The pipeline.
@@ -82,9 +83,16 @@ impl<P: Pipeline> Engine<P> {
         &self.models
     }
 
-    /// Whether every model is loaded and the warm-up request went through.
+    /// Whether the service wants traffic: every model is loaded, the warm-up request went
+    /// through, and it is not shutting down. This is what `/health/ready` reports.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// Turns readiness off for good, so that load balancers stop sending traffic, while the
+    /// requests that still arrive are served.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Serves one request; [`Error::NotReady`] until [`Engine::load`] has finished. With
@@ -94,7 +102,7 @@ impl<P: Pipeline> Engine<P> {
         input: P::Input,
         version: Option<(&str, u64)>,
     ) -> Result<Answer<P::Output>> {
-        if !self.is_ready() {
+        if !self.ready.load(Ordering::Acquire) {
             return Err(Error::NotReady);
         }
         match version {

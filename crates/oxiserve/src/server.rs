@@ -2,14 +2,19 @@
 //!
 //! Start-up order: load the ONNX Runtime library (a missing one stops the process at once),
 //! bind and serve HTTP (liveness answers, readiness says 503), load and warm every model,
-//! report ready, then poll the repository for new versions every `models.poll_interval`. A model with no version that loads stops the process with the error,
-//! which names the file at fault. SIGTERM or Ctrl-C stop accepting connections and let in-flight
-//! requests finish.
+//! report ready, then poll the repository for new versions every `models.poll_interval`. A
+//! model with no version that loads stops the process with the error, which names the file at
+//! fault.
+//!
+//! Shutdown: SIGTERM turns readiness off, waits `http.shutdown_grace_ms` while still serving,
+//! then stops accepting connections; Ctrl-C skips the wait. In-flight requests finish, each
+//! within its deadline.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -67,7 +72,13 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     let admin =
         config.admin.token.clone().map(|token| http::AdminAccess { loader: loader.clone(), token });
     let router = http::router(Arc::clone(&engine), &config.http, admin);
-    let server = tokio::spawn(http::serve(listener, router, shutdown_signal(Arc::clone(&stop))));
+    let drain = {
+        let engine = Arc::clone(&engine);
+        move || engine.start_draining()
+    };
+    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    let shutdown = shutdown_signal(Arc::clone(&stop), drain, grace);
+    let server = tokio::spawn(http::serve(listener, router, shutdown));
 
     if let Err(error) = engine.load(&loader).await {
         stop.notify_one();
@@ -86,8 +97,11 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     served.map_err(|e| Error::pipeline(format!("the HTTP server task failed: {e}")))?
 }
 
-/// Resolves on SIGTERM, Ctrl-C, or a notification on `stop`.
-async fn shutdown_signal(stop: Arc<Notify>) {
+/// Resolves when the server should stop accepting connections: at once on Ctrl-C or a
+/// notification on `stop`; on SIGTERM (how Kubernetes stops a pod) only after `drain` has
+/// turned readiness off and `grace` has passed, so that load balancers stop sending traffic
+/// before connections are refused.
+async fn shutdown_signal(stop: Arc<Notify>, drain: impl FnOnce(), grace: Duration) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -98,7 +112,12 @@ async fn shutdown_signal(stop: Arc<Notify>) {
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
+        () = terminate => {
+            drain();
+            let grace_ms = grace.as_millis() as u64;
+            tracing::info!(grace_ms, "SIGTERM: not ready any more; shutting down after the grace period");
+            tokio::time::sleep(grace).await;
+        }
         () = stop.notified() => {}
     }
 }

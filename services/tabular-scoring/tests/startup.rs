@@ -64,11 +64,28 @@ fn a_manifest_that_lies_about_the_signature_is_rejected() {
     assert!(stderr.contains("signature does not match"), "says what is wrong: {stderr}");
 }
 
+/// One HTTP/1.1 request on a fresh connection; returns the status code.
+fn http_status(address: &str, method: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(address).expect("the service accepts connections");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{reply}"))
+}
+
 #[test]
-fn sigterm_stops_a_ready_service_cleanly() {
+fn sigterm_turns_readiness_off_then_stops_cleanly() {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"))
         .env("OXISERVE_HTTP__PORT", "0")
+        .env("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "1500")
         .env("OXISERVE_MODELS__SESSIONS", "1")
         .env("OXISERVE_MODELS__URI", common::models_dir())
         .env("RUST_LOG", "info")
@@ -76,13 +93,32 @@ fn sigterm_stops_a_ready_service_cleanly() {
         .spawn()
         .expect("the service binary starts");
     let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let ready = lines.by_ref().map_while(Result::ok).any(|line| line.contains(" ready "));
-    assert!(ready, "the service reports ready");
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let address = lines
+        .by_ref()
+        .find_map(|line| {
+            line.split("address=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the service logs its address");
+    assert!(lines.by_ref().any(|line| line.contains(" ready ")), "the service reports ready");
+    assert_eq!(http_status(&address, "GET", "/health/ready", ""), 200);
+
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
+    assert!(lines.by_ref().any(|line| line.contains("SIGTERM")), "the signal is logged");
+    assert_eq!(
+        http_status(&address, "GET", "/health/ready", ""),
+        503,
+        "not ready during the grace"
+    );
+    let body = r#"{"island": "Dream", "bill_length_mm": 49.0}"#;
+    assert_eq!(
+        http_status(&address, "POST", "/v1/predict", body),
+        200,
+        "still serving during the grace"
+    );
+
     let status = child.wait().unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest: Vec<String> = lines.collect();
     assert_eq!(status.code(), Some(0), "a clean exit after SIGTERM: {rest:?}");
-    assert!(rest.iter().any(|line| line.contains("SIGTERM")), "{rest:?}");
 }
