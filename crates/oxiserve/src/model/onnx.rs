@@ -1,14 +1,14 @@
 //! The in-process backend: a pool of ONNX Runtime sessions, one per worker thread.
 //!
 //! `Session::run` needs `&mut self`, so each worker thread owns one session and takes jobs from
-//! a bounded queue shared by the pool; replies travel back on a oneshot channel. Async request
+//! a bounded queue shared by the pool, several at a time when they can be batched (see
+//! `model::batch`); replies travel back on a oneshot channel. Async request
 //! handlers therefore never block, concurrent requests never wait on a session lock, and a full
 //! queue turns into [`Error::Overloaded`] instead of unbounded memory. Dropping the backend
 //! closes the queue: workers finish the jobs already queued, then exit and free their sessions,
 //! which is how an old model version drains.
 
 use std::collections::BTreeMap;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
