@@ -29,6 +29,24 @@ pub struct Config {
     pub log: LogConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// The response cache.
+    pub cache: CacheConfig,
+}
+
+/// The in-process response cache, for pipelines that opt in with `Pipeline::cache_key`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most answers kept; 0 turns the cache off.
+    pub capacity: u64,
+    /// How long an answer is kept, in milliseconds.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { capacity: 10_000, ttl_ms: 60_000 }
+    }
 }
 
 /// The admin API (`/admin/...`): on only when a token is set.

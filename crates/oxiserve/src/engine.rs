@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, try_join_all};
 
+use crate::cache::ResponseCache;
 use crate::config::VersionPolicy;
 use crate::error::{Error, Result};
 use crate::model::ModelStatus;
@@ -28,6 +29,7 @@ pub struct Engine<P> {
     models: Models,
     ready: AtomicBool,
     draining: AtomicBool,
+    cache: Option<ResponseCache>,
 }
 
 /// A pipeline's output with the model versions that produced it.
@@ -70,7 +72,45 @@ impl<P: Pipeline> Engine<P> {
     /// An engine whose models are all still loading.
     pub fn new(pipeline: P) -> Self {
         let models = Models::new(pipeline.models());
-        Self { pipeline, models, ready: AtomicBool::new(false), draining: AtomicBool::new(false) }
+        Self {
+            pipeline,
+            models,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            cache: None,
+        }
+    }
+
+    /// The engine with a response cache (`None`: no cache).
+    pub fn with_cache(mut self, cache: Option<ResponseCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The response cache, if there is one.
+    pub fn cache(&self) -> Option<&ResponseCache> {
+        self.cache.as_ref()
+    }
+
+    /// The version of every model that answers a request (with `version`, that one for its
+    /// model): what a cached answer is keyed on.
+    pub fn answering_versions(&self, version: Option<(&str, u64)>) -> Result<Vec<(String, u64)>> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(Error::NotReady);
+        }
+        let overlay;
+        let models = match version {
+            None => &self.models,
+            Some((name, version)) => {
+                overlay = self.models.with_version(name, version)?;
+                &overlay
+            }
+        };
+        models
+            .names()
+            .into_iter()
+            .map(|name| Ok((name.clone(), models.get(&name)?.version())))
+            .collect()
     }
 
     /// The pipeline.

@@ -17,6 +17,7 @@
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
 //! - [`http`]: routes (predict, versions, status, admin), limits, problem+json errors, OpenAPI
 //!   and the docs UI.
+//! - [`cache`]: the response cache, keyed on the input and the model versions, single flight.
 //! - [`config`]: the one [`Config`], from defaults, TOML and `OXISERVE_*` variables.
 //! - [`error`]: the one [`Error`] type.
 //! - [`server`]: start-up order, signals and shutdown.
@@ -26,6 +27,7 @@
 #![doc = include_str!("../../../docs/writing-a-service.md")]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -113,6 +113,15 @@ pub trait Pipeline: Send + Sync + 'static {
     fn example(&self) -> Option<Self::Input> {
         None
     }
+
+    /// Opts into the response cache: the bytes that identify `input`'s answer, or `None` (the
+    /// default) not to cache it. [`crate::cache::json_key`] is the usual choice. Return a key
+    /// only when the answer depends on nothing but the input and the model versions (which the
+    /// framework adds to the key itself).
+    fn cache_key(&self, input: &Self::Input) -> Option<Vec<u8>> {
+        let _ = input;
+        None
+    }
 }
 
 /// The model runs one request needs, built by [`Pipeline::preprocess`]. Runs execute

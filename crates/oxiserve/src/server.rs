@@ -20,6 +20,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -60,7 +61,7 @@ pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     let loader = Loader::new(&config).await?;
-    let engine = Arc::new(Engine::new(pipeline));
+    let engine = Arc::new(Engine::new(pipeline).with_cache(ResponseCache::new(&config.cache)));
     let address = (config.http.host, config.http.port);
     let listener = TcpListener::bind(address)
         .await

@@ -246,6 +246,11 @@ impl Pipeline for TabularScoring {
         })
     }
 
+    /// Answers depend only on the input and the model versions: cache them.
+    fn cache_key(&self, input: &PenguinInput) -> Option<Vec<u8>> {
+        oxiserve::cache::json_key(input)
+    }
+
     fn example(&self) -> Option<PenguinInput> {
         Some(PenguinInput {
             island: "Biscoe".into(),

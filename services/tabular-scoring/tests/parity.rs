@@ -96,6 +96,7 @@ async fn batched_requests_match_python_onnxruntime() {
     config.models.poll_interval = std::time::Duration::ZERO;
     config.models.batching.max_batch_size = 64;
     config.models.batching.max_delay_us = 20_000;
+    config.cache.capacity = 0; // every request must reach the models to be batched
     let app = Arc::new(TestApp::with_config(TabularScoring, config).await.unwrap());
     let forest = app.engine().models().get(FOREST).unwrap();
     let (runs_before, rows_before) = (forest.stats().runs(), forest.stats().rows());

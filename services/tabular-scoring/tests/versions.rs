@@ -138,3 +138,33 @@ async fn a_pinned_policy_ignores_new_versions() {
     assert_eq!(common::forest_version(&app).await, 1);
     assert_eq!(common::forest_status(&app).await["versions"], serde_json::json!([1]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_are_identical_computed_once_and_dropped_by_a_swap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = Arc::new(polling_app(tmp.path()).await);
+    let forest = app.engine().models().get(FOREST).unwrap();
+    let body = serde_json::to_vec(&common::input()).unwrap();
+    let rows = || forest.stats().rows();
+    let before = rows();
+
+    // 16 identical requests at once: one computation (single flight), identical bodies.
+    let answers = futures_util::future::join_all((0..16).map(|_| {
+        let (app, body) = (Arc::clone(&app), body.clone());
+        async move { app.post_json("/v1/predict", body).await }
+    }))
+    .await;
+    assert!(answers.iter().all(|a| a.status == StatusCode::OK && a.body == answers[0].body));
+    assert_eq!(rows() - before, 1, "computed once for 16 identical requests");
+    let hit = app.post_json("/v1/predict", body.clone()).await;
+    assert_eq!(hit.body, answers[0].body);
+    assert!(hit.headers["server-timing"].to_str().unwrap().starts_with("cache;dur="));
+    assert_eq!(rows() - before, 1, "a hit runs no model");
+
+    // A new version changes the key: answers now come from it, never from the cache of v1.
+    common::publish(tmp.path(), FOREST, 2);
+    common::wait_for_version(&app, 2).await;
+    let after_swap = app.post_json("/v1/predict", body).await;
+    assert_eq!(after_swap.headers["x-model-version"], "penguins-forest=2");
+    // (The answer cached under version 1 would say `penguins-forest=1`.)
+}

@@ -5,15 +5,17 @@
 //! - `POST /v1/models/{model}/versions/{version}/predict`: that loaded version answers.
 //!
 //! Every answer names the versions that produced it in `x-model-version`, and says where the
-//! time went in `Server-Timing` (`pre`, `queue`, `infer`, `post`, in milliseconds). The handlers are
+//! time went in `Server-Timing` (`pre`, `queue`, `infer`, `post`, in milliseconds; `cache`
+//! alone for an answer from the response cache). The handlers are
 //! generic over the pipeline, which `#[utoipa::path]` cannot describe, so the operations are
 //! built here, next to the routes, from the pipeline's `ToSchema` types.
 
 use std::sync::Arc;
 
-use axum::Json;
+use std::time::Instant;
+
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use utoipa::openapi::path::{
@@ -24,6 +26,7 @@ use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, Required,
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::cache::{self, CachedAnswer};
 use crate::engine::{Answer, Engine};
 use crate::error::Error;
 use crate::http::json::JsonBody;
@@ -53,21 +56,58 @@ async fn predict<P: Pipeline>(
     State(engine): State<Arc<Engine<P>>>,
     headers: HeaderMap,
     JsonBody(input): JsonBody<P::Input>,
-) -> Result<Response, Error> {
-    let requested = requested_version(&headers)?;
-    let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
-    engine.predict(input, version).await.map(respond)
+) -> Response {
+    match requested_version(&headers) {
+        Ok(requested) => {
+            let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
+            answer(&engine, input, version).await
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn predict_version<P: Pipeline>(
     State(engine): State<Arc<Engine<P>>>,
     Path((model, version)): Path<(String, String)>,
     JsonBody(input): JsonBody<P::Input>,
-) -> Result<Response, Error> {
-    let version = version.parse().map_err(|_| {
-        Error::invalid_field("version", format!("`{version}` is not a version number"))
-    })?;
-    engine.predict(input, Some((&model, version))).await.map(respond)
+) -> Response {
+    match version.parse() {
+        Ok(version) => answer(&engine, input, Some((&model, version))).await,
+        Err(_) => Error::invalid_field("version", format!("`{version}` is not a version number"))
+            .into_response(),
+    }
+}
+
+/// Runs the pipeline, through the response cache when the pipeline gives a key.
+async fn answer<P: Pipeline>(
+    engine: &Engine<P>,
+    input: P::Input,
+    version: Option<(&str, u64)>,
+) -> Response {
+    let key = engine.pipeline().cache_key(&input);
+    let Some((cache, pipeline_key)) = engine.cache().zip(key) else {
+        return match engine.predict(input, version).await {
+            Ok(answer) => respond(&serialize(answer), None),
+            Err(error) => error.into_response(),
+        };
+    };
+    let versions = match engine.answering_versions(version) {
+        Ok(versions) => versions,
+        Err(error) => return error.into_response(),
+    };
+    let start = Instant::now();
+    let compute = async { engine.predict(input, version).await.map(serialize) };
+    let (result, hit) = cache.get_or_compute(cache::key(&pipeline_key, &versions), compute).await;
+    match result {
+        Ok(answer) => respond(&answer, hit.then(|| start.elapsed())),
+        Err(error) => problem::respond(&error),
+    }
+}
+
+/// The answer as it is sent and cached: JSON bytes and what the headers say.
+fn serialize<O: serde::Serialize>(answer: Answer<O>) -> CachedAnswer {
+    let body = serde_json::to_vec(&answer.output).expect("a pipeline output serialises to JSON");
+    CachedAnswer { body: body.into(), versions: answer.versions, timings: answer.timings }
 }
 
 /// The model version a request asks for in `x-model-version`, if it names one.
@@ -82,15 +122,22 @@ fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error
     Ok(Some((model.trim().to_string(), version)))
 }
 
-fn respond<O: serde::Serialize>(answer: Answer<O>) -> Response {
+/// The JSON response with `x-model-version` and `Server-Timing`: the stages of the run that
+/// computed it, or `cache` alone for a hit (`cached` is the lookup time).
+fn respond(answer: &CachedAnswer, cached: Option<std::time::Duration>) -> Response {
     let versions: Vec<String> =
         answer.versions.iter().map(|(name, v)| format!("{name}={v}")).collect();
-    let mut response = Json(answer.output).into_response();
+    let timing = match cached {
+        Some(lookup) => format!("cache;dur={:.3}", lookup.as_secs_f64() * 1e3),
+        None => answer.timings.server_timing(),
+    };
+    let mut response =
+        ([(header::CONTENT_TYPE, "application/json")], answer.body.clone()).into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&versions.join(", ")) {
         headers.insert(MODEL_VERSION_HEADER, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&answer.timings.server_timing()) {
+    if let Ok(value) = HeaderValue::from_str(&timing) {
         headers.insert("server-timing", value);
     }
     response

@@ -108,12 +108,18 @@ impl From<&Error> for Problem {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let problem = Problem::from(&self);
-        if problem.status >= 500 {
-            tracing::error!(error = %self, status = problem.status, "request failed");
-        }
-        problem.into_response()
+        respond(&self)
     }
+}
+
+/// The problem response for `error`, logging server errors: for errors shared behind an `Arc`
+/// (one computation answering several requests).
+pub(crate) fn respond(error: &Error) -> Response {
+    let problem = Problem::from(error);
+    if problem.status >= 500 {
+        tracing::error!(%error, status = problem.status, "request failed");
+    }
+    problem.into_response()
 }
 
 #[cfg(test)]

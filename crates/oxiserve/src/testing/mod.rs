@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 pub use self::s3::S3Server;
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -84,7 +85,7 @@ impl<P: Pipeline> TestApp<P> {
     /// Serves `pipeline` with `config` without loading any model: every model stays loading,
     /// as in the first moments of a real start.
     pub fn unloaded(pipeline: P, config: Config) -> Self {
-        let engine = Arc::new(Engine::new(pipeline));
+        let engine = Arc::new(Engine::new(pipeline).with_cache(ResponseCache::new(&config.cache)));
         let router = http::router(Arc::clone(&engine), &config.http, None);
         Self { engine, router, config, poller: None }
     }

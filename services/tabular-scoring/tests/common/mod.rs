@@ -108,6 +108,9 @@ where
                         app.post_json("/v1/predict", serde_json::to_vec(&input()).unwrap()).await;
                     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
                     seen.push(response.headers["x-model-version"].to_str().unwrap().to_string());
+                    // A cache hit completes without ever waiting: yield, or these in-process
+                    // clients would starve the poll loop that publishes versions.
+                    tokio::task::yield_now().await;
                 }
                 seen
             })
