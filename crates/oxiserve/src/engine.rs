@@ -95,21 +95,21 @@ impl<P: Pipeline> Engine<P> {
     /// The version of every model that answers a request (with `version`, that one for its
     /// model): what a cached answer is keyed on.
     pub fn answering_versions(&self, version: Option<(&str, u64)>) -> Result<Vec<(String, u64)>> {
-        if !self.ready.load(Ordering::Acquire) {
-            return Err(Error::NotReady);
+        self.check_loaded()?;
+        if let Some((name, version)) = version {
+            self.models.ensure_loaded(name, version)?;
         }
-        let overlay;
-        let models = match version {
-            None => &self.models,
-            Some((name, version)) => {
-                overlay = self.models.with_version(name, version)?;
-                &overlay
-            }
+        let answering = |name: &str| match version {
+            Some((asked, version)) if asked == name => Ok(version),
+            _ => self.models.get(name).map(|model| model.version()),
         };
-        models
+        self.models
             .names()
             .into_iter()
-            .map(|name| Ok((name.clone(), models.get(&name)?.version())))
+            .map(|name| {
+                let version = answering(&name)?;
+                Ok((name, version))
+            })
             .collect()
     }
 
@@ -121,6 +121,11 @@ impl<P: Pipeline> Engine<P> {
     /// The models and their states.
     pub fn models(&self) -> &Models {
         &self.models
+    }
+
+    /// `NotReady` until [`Engine::load`] has finished; draining does not stop predictions.
+    fn check_loaded(&self) -> Result<()> {
+        if self.ready.load(Ordering::Acquire) { Ok(()) } else { Err(Error::NotReady) }
     }
 
     /// Whether the service wants traffic: every model is loaded, the warm-up request went
@@ -142,9 +147,7 @@ impl<P: Pipeline> Engine<P> {
         input: P::Input,
         version: Option<(&str, u64)>,
     ) -> Result<Answer<P::Output>> {
-        if !self.ready.load(Ordering::Acquire) {
-            return Err(Error::NotReady);
-        }
+        self.check_loaded()?;
         match version {
             None => self.run(input, &self.models).await,
             Some((name, version)) => {

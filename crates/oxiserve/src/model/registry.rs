@@ -116,6 +116,11 @@ impl Models {
             .unwrap_or_default()
     }
 
+    /// Ok when `version` of `name` is loaded; else `UnknownModel` or `VersionNotLoaded`.
+    pub fn ensure_loaded(&self, name: &str, version: u64) -> Result<()> {
+        check_loaded(&self.read(), name, version)
+    }
+
     /// Whether `version` of `name` failed before and must not be tried again.
     pub fn is_failed(&self, name: &str, version: u64) -> bool {
         self.read().get(name).is_some_and(|entry| entry.failed.contains_key(&version))
@@ -135,12 +140,7 @@ impl Models {
     /// version sees the models. The version must be loaded.
     pub fn with_version(&self, name: &str, version: u64) -> Result<Self> {
         let mut entries = self.read().clone();
-        let not_loaded = || Error::VersionNotLoaded { model: name.to_string(), version };
-        let entry = entries.get_mut(name).ok_or_else(|| Error::UnknownModel(name.to_string()))?;
-        if !entry.loaded.contains_key(&version) {
-            return Err(not_loaded());
-        }
-        entry.pinned = Some(version);
+        pin_in(&mut entries, name, version)?;
         Ok(Self { entries: RwLock::new(entries) })
     }
 
@@ -174,14 +174,7 @@ impl Models {
 
     /// Makes `version` of `name` serve until [`Models::unpin`]; it must be loaded.
     pub(crate) fn pin(&self, name: &str, version: u64) -> Result<()> {
-        let mut entries = self.write();
-        let not_loaded = || Error::VersionNotLoaded { model: name.to_string(), version };
-        let entry = entries.get_mut(name).ok_or_else(|| Error::UnknownModel(name.to_string()))?;
-        if !entry.loaded.contains_key(&version) {
-            return Err(not_loaded());
-        }
-        entry.pinned = Some(version);
-        Ok(())
+        pin_in(&mut self.write(), name, version)
     }
 
     /// Lets the newest loaded version of `name` serve again.
@@ -226,6 +219,23 @@ impl Models {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
         self.entries.write().expect("no code panics while holding the models lock")
     }
+}
+
+/// Ok when `version` of `name` is loaded; else which of the two is unknown.
+fn check_loaded(entries: &BTreeMap<String, Entry>, name: &str, version: u64) -> Result<()> {
+    let entry = entries.get(name).ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+    if entry.loaded.contains_key(&version) {
+        Ok(())
+    } else {
+        Err(Error::VersionNotLoaded { model: name.to_string(), version })
+    }
+}
+
+/// Makes `version` of `name` serve in `entries`, provided it is loaded.
+fn pin_in(entries: &mut BTreeMap<String, Entry>, name: &str, version: u64) -> Result<()> {
+    check_loaded(entries, name, version)?;
+    entries.get_mut(name).expect("check_loaded found the entry").pinned = Some(version);
+    Ok(())
 }
 
 fn status(name: &str, entry: &Entry) -> ModelStatus {
