@@ -1,6 +1,7 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
-//! Order: provision ONNX Runtime, install Chromium for the docs UI test when it is missing,
+//! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
+//! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests),
 //! create the Python tools venv the tests call (moto for S3, openapi-spec-validator), check
 //! formatting, run clippy and rustdoc with warnings denied, then run every test of the
 //! workspace. Tests
@@ -15,12 +16,15 @@ use crate::setup;
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian packages the tests run, each with a file that shows it is installed.
+const PACKAGES: [(&str, &str); 2] =
+    [("chromium", CHROMIUM), ("redis-server", "/usr/bin/redis-server")];
 /// The virtual environment of the Python tools the tests call.
 const TEST_VENV: &str = ".cache/test-venv";
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let library = setup::run(root)?;
-    install_chromium()?;
+    install_packages()?;
     let sh = Shell::new()?;
     sh.change_dir(root);
     let python = python_tools(&sh, root)?;
@@ -45,18 +49,23 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs Debian's chromium when it is not there; needs root, as on CI.
-fn install_chromium() -> anyhow::Result<()> {
-    if Path::new(CHROMIUM).is_file() {
+/// Installs the Debian packages of [`PACKAGES`] that are not there; needs root, as on CI.
+fn install_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).is_file())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let sh = Shell::new()?;
     let user = cmd!(sh, "id -u").read()?;
-    ensure!(user == "0", "{CHROMIUM} is missing: install Debian's `chromium` package (needs root)");
-    eprintln!("test: installing chromium for the docs UI test");
+    ensure!(user == "0", "install the Debian packages {missing:?} (needs root)");
+    eprintln!("test: installing {missing:?}");
     let _quiet = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     cmd!(sh, "apt-get update -qq").run()?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends chromium").run()?;
+    cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}").run()?;
     Ok(())
 }
 

@@ -33,19 +33,26 @@ pub struct Config {
     pub cache: CacheConfig,
 }
 
-/// The in-process response cache, for pipelines that opt in with `Pipeline::cache_key`.
+/// The response cache, for pipelines that opt in with `Pipeline::cache_key`: in process, and
+/// optionally shared by replicas through Redis.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// Most answers kept; 0 turns the cache off.
+    /// Most answers kept in process; 0 turns the whole cache off.
     pub capacity: u64,
-    /// How long an answer is kept, in milliseconds.
+    /// How long an answer is kept, in milliseconds (in process and in Redis).
     pub ttl_ms: u64,
+    /// A Redis server shared by the replicas, as `redis://[:password@]host:port[/db]`
+    ///. Unset: no shared cache.
+    pub redis_url: Option<Secret>,
+    /// Deadline of one Redis command, in milliseconds; past it the request goes on without
+    /// Redis and Redis is skipped for a second.
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, ttl_ms: 60_000 }
+        Self { capacity: 10_000, ttl_ms: 60_000, redis_url: None, redis_timeout_ms: 50 }
     }
 }
 

@@ -17,12 +17,14 @@
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
 //! - [`http`]: routes (predict, versions, status, admin), limits, problem+json errors, OpenAPI
 //!   and the docs UI.
-//! - [`cache`]: the response cache, keyed on the input and the model versions, single flight.
+//! - [`cache`]: the response cache, keyed on the input and the model versions, single flight,
+//!   in process and optionally shared through Redis.
+//! - [`telemetry`]: the metrics recorder behind `/metrics`.
 //! - [`config`]: the one [`Config`], from defaults, TOML and `OXISERVE_*` variables.
 //! - [`error`]: the one [`Error`] type.
 //! - [`server`]: start-up order, signals and shutdown.
 //! - `testing` (feature `testing`): run any pipeline in-process and call it like a client;
-//!   start a real S3 server (moto) for tests.
+//!   start a real S3 server (moto) or Redis for tests.
 //!
 #![doc = include_str!("../../../docs/writing-a-service.md")]
 #![warn(missing_docs)]
@@ -36,6 +38,7 @@ pub mod model;
 pub mod pipeline;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;

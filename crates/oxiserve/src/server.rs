@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::http;
 use crate::model::Loader;
 use crate::pipeline::Pipeline;
+use crate::telemetry;
 
 /// The command line every service accepts.
 #[derive(Debug, Parser)]
@@ -61,7 +62,9 @@ pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     let loader = Loader::new(&config).await?;
-    let engine = Arc::new(Engine::new(pipeline).with_cache(ResponseCache::new(&config.cache)));
+    telemetry::install();
+    let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
+    let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
     let address = (config.http.host, config.http.port);
     let listener = TcpListener::bind(address)
         .await

@@ -78,7 +78,8 @@ async fn a_panicking_pipeline_gives_500_and_hides_the_message() {
 
 #[tokio::test]
 async fn an_unloaded_app_is_not_ready_and_a_loaded_one_is() {
-    let unloaded = TestApp::unloaded(Greeter, Config::default());
+    let unloaded =
+        TestApp::unloaded(Greeter, Config::default()).await.expect("no Redis to connect to");
     assert!(!unloaded.engine().is_ready());
     assert_eq!(unloaded.get("/health/ready").await.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app().await.get("/health/ready").await.status, StatusCode::OK);

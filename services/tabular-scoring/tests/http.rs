@@ -122,7 +122,8 @@ async fn a_body_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn before_models_load_the_service_is_live_but_not_ready() {
-    let app = TestApp::unloaded(TabularScoring, Config::default());
+    let app =
+        TestApp::unloaded(TabularScoring, Config::default()).await.expect("no Redis to connect to");
     assert_eq!(app.get("/health/live").await.status, StatusCode::OK);
     let ready = app.get("/health/ready").await;
     assert_problem(&ready, StatusCode::SERVICE_UNAVAILABLE, None);

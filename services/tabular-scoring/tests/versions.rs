@@ -158,7 +158,7 @@ async fn cached_answers_are_identical_computed_once_and_dropped_by_a_swap() {
     assert_eq!(rows() - before, 1, "computed once for 16 identical requests");
     let hit = app.post_json("/v1/predict", body.clone()).await;
     assert_eq!(hit.body, answers[0].body);
-    assert!(hit.headers["server-timing"].to_str().unwrap().starts_with("cache;dur="));
+    assert!(hit.headers["server-timing"].to_str().unwrap().starts_with("cache;desc=memory;dur="));
     assert_eq!(rows() - before, 1, "a hit runs no model");
 
     // A new version changes the key: answers now come from it, never from the cache of v1.

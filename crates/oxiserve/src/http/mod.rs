@@ -5,6 +5,7 @@
 
 mod admin;
 mod json;
+mod metrics;
 mod predict;
 mod problem;
 mod status;
@@ -18,6 +19,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::InfoBuilder;
@@ -26,6 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use self::admin::AdminAccess;
 pub use self::json::JsonBody;
+pub use self::metrics::PATH as METRICS_PATH;
 pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
 pub use self::status::{Health, ModelList};
@@ -61,6 +64,7 @@ pub fn router<P: Pipeline>(
     routes
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api))
         .merge(admin)
+        .route(METRICS_PATH, get(metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(config.request_timeout_ms, deadline))
@@ -135,7 +139,6 @@ fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
-    use axum::routing::get;
     use tower::ServiceExt;
 
     use super::*;

@@ -6,7 +6,8 @@
 //!
 //! Every answer names the versions that produced it in `x-model-version`, and says where the
 //! time went in `Server-Timing` (`pre`, `queue`, `infer`, `post`, in milliseconds; `cache`
-//! alone for an answer from the response cache). The handlers are
+//! alone, with `desc=memory` or `desc=redis`, for an answer from the response cache). The
+//! handlers are
 //! generic over the pipeline, which `#[utoipa::path]` cannot describe, so the operations are
 //! built here, next to the routes, from the pipeline's `ToSchema` types.
 
@@ -26,7 +27,7 @@ use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, Required,
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::cache::{self, CachedAnswer};
+use crate::cache::{self, CachedAnswer, Source};
 use crate::engine::{Answer, Engine};
 use crate::error::Error;
 use crate::http::json::JsonBody;
@@ -96,10 +97,16 @@ async fn answer<P: Pipeline>(
         Err(error) => return error.into_response(),
     };
     let start = Instant::now();
+    let key = cache::key(&pipeline_key, &versions);
     let compute = async { engine.predict(input, version).await.map(serialize) };
-    let (result, hit) = cache.get_or_compute(cache::key(&pipeline_key, &versions), compute).await;
+    let (result, source) = cache.get_or_compute(key, compute).await;
+    let hit = match source {
+        Source::Memory => Some(("memory", start.elapsed())),
+        Source::Redis => Some(("redis", start.elapsed())),
+        Source::Computed => None,
+    };
     match result {
-        Ok(answer) => respond(&answer, hit.then(|| start.elapsed())),
+        Ok(answer) => respond(&answer, hit),
         Err(error) => problem::respond(&error),
     }
 }
@@ -123,12 +130,14 @@ fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error
 }
 
 /// The JSON response with `x-model-version` and `Server-Timing`: the stages of the run that
-/// computed it, or `cache` alone for a hit (`cached` is the lookup time).
-fn respond(answer: &CachedAnswer, cached: Option<std::time::Duration>) -> Response {
+/// computed it, or `cache` alone for a hit (`cached` is the layer and the lookup time).
+fn respond(answer: &CachedAnswer, cached: Option<(&str, std::time::Duration)>) -> Response {
     let versions: Vec<String> =
         answer.versions.iter().map(|(name, v)| format!("{name}={v}")).collect();
     let timing = match cached {
-        Some(lookup) => format!("cache;dur={:.3}", lookup.as_secs_f64() * 1e3),
+        Some((layer, lookup)) => {
+            format!("cache;desc={layer};dur={:.3}", lookup.as_secs_f64() * 1e3)
+        }
         None => answer.timings.server_timing(),
     };
     let mut response =

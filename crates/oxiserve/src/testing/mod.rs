@@ -12,6 +12,8 @@
 //! # Ok(()) }
 //! ```
 
+mod process;
+mod redis;
 mod s3;
 
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
+pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
 use crate::cache::ResponseCache;
 use crate::config::Config;
@@ -67,7 +70,7 @@ impl<P: Pipeline> TestApp<P> {
     /// `models.poll_interval` is not zero, new versions are picked up as in production until
     /// the app is dropped.
     pub async fn with_config(pipeline: P, config: Config) -> Result<Self> {
-        let mut app = Self::unloaded(pipeline, config);
+        let mut app = Self::unloaded(pipeline, config).await?;
         let loader = Loader::new(&app.config).await?;
         if let Some(token) = app.config.admin.token.clone() {
             let admin = http::AdminAccess { loader: loader.clone(), token };
@@ -84,10 +87,12 @@ impl<P: Pipeline> TestApp<P> {
 
     /// Serves `pipeline` with `config` without loading any model: every model stays loading,
     /// as in the first moments of a real start.
-    pub fn unloaded(pipeline: P, config: Config) -> Self {
-        let engine = Arc::new(Engine::new(pipeline).with_cache(ResponseCache::new(&config.cache)));
+    pub async fn unloaded(pipeline: P, config: Config) -> Result<Self> {
+        crate::telemetry::install();
+        let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
+        let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
         let router = http::router(Arc::clone(&engine), &config.http, None);
-        Self { engine, router, config, poller: None }
+        Ok(Self { engine, router, config, poller: None })
     }
 
     /// The engine, for assertions on models and readiness.

@@ -1,0 +1,88 @@
+//! A server process for tests: started on 127.0.0.1 and a free port, frozen and thawed with
+//! signals to play a hung server, and always stopped, even when the test fails.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server process.
+#[derive(Debug)]
+pub(super) struct ServerProcess {
+    child: Child,
+    port: u16,
+    program: String,
+}
+
+/// A port nobody listens on right now.
+pub(super) fn free_port() -> Result<u16> {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|e| Error::io("finding a free port", e))
+}
+
+impl ServerProcess {
+    /// Starts `program` with `args`, which make it listen on `port`, and waits until it does.
+    /// `install_hint` says how to get a missing program.
+    pub(super) async fn start(
+        program: &str,
+        args: &[String],
+        port: u16,
+        install_hint: &str,
+    ) -> Result<Self> {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {program} ({install_hint})"), e))?;
+        let server = Self { child, port, program: program.to_string() };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > START_TIMEOUT {
+                return Err(Error::Remote(format!(
+                    "{program} did not listen on port {port} within {} s",
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(server)
+    }
+
+    /// The port it listens on.
+    pub(super) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Freezes the process (SIGSTOP): connections are accepted but never answered.
+    pub(super) fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub(super) fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .map_err(|e| Error::io(format!("signalling {}", self.program), e))?;
+        if status.success() { Ok(()) } else { Err(Error::Remote(format!("kill {signal} failed"))) }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
