@@ -80,20 +80,26 @@ fn http_status(address: &str, method: &str, path: &str, body: &str) -> u16 {
     reply.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{reply}"))
 }
 
-#[test]
-fn sigterm_turns_readiness_off_then_stops_cleanly() {
+/// The log lines of a running service.
+type LogLines = Box<dyn Iterator<Item = String>>;
+
+/// Starts the service binary on the bundled models, one session, with `env`; waits until it
+/// reports ready. Returns the process, its address and the rest of its log.
+fn start_service(env: &[(&str, &str)]) -> (std::process::Child, String, LogLines) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"));
+    command
         .env("OXISERVE_HTTP__PORT", "0")
-        .env("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "1500")
         .env("OXISERVE_MODELS__SESSIONS", "1")
         .env("OXISERVE_MODELS__URI", common::models_dir())
         .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the service binary starts");
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("the service binary starts");
     let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let mut lines: LogLines = Box::new(BufReader::new(stderr).lines().map_while(Result::ok));
     let address = lines
         .by_ref()
         .find_map(|line| {
@@ -101,23 +107,71 @@ fn sigterm_turns_readiness_off_then_stops_cleanly() {
         })
         .expect("the service logs its address");
     assert!(lines.by_ref().any(|line| line.contains(" ready ")), "the service reports ready");
-    assert_eq!(http_status(&address, "GET", "/health/ready", ""), 200);
+    (child, address, lines)
+}
 
+/// Sends SIGTERM to `child`.
+fn terminate(child: &std::process::Child) {
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
+}
+
+/// A prediction request body.
+const BODY: &str = r#"{"island": "Dream", "bill_length_mm": 49.0}"#;
+
+#[test]
+fn sigterm_turns_readiness_off_then_stops_cleanly() {
+    let (mut child, address, mut lines) =
+        start_service(&[("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "1500")]);
+    assert_eq!(http_status(&address, "GET", "/health/ready", ""), 200);
+
+    terminate(&child);
     assert!(lines.by_ref().any(|line| line.contains("SIGTERM")), "the signal is logged");
     assert_eq!(
         http_status(&address, "GET", "/health/ready", ""),
         503,
         "not ready during the grace"
     );
-    let body = r#"{"island": "Dream", "bill_length_mm": 49.0}"#;
     assert_eq!(
-        http_status(&address, "POST", "/v1/predict", body),
+        http_status(&address, "POST", "/v1/predict", BODY),
         200,
         "still serving during the grace"
     );
 
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.collect();
+    assert_eq!(status.code(), Some(0), "a clean exit after SIGTERM: {rest:?}");
+}
+
+#[test]
+fn sigterm_under_load_completes_every_in_flight_request() {
+    use std::time::{Duration, Instant};
+    // Each batch waits 1 s for more requests, so all of them are still in flight when the
+    // signal arrives; no grace period, so the server stops accepting at once.
+    let (mut child, address, lines) = start_service(&[
+        ("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "0"),
+        ("OXISERVE_MODELS__BATCHING__MAX_BATCH_SIZE", "1000"),
+        ("OXISERVE_MODELS__BATCHING__MAX_DELAY_US", "1000000"),
+        ("OXISERVE_CACHE__CAPACITY", "0"),
+    ]);
+    let clients: Vec<_> = (0..48)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let status = http_status(&address, "POST", "/v1/predict", BODY);
+                (status, Instant::now())
+            })
+        })
+        .collect();
+    // Time for every client to connect and send; their batch is still gathering.
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    terminate(&child);
+    for client in clients {
+        let (status, answered) = client.join().expect("no client saw a dropped connection");
+        assert_eq!(status, 200, "every in-flight request completes");
+        assert!(answered > signalled, "the request was still in flight at SIGTERM");
+    }
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.collect();
     assert_eq!(status.code(), Some(0), "a clean exit after SIGTERM: {rest:?}");
