@@ -5,6 +5,7 @@
 //! `OXISERVE_HTTP__PORT=9000` sets `http.port`. Every key is documented in
 //! `docs/configuration.md`; keep the two in step.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -148,9 +149,12 @@ pub struct ModelsConfig {
     /// ONNX Runtime sessions per loaded model, each on its own worker thread; 0 means one per
     /// CPU core.
     pub sessions: usize,
-    /// Threads ONNX Runtime may use inside one session run. Small models do best with 1 and
-    /// more sessions; large ones with fewer sessions and more threads.
+    /// Threads ONNX Runtime may use inside one operator of a session run. Small models do
+    /// best with 1 and more sessions; large ones with fewer sessions and more threads.
     pub intra_threads: usize,
+    /// Threads ONNX Runtime may use to run independent operators of one run in parallel; 1
+    /// runs them in sequence (the default, and best for small graphs).
+    pub inter_threads: usize,
     /// Inference jobs that may wait for a worker, per model; beyond it requests get 503.
     pub queue_capacity: usize,
     /// How often to look for newly published versions, as `500ms`, `10s` or `1m`; `0s` turns
@@ -162,7 +166,42 @@ pub struct ModelsConfig {
     /// The version policy of every model without its own entry in `policies`.
     pub policy: VersionPolicy,
     /// Version policies by model name.
-    pub policies: std::collections::BTreeMap<String, VersionPolicy>,
+    pub policies: BTreeMap<String, VersionPolicy>,
+    /// Run settings of one model that differ from the ones above, by model name.
+    pub overrides: BTreeMap<String, RunOverrides>,
+}
+
+/// How one model version runs: the `models.*` settings with the model's overrides applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// ONNX Runtime sessions, each on its own worker thread (never 0).
+    pub sessions: usize,
+    /// Threads inside one operator.
+    pub intra_threads: usize,
+    /// Threads across independent operators; above 1 turns on parallel execution.
+    pub inter_threads: usize,
+    /// Jobs that may wait for a worker.
+    pub queue_capacity: usize,
+    /// Dynamic batching.
+    pub batching: BatchingConfig,
+}
+
+/// Settings of one model that replace the `models.*` ones; unset fields keep those.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunOverrides {
+    /// Replaces `models.sessions`.
+    pub sessions: Option<usize>,
+    /// Replaces `models.intra_threads`.
+    pub intra_threads: Option<usize>,
+    /// Replaces `models.inter_threads`.
+    pub inter_threads: Option<usize>,
+    /// Replaces `models.queue_capacity`.
+    pub queue_capacity: Option<usize>,
+    /// Replaces `models.batching.max_batch_size`.
+    pub max_batch_size: Option<usize>,
+    /// Replaces `models.batching.max_delay_us`.
+    pub max_delay_us: Option<u64>,
 }
 
 impl Default for ModelsConfig {
@@ -173,11 +212,13 @@ impl Default for ModelsConfig {
             s3: S3Config::default(),
             sessions: 0,
             intra_threads: 1,
+            inter_threads: 1,
             queue_capacity: 1024,
             poll_interval: Duration::from_secs(10),
             batching: BatchingConfig::default(),
             policy: VersionPolicy::default(),
-            policies: std::collections::BTreeMap::new(),
+            policies: BTreeMap::new(),
+            overrides: BTreeMap::new(),
         }
     }
 }
@@ -188,11 +229,23 @@ impl ModelsConfig {
         self.policies.get(model).unwrap_or(&self.policy)
     }
 
-    /// The number of sessions to create per model, resolving 0 to the CPU count.
-    pub fn session_count(&self) -> usize {
-        match self.sessions {
+    /// How `model` runs: these settings with its overrides, `sessions = 0` resolved to the
+    /// CPU count.
+    pub fn run_config(&self, model: &str) -> RunConfig {
+        let overrides = self.overrides.get(model).cloned().unwrap_or_default();
+        let sessions = match overrides.sessions.unwrap_or(self.sessions) {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
+        };
+        RunConfig {
+            sessions,
+            intra_threads: overrides.intra_threads.unwrap_or(self.intra_threads),
+            inter_threads: overrides.inter_threads.unwrap_or(self.inter_threads),
+            queue_capacity: overrides.queue_capacity.unwrap_or(self.queue_capacity),
+            batching: BatchingConfig {
+                max_batch_size: overrides.max_batch_size.unwrap_or(self.batching.max_batch_size),
+                max_delay_us: overrides.max_delay_us.unwrap_or(self.batching.max_delay_us),
+            },
         }
     }
 }
@@ -327,7 +380,8 @@ mod tests {
             jail.create_file(
                 "oxiserve.toml",
                 "[http]\nport = 9000\nhost = \"0.0.0.0\"\n\
-                 [models.policies]\npenguins = { pinned = [3, 4] }\n",
+                 [models.policies]\npenguins = { pinned = [3, 4] }\n\
+                 [models.overrides.penguins]\nsessions = 3\nmax_delay_us = 250\n",
             )?;
             jail.set_env("OXISERVE_HTTP__PORT", "9100");
             jail.set_env("OXISERVE_MODELS__URI", "/srv/models");
@@ -342,6 +396,12 @@ mod tests {
             assert_eq!(config.models.poll_interval, Duration::from_millis(250));
             assert_eq!(config.models.policy_for("other"), &VersionPolicy::Latest(2));
             assert_eq!(config.models.policy_for("penguins"), &VersionPolicy::Pinned(vec![3, 4]));
+            let penguins = config.models.run_config("penguins");
+            assert_eq!((penguins.sessions, penguins.batching.max_delay_us), (3, 250));
+            let defaults = &config.models;
+            assert_eq!(penguins.batching.max_batch_size, defaults.batching.max_batch_size);
+            assert_eq!(penguins.queue_capacity, defaults.queue_capacity, "unset keeps the default");
+            assert_eq!(config.models.run_config("other").batching, defaults.batching);
             let token = config.admin.token.as_ref().expect("the token is set");
             assert_eq!(token.expose(), "hunter2");
             assert!(!format!("{config:?}").contains("hunter2"), "Debug redacts the token");
@@ -359,6 +419,24 @@ mod tests {
             assert!(typo.contains("prot"), "{typo}");
             let missing = Config::load(Some(Path::new("absent.toml"))).unwrap_err().to_string();
             assert!(missing.contains("absent.toml"), "{missing}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
+    fn the_documented_example_file_loads() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let example = docs
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/configuration.md has a TOML example");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("example.toml", example)?;
+            let config =
+                Config::load(Some(Path::new("example.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.models.run_config("penguins-forest").intra_threads, 2);
             Ok(())
         });
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use oxiserve::Config;
+use oxiserve::config::RunOverrides;
 use oxiserve::testing::TestApp;
 use serde::Deserialize;
 use tabular_scoring::{FOREST, LINEAR, Mode, PenguinInput, Prediction, TabularScoring};
@@ -97,9 +98,14 @@ async fn batched_requests_match_python_onnxruntime() {
     config.models.batching.max_batch_size = 64;
     config.models.batching.max_delay_us = 20_000;
     config.cache.capacity = 0; // every request must reach the models to be batched
+    // The linear model alone runs unbatched: per-model settings override the global ones.
+    let unbatched = RunOverrides { max_batch_size: Some(1), ..RunOverrides::default() };
+    config.models.overrides.insert(LINEAR.into(), unbatched);
     let app = Arc::new(TestApp::with_config(TabularScoring, config).await.unwrap());
     let forest = app.engine().models().get(FOREST).unwrap();
+    let linear = app.engine().models().get(LINEAR).unwrap();
     let (runs_before, rows_before) = (forest.stats().runs(), forest.stats().rows());
+    let linear_before = (linear.stats().runs(), linear.stats().rows());
 
     // Every case in every mode at once: batches mix rows of different requests and modes.
     let requests = fixture
@@ -128,4 +134,7 @@ async fn batched_requests_match_python_onnxruntime() {
         "one forest row per accurate and ensemble request"
     );
     assert!(runs < rows, "requests were batched: {rows} rows in {runs} runs");
+    let linear_runs = linear.stats().runs() - linear_before.0;
+    assert_eq!(linear_runs, linear.stats().rows() - linear_before.1, "one row per linear run");
+    assert_eq!(linear_runs, 2 * fixture.cases.len() as u64, "fast and ensemble requests");
 }

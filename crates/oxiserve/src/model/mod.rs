@@ -20,7 +20,7 @@ pub use self::manifest::{Manifest, TensorSpec};
 use self::onnx::OnnxBackend;
 pub use self::onnx::RunStats;
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
-use crate::config::{ModelsConfig, VersionPolicy};
+use crate::config::{ModelsConfig, RunConfig, VersionPolicy};
 use crate::error::{Error, Result};
 use crate::store::{LocalRepository, S3Mirror, Source};
 use crate::tensor::Tensors;
@@ -41,7 +41,7 @@ impl Model {
         repository: &LocalRepository,
         name: &str,
         version: u64,
-        config: &ModelsConfig,
+        config: &RunConfig,
         environment: &Environment,
     ) -> Result<Self> {
         let dir = repository.version_dir(name, version);
@@ -55,7 +55,7 @@ impl Model {
                 other => other,
             },
         )?;
-        tracing::info!(model = name, version, sessions = config.session_count(), "model loaded");
+        tracing::info!(model = name, version, sessions = config.sessions, "model loaded");
         Ok(Self { manifest, backend, cached: OnceLock::new() })
     }
 
@@ -208,8 +208,8 @@ impl Loader {
         let loader = self.clone();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
-            Model::load(&loader.repository, &name, version, &loader.config, &loader.environment)
-                .map(Arc::new)
+            let run = loader.config.run_config(&name);
+            Model::load(&loader.repository, &name, version, &run, &loader.environment).map(Arc::new)
         })
         .await
         .map_err(|e| Error::pipeline(format!("model loading task failed: {e}")))?

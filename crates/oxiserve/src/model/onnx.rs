@@ -21,7 +21,7 @@ use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 use tokio::sync::oneshot;
 
 use super::batch::{self, Batcher, Job, Ran};
-use crate::config::ModelsConfig;
+use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::{Manifest, TensorSpec};
 use crate::tensor::{DataType, Tensor, Tensors};
@@ -67,13 +67,12 @@ impl OnnxBackend {
     pub(crate) fn start(
         manifest: &Manifest,
         graph: &[u8],
-        config: &ModelsConfig,
+        config: &RunConfig,
         environment: &Environment,
     ) -> Result<Self> {
         let label = manifest.label();
         let failed = |detail: String| Error::Inference { model: label.clone(), detail };
-        let mut builder = Session::builder(environment)
-            .and_then(|b| b.with_intra_threads(config.intra_threads).map_err(Into::into))
+        let mut builder = session_builder(environment, config)
             .map_err(|e| failed(format!("cannot configure a session: {e}")))?;
         let warmup = zero_inputs(&manifest.inputs).map_err(|e| failed(e.to_string()))?;
         let (jobs, queue) = crossbeam_channel::bounded(config.queue_capacity);
@@ -84,7 +83,7 @@ impl OnnxBackend {
             batching.max_batch_size,
             Duration::from_micros(batching.max_delay_us),
         );
-        for index in 0..config.session_count() {
+        for index in 0..config.sessions {
             let session = builder
                 .commit_from_memory(graph)
                 .map_err(|e| failed(format!("cannot load the ONNX graph: {e}")))?;
@@ -208,6 +207,19 @@ impl Worker {
             .filter_map(|spec| Some((spec, outputs.get(&spec.name)?)))
             .map(|(spec, value)| Ok((spec.name.clone(), output_tensor(spec.datatype, value)?)))
             .collect()
+    }
+}
+
+/// A session builder with the threads of `config`.
+fn session_builder(
+    environment: &Environment,
+    config: &RunConfig,
+) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+    let builder = Session::builder(environment)?.with_intra_threads(config.intra_threads)?;
+    if config.inter_threads > 1 {
+        Ok(builder.with_parallel_execution(true)?.with_inter_threads(config.inter_threads)?)
+    } else {
+        Ok(builder)
     }
 }
 
