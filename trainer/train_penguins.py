@@ -16,8 +16,6 @@ Usage: python train_penguins.py --models DIR --fixtures FILE [--version N]
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -32,11 +30,12 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
+from artifacts import write_version
+
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 CATEGORICAL = ["island", "sex"]
 TARGET = "species"
 SEED = 7
-MANIFEST_FORMAT = 1
 
 
 def fit_preprocessing(train) -> dict:
@@ -85,23 +84,6 @@ def preprocess(row: dict, params: dict) -> np.ndarray:
     return np.asarray(features, dtype=np.float64).astype(np.float32)
 
 
-def file_entry(path: Path) -> dict:
-    """What the manifest records of a file: checked by the server before the file is used."""
-    data = path.read_bytes()
-    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-
-
-def signature(session: ort.InferenceSession) -> tuple[list, list]:
-    """The session's real inputs and outputs, in the manifest's KServe v2 vocabulary."""
-    dtypes = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(string)": "BYTES"}
-
-    def describe(arg):
-        shape = [d if isinstance(d, int) else -1 for d in arg.shape]
-        return {"name": arg.name, "datatype": dtypes[arg.type], "shape": shape}
-
-    return [describe(a) for a in session.get_inputs()], [describe(a) for a in session.get_outputs()]
-
-
 def export(model, name: str, version: int, out: Path, params: dict, classes: list, training: dict):
     """Write `<out>/<name>/<version>/model.onnx` and its manifest (files first, manifest last)."""
     width = len(params["feature_order"])
@@ -111,23 +93,8 @@ def export(model, name: str, version: int, out: Path, params: dict, classes: lis
         options={id(model): {"zipmap": False}},
         target_opset=17,
     )
-    directory = out / name / str(version)
-    directory.mkdir(parents=True, exist_ok=True)
-    model_path = directory / "model.onnx"
-    model_path.write_bytes(onx.SerializeToString())
-    inputs, outputs = signature(ort.InferenceSession(str(model_path)))
-    manifest = {
-        "format_version": MANIFEST_FORMAT,
-        "name": name,
-        "version": version,
-        "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "files": {"model.onnx": file_entry(model_path)},
-        "inputs": inputs,
-        "outputs": outputs,
-        "metadata": {"classes": classes, "preprocessing": params, "training": training},
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return model_path
+    metadata = {"classes": classes, "preprocessing": params, "training": training}
+    return write_version(out, name, version, onx.SerializeToString(), metadata)
 
 
 def request_body(row) -> dict:

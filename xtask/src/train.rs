@@ -1,5 +1,6 @@
-//! `cargo xtask train`: rebuild the tabular-scoring models and parity fixtures with the
-//! Python reference trainer, in its own virtual environment under `trainer/.venv`.
+//! `cargo xtask train`: rebuild the committed models and parity fixtures with the Python
+//! reference trainer, in its own virtual environment under `trainer/.venv`: the tabular-scoring
+//! models, and `token-pool`, the variable-length model of the core crate's padding tests.
 
 use std::path::Path;
 
@@ -18,5 +19,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let models = service.join("models");
     let fixtures = service.join("tests/fixtures/parity.json");
     cmd!(sh, "{python} train_penguins.py --models {models} --fixtures {fixtures}").run()?;
+    let core_tests = root.join("crates/oxiserve/tests");
+    let models = core_tests.join("models");
+    let fixtures = core_tests.join("fixtures/token_pool.json");
+    cmd!(sh, "{python} build_token_pool.py --models {models} --fixtures {fixtures}").run()?;
     Ok(())
 }

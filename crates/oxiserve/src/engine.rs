@@ -234,7 +234,7 @@ impl<P: Pipeline> Engine<P> {
             if loaded == target {
                 break;
             }
-            match loader.load(&name, version).await {
+            match loader.load(&name, version, self.pipeline.padding(&name)).await {
                 Ok(model) => {
                     self.models.install(model, None);
                     loaded += 1;
@@ -379,7 +379,7 @@ impl<P: Pipeline> Engine<P> {
         keep: Option<usize>,
     ) -> Result<()> {
         let start = Instant::now();
-        let candidate = loader.load(name, version).await?;
+        let candidate = loader.load(name, version, self.pipeline.padding(name)).await?;
         let loaded = start.elapsed();
         self.warm_up(&candidate).await?;
         self.models.install(candidate, keep);

@@ -46,7 +46,7 @@ pub mod testing;
 pub use self::config::Config;
 pub use self::engine::{Answer, Engine, Timings};
 pub use self::error::{Error, Result};
-pub use self::model::{Loader, Model, Models};
+pub use self::model::{Loader, Model, Models, Padding};
 pub use self::pipeline::{Inference, ModelOutput, Outputs, Pipeline};
 pub use self::server::run;
 pub use self::tensor::{DataType, Tensor, Tensors};

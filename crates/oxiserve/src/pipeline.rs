@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
-use crate::model::{Model, Models};
+use crate::model::{Model, Models, Padding};
 use crate::tensor::{Tensor, Tensors};
 
 /// A service's request logic around its models.
@@ -27,6 +27,8 @@ use crate::tensor::{Tensor, Tensors};
 ///   parameters and weights always come from the same version.
 /// * [`postprocess`](Pipeline::postprocess) receives the input back together with every model's
 ///   [`Outputs`] and builds the response: labels, thresholds, business rules.
+/// * [`padding`](Pipeline::padding) (optional) lets requests whose inputs differ in length
+///   (token sequences) share a dynamic batch.
 /// * [`example`](Pipeline::example) gives a valid input. It is run through the whole pipeline
 ///   before the service reports ready (warm-up) and is shown as the request example in the
 ///   OpenAPI document, so it is always a request that works.
@@ -112,6 +114,13 @@ pub trait Pipeline: Send + Sync + 'static {
     /// A valid input, used for warm-up and as the OpenAPI request example.
     fn example(&self) -> Option<Self::Input> {
         None
+    }
+
+    /// How requests of different lengths share a batch of `model`: the [`Padding`] of its
+    /// variable-length inputs. The default pads nothing, so such requests run one by one.
+    fn padding(&self, model: &str) -> Padding {
+        let _ = model;
+        Padding::new()
     }
 
     /// Opts into the response cache: the bytes that identify `input`'s answer, or `None` (the

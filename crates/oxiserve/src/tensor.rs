@@ -129,13 +129,47 @@ impl Tensor {
 
     /// Rows `start..end` of the first dimension, copied.
     pub fn rows_range(&self, start: usize, end: usize) -> Tensor {
+        self.slice_axis(0, start, end)
+    }
+
+    /// Entries `start..end` of dimension `axis`, copied.
+    ///
+    /// # Panics
+    ///
+    /// If `axis` is not a dimension or the range does not fit in it.
+    pub fn slice_axis(&self, axis: usize, start: usize, end: usize) -> Tensor {
         let slice = ndarray::Slice::from(start..end);
         match self {
-            Tensor::F32(a) => Tensor::F32(a.slice_axis(Axis(0), slice).to_owned()),
-            Tensor::F64(a) => Tensor::F64(a.slice_axis(Axis(0), slice).to_owned()),
-            Tensor::I32(a) => Tensor::I32(a.slice_axis(Axis(0), slice).to_owned()),
-            Tensor::I64(a) => Tensor::I64(a.slice_axis(Axis(0), slice).to_owned()),
+            Tensor::F32(a) => Tensor::F32(a.slice_axis(Axis(axis), slice).to_owned()),
+            Tensor::F64(a) => Tensor::F64(a.slice_axis(Axis(axis), slice).to_owned()),
+            Tensor::I32(a) => Tensor::I32(a.slice_axis(Axis(axis), slice).to_owned()),
+            Tensor::I64(a) => Tensor::I64(a.slice_axis(Axis(axis), slice).to_owned()),
         }
+    }
+
+    /// The tensor lengthened to `length` along dimension `axis`, the new entries set to
+    /// `value` (converted to the element type). A tensor already that long is returned as is.
+    pub fn pad_axis(&self, axis: usize, length: usize, value: f64) -> Result<Tensor> {
+        fn pad<T: Clone>(array: &ArrayD<T>, axis: usize, length: usize, value: T) -> ArrayD<T> {
+            let mut shape = array.shape().to_vec();
+            let own = shape[axis];
+            shape[axis] = length;
+            let mut padded = ArrayD::from_elem(shape, value);
+            padded.slice_axis_mut(Axis(axis), ndarray::Slice::from(0..own)).assign(array);
+            padded
+        }
+        let own = *self.shape().get(axis).ok_or_else(|| {
+            Error::pipeline(format!("cannot pad dimension {axis} of a {:?} tensor", self.shape()))
+        })?;
+        if own > length {
+            return Err(Error::pipeline(format!("cannot pad length {own} down to {length}")));
+        }
+        Ok(match self {
+            Tensor::F32(a) => Tensor::F32(pad(a, axis, length, value as f32)),
+            Tensor::F64(a) => Tensor::F64(pad(a, axis, length, value)),
+            Tensor::I32(a) => Tensor::I32(pad(a, axis, length, value as i32)),
+            Tensor::I64(a) => Tensor::I64(pad(a, axis, length, value as i64)),
+        })
     }
 
     fn mismatch(&self, wanted: DataType) -> Error {
@@ -186,5 +220,15 @@ mod tests {
         assert!(Tensor::concat(&[&a, &wrong_width]).is_err());
         let wrong_type = Tensor::from(ndarray::arr2(&[[1i64, 2]]));
         assert!(Tensor::concat(&[&a, &wrong_type]).is_err());
+    }
+
+    #[test]
+    fn padding_lengthens_one_dimension_and_slicing_cuts_it_back() {
+        let ids = Tensor::from(ndarray::arr2(&[[7i64, 8]]));
+        let padded = ids.pad_axis(1, 4, 0.0).unwrap();
+        assert_eq!(padded, Tensor::from(ndarray::arr2(&[[7i64, 8, 0, 0]])));
+        assert_eq!(padded.slice_axis(1, 0, 2), ids);
+        assert!(ids.pad_axis(1, 1, 0.0).is_err(), "never shortens");
+        assert!(ids.pad_axis(2, 4, 0.0).is_err(), "no such dimension");
     }
 }

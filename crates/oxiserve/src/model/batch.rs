@@ -5,7 +5,13 @@
 //! takes only what is already waiting, which adds no latency). Inputs are stacked along the
 //! first dimension, the model runs once, and every output is split back by each job's rows.
 //! Models whose first dimension is not dynamic run one job at a time.
+//!
+//! Variable-length inputs (token sequences) stack only with a [`Padding`], which the
+//! pipeline supplies per model: the inputs it names are padded along dimension 1 to the
+//! longest in the batch, and the outputs it names are cut back to each job's own length.
+//! Without one, jobs whose shapes differ cannot be stacked and run one by one.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -85,8 +91,73 @@ impl Batcher {
     }
 }
 
-/// The jobs' inputs stacked into one batch, input by input.
-pub(super) fn merge(jobs: &[Job]) -> Result<Tensors> {
+/// How a model's variable-length inputs are padded so that requests of different lengths
+/// share a batch, and how its outputs are cut back. Lengths run along dimension 1 (the
+/// sequence dimension of `[batch, sequence, ...]` tensors).
+///
+/// ```
+/// # use oxiserve::Padding;
+/// // Token ids and attention mask padded with 0; per-token outputs cut back.
+/// let padding = Padding::new()
+///     .input("input_ids", 0.0)
+///     .input("attention_mask", 0.0)
+///     .output("token_embeddings");
+/// ```
+///
+/// Padding is only correct for models that ignore padded positions (through an attention
+/// mask, for instance); the parity tests of a service should run mixed-length batches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Padding {
+    inputs: BTreeMap<String, f64>,
+    outputs: BTreeSet<String>,
+}
+
+impl Padding {
+    /// No padding: inputs of different lengths run in separate batches.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pads input `name` with `value` (converted to its element type).
+    pub fn input(mut self, name: impl Into<String>, value: f64) -> Self {
+        self.inputs.insert(name.into(), value);
+        self
+    }
+
+    /// Cuts output `name` back to each request's own length.
+    pub fn output(mut self, name: impl Into<String>) -> Self {
+        self.outputs.insert(name.into());
+        self
+    }
+
+    /// Checks that every tensor named exists in `manifest` with a dynamic dimension 1.
+    pub(super) fn check(&self, manifest: &Manifest) -> Result<(), String> {
+        let named = self.inputs.keys().map(|n| ("input", n, &manifest.inputs));
+        let named = named.chain(self.outputs.iter().map(|n| ("output", n, &manifest.outputs)));
+        for (kind, name, specs) in named {
+            let spec = specs.iter().find(|spec| &spec.name == name);
+            match spec.map(|spec| spec.shape.get(1)) {
+                Some(Some(-1)) => {}
+                Some(_) => {
+                    return Err(format!("padded {kind} `{name}` has no dynamic dimension 1"));
+                }
+                None => {
+                    return Err(format!("padding names {kind} `{name}`, which the model lacks"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The length of a job: dimension 1 of its first padded input (`None` without padding).
+    fn length(&self, inputs: &Tensors) -> Option<usize> {
+        let name = self.inputs.keys().next()?;
+        inputs.get(name)?.shape().get(1).copied()
+    }
+}
+
+/// The jobs' inputs stacked into one batch, input by input, padded per `padding`.
+pub(super) fn merge(jobs: &[Job], padding: &Padding) -> Result<Tensors> {
     let first = jobs.first().ok_or_else(|| Error::pipeline("an empty batch"))?;
     first
         .inputs
@@ -100,13 +171,46 @@ pub(super) fn merge(jobs: &[Job]) -> Result<Tensors> {
                         .ok_or_else(|| Error::pipeline(format!("a job lacks `{name}`")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Ok((name.clone(), Tensor::concat(&parts)?))
+            let stacked = match padding.inputs.get(name) {
+                Some(&value) => {
+                    let longest = parts.iter().filter_map(|t| t.shape().get(1)).max();
+                    let length = longest.copied().unwrap_or_default();
+                    let padded = parts
+                        .iter()
+                        .map(|part| part.pad_axis(1, length, value))
+                        .collect::<Result<Vec<_>>>()?;
+                    Tensor::concat(&padded.iter().collect::<Vec<_>>())?
+                }
+                None => Tensor::concat(&parts)?,
+            };
+            Ok((name.clone(), stacked))
         })
         .collect()
 }
 
+/// Splits a batch's outputs back into one set per job, by the jobs' row counts, cutting
+/// padded outputs back to each job's own length.
+pub(super) fn split(jobs: &[Job], outputs: &Tensors, padding: &Padding) -> Result<Vec<Tensors>> {
+    let rows: Vec<usize> = jobs.iter().map(Job::rows).collect();
+    let mut parts = split_rows(outputs, &rows)?;
+    for (job, part) in jobs.iter().zip(&mut parts) {
+        let Some(length) = padding.length(&job.inputs) else { continue };
+        for name in &padding.outputs {
+            let Some(tensor) = part.get_mut(name) else { continue };
+            if tensor.shape().get(1).is_none_or(|&padded| padded < length) {
+                return Err(Error::pipeline(format!(
+                    "output `{name}` of shape {:?} is shorter than its input ({length})",
+                    tensor.shape()
+                )));
+            }
+            *tensor = tensor.slice_axis(1, 0, length);
+        }
+    }
+    Ok(parts)
+}
+
 /// Splits a batch's outputs back into one set per job, by the jobs' row counts.
-pub(super) fn split(outputs: &Tensors, rows: &[usize]) -> Result<Vec<Tensors>> {
+fn split_rows(outputs: &Tensors, rows: &[usize]) -> Result<Vec<Tensors>> {
     let total: usize = rows.iter().sum();
     if let Some((name, tensor)) = outputs.iter().find(|(_, t)| t.rows() != total) {
         return Err(Error::pipeline(format!(

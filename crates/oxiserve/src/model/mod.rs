@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use ort::environment::Environment;
 
+pub use self::batch::Padding;
 use self::batch::Ran;
 pub use self::manifest::{Manifest, TensorSpec};
 use self::onnx::OnnxBackend;
@@ -42,12 +43,13 @@ impl Model {
         name: &str,
         version: u64,
         config: &RunConfig,
+        padding: &Padding,
         environment: &Environment,
     ) -> Result<Self> {
         let dir = repository.version_dir(name, version);
         let manifest = Manifest::read(&dir, name, version)?;
         let graph = manifest.read_verified(&dir, manifest::MODEL_FILE)?;
-        let backend = OnnxBackend::start(&manifest, &graph, config, environment).map_err(
+        let backend = OnnxBackend::start(&manifest, &graph, config, padding, environment).map_err(
             |error| match error {
                 Error::Inference { detail, .. } => {
                     Error::artifact(dir.join(manifest::MODEL_FILE), detail)
@@ -203,13 +205,15 @@ impl Loader {
         self.repository.model_dir(name)
     }
 
-    /// Loads `name` at `version` from the local repository on a blocking thread.
-    pub async fn load(&self, name: &str, version: u64) -> Result<Arc<Model>> {
+    /// Loads `name` at `version` from the local repository on a blocking thread, batching
+    /// variable-length inputs with `padding`.
+    pub async fn load(&self, name: &str, version: u64, padding: Padding) -> Result<Arc<Model>> {
         let loader = self.clone();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
             let run = loader.config.run_config(&name);
-            Model::load(&loader.repository, &name, version, &run, &loader.environment).map(Arc::new)
+            let (repository, environment) = (&loader.repository, &loader.environment);
+            Model::load(repository, &name, version, &run, &padding, environment).map(Arc::new)
         })
         .await
         .map_err(|e| Error::pipeline(format!("model loading task failed: {e}")))?

@@ -20,7 +20,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 use tokio::sync::oneshot;
 
-use super::batch::{self, Batcher, Job, Ran};
+use super::batch::{self, Batcher, Job, Padding, Ran};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::{Manifest, TensorSpec};
@@ -60,18 +60,21 @@ impl RunStats {
 }
 
 impl OnnxBackend {
-    /// Creates the sessions from `graph`, checks the first against the manifest's signature,
-    /// warms every session up with a zero input, then starts the worker threads.
+    /// Creates the sessions from `graph`, checks the first against the manifest's signature
+    /// and `padding` against the manifest, warms every session up with a zero input, then
+    /// starts the worker threads.
     ///
     /// Blocking: call from a blocking thread.
     pub(crate) fn start(
         manifest: &Manifest,
         graph: &[u8],
         config: &RunConfig,
+        padding: &Padding,
         environment: &Environment,
     ) -> Result<Self> {
         let label = manifest.label();
         let failed = |detail: String| Error::Inference { model: label.clone(), detail };
+        padding.check(manifest).map_err(failed)?;
         let mut builder = session_builder(environment, config)
             .map_err(|e| failed(format!("cannot configure a session: {e}")))?;
         let warmup = zero_inputs(&manifest.inputs).map_err(|e| failed(e.to_string()))?;
@@ -95,6 +98,7 @@ impl OnnxBackend {
                 outputs: manifest.outputs.clone(),
                 label: label.clone(),
                 batcher,
+                padding: padding.clone(),
                 stats: Arc::clone(&stats),
             };
             worker.run(&warmup).map_err(|e| failed(format!("warm-up run failed: {e}")))?;
@@ -134,6 +138,7 @@ struct Worker {
     outputs: Vec<TensorSpec>,
     label: String,
     batcher: Batcher,
+    padding: Padding,
     stats: Arc<RunStats>,
 }
 
@@ -167,13 +172,13 @@ impl Worker {
     /// Runs several jobs as one batch; if the batch cannot be formed or fails, each job runs
     /// alone, so every client gets its own precise answer.
     fn answer_batch(&mut self, jobs: Vec<Job>) {
-        let rows: Vec<usize> = jobs.iter().map(Job::rows).collect();
         let span = jobs[0].span.clone();
         let start = Instant::now();
-        let outputs =
-            span.in_scope(|| batch::merge(&jobs).and_then(|inputs| self.run_counted(&inputs)));
+        let outputs = span.in_scope(|| {
+            batch::merge(&jobs, &self.padding).and_then(|inputs| self.run_counted(&inputs))
+        });
         let computed = start.elapsed();
-        match outputs.and_then(|outputs| batch::split(&outputs, &rows)) {
+        match outputs.and_then(|outputs| batch::split(&jobs, &outputs, &self.padding)) {
             Ok(parts) => {
                 for (job, tensors) in jobs.into_iter().zip(parts) {
                     let queued = start - job.queued_at;

@@ -1,0 +1,172 @@
+//! Padding: requests whose token sequences differ in length share a dynamic batch, and each
+//! gets exactly what it would get alone, as Python onnxruntime computed it (fixture written by
+//! `trainer/build_token_pool.py`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use oxiserve::testing::TestApp;
+use oxiserve::{Config, Error, Inference, Models, Outputs, Padding, Pipeline, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+const MODEL: &str = "token-pool";
+
+/// Token ids in, their masked mean embedding and per-token embeddings out.
+struct TokenPool {
+    padding: Padding,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+struct Tokens {
+    ids: Vec<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+struct Pooled {
+    pooled: Vec<f32>,
+    tokens: Vec<Vec<f32>>,
+}
+
+impl Pipeline for TokenPool {
+    type Input = Tokens;
+    type Output = Pooled;
+
+    fn name(&self) -> &str {
+        "token-pool"
+    }
+
+    fn models(&self) -> Vec<String> {
+        vec![MODEL.into()]
+    }
+
+    fn preprocess(&self, input: &Tokens, models: &Models) -> Result<Inference> {
+        if input.ids.is_empty() {
+            return Err(Error::invalid_field("ids", "must hold at least one token"));
+        }
+        let model = models.get(MODEL)?;
+        let shape = (1, input.ids.len());
+        let ids = ndarray::Array2::from_shape_vec(shape, input.ids.clone())
+            .map_err(|e| Error::pipeline(e.to_string()))?;
+        let mask = ndarray::Array2::<i64>::ones(shape);
+        Ok(Inference::new().run(
+            &model,
+            [("input_ids", Tensor::from(ids)), ("attention_mask", Tensor::from(mask))],
+        ))
+    }
+
+    fn postprocess(&self, _: Tokens, outputs: Outputs) -> Result<Pooled> {
+        let output = outputs.get(MODEL)?;
+        let pooled = output.tensor("pooled")?.as_f32()?.iter().copied().collect();
+        let tokens = output.tensor("token_embeddings")?.as_f32()?;
+        let tokens = tokens.outer_iter().next().ok_or_else(|| Error::pipeline("no row"))?;
+        let tokens = tokens.outer_iter().map(|token| token.iter().copied().collect()).collect();
+        Ok(Pooled { pooled, tokens })
+    }
+
+    fn padding(&self, _: &str) -> Padding {
+        self.padding.clone()
+    }
+
+    fn example(&self) -> Option<Tokens> {
+        Some(Tokens { ids: vec![1, 2, 3] })
+    }
+}
+
+/// Pads token ids and the mask with 0, and cuts per-token outputs back.
+fn token_padding() -> Padding {
+    Padding::new().input("input_ids", 0.0).input("attention_mask", 0.0).output("token_embeddings")
+}
+
+#[derive(Deserialize)]
+struct Fixture {
+    tolerance: f32,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    ids: Vec<i64>,
+    pooled: Vec<f32>,
+    tokens: Vec<Vec<f32>>,
+}
+
+fn fixture() -> Fixture {
+    let text = include_str!("fixtures/token_pool.json");
+    serde_json::from_str(text).expect("the fixture parses")
+}
+
+/// One session that gathers batches for 20 ms, no response cache.
+async fn app(padding: Padding) -> Result<TestApp<TokenPool>> {
+    let mut config = Config::default();
+    config.models.uri = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models").into();
+    config.models.sessions = 1;
+    config.models.poll_interval = Duration::ZERO;
+    config.models.batching.max_batch_size = 64;
+    config.models.batching.max_delay_us = 20_000;
+    config.cache.capacity = 0;
+    TestApp::with_config(TokenPool { padding }, config).await
+}
+
+fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= tolerance, "{what}: {got:?} vs {want:?}");
+    }
+}
+
+fn assert_matches(output: &Pooled, case: &Case, tolerance: f32, what: &str) {
+    assert_close(&output.pooled, &case.pooled, tolerance, what);
+    assert_eq!(output.tokens.len(), case.ids.len(), "{what}: one embedding per own token");
+    for (got, want) in output.tokens.iter().zip(&case.tokens) {
+        assert_close(got, want, tolerance, what);
+    }
+}
+
+/// Sends every case at once; returns the outputs in case order.
+async fn all_at_once(app: &Arc<TestApp<TokenPool>>, cases: &[Case]) -> Vec<Pooled> {
+    join_all(cases.iter().map(|case| {
+        let app = Arc::clone(app);
+        let input = Tokens { ids: case.ids.clone() };
+        async move { app.predict(&input).await.unwrap_or_else(|p| panic!("{p:?}")) }
+    }))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_lengths_share_padded_batches_and_match_single_runs() {
+    let fixture = fixture();
+    let app = Arc::new(app(token_padding()).await.expect("token-pool loads"));
+    let model = app.engine().models().get(MODEL).unwrap();
+    let (runs, rows) = (model.stats().runs(), model.stats().rows());
+
+    let batched = all_at_once(&app, &fixture.cases).await;
+    let (runs, rows) = (model.stats().runs() - runs, model.stats().rows() - rows);
+    assert_eq!(rows, fixture.cases.len() as u64);
+    assert!(runs < rows, "lengths 1 to 16 were batched together: {rows} rows in {runs} runs");
+
+    for (index, (case, output)) in fixture.cases.iter().zip(&batched).enumerate() {
+        assert_matches(output, case, fixture.tolerance, &format!("batched case {index}"));
+        let alone = app.predict(&Tokens { ids: case.ids.clone() }).await.unwrap();
+        assert_close(&output.pooled, &alone.pooled, 1e-6, "batched vs alone");
+        assert_eq!(output.tokens, alone.tokens, "padded positions change no token embedding");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_padding_mixed_lengths_run_apart_and_still_match() {
+    let fixture = fixture();
+    let app = Arc::new(app(Padding::new()).await.expect("token-pool loads"));
+    let outputs = all_at_once(&app, &fixture.cases).await;
+    for (index, (case, output)) in fixture.cases.iter().zip(&outputs).enumerate() {
+        assert_matches(output, case, fixture.tolerance, &format!("case {index}"));
+    }
+}
+
+#[tokio::test]
+async fn padding_must_name_variable_length_tensors_of_the_model() {
+    let missing = app(Padding::new().input("token_type_ids", 0.0)).await.err().unwrap();
+    assert!(missing.to_string().contains("token_type_ids"), "{missing}");
+    let fixed = app(Padding::new().output("pooled")).await.err().unwrap();
+    assert!(fixed.to_string().contains("no dynamic dimension 1"), "{fixed}");
+}

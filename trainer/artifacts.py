@@ -1,0 +1,54 @@
+"""Writing a model version the way the server reads it: `<out>/<name>/<version>/` holding
+`model.onnx` and `manifest.json` (sha256 and size of every file, the signature read from a real
+onnxruntime session, free-form metadata). Files are written first and the manifest last, as the
+publication protocol requires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import onnxruntime as ort
+
+MANIFEST_FORMAT = 1
+
+
+def file_entry(path: Path) -> dict:
+    """What the manifest records of a file: checked by the server before the file is used."""
+    data = path.read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def signature(session: ort.InferenceSession) -> tuple[list, list]:
+    """The session's real inputs and outputs, in the manifest's KServe v2 vocabulary."""
+    dtypes = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(string)": "BYTES"}
+
+    def describe(arg):
+        shape = [d if isinstance(d, int) else -1 for d in arg.shape]
+        return {"name": arg.name, "datatype": dtypes[arg.type], "shape": shape}
+
+    return [describe(a) for a in session.get_inputs()], [describe(a) for a in session.get_outputs()]
+
+
+def write_version(out: Path, name: str, version: int, graph: bytes, metadata: dict) -> Path:
+    """Write `<out>/<name>/<version>/model.onnx` and its manifest; returns the model's path."""
+    directory = out / name / str(version)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_path = directory / "model.onnx"
+    model_path.write_bytes(graph)
+    inputs, outputs = signature(ort.InferenceSession(str(model_path)))
+    manifest = {
+        "format_version": MANIFEST_FORMAT,
+        "name": name,
+        "version": version,
+        "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "files": {"model.onnx": file_entry(model_path)},
+        "inputs": inputs,
+        "outputs": outputs,
+        "metadata": metadata,
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return model_path
