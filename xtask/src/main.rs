@@ -3,6 +3,7 @@
 //! One module per subcommand. Every command works from a fresh clone: whatever it needs that
 //! is not in the repository (the ONNX Runtime library, a browser for tests) it provisions.
 
+mod bench;
 mod publish_model;
 mod serve;
 mod setup;
@@ -28,9 +29,11 @@ enum Command {
     Serve(serve::Args),
     /// Check formatting and lints, then run every test with the tools they need.
     Test,
+    /// Run the criterion benchmarks (release build); arguments after `--` go to criterion.
+    Bench(bench::Args),
     /// Same as `test`: what CI runs.
     Ci,
-    /// Retrain the tabular-scoring models and parity fixtures with the Python trainer.
+    /// Rebuild the committed models and parity fixtures with the Python trainer.
     Train,
     /// Publish a model version to a repository: files first, manifest last.
     PublishModel(publish_model::Args),
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(&root).map(drop),
         Command::Serve(args) => serve::run(&root, &args),
         Command::Test | Command::Ci => test::run(&root),
+        Command::Bench(args) => bench::run(&root, &args),
         Command::Train => train::run(&root),
         Command::PublishModel(args) => publish_model::run(&root, &args),
     }
