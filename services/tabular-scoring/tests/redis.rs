@@ -11,7 +11,7 @@ use oxiserve::testing::{RedisServer, TestApp, TestResponse};
 use oxiserve::{Config, cache};
 use tabular_scoring::{FOREST, PenguinInput, TabularScoring};
 
-/// The metrics are process-wide: tests that read them run one at a time.
+/// The metrics are process-wide and every test here moves them: one test at a time.
 static METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A replica of the service on the bundled models, sharing `redis`.
@@ -63,6 +63,7 @@ async fn wait_until_redis_is_used(app: &TestApp<TabularScoring>, mut n: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_answers_through_redis() {
+    let _metrics = METRICS.lock().await;
     let redis = RedisServer::start().await.expect("redis-server starts");
     let (a, b) = (replica(&redis).await, replica(&redis).await);
 
