@@ -113,11 +113,15 @@ impl IntoResponse for Error {
 }
 
 /// The problem response for `error`, logging server errors: for errors shared behind an `Arc`
-/// (one computation answering several requests).
+/// (one computation answering several requests). 503 and 504 are the service protecting
+/// itself (overload, not ready, deadlines), which can happen thousands of times a second: they
+/// are logged at debug level only, so an overload never floods the log.
 pub(crate) fn respond(error: &Error) -> Response {
     let problem = Problem::from(error);
-    if problem.status >= 500 {
-        tracing::error!(%error, status = problem.status, "request failed");
+    match problem.status {
+        503 | 504 => tracing::debug!(%error, status = problem.status, "request refused"),
+        500.. => tracing::error!(%error, status = problem.status, "request failed"),
+        _ => {}
     }
     problem.into_response()
 }
