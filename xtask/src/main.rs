@@ -9,6 +9,7 @@ mod serve;
 mod setup;
 mod test;
 mod train;
+mod venv;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,8 @@
 //!
 //! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
 //! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests),
-//! create the Python tools venv the tests call (moto for S3, openapi-spec-validator), check
+//! create the Python venvs the tests call (tools: moto for S3, openapi-spec-validator; and the
+//! FastAPI baseline, checked against the service), check
 //! formatting, run clippy and rustdoc with warnings denied, then run every test of the
 //! workspace. Tests
 //! start and stop their own servers on 127.0.0.1 and free ports.
@@ -12,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, ensure};
 use xshell::{Shell, cmd};
 
-use crate::setup;
+use crate::{setup, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -27,7 +28,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     install_packages()?;
     let sh = Shell::new()?;
     sh.change_dir(root);
-    let python = python_tools(&sh, root)?;
+    let requirements = root.join("xtask/test-requirements.txt");
+    let python = venv::ensure(&sh, &root.join(TEST_VENV), &requirements)?;
+    let baseline = venv::baseline(&sh, root)?;
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
@@ -39,6 +42,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
     let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
+    let _baseline = sh.push_env("BASELINE_PYTHON", &baseline);
     let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));
     // Tests talk to moto only: fixed dummy credentials, and no instance-metadata lookups.
     let _key = sh.push_env("AWS_ACCESS_KEY_ID", "oxiserve-test");
@@ -67,17 +71,4 @@ fn install_packages() -> anyhow::Result<()> {
     cmd!(sh, "apt-get update -qq").run()?;
     cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}").run()?;
     Ok(())
-}
-
-/// Creates the tools venv from `xtask/test-requirements.txt`; returns its python.
-fn python_tools(sh: &Shell, root: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let venv = root.join(TEST_VENV);
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        cmd!(sh, "python3 -m venv {venv}").run()?;
-    }
-    let requirements = root.join("xtask/test-requirements.txt");
-    cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}")
-        .run()?;
-    Ok(python)
 }

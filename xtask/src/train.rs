@@ -6,15 +6,13 @@ use std::path::Path;
 
 use xshell::{Shell, cmd};
 
+use crate::venv;
+
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     let trainer = root.join("trainer");
     sh.change_dir(&trainer);
-    let python = trainer.join(".venv/bin/python");
-    if !python.is_file() {
-        cmd!(sh, "python3 -m venv .venv").run()?;
-    }
-    cmd!(sh, "{python} -m pip install --quiet -r requirements.txt").run()?;
+    let python = venv::ensure(&sh, &trainer.join(".venv"), &trainer.join("requirements.txt"))?;
     let service = root.join("services/tabular-scoring");
     let models = service.join("models");
     let fixtures = service.join("tests/fixtures/parity.json");

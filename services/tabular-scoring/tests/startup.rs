@@ -66,18 +66,7 @@ fn a_manifest_that_lies_about_the_signature_is_rejected() {
 
 /// One HTTP/1.1 request on a fresh connection; returns the status code.
 fn http_status(address: &str, method: &str, path: &str, body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect(address).expect("the service accepts connections");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{reply}"))
+    common::http_request(address, method, path, body).0
 }
 
 /// The log lines of a running service.

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
+pub use self::process::{ServerProcess, free_port};
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
 use crate::cache::ResponseCache;

@@ -1,5 +1,6 @@
-//! A server process for tests: started on 127.0.0.1 and a free port, frozen and thawed with
-//! signals to play a hung server, and always stopped, even when the test fails.
+//! [`ServerProcess`]: any server program for tests (a Python twin of a service, a store, a
+//! cache), started on 127.0.0.1 and a free port, frozen and thawed with signals to play a hung
+//! server, and always stopped, even when the test fails.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -12,14 +13,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running server process.
 #[derive(Debug)]
-pub(super) struct ServerProcess {
+pub struct ServerProcess {
     child: Child,
     port: u16,
     program: String,
 }
 
 /// A port nobody listens on right now.
-pub(super) fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -29,7 +30,7 @@ pub(super) fn free_port() -> Result<u16> {
 impl ServerProcess {
     /// Starts `program` with `args`, which make it listen on `port`, and waits until it does.
     /// `install_hint` says how to get a missing program.
-    pub(super) async fn start(
+    pub async fn start(
         program: &str,
         args: &[String],
         port: u16,
@@ -56,17 +57,17 @@ impl ServerProcess {
     }
 
     /// The port it listens on.
-    pub(super) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.port
     }
 
     /// Freezes the process (SIGSTOP): connections are accepted but never answered.
-    pub(super) fn pause(&self) -> Result<()> {
+    pub fn pause(&self) -> Result<()> {
         self.signal("-STOP")
     }
 
     /// Thaws a paused process (SIGCONT).
-    pub(super) fn resume(&self) -> Result<()> {
+    pub fn resume(&self) -> Result<()> {
         self.signal("-CONT")
     }
 

@@ -1,0 +1,64 @@
+//! The FastAPI baseline (`bench/fastapi/tabular-scoring`, what `cargo xtask bench` measures oxiserve against)
+//! answers like this service on every fixture case in every mode, so the benchmark compares
+//! equal work. `cargo xtask test` creates its venv and points `BASELINE_PYTHON` at it.
+
+mod common;
+
+use std::path::Path;
+
+use oxiserve::testing::{ServerProcess, free_port};
+use tabular_scoring::{Mode, PenguinInput, Prediction};
+
+/// Starts the baseline with uvicorn on a free port.
+async fn fastapi() -> ServerProcess {
+    let python = std::env::var("BASELINE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let app_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/fastapi/tabular-scoring");
+    let port = free_port().unwrap();
+    let args = ["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--no-access-log", "--port"]
+        .into_iter()
+        .map(String::from)
+        .chain([port.to_string(), "--app-dir".into(), app_dir.display().to_string()])
+        .collect::<Vec<_>>();
+    let hint = "run `cargo xtask test`, which creates the baseline's venv";
+    ServerProcess::start(&python, &args, port, hint).await.expect("the FastAPI baseline starts")
+}
+
+/// The fixture's requests.
+fn cases() -> Vec<PenguinInput> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    cases.iter().map(|case| serde_json::from_value(case["input"].clone()).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fastapi_baseline_answers_like_the_service() {
+    let (baseline, app) = (fastapi().await, common::app().await);
+    let address = format!("127.0.0.1:{}", baseline.port());
+    let cases = cases();
+    assert!(cases.len() > 50);
+    for case in &cases {
+        for mode in [Mode::Fast, Mode::Accurate, Mode::Ensemble] {
+            let input = PenguinInput { mode: Some(mode), ..case.clone() };
+            let ours = app.predict(&input).await.unwrap_or_else(|p| panic!("{p:?}"));
+            let body = serde_json::to_string(&input).unwrap();
+            let (status, text) = common::http_request(&address, "POST", "/v1/predict", &body);
+            assert_eq!(status, 200, "{body}: {text}");
+            let theirs: Prediction = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                (&ours.species, ours.needs_review, &ours.review_reasons, &ours.models),
+                (&theirs.species, theirs.needs_review, &theirs.review_reasons, &theirs.models),
+                "{body}"
+            );
+            assert!((ours.confidence - theirs.confidence).abs() < 1e-6, "{body}");
+            for (class, p) in &ours.probabilities {
+                assert!((p - theirs.probabilities[class]).abs() < 1e-6, "{body}: {class}");
+            }
+        }
+    }
+    // Both reject a measurement outside the trained range with 422.
+    let bad = r#"{"island": "Dream", "bill_length_mm": 900}"#;
+    assert_eq!(common::http_request(&address, "POST", "/v1/predict", bad).0, 422);
+    assert_eq!(app.post_json("/v1/predict", bad).await.status, 422);
+}

@@ -1,0 +1,28 @@
+//! Python virtual environments that the project creates itself, one per tool set, each from a
+//! pinned requirements file.
+
+use std::path::{Path, PathBuf};
+
+use xshell::{Shell, cmd};
+
+/// The venv of the FastAPI baseline (`bench/fastapi`).
+pub(crate) const BASELINE: &str = ".cache/fastapi-venv";
+/// The FastAPI baseline's requirements.
+pub(crate) const BASELINE_REQUIREMENTS: &str = "bench/fastapi/requirements.txt";
+
+/// Creates the venv at `venv` if needed and installs `requirements` into it; returns its
+/// python.
+pub(crate) fn ensure(sh: &Shell, venv: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+    }
+    cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}")
+        .run()?;
+    Ok(python)
+}
+
+/// The FastAPI baseline's python, its venv made ready.
+pub(crate) fn baseline(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
+    ensure(sh, &root.join(BASELINE), &root.join(BASELINE_REQUIREMENTS))
+}
