@@ -4,6 +4,7 @@
 //! is not in the repository (the ONNX Runtime library, a browser for tests) it provisions.
 
 mod bench;
+mod debian;
 mod publish_model;
 mod serve;
 mod setup;
@@ -30,7 +31,8 @@ enum Command {
     Serve(serve::Args),
     /// Check formatting and lints, then run every test with the tools they need.
     Test,
-    /// Run the criterion benchmarks (release build); arguments after `--` go to criterion.
+    /// Compare a service with its FastAPI twin over HTTP (release build), or with `--engine`
+    /// run the criterion suite; arguments after `--` go to criterion.
     Bench(bench::Args),
     /// Same as `test`: what CI runs.
     Ci,

@@ -10,10 +10,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::{setup, venv};
+use crate::{debian, setup, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -25,7 +25,7 @@ const TEST_VENV: &str = ".cache/test-venv";
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let library = setup::run(root)?;
-    install_packages()?;
+    debian::ensure_installed(&PACKAGES)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
     let requirements = root.join("xtask/test-requirements.txt");
@@ -50,25 +50,5 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let _region = sh.push_env("AWS_REGION", "us-east-1");
     let _imds = sh.push_env("AWS_EC2_METADATA_DISABLED", "true");
     cmd!(sh, "cargo test --workspace --all-features").run()?;
-    Ok(())
-}
-
-/// Installs the Debian packages of [`PACKAGES`] that are not there; needs root, as on CI.
-fn install_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|(_, file)| !Path::new(file).is_file())
-        .map(|(package, _)| *package)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let sh = Shell::new()?;
-    let user = cmd!(sh, "id -u").read()?;
-    ensure!(user == "0", "install the Debian packages {missing:?} (needs root)");
-    eprintln!("test: installing {missing:?}");
-    let _quiet = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-    cmd!(sh, "apt-get update -qq").run()?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}").run()?;
     Ok(())
 }

@@ -1,0 +1,311 @@
+//! The HTTP comparison of a service with its Python twin (`bench/fastapi/<service>/`).
+//!
+//! Builds the service in release, starts it and the twin (uvicorn, one worker per core) on
+//! loopback and free ports, warms both up, then drives each with wrk at every connection
+//! count, alternating which goes first so that drift on a noisy machine hits both. Each run
+//! records requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
+//! processes); each server's peak RSS is read at the end. Everything goes to
+//! `bench/results/<timestamp>.json`, and the ratios (oxiserve / FastAPI) are printed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use xshell::{Shell, cmd};
+
+use super::Args;
+use crate::{debian, setup, venv};
+
+/// The load generator, from Debian.
+const WRK: (&str, &str) = ("wrk", "/usr/bin/wrk");
+/// Seconds of load on each server before measuring.
+const WARM_UP_SECONDS: u64 = 2;
+
+/// A server under test, in its own process group so that stopping it stops its workers too.
+struct Server {
+    name: &'static str,
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// One wrk run against one server.
+struct Run {
+    server: &'static str,
+    connections: u32,
+    report: Value,
+    cpu_seconds: f64,
+}
+
+pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    let library = setup::run(root)?;
+    debian::ensure_installed(&[WRK])?;
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    let service = &args.service;
+    let twin = root.join("bench/fastapi").join(service);
+    let body = root.join("bench/requests").join(format!("{service}.json"));
+    anyhow::ensure!(twin.is_dir() && body.is_file(), "{service} has no FastAPI twin and request");
+    let python = venv::baseline(&sh, root)?;
+    cmd!(sh, "cargo build --release --quiet --package {service}").run()?;
+
+    let models = root.join("services").join(service).join("models");
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let servers = [
+        start_rust(root, service, &models, &library)?,
+        start_python(&python, &twin, &models, workers)?,
+    ];
+    for server in &servers {
+        wait_ready(server)?;
+        drive(root, &body, server.port, 8, WARM_UP_SECONDS)?;
+    }
+
+    let mut runs = Vec::new();
+    for (round, &connections) in args.connections.iter().enumerate() {
+        let order: Vec<&Server> =
+            if round % 2 == 0 { servers.iter().collect() } else { servers.iter().rev().collect() };
+        for server in order {
+            let before = cpu_seconds(server.child.id())?;
+            let report = drive(root, &body, server.port, connections, args.duration)?;
+            let cpu_seconds = cpu_seconds(server.child.id())? - before;
+            eprintln!("bench: {} at {connections} connections: {report}", server.name);
+            runs.push(Run { server: server.name, connections, report, cpu_seconds });
+        }
+    }
+    let peak_rss: Vec<Value> = servers
+        .iter()
+        .map(|s| Ok(json!({"server": s.name, "peak_rss_mb": peak_rss_mb(s.child.id())?})))
+        .collect::<anyhow::Result<_>>()?;
+    drop(servers);
+
+    let ratios = ratios(&runs, &args.connections);
+    let timestamp = cmd!(sh, "date -u +%Y%m%dT%H%M%SZ").read()?;
+    let results = json!({
+        "timestamp": timestamp,
+        "service": service,
+        "command": format!(
+            "cargo xtask bench --service {service} --duration {} --connections {}",
+            args.duration,
+            args.connections.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        ),
+        "machine": machine(&sh)?,
+        "fastapi_workers": workers,
+        "runs": runs.iter().map(|r| json!({
+            "server": r.server,
+            "connections": r.connections,
+            "wrk": r.report,
+            "cpu_seconds": r.cpu_seconds,
+        })).collect::<Vec<_>>(),
+        "peak_rss": peak_rss,
+        "ratios": ratios,
+    });
+    let path = root.join("bench/results").join(format!("{timestamp}.json"));
+    std::fs::create_dir_all(path.parent().expect("the results path has a parent"))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")?;
+    print_ratios(&ratios);
+    eprintln!("bench: results in {}", path.display());
+    Ok(())
+}
+
+fn start_rust(root: &Path, service: &str, models: &Path, library: &Path) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let mut command = Command::new(root.join("target/release").join(service));
+    command
+        .env("ORT_DYLIB_PATH", library)
+        .env("OXISERVE_HTTP__PORT", port.to_string())
+        .env("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "0")
+        .env("OXISERVE_MODELS__URI", models)
+        .env("OXISERVE_LOG__FILTER", "warn")
+        // Equal work: the twin has no response cache, and wrk sends one body again and again.
+        .env("OXISERVE_CACHE__CAPACITY", "0");
+    spawn("oxiserve", command, port)
+}
+
+fn start_python(
+    python: &Path,
+    twin: &Path,
+    models: &Path,
+    workers: usize,
+) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let mut command = Command::new(python);
+    command
+        .args(["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--no-access-log"])
+        .args(["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"])
+        .args(["--port", &port.to_string(), "--workers", &workers.to_string()])
+        .arg("--app-dir")
+        .arg(twin)
+        .env("MODELS_DIR", models);
+    spawn("fastapi", command, port)
+}
+
+fn spawn(name: &'static str, mut command: Command, port: u16) -> anyhow::Result<Server> {
+    use std::os::unix::process::CommandExt;
+    let child = command
+        .process_group(0)
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Server { name, child, port })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Waits until `GET /health/ready` answers 200.
+fn wait_ready(server: &Server) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    loop {
+        let ready = std::net::TcpStream::connect(("127.0.0.1", server.port)).and_then(|mut s| {
+            s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            Ok(reply.starts_with("HTTP/1.1 200"))
+        });
+        if ready.unwrap_or(false) {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("{} was not ready within 60 s", server.name);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One wrk run; returns the report its script prints.
+fn drive(
+    root: &Path,
+    body: &Path,
+    port: u16,
+    connections: u32,
+    seconds: u64,
+) -> anyhow::Result<Value> {
+    let script: PathBuf = root.join("bench/wrk/report.lua");
+    let output = Command::new(WRK.1)
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/v1/predict"))
+        .env("BENCH_BODY", body)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("BENCH ")).with_context(|| {
+        format!("wrk printed no report: {text}{}", String::from_utf8_lossy(&output.stderr))
+    })?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// `pid` and all its descendants.
+fn process_tree(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(child) = entry?.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let parent = stat_fields(&stat).get(1).and_then(|p| p.parse::<u32>().ok());
+        parents.extend(parent.map(|parent| (child, parent)));
+    }
+    let mut tree = vec![pid];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        index += 1;
+    }
+    Ok(tree)
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (state is the first).
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect())
+}
+
+/// User and system CPU seconds of `pid` and its descendants.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let mut ticks = 0.0;
+    for process in process_tree(pid)? {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) else { continue };
+        let fields = stat_fields(&stat);
+        // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command name.
+        for index in [11, 12] {
+            ticks += fields.get(index).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    Ok(ticks / ticks_per_second)
+}
+
+/// The sum of the peak resident memory of `pid` and its descendants, in MB.
+fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
+    let mut kilobytes = 0.0;
+    for process in process_tree(pid)? {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{process}/status")) else {
+            continue;
+        };
+        let peak = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+        kilobytes +=
+            peak.and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0.0);
+    }
+    Ok(kilobytes / 1024.0)
+}
+
+/// The machine, for the record.
+fn machine(sh: &Shell) -> anyhow::Result<Value> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).unwrap_or(": unknown");
+    Ok(json!({
+        "cpu": model.trim_start_matches([' ', '\t', ':']),
+        "cores": std::thread::available_parallelism().map_or(1, usize::from),
+        "kernel": cmd!(sh, "uname -r").read()?,
+        "load_generator": "wrk -t2 on the same machine",
+    }))
+}
+
+/// oxiserve over FastAPI at each connection count: throughput, and p99 the other way round
+/// (above 1 means oxiserve is faster on both).
+fn ratios(runs: &[Run], connections: &[u32]) -> Vec<Value> {
+    let find =
+        |server: &str, c: u32| runs.iter().find(|r| r.server == server && r.connections == c);
+    connections
+        .iter()
+        .filter_map(|&c| {
+            let (ours, theirs) = (find("oxiserve", c)?, find("fastapi", c)?);
+            let number = |run: &Run, key: &str| run.report[key].as_f64().unwrap_or(f64::NAN);
+            Some(json!({
+                "connections": c,
+                "throughput": number(ours, "requests_per_second") / number(theirs, "requests_per_second"),
+                "p99_fastapi_over_oxiserve": number(theirs, "p99_us") / number(ours, "p99_us"),
+                "cpu_per_request_fastapi_over_oxiserve":
+                    (theirs.cpu_seconds / number(theirs, "requests"))
+                        / (ours.cpu_seconds / number(ours, "requests")),
+            }))
+        })
+        .collect()
+}
+
+fn print_ratios(ratios: &[Value]) {
+    println!(
+        "| connections | throughput oxiserve / FastAPI | p99 FastAPI / oxiserve | CPU per request FastAPI / oxiserve |"
+    );
+    println!("| --- | --- | --- | --- |");
+    for ratio in ratios {
+        let number = |key: &str| ratio[key].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} |",
+            ratio["connections"],
+            number("throughput"),
+            number("p99_fastapi_over_oxiserve"),
+            number("cpu_per_request_fastapi_over_oxiserve")
+        );
+    }
+}
