@@ -5,8 +5,11 @@
 //! count, alternating which goes first so that drift on a noisy machine hits both. Each run
 //! records requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
 //! processes); each server's peak RSS is read at the end. Everything goes to
-//! `bench/results/<timestamp>.json`, and the ratios (oxiserve / FastAPI) are printed.
+//! `bench/results/<timestamp>.json`, with a chart beside it (`.svg`, also copied to
+//! `docs/bench-http.svg`); the ratios (oxiserve / FastAPI) are printed and replace the table
+//! between the `bench:http` markers of `docs/benchmarks.md`.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use super::Args;
+use super::chart::{self, Series};
 use crate::{debian, setup, venv};
 
 /// The load generator, from Debian.
@@ -111,9 +115,37 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let path = root.join("bench/results").join(format!("{timestamp}.json"));
     std::fs::create_dir_all(path.parent().expect("the results path has a parent"))?;
     std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")?;
-    print_ratios(&ratios);
-    eprintln!("bench: results in {}", path.display());
+    let svg = chart(service, &runs, &args.connections, &results["machine"]);
+    std::fs::write(path.with_extension("svg"), &svg)?;
+    std::fs::write(root.join("docs/bench-http.svg"), &svg)?;
+    let table = table(&results, &runs, &ratios);
+    println!("{table}");
+    update_docs(&root.join("docs/benchmarks.md"), &table)?;
+    eprintln!("bench: results in {}, table in docs/benchmarks.md", path.display());
     Ok(())
+}
+
+/// Throughput and p99 of both servers against connections.
+fn chart(service: &str, runs: &[Run], connections: &[u32], machine: &Value) -> String {
+    let series = |server: &'static str, colour: &'static str| {
+        let of = |c: u32, key: &str| {
+            let run = runs.iter().find(|r| r.server == server && r.connections == c);
+            run.and_then(|r| r.report[key].as_f64()).unwrap_or(0.0)
+        };
+        Series {
+            name: server,
+            colour,
+            throughput: connections.iter().map(|&c| of(c, "requests_per_second")).collect(),
+            p99_ms: connections.iter().map(|&c| of(c, "p99_us") / 1000.0).collect(),
+        }
+    };
+    let title = format!(
+        "{service}: oxiserve vs FastAPI ({} cores, {})",
+        machine["cores"],
+        machine["cpu"].as_str().unwrap_or("unknown CPU")
+    );
+    let lines = [series("oxiserve", "#d9480f"), series("fastapi", "#1c7ed6")];
+    chart::render(&title, connections, &lines)
 }
 
 fn start_rust(root: &Path, service: &str, models: &Path, library: &Path) -> anyhow::Result<Server> {
@@ -193,7 +225,9 @@ fn drive(
 ) -> anyhow::Result<Value> {
     let script: PathBuf = root.join("bench/wrk/report.lua");
     let output = Command::new(WRK.1)
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
+        // wrk needs at least one connection per thread.
+        .arg(format!("-t{}", connections.min(2)))
+        .args([&format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}/v1/predict"))
         .env("BENCH_BODY", body)
@@ -293,19 +327,60 @@ fn ratios(runs: &[Run], connections: &[u32]) -> Vec<Value> {
         .collect()
 }
 
-fn print_ratios(ratios: &[Value]) {
-    println!(
-        "| connections | throughput oxiserve / FastAPI | p99 FastAPI / oxiserve | CPU per request FastAPI / oxiserve |"
+/// The Markdown summary: when, where, how, and the ratios with the numbers behind them.
+fn table(results: &Value, runs: &[Run], ratios: &[Value]) -> String {
+    let machine = &results["machine"];
+    let text_of = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    let mut text = format!(
+        "Run {} on {} ({} cores, kernel {}), {}; FastAPI with {} uvicorn workers.\n\
+         Command: `{}`. Raw results: `bench/results/{}.json`.\n\n\
+         ![throughput and p99 against connections](bench-http.svg)\n\n\
+         | connections | throughput oxiserve / FastAPI | p99 FastAPI / oxiserve | \
+         CPU per request FastAPI / oxiserve | oxiserve req/s, p99 | FastAPI req/s, p99 | errors |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
+        text_of(&results["timestamp"]),
+        text_of(&machine["cpu"]),
+        machine["cores"],
+        text_of(&machine["kernel"]),
+        text_of(&machine["load_generator"]),
+        results["fastapi_workers"],
+        text_of(&results["command"]),
+        text_of(&results["timestamp"]),
     );
-    println!("| --- | --- | --- | --- |");
     for ratio in ratios {
         let number = |key: &str| ratio[key].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "| {} | {:.1} | {:.1} | {:.1} |",
-            ratio["connections"],
+        let connections = ratio["connections"].as_u64().unwrap_or_default();
+        let cell = |server: &str| {
+            let run =
+                runs.iter().find(|r| r.server == server && u64::from(r.connections) == connections);
+            run.map_or(("n/a".to_string(), 0), |r| {
+                let rate = r.report["requests_per_second"].as_f64().unwrap_or(f64::NAN);
+                let p99 = r.report["p99_us"].as_f64().unwrap_or(f64::NAN) / 1000.0;
+                (format!("{rate:.0}, {p99:.1} ms"), r.report["errors"].as_u64().unwrap_or(0))
+            })
+        };
+        let ((ours, our_errors), (theirs, their_errors)) = (cell("oxiserve"), cell("fastapi"));
+        let _ = writeln!(
+            text,
+            "| {connections} | {:.1} | {:.1} | {:.1} | {ours} | {theirs} | {} |",
             number("throughput"),
             number("p99_fastapi_over_oxiserve"),
-            number("cpu_per_request_fastapi_over_oxiserve")
+            number("cpu_per_request_fastapi_over_oxiserve"),
+            our_errors + their_errors
         );
     }
+    text
+}
+
+/// Replaces the text between the `bench:http` markers of `docs` with `table`.
+fn update_docs(docs: &Path, table: &str) -> anyhow::Result<()> {
+    const START: &str = "<!-- bench:http:start -->\n";
+    const END: &str = "<!-- bench:http:end -->";
+    let text = std::fs::read_to_string(docs)?;
+    let (Some(start), Some(end)) = (text.find(START), text.find(END)) else {
+        bail!("{} lacks the bench:http markers", docs.display());
+    };
+    let updated = format!("{}{START}{table}{}", &text[..start], &text[end..]);
+    std::fs::write(docs, updated)?;
+    Ok(())
 }

@@ -7,6 +7,7 @@
 //!   batching off vs on at 1, 8 and 64 clients and cache hits vs cache off, in process.
 //!   Arguments after `--` go to criterion (`-- --quick`, `-- cache`).
 
+mod chart;
 mod http;
 
 use std::path::Path;
@@ -25,7 +26,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Connection counts, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "8,64")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     connections: Vec<u32>,
     /// Run the in-process criterion suite instead of the HTTP comparison.
     #[arg(long)]
