@@ -1,8 +1,9 @@
 //! The HTTP comparison of a service with its Python twin (`bench/fastapi/<service>/`).
 //!
-//! Builds the service in release, starts it and the twin (uvicorn, one worker per core) on
-//! loopback and free ports, warms both up, then drives each with wrk at every connection
-//! count, alternating which goes first so that drift on a noisy machine hits both. Each run
+//! Builds the service in release, starts it, the twin (uvicorn, one worker per core) and the
+//! HTTP ceiling (`crates/oxiserve/examples/http_ceiling.rs`: axum answering a fixed real
+//! response) on loopback and free ports, warms them up, then drives each with wrk at every
+//! connection count, rotating which goes first so that drift on a noisy machine hits all. Each run
 //! records requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
 //! processes); each server's peak RSS is read at the end. Everything goes to
 //! `bench/results/<timestamp>.json`, with a chart beside it (`.svg`, also copied to
@@ -24,6 +25,8 @@ use crate::{debian, setup, venv};
 
 /// The load generator, from Debian.
 const WRK: (&str, &str) = ("wrk", "/usr/bin/wrk");
+/// The name of the HTTP ceiling server in results.
+const HTTP_CEILING: &str = "http-ceiling";
 /// Seconds of load on each server before measuring.
 const WARM_UP_SECONDS: u64 = 2;
 
@@ -61,13 +64,20 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(twin.is_dir() && body.is_file(), "{service} has no FastAPI twin and request");
     let python = venv::baseline(&sh, root)?;
     cmd!(sh, "cargo build --release --quiet --package {service}").run()?;
+    cmd!(sh, "cargo build --release --quiet --package oxiserve --example http_ceiling").run()?;
 
     let models = root.join("services").join(service).join("models");
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let servers = [
-        start_rust(root, service, &models, &library)?,
-        start_python(&python, &twin, &models, workers)?,
-    ];
+    let rust = start_rust(root, service, &models, &library)?;
+    wait_ready(&rust)?;
+    // The ceiling answers with a real response of this service, so payloads are the same.
+    let response = root.join("target/bench-response.json");
+    std::fs::write(
+        &response,
+        request(rust.port, "POST", "/v1/predict", &std::fs::read(&body)?)?.1,
+    )?;
+    let servers =
+        [rust, start_python(&python, &twin, &models, workers)?, start_ceiling(root, &response)?];
     for server in &servers {
         wait_ready(server)?;
         drive(root, &body, server.port, 8, WARM_UP_SECONDS)?;
@@ -75,8 +85,8 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
 
     let mut runs = Vec::new();
     for (round, &connections) in args.connections.iter().enumerate() {
-        let order: Vec<&Server> =
-            if round % 2 == 0 { servers.iter().collect() } else { servers.iter().rev().collect() };
+        // Each round starts with the next server, so that drift hits all of them.
+        let order = (0..servers.len()).map(|i| &servers[(round + i) % servers.len()]);
         for server in order {
             let before = cpu_seconds(server.child.id())?;
             let report = drive(root, &body, server.port, connections, args.duration)?;
@@ -144,7 +154,11 @@ fn chart(service: &str, runs: &[Run], connections: &[u32], machine: &Value) -> S
         machine["cores"],
         machine["cpu"].as_str().unwrap_or("unknown CPU")
     );
-    let lines = [series("oxiserve", "#d9480f"), series("fastapi", "#1c7ed6")];
+    let lines = [
+        series("oxiserve", "#d9480f"),
+        series("fastapi", "#1c7ed6"),
+        series(HTTP_CEILING, "#868e96"),
+    ];
     chart::render(&title, connections, &lines)
 }
 
@@ -180,6 +194,13 @@ fn start_python(
     spawn("fastapi", command, port)
 }
 
+fn start_ceiling(root: &Path, response: &Path) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let mut command = Command::new(root.join("target/release/examples/http_ceiling"));
+    command.env("CEILING_PORT", port.to_string()).env("CEILING_RESPONSE", response);
+    spawn(HTTP_CEILING, command, port)
+}
+
 fn spawn(name: &'static str, mut command: Command, port: u16) -> anyhow::Result<Server> {
     use std::os::unix::process::CommandExt;
     let child = command
@@ -194,18 +215,31 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
+/// One HTTP/1.1 request on a fresh connection: the status code and the body.
+fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(reply.len());
+    let status = String::from_utf8_lossy(&reply[..split]);
+    let status = status.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    Ok((status, reply.get(split + 4..).unwrap_or_default().to_vec()))
+}
+
 /// Waits until `GET /health/ready` answers 200.
 fn wait_ready(server: &Server) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
     let start = Instant::now();
     loop {
-        let ready = std::net::TcpStream::connect(("127.0.0.1", server.port)).and_then(|mut s| {
-            s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
-            let mut reply = String::new();
-            s.read_to_string(&mut reply)?;
-            Ok(reply.starts_with("HTTP/1.1 200"))
-        });
-        if ready.unwrap_or(false) {
+        if request(server.port, "GET", "/health/ready", b"").is_ok_and(|(status, _)| status == 200)
+        {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(60) {
@@ -319,6 +353,9 @@ fn ratios(runs: &[Run], connections: &[u32]) -> Vec<Value> {
                 "connections": c,
                 "throughput": number(ours, "requests_per_second") / number(theirs, "requests_per_second"),
                 "p99_fastapi_over_oxiserve": number(theirs, "p99_us") / number(ours, "p99_us"),
+                "oxiserve_share_of_http_ceiling": find(HTTP_CEILING, c).map(|ceiling| {
+                    number(ours, "requests_per_second") / number(ceiling, "requests_per_second")
+                }),
                 "cpu_per_request_fastapi_over_oxiserve":
                     (theirs.cpu_seconds / number(theirs, "requests"))
                         / (ours.cpu_seconds / number(ours, "requests")),
@@ -336,8 +373,9 @@ fn table(results: &Value, runs: &[Run], ratios: &[Value]) -> String {
          Command: `{}`. Raw results: `bench/results/{}.json`.\n\n\
          ![throughput and p99 against connections](bench-http.svg)\n\n\
          | connections | throughput oxiserve / FastAPI | p99 FastAPI / oxiserve | \
-         CPU per request FastAPI / oxiserve | oxiserve req/s, p99 | FastAPI req/s, p99 | errors |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n",
+         CPU per request FastAPI / oxiserve | oxiserve / HTTP ceiling | \
+         oxiserve req/s, p99 | FastAPI req/s, p99 | HTTP ceiling req/s, p99 | errors |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         text_of(&results["timestamp"]),
         text_of(&machine["cpu"]),
         machine["cores"],
@@ -360,13 +398,15 @@ fn table(results: &Value, runs: &[Run], ratios: &[Value]) -> String {
             })
         };
         let ((ours, our_errors), (theirs, their_errors)) = (cell("oxiserve"), cell("fastapi"));
+        let (ceiling, ceiling_errors) = cell(HTTP_CEILING);
         let _ = writeln!(
             text,
-            "| {connections} | {:.1} | {:.1} | {:.1} | {ours} | {theirs} | {} |",
+            "| {connections} | {:.1} | {:.1} | {:.1} | {:.2} | {ours} | {theirs} | {ceiling} | {} |",
             number("throughput"),
             number("p99_fastapi_over_oxiserve"),
             number("cpu_per_request_fastapi_over_oxiserve"),
-            our_errors + their_errors
+            number("oxiserve_share_of_http_ceiling"),
+            our_errors + their_errors + ceiling_errors
         );
     }
     text
