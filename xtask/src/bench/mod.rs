@@ -3,9 +3,10 @@
 //! - By default, the HTTP comparison with the service's Python twin (`http`): both servers on
 //!   loopback, driven alternately by wrk at each connection count, results written to
 //!   `bench/results/<timestamp>.json` and summarised as ratios.
-//! - With `--engine`, the criterion suite of `services/tabular-scoring/benches/serving.rs`:
-//!   batching off vs on at 1, 8 and 64 clients and cache hits vs cache off, in process.
-//!   Arguments after `--` go to criterion (`-- --quick`, `-- cache`).
+//! - With `--engine`, the criterion suites of `services/tabular-scoring/benches/`: `serving`
+//!   (batching off vs on at 1, 8 and 64 clients, cache hits vs cache off, in process) and
+//!   `inference` (ONNX Runtime alone, the inference ceiling). Arguments after `--` go to
+//!   criterion (`-- --quick`, `-- cache`).
 
 mod chart;
 mod http;
@@ -45,6 +46,6 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     sh.change_dir(root);
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let criterion = &args.criterion;
-    cmd!(sh, "cargo bench --package tabular-scoring --bench serving -- {criterion...}").run()?;
+    cmd!(sh, "cargo bench --package tabular-scoring --benches -- {criterion...}").run()?;
     Ok(())
 }
