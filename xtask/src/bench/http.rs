@@ -71,7 +71,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let rust = start_rust(root, service, &models, &library)?;
     wait_ready(&rust)?;
     // The ceiling answers with a real response of this service, so payloads are the same.
-    let response = root.join("target/bench-response.json");
+    let response = target_dir(root).join("bench-response.json");
     std::fs::write(
         &response,
         request(rust.port, "POST", "/v1/predict", &std::fs::read(&body)?)?.1,
@@ -164,7 +164,7 @@ fn chart(service: &str, runs: &[Run], connections: &[u32], machine: &Value) -> S
 
 fn start_rust(root: &Path, service: &str, models: &Path, library: &Path) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let mut command = Command::new(root.join("target/release").join(service));
+    let mut command = Command::new(target_dir(root).join("release").join(service));
     command
         .env("ORT_DYLIB_PATH", library)
         .env("OXISERVE_HTTP__PORT", port.to_string())
@@ -196,9 +196,14 @@ fn start_python(
 
 fn start_ceiling(root: &Path, response: &Path) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let mut command = Command::new(root.join("target/release/examples/http_ceiling"));
+    let mut command = Command::new(target_dir(root).join("release/examples/http_ceiling"));
     command.env("CEILING_PORT", port.to_string()).env("CEILING_RESPONSE", response);
     spawn(HTTP_CEILING, command, port)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the repository.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn spawn(name: &'static str, mut command: Command, port: u16) -> anyhow::Result<Server> {
