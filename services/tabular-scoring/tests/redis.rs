@@ -6,9 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use oxiserve::Config;
 use oxiserve::config::Secret;
 use oxiserve::testing::{RedisServer, TestApp, TestResponse};
-use oxiserve::{Config, cache};
 use tabular_scoring::{FOREST, PenguinInput, TabularScoring};
 
 /// The metrics are process-wide and every test here moves them: one test at a time.
@@ -102,7 +102,6 @@ async fn a_stopped_then_restarted_redis_never_fails_a_request() {
     assert!(metric(&app, "oxiserve_cache_redis_errors_total").await > errors);
 
     redis.restart().await.expect("redis-server starts again");
-    tokio::time::sleep(cache::REDIS_RETRY_AFTER).await;
     wait_until_redis_is_used(&app, 200).await;
     let computed = app.post_json("/v1/predict", input(999)).await;
     let other = replica(&redis).await;

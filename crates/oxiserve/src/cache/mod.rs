@@ -22,7 +22,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 
-pub use self::shared::RETRY_AFTER as REDIS_RETRY_AFTER;
 use self::shared::SharedCache;
 use crate::config::CacheConfig;
 use crate::engine::Timings;
@@ -48,6 +47,17 @@ pub enum Source {
     Redis,
     /// Computed for this request.
     Computed,
+}
+
+impl Source {
+    /// The cache layer that answered (`memory` or `redis`), or `None` when computed.
+    pub fn layer(self) -> Option<&'static str> {
+        match self {
+            Source::Memory => Some("memory"),
+            Source::Redis => Some("redis"),
+            Source::Computed => None,
+        }
+    }
 }
 
 /// The response cache of one pipeline: in process, and optionally shared through Redis.

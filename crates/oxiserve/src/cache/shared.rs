@@ -2,7 +2,7 @@
 //!
 //! Redis makes answers cheaper; it is never needed for an answer. Every command has a
 //! deadline (`cache.redis_timeout_ms`). The first failure or timeout marks Redis down: for
-//! the next [`RETRY_AFTER`] requests skip it entirely, then one background task tries to
+//! [`RETRY_AFTER`] requests skip it entirely, then one background task tries to
 //! reconnect while requests keep skipping it. So a stopped Redis costs nothing per request,
 //! and a hung one costs at most one deadline per request in flight when it hung.
 //! `oxiserve_cache_redis_up` and `oxiserve_cache_redis_errors_total` say so.
@@ -23,7 +23,7 @@ use crate::engine::Timings;
 use crate::error::{Error, Result};
 
 /// How long Redis is skipped after a failure before a reconnection is tried.
-pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -118,13 +118,12 @@ impl SharedCache {
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
         };
-        metrics::counter!("oxiserve_cache_redis_errors_total", "operation" => operation)
-            .increment(1);
+        count_failure(operation);
         let mut link = self.lock();
+        // Only the first failure of an outage logs and marks it; a reconnection may be running.
         if matches!(*link, Link::Up(_)) {
             tracing::warn!(%error, operation, "Redis failed; serving without it for now");
-            *link = Link::Down { retry_at: Instant::now() + RETRY_AFTER };
-            metrics::gauge!("oxiserve_cache_redis_up").set(0.0);
+            mark_down(&mut link);
         }
         None
     }
@@ -169,10 +168,8 @@ impl SharedCache {
             }
             Err(error) => {
                 tracing::warn!(%error, "Redis cache unavailable; serving without it");
-                metrics::counter!("oxiserve_cache_redis_errors_total", "operation" => "connect")
-                    .increment(1);
-                *link = Link::Down { retry_at: Instant::now() + RETRY_AFTER };
-                metrics::gauge!("oxiserve_cache_redis_up").set(0.0);
+                count_failure("connect");
+                mark_down(&mut link);
             }
         }
     }
@@ -190,6 +187,17 @@ impl SharedCache {
         }
         text
     }
+}
+
+/// Counts a Redis `operation` that failed or missed its deadline.
+fn count_failure(operation: &'static str) {
+    metrics::counter!("oxiserve_cache_redis_errors_total", "operation" => operation).increment(1);
+}
+
+/// Skips Redis for [`RETRY_AFTER`], and says so in `oxiserve_cache_redis_up`.
+fn mark_down(link: &mut Link) {
+    *link = Link::Down { retry_at: Instant::now() + RETRY_AFTER };
+    metrics::gauge!("oxiserve_cache_redis_up").set(0.0);
 }
 
 /// An answer as a Redis value: its versions as JSON, a newline, its body.

@@ -27,7 +27,7 @@ use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, Required,
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::cache::{self, CachedAnswer, Source};
+use crate::cache::{self, CachedAnswer};
 use crate::engine::{Answer, Engine};
 use crate::error::Error;
 use crate::http::json::JsonBody;
@@ -100,13 +100,8 @@ async fn answer<P: Pipeline>(
     let key = cache::key(&pipeline_key, &versions);
     let compute = async { engine.predict(input, version).await.map(serialize) };
     let (result, source) = cache.get_or_compute(key, compute).await;
-    let hit = match source {
-        Source::Memory => Some(("memory", start.elapsed())),
-        Source::Redis => Some(("redis", start.elapsed())),
-        Source::Computed => None,
-    };
     match result {
-        Ok(answer) => respond(&answer, hit),
+        Ok(answer) => respond(&answer, source.layer().map(|layer| (layer, start.elapsed()))),
         Err(error) => problem::respond(&error),
     }
 }
