@@ -13,6 +13,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
+// The same allocator as the services, so that the ceiling measures HTTP alone.
+#[global_allocator]
+static ALLOCATOR: oxiserve::Allocator = oxiserve::Allocator;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let port: u16 = std::env::var("CEILING_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
