@@ -1,12 +1,11 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
 //! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
-//! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests),
-//! create the Python venvs the tests call (tools: moto for S3, openapi-spec-validator; and the
-//! FastAPI baseline, checked against the service), check
-//! formatting, run clippy and rustdoc with warnings denied, then run every test of the
-//! workspace. Tests
-//! start and stop their own servers on 127.0.0.1 and free ports.
+//! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests), create
+//! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
+//! with numpy and onnxruntime for the KServe v2 test; and the FastAPI baseline, checked against
+//! the service), check formatting, run clippy and rustdoc with warnings denied, then run every
+//! test of the workspace. Tests start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
 

@@ -15,8 +15,10 @@
 //! - [`store`]: model repositories: a local directory, S3 mirrored into a local cache, and
 //!   publishing a version by the publication protocol.
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
-//! - [`http`]: routes (predict, versions, status, admin), limits, problem+json errors, OpenAPI
+//! - [`http`]: routes (predict, versions, status, admin, KServe v2), limits, problem+json errors, OpenAPI
 //!   and the docs UI.
+//! - [`kserve`]: the KServe v2 (Open Inference Protocol) view of the raw models: metadata,
+//!   readiness and inference on named tensors, shared by its transports.
 //! - [`cache`]: the response cache, keyed on the input and the model versions, single flight,
 //!   in process and optionally shared through Redis.
 //! - [`telemetry`]: the metrics recorder behind `/metrics`.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod kserve;
 pub mod model;
 pub mod pipeline;
 pub mod server;

@@ -5,6 +5,7 @@
 
 mod admin;
 mod json;
+mod kserve;
 mod metrics;
 mod predict;
 mod problem;
@@ -28,6 +29,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use self::admin::AdminAccess;
 pub use self::json::JsonBody;
+pub use self::kserve::{
+    ErrorBody as KServeError, HEADER_LENGTH as KSERVE_HEADER_LENGTH, ServerMetadata,
+};
 pub use self::metrics::PATH as METRICS_PATH;
 pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
@@ -53,7 +57,8 @@ pub fn router<P: Pipeline>(
     let admin = admin.map(|access| admin::routes(Arc::clone(&engine), access)).unwrap_or_default();
     let status: Arc<dyn status::ServiceStatus> = engine.clone();
     let (routes, mut api) = OpenApiRouter::new()
-        .merge(status::routes(status))
+        .merge(status::routes(Arc::clone(&status)))
+        .merge(kserve::routes(status))
         .merge(predict::routes(Arc::clone(&engine)))
         .split_for_parts();
     api.info = InfoBuilder::new()

@@ -118,12 +118,18 @@ impl IntoResponse for Error {
 /// are logged at debug level only, so an overload never floods the log.
 pub(crate) fn respond(error: &Error) -> Response {
     let problem = Problem::from(error);
-    match problem.status {
-        503 | 504 => tracing::debug!(%error, status = problem.status, "request refused"),
-        500.. => tracing::error!(%error, status = problem.status, "request failed"),
+    log(error, problem.status);
+    problem.into_response()
+}
+
+/// Logs `error`, answered with `status`, if it is the server's: refusals (503, 504) at debug
+/// level, failures at error level.
+pub(crate) fn log(error: &Error, status: u16) {
+    match status {
+        503 | 504 => tracing::debug!(%error, status, "request refused"),
+        500.. => tracing::error!(%error, status, "request failed"),
         _ => {}
     }
-    problem.into_response()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::http::problem::Problem;
-use crate::model::ModelStatus;
+use crate::model::{ModelStatus, Models};
 use crate::pipeline::Pipeline;
 
 /// What the status routes need to know, without the pipeline's types.
@@ -21,6 +21,8 @@ pub(crate) trait ServiceStatus: Send + Sync {
     fn is_ready(&self) -> bool;
     /// Every model with its state.
     fn models(&self) -> Vec<ModelStatus>;
+    /// The models themselves, for the routes that run them directly (KServe v2).
+    fn registry(&self) -> &Models;
 }
 
 impl<P: Pipeline> ServiceStatus for Engine<P> {
@@ -31,9 +33,13 @@ impl<P: Pipeline> ServiceStatus for Engine<P> {
     fn models(&self) -> Vec<ModelStatus> {
         Engine::models(self).statuses()
     }
+
+    fn registry(&self) -> &Models {
+        Engine::models(self)
+    }
 }
 
-type StatusState = Arc<dyn ServiceStatus>;
+pub(crate) type StatusState = Arc<dyn ServiceStatus>;
 
 /// The body of the health probes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

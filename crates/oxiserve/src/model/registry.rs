@@ -103,6 +103,13 @@ impl Models {
             .ok_or_else(|| Error::ModelNotLoaded(name.to_string()))
     }
 
+    /// Loaded `version` of `name`; else `UnknownModel` or `VersionNotLoaded`.
+    pub fn version(&self, name: &str, version: u64) -> Result<Arc<Model>> {
+        let entries = self.read();
+        check_loaded(&entries, name, version)?;
+        Ok(Arc::clone(&entries[name].loaded[&version]))
+    }
+
     /// The names of all models, loaded or not.
     pub fn names(&self) -> Vec<String> {
         self.read().keys().cloned().collect()

@@ -1,0 +1,197 @@
+//! Tensor contents as the KServe v2 protocol carries them: JSON arrays of numbers (flat or
+//! nested, row major), or raw little-endian bytes with no padding (HTTP's binary tensor data
+//! extension, and gRPC's `raw_input_contents` / `raw_output_contents`).
+
+use ndarray::{ArrayD, IxDyn};
+use serde::ser::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::tensor::{DataType, Tensor};
+
+/// An element type a [`Tensor`] can hold, with its wire forms.
+trait Element: Sized + Copy + Serialize {
+    /// Bytes per element in raw form.
+    const SIZE: usize;
+    /// The element from exactly [`Element::SIZE`] little-endian bytes.
+    fn from_le(bytes: &[u8]) -> Self;
+    /// Appends the element's little-endian bytes.
+    fn put_le(self, out: &mut Vec<u8>);
+    /// The element from a JSON number, if it is one that fits.
+    fn from_json(value: &Value) -> Option<Self>;
+}
+
+macro_rules! element {
+    ($($elem:ty => $json:expr),* $(,)?) => {$(
+        impl Element for $elem {
+            const SIZE: usize = std::mem::size_of::<$elem>();
+
+            fn from_le(bytes: &[u8]) -> Self {
+                <$elem>::from_le_bytes(bytes.try_into().expect("callers pass SIZE bytes"))
+            }
+
+            fn put_le(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+
+            fn from_json(value: &Value) -> Option<Self> {
+                $json(value)
+            }
+        }
+    )*};
+}
+
+element!(
+    f32 => |v: &Value| v.as_f64().map(|x| x as f32),
+    f64 => Value::as_f64,
+    i32 => |v: &Value| v.as_i64().and_then(|x| i32::try_from(x).ok()),
+    i64 => Value::as_i64,
+);
+
+/// Calls `$body` with `$array` bound to the typed array inside `$tensor`.
+macro_rules! with_array {
+    ($tensor:expr, $array:ident => $body:expr) => {
+        match $tensor {
+            Tensor::F32($array) => $body,
+            Tensor::F64($array) => $body,
+            Tensor::I32($array) => $body,
+            Tensor::I64($array) => $body,
+        }
+    };
+}
+
+/// Builds a tensor of `datatype` and `shape` with `read`, which is generic over the element
+/// type; datatypes a [`Tensor`] cannot hold are an error.
+macro_rules! build {
+    ($datatype:expr, $read:ident($($arg:expr),*)) => {
+        match $datatype {
+            DataType::Fp32 => $read::<f32>($($arg),*).map(Tensor::F32),
+            DataType::Fp64 => $read::<f64>($($arg),*).map(Tensor::F64),
+            DataType::Int32 => $read::<i32>($($arg),*).map(Tensor::I32),
+            DataType::Int64 => $read::<i64>($($arg),*).map(Tensor::I64),
+            other => Err(format!("{other} tensors are not supported yet")),
+        }
+    };
+}
+
+/// The number of elements of `shape`.
+fn elements(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |count, &d| count.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))
+}
+
+/// A tensor of `datatype` and `shape` from its raw little-endian bytes.
+pub(crate) fn from_raw(
+    datatype: DataType,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<Tensor, String> {
+    fn read<T: Element>(shape: &[usize], bytes: &[u8]) -> Result<ArrayD<T>, String> {
+        let expected = elements(shape)?.checked_mul(T::SIZE);
+        if expected != Some(bytes.len()) {
+            return Err(format!(
+                "shape {shape:?} needs {} bytes, {} were sent",
+                expected.map_or_else(|| "too many".to_string(), |n| n.to_string()),
+                bytes.len()
+            ));
+        }
+        let values = bytes.chunks_exact(T::SIZE).map(T::from_le).collect();
+        ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| e.to_string())
+    }
+    build!(datatype, read(shape, bytes))
+}
+
+/// A tensor of `datatype` and `shape` from a JSON `data` value: an array of numbers, flat or
+/// nested, in row-major order.
+pub(crate) fn from_json(
+    datatype: DataType,
+    shape: &[usize],
+    data: &Value,
+) -> Result<Tensor, String> {
+    fn read<T: Element>(
+        datatype: DataType,
+        shape: &[usize],
+        data: &Value,
+    ) -> Result<ArrayD<T>, String> {
+        let mut values = Vec::with_capacity(elements(shape)?);
+        flatten(data, &mut |leaf| {
+            let value = T::from_json(leaf)
+                .ok_or_else(|| format!("{leaf} is not a valid {datatype} value"))?;
+            values.push(value);
+            Ok(())
+        })?;
+        if values.len() != elements(shape)? {
+            return Err(format!(
+                "shape {shape:?} holds {} elements, `data` has {}",
+                elements(shape)?,
+                values.len()
+            ));
+        }
+        ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| e.to_string())
+    }
+    build!(datatype, read(datatype, shape, data))
+}
+
+/// Calls `leaf` on every non-array value inside `value`, in order.
+fn flatten(
+    value: &Value,
+    leaf: &mut impl FnMut(&Value) -> Result<(), String>,
+) -> Result<(), String> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|item| flatten(item, leaf)),
+        other => leaf(other),
+    }
+}
+
+/// Appends the tensor's raw little-endian bytes, row major.
+pub(crate) fn write_raw(tensor: &Tensor, out: &mut Vec<u8>) {
+    with_array!(tensor, array => array.iter().for_each(|&x| x.put_le(out)));
+}
+
+/// The tensor's elements as a flat JSON array when serialised, in row-major order.
+pub(crate) struct JsonData<'a>(pub(crate) &'a Tensor);
+
+impl Serialize for JsonData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        with_array!(self.0, array => serializer.collect_seq(array.iter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_bytes_round_trip_little_endian() {
+        let tensor = Tensor::from(ndarray::arr2(&[[1.5f32, -2.0], [3.25, 0.0]]));
+        let mut bytes = Vec::new();
+        write_raw(&tensor, &mut bytes);
+        assert_eq!(&bytes[..4], &1.5f32.to_le_bytes());
+        assert_eq!(from_raw(DataType::Fp32, &[2, 2], &bytes).unwrap(), tensor);
+        let error = from_raw(DataType::Fp32, &[2, 3], &bytes).unwrap_err();
+        assert!(error.contains("24 bytes") && error.contains("16"), "{error}");
+    }
+
+    #[test]
+    fn json_data_may_be_flat_or_nested() {
+        let expected = Tensor::from(ndarray::arr2(&[[1i64, 2], [3, 4]]));
+        let flat = serde_json::json!([1, 2, 3, 4]);
+        let nested = serde_json::json!([[1, 2], [3, 4]]);
+        assert_eq!(from_json(DataType::Int64, &[2, 2], &flat).unwrap(), expected);
+        assert_eq!(from_json(DataType::Int64, &[2, 2], &nested).unwrap(), expected);
+        assert_eq!(serde_json::to_value(JsonData(&expected)).unwrap(), flat);
+    }
+
+    #[test]
+    fn json_data_of_the_wrong_kind_or_count_is_refused() {
+        let error = from_json(DataType::Int64, &[2], &serde_json::json!([1, 2.5])).unwrap_err();
+        assert!(error.contains("2.5") && error.contains("INT64"), "{error}");
+        let error = from_json(DataType::Int32, &[1], &serde_json::json!([1i64 << 40])).unwrap_err();
+        assert!(error.contains("INT32"), "{error}");
+        let error = from_json(DataType::Fp32, &[3], &serde_json::json!([1, 2])).unwrap_err();
+        assert!(error.contains("3 elements") && error.contains("has 2"), "{error}");
+        let error = from_json(DataType::Bytes, &[1], &serde_json::json!(["a"])).unwrap_err();
+        assert!(error.contains("BYTES"), "{error}");
+    }
+}
