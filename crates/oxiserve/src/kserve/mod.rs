@@ -5,7 +5,7 @@
 //! This module holds what every transport shares: finding the model a request names, its
 //! metadata, checking decoded inputs and requested outputs against the manifest, and running
 //! the model through the same queue, batching and workers as the pipeline's runs. Decoding
-//! tensors from the wire is in [`codec`]; the HTTP routes are in `http::kserve`.
+//! tensors from the wire is in `codec`; the HTTP routes are in `http::kserve`.
 
 pub(crate) mod codec;
 
