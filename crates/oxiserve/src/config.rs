@@ -22,6 +22,8 @@ use crate::error::Result;
 pub struct Config {
     /// The HTTP listener and its limits.
     pub http: HttpConfig,
+    /// The gRPC listener (KServe v2); it shares the HTTP host and limits.
+    pub grpc: GrpcConfig,
     /// Where models come from and how they run.
     pub models: ModelsConfig,
     /// The ONNX Runtime library.
@@ -131,6 +133,24 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 2_000,
         }
+    }
+}
+
+/// The gRPC listener: KServe v2 over gRPC, `grpc.health.v1` and reflection. It binds
+/// `http.host`, and applies `http.body_limit_bytes` to messages and `http.request_timeout_ms`
+/// to calls.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Whether to serve gRPC at all.
+    pub enabled: bool,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self { enabled: true, port: 8081 }
     }
 }
 

@@ -19,6 +19,8 @@
 //!   and the docs UI.
 //! - [`kserve`]: the KServe v2 (Open Inference Protocol) view of the raw models: metadata,
 //!   readiness and inference on named tensors, shared by its transports.
+//! - [`grpc`]: KServe v2 over gRPC (tonic) on its own port, with `grpc.health.v1` and
+//!   reflection.
 //! - [`cache`]: the response cache, keyed on the input and the model versions, single flight,
 //!   in process and optionally shared through Redis.
 //! - [`telemetry`]: the metrics recorder behind `/metrics`.
@@ -35,6 +37,7 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod kserve;
 pub mod model;

@@ -1,13 +1,13 @@
 //! Running a service: command line, configuration, logging, start-up order, shutdown.
 //!
 //! Start-up order: load the ONNX Runtime library (a missing one stops the process at once),
-//! bind and serve HTTP (liveness answers, readiness says 503), load and warm every model,
-//! report ready, then poll the repository for new versions every `models.poll_interval`. A
-//! model with no version that loads stops the process with the error, which names the file at
-//! fault.
+//! bind and serve HTTP and gRPC (liveness answers, readiness says 503 / NOT_SERVING), load
+//! and warm every model, report ready, then poll the repository for new versions every
+//! `models.poll_interval`. A model with no version that loads stops the process with the
+//! error, which names the file at fault.
 //!
 //! Shutdown: SIGTERM turns readiness off, waits `http.shutdown_grace_ms` while still serving,
-//! then stops accepting connections; Ctrl-C skips the wait. In-flight requests finish, each
+//! then both servers stop accepting connections; Ctrl-C skips the wait. In-flight requests finish, each
 //! within its deadline.
 
 use std::io::IsTerminal;
@@ -17,17 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use futures_util::future::join_all;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::http;
 use crate::model::Loader;
 use crate::pipeline::Pipeline;
 use crate::telemetry;
+use crate::{grpc, http};
 
 /// The command line every service accepts.
 #[derive(Debug, Parser)]
@@ -65,12 +66,7 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     telemetry::install();
     let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
     let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
-    let address = (config.http.host, config.http.port);
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|e| Error::io(format!("binding {}:{}", address.0, address.1), e))?;
-    let local = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
-    tracing::info!(address = %local, "listening");
+    let listener = bind((config.http.host, config.http.port)).await?;
 
     let stop = Arc::new(Notify::new());
     let admin =
@@ -81,12 +77,31 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
         move || engine.start_draining()
     };
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
-    let shutdown = shutdown_signal(Arc::clone(&stop), drain, grace);
-    let server = tokio::spawn(http::serve(listener, router, shutdown));
+    // Both servers stop together, when the shutdown signal resolves.
+    let (stopping, stopped) = watch::channel(false);
+    let signal = shutdown_signal(Arc::clone(&stop), drain, grace);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stopping.send(true);
+    });
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|&stopped| stopped).await;
+    };
+    let mut servers =
+        vec![tokio::spawn(http::serve(listener, router, until_stopped(stopped.clone())))];
+    if config.grpc.enabled {
+        let address = (config.http.host, config.grpc.port);
+        let listener = bind(address).await?;
+        let (engine, limits) = (Arc::clone(&engine), config.http.clone());
+        let shutdown = until_stopped(stopped);
+        servers.push(tokio::spawn(async move {
+            grpc::serve(listener, engine, &limits, shutdown).await
+        }));
+    }
 
     if let Err(error) = engine.load(&loader).await {
         stop.notify_one();
-        let _ = server.await;
+        join_all(servers).await;
         return Err(error);
     }
     let interval = config.models.poll_interval;
@@ -94,11 +109,23 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
         let engine = Arc::clone(&engine);
         tokio::spawn(async move { engine.poll(&loader, interval).await })
     });
-    let served = server.await;
+    let served = join_all(servers).await;
     if let Some(poller) = poller {
         poller.abort();
     }
-    served.map_err(|e| Error::pipeline(format!("the HTTP server task failed: {e}")))?
+    served.into_iter().try_for_each(|served| {
+        served.map_err(|e| Error::pipeline(format!("a server task failed: {e}")))?
+    })
+}
+
+/// Binds a listener on `address` and logs where.
+async fn bind(address: (std::net::IpAddr, u16)) -> Result<TcpListener> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| Error::io(format!("binding {}:{}", address.0, address.1), e))?;
+    let local = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+    tracing::info!(address = %local, "listening");
+    Ok(listener)
 }
 
 /// Resolves when the server should stop accepting connections: at once on Ctrl-C or a

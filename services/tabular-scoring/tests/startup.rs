@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 /// Runs the service binary with `env` on a free port and returns how it ended.
 fn run_service(env: &[(&str, &Path)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"));
-    command.env("OXISERVE_HTTP__PORT", "0").env("OXISERVE_MODELS__SESSIONS", "1");
+    command.env("OXISERVE_HTTP__PORT", "0").env("OXISERVE_GRPC__PORT", "0");
+    command.env("OXISERVE_MODELS__SESSIONS", "1");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -79,6 +80,7 @@ fn start_service(env: &[(&str, &str)]) -> (std::process::Child, String, LogLines
     let mut command = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"));
     command
         .env("OXISERVE_HTTP__PORT", "0")
+        .env("OXISERVE_GRPC__PORT", "0")
         .env("OXISERVE_MODELS__SESSIONS", "1")
         .env("OXISERVE_MODELS__URI", common::models_dir())
         .env("RUST_LOG", "info")

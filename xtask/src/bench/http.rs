@@ -168,6 +168,7 @@ fn start_rust(root: &Path, service: &str, models: &Path, library: &Path) -> anyh
     command
         .env("ORT_DYLIB_PATH", library)
         .env("OXISERVE_HTTP__PORT", port.to_string())
+        .env("OXISERVE_GRPC__PORT", "0")
         .env("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "0")
         .env("OXISERVE_MODELS__URI", models)
         .env("OXISERVE_LOG__FILTER", "warn")

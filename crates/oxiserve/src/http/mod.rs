@@ -8,8 +8,8 @@ mod json;
 mod kserve;
 mod metrics;
 mod predict;
-mod problem;
-mod status;
+pub(crate) mod problem;
+pub(crate) mod status;
 
 use std::future::Future;
 use std::sync::Arc;

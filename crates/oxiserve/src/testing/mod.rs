@@ -36,6 +36,7 @@ use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::grpc;
 use crate::http::{self, PREDICT_PATH, PROBLEM_CONTENT_TYPE, Problem};
 use crate::model::Loader;
 use crate::pipeline::Pipeline;
@@ -150,20 +151,21 @@ impl<P: Pipeline> TestApp<P> {
         TestResponse { status: parts.status, headers: parts.headers, body }
     }
 
-    /// Serves the app on a real socket on 127.0.0.1 and a free port, until the returned
-    /// [`TestServer`] is dropped.
+    /// Serves the app over HTTP on a real socket on 127.0.0.1 and a free port, until the
+    /// returned [`TestServer`] is dropped.
     pub async fn serve(&self) -> Result<TestServer> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|e| Error::io("binding a test listener", e))?;
-        let address =
-            listener.local_addr().map_err(|e| Error::io("reading the test address", e))?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        tokio::spawn(http::serve(listener, self.router.clone(), shutdown));
-        Ok(TestServer { address, _stop: stop })
+        let router = self.router.clone();
+        TestServer::start(move |listener, shutdown| http::serve(listener, router, shutdown)).await
+    }
+
+    /// Serves the gRPC services (KServe v2, health, reflection) on a real socket on 127.0.0.1
+    /// and a free port, until the returned [`TestServer`] is dropped.
+    pub async fn serve_grpc(&self) -> Result<TestServer> {
+        let (engine, limits) = (Arc::clone(&self.engine), self.config.http.clone());
+        TestServer::start(move |listener, shutdown| async move {
+            grpc::serve(listener, engine, &limits, shutdown).await
+        })
+        .await
     }
 }
 
@@ -175,6 +177,32 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Binds a free port on 127.0.0.1 and runs `server` on it in a task, with a shutdown
+    /// future that resolves when the `TestServer` is dropped.
+    async fn start<F>(
+        server: impl FnOnce(TcpListener, futures_util::future::BoxFuture<'static, ()>) -> F,
+    ) -> Result<Self>
+    where
+        F: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| Error::io("binding a test listener", e))?;
+        let address =
+            listener.local_addr().map_err(|e| Error::io("reading the test address", e))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        tokio::spawn(server(listener, shutdown));
+        Ok(Self { address, _stop: stop })
+    }
+
+    /// `127.0.0.1:PORT`, as gRPC clients take it.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
