@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, try_join_all};
 
-use crate::cache::ResponseCache;
+use crate::cache::{self, CachedAnswer, ResponseCache};
 use crate::config::VersionPolicy;
 use crate::error::{Error, Result};
 use crate::model::ModelStatus;
@@ -65,6 +65,30 @@ impl Timings {
             .map(|(name, duration)| format!("{name};dur={:.3}", duration.as_secs_f64() * 1e3))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// One request's answer as every transport sends it: the output as JSON with the versions
+/// and timings, and, for an answer from the response cache, the layer that had it and how long
+/// the lookup took.
+#[derive(Debug)]
+pub struct Served {
+    /// The JSON body, the model versions that produced it and the stage timings.
+    pub answer: Arc<CachedAnswer>,
+    /// `Some((layer, lookup))` when the response cache answered (`memory` or `redis`).
+    pub cached: Option<(&'static str, Duration)>,
+}
+
+impl Served {
+    /// The `Server-Timing` value: the stages of the run that computed the answer, or `cache`
+    /// alone for a hit, with the layer and the lookup time.
+    pub fn server_timing(&self) -> String {
+        match self.cached {
+            Some((layer, lookup)) => {
+                format!("cache;desc={layer};dur={:.3}", lookup.as_secs_f64() * 1e3)
+            }
+            None => self.answer.timings.server_timing(),
+        }
     }
 }
 
@@ -138,6 +162,28 @@ impl<P: Pipeline> Engine<P> {
     /// requests that still arrive are served.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Serves one request end to end and serialises the output as JSON, through the response
+    /// cache when the pipeline gives a key: what the HTTP and gRPC predict routes send. With
+    /// `version`, that loaded version of that model answers. The error is shared when one
+    /// computation answered several identical requests.
+    pub async fn answer(
+        &self,
+        input: P::Input,
+        version: Option<(&str, u64)>,
+    ) -> Result<Served, Arc<Error>> {
+        let key = self.pipeline.cache_key(&input);
+        let Some((cache, pipeline_key)) = self.cache().zip(key) else {
+            let answer = self.predict(input, version).await.map_err(Arc::new)?;
+            return Ok(Served { answer: Arc::new(serialize(answer)), cached: None });
+        };
+        let versions = self.answering_versions(version).map_err(Arc::new)?;
+        let start = Instant::now();
+        let key = cache::key(&pipeline_key, &versions);
+        let compute = async { self.predict(input, version).await.map(serialize) };
+        let (answer, source) = cache.get_or_compute(key, compute).await;
+        Ok(Served { answer: answer?, cached: source.layer().map(|layer| (layer, start.elapsed())) })
     }
 
     /// Serves one request; [`Error::NotReady`] until [`Engine::load`] has finished. With
@@ -419,4 +465,9 @@ impl<P: Pipeline> Engine<P> {
         let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
         Ok(Answer { output, versions, timings })
     }
+}
+/// The answer as it is sent and cached: JSON bytes and what the headers say.
+fn serialize<O: serde::Serialize>(answer: Answer<O>) -> CachedAnswer {
+    let body = serde_json::to_vec(&answer.output).expect("a pipeline output serialises to JSON");
+    CachedAnswer { body: body.into(), versions: answer.versions, timings: answer.timings }
 }

@@ -57,7 +57,7 @@ pub mod testing;
 pub use mimalloc::MiMalloc as Allocator;
 
 pub use self::config::Config;
-pub use self::engine::{Answer, Engine, Timings};
+pub use self::engine::{Answer, Engine, Served, Timings};
 pub use self::error::{Error, Result};
 pub use self::model::{Loader, Model, Models, Padding};
 pub use self::pipeline::{Inference, ModelOutput, Outputs, Pipeline};

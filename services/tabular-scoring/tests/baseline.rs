@@ -23,20 +23,11 @@ async fn fastapi() -> ServerProcess {
     ServerProcess::start(&python, &args, port, hint).await.expect("the FastAPI baseline starts")
 }
 
-/// The fixture's requests.
-fn cases() -> Vec<PenguinInput> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity.json");
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let cases = fixture["cases"].as_array().unwrap();
-    cases.iter().map(|case| serde_json::from_value(case["input"].clone()).unwrap()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fastapi_baseline_answers_like_the_service() {
     let (baseline, app) = (fastapi().await, common::app().await);
     let address = format!("127.0.0.1:{}", baseline.port());
-    let cases = cases();
+    let cases = common::fixture_inputs();
     assert!(cases.len() > 50);
     for case in &cases {
         for mode in [Mode::Fast, Mode::Accurate, Mode::Ensemble] {

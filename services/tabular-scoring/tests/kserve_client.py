@@ -4,7 +4,7 @@ Usage:
   kserve_client.py http HOST:PORT MODELS_DIR   metadata, readiness, inference, errors over HTTP
   kserve_client.py grpc HOST:PORT MODELS_DIR   the same over gRPC, raw and typed contents
   kserve_client.py health HOST:PORT STATUS     grpc.health.v1 reports STATUS (SERVING or
-                                               NOT_SERVING) for the server and the service,
+                                               NOT_SERVING) for the server and each service,
                                                within 2 s; reflection lists the services
 
 Every check raises AssertionError with what differed; the exit status tells the Rust test.
@@ -233,15 +233,16 @@ def health_checks(expected):
     health = health_pb2_grpc.HealthStub(channel)
     want = health_pb2.HealthCheckResponse.ServingStatus.Value(expected)
     deadline = time.monotonic() + 2
-    for service in ("", "inference.GRPCInferenceService"):
+    services = ["inference.GRPCInferenceService", "oxiserve.v1.Pipeline"]
+    for service in ["", *services]:
         while True:
             status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
             if status == want or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         assert status == want, (service, status, expected)
-    services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
-    assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= services, services
+    listed = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {*services, "grpc.health.v1.Health"} <= listed, listed
 
 
 CHECKS = {"http": http_checks, "grpc": grpc_checks}

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::proto::InferTensorContents;
+use super::proto::inference::InferTensorContents;
 use crate::tensor::{DataType, Tensor};
 
 /// A tensor of `datatype` and `shape` from the contents field of its type.

@@ -4,7 +4,7 @@
 //! `oneshot` and no socket; [`serve`] runs it on a listener until a shutdown future resolves.
 
 mod admin;
-mod json;
+pub(crate) mod json;
 mod kserve;
 mod metrics;
 mod predict;

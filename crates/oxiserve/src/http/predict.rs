@@ -13,8 +13,6 @@
 
 use std::sync::Arc;
 
-use std::time::Instant;
-
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -27,8 +25,7 @@ use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, Required,
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::cache::{self, CachedAnswer};
-use crate::engine::{Answer, Engine};
+use crate::engine::{Engine, Served};
 use crate::error::Error;
 use crate::http::json::JsonBody;
 use crate::http::problem::{self, Problem};
@@ -85,31 +82,10 @@ async fn answer<P: Pipeline>(
     input: P::Input,
     version: Option<(&str, u64)>,
 ) -> Response {
-    let key = engine.pipeline().cache_key(&input);
-    let Some((cache, pipeline_key)) = engine.cache().zip(key) else {
-        return match engine.predict(input, version).await {
-            Ok(answer) => respond(&serialize(answer), None),
-            Err(error) => error.into_response(),
-        };
-    };
-    let versions = match engine.answering_versions(version) {
-        Ok(versions) => versions,
-        Err(error) => return error.into_response(),
-    };
-    let start = Instant::now();
-    let key = cache::key(&pipeline_key, &versions);
-    let compute = async { engine.predict(input, version).await.map(serialize) };
-    let (result, source) = cache.get_or_compute(key, compute).await;
-    match result {
-        Ok(answer) => respond(&answer, source.layer().map(|layer| (layer, start.elapsed()))),
+    match engine.answer(input, version).await {
+        Ok(served) => respond(&served),
         Err(error) => problem::respond(&error),
     }
-}
-
-/// The answer as it is sent and cached: JSON bytes and what the headers say.
-fn serialize<O: serde::Serialize>(answer: Answer<O>) -> CachedAnswer {
-    let body = serde_json::to_vec(&answer.output).expect("a pipeline output serialises to JSON");
-    CachedAnswer { body: body.into(), versions: answer.versions, timings: answer.timings }
 }
 
 /// The model version a request asks for in `x-model-version`, if it names one.
@@ -124,24 +100,18 @@ fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error
     Ok(Some((model.trim().to_string(), version)))
 }
 
-/// The JSON response with `x-model-version` and `Server-Timing`: the stages of the run that
-/// computed it, or `cache` alone for a hit (`cached` is the layer and the lookup time).
-fn respond(answer: &CachedAnswer, cached: Option<(&str, std::time::Duration)>) -> Response {
+/// The JSON response with `x-model-version` and `Server-Timing`.
+fn respond(served: &Served) -> Response {
+    let answer = &served.answer;
     let versions: Vec<String> =
         answer.versions.iter().map(|(name, v)| format!("{name}={v}")).collect();
-    let timing = match cached {
-        Some((layer, lookup)) => {
-            format!("cache;desc={layer};dur={:.3}", lookup.as_secs_f64() * 1e3)
-        }
-        None => answer.timings.server_timing(),
-    };
     let mut response =
         ([(header::CONTENT_TYPE, "application/json")], answer.body.clone()).into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&versions.join(", ")) {
         headers.insert(MODEL_VERSION_HEADER, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&timing) {
+    if let Ok(value) = HeaderValue::from_str(&served.server_timing()) {
         headers.insert("server-timing", value);
     }
     response

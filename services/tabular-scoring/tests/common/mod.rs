@@ -23,6 +23,14 @@ pub(crate) async fn app() -> TestApp<TabularScoring> {
     TestApp::start(TabularScoring, models_dir()).await.expect("the bundled models load")
 }
 
+/// The requests of the parity fixture (`tests/fixtures/parity.json`, written by the trainer).
+pub(crate) fn fixture_inputs() -> Vec<PenguinInput> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    cases.iter().map(|case| serde_json::from_value(case["input"].clone()).unwrap()).collect()
+}
+
 /// Settings for the service on a private copy of the bundled repository at `root`, one session
 /// per model, polling every `poll`.
 pub(crate) fn repository_config(root: &Path, poll: Duration) -> Config {
