@@ -33,19 +33,27 @@ def signature(session: ort.InferenceSession) -> tuple[list, list]:
     return [describe(a) for a in session.get_inputs()], [describe(a) for a in session.get_outputs()]
 
 
-def write_version(out: Path, name: str, version: int, graph: bytes, metadata: dict) -> Path:
-    """Write `<out>/<name>/<version>/model.onnx` and its manifest; returns the model's path."""
+def write_version(
+    out: Path, name: str, version: int, graph: bytes, metadata: dict, extra: dict | None = None
+) -> Path:
+    """Write `<out>/<name>/<version>/model.onnx`, the `extra` files (name -> bytes) and the
+    manifest; returns the model's path."""
     directory = out / name / str(version)
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / "model.onnx"
     model_path.write_bytes(graph)
+    extra = extra or {}
+    for file_name, data in extra.items():
+        (directory / file_name).write_bytes(data)
     inputs, outputs = signature(ort.InferenceSession(str(model_path)))
     manifest = {
         "format_version": MANIFEST_FORMAT,
         "name": name,
         "version": version,
         "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "files": {"model.onnx": file_entry(model_path)},
+        "files": {
+            file_name: file_entry(directory / file_name) for file_name in ["model.onnx", *extra]
+        },
         "inputs": inputs,
         "outputs": outputs,
         "metadata": metadata,

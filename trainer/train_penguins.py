@@ -16,10 +16,12 @@ Usage: python train_penguins.py --models DIR --fixtures FILE [--version N]
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 from pathlib import Path
 
+import joblib
 import numpy as np
 import onnxruntime as ort
 import sklearn
@@ -94,7 +96,12 @@ def export(model, name: str, version: int, out: Path, params: dict, classes: lis
         target_opset=17,
     )
     metadata = {"classes": classes, "preprocessing": params, "training": training}
-    return write_version(out, name, version, onx.SerializeToString(), metadata)
+    # The fitted estimator itself, for servers that run scikit-learn (MLServer in the remote
+    # backend's tests): the same trained model as the ONNX graph.
+    estimator = io.BytesIO()
+    joblib.dump(model, estimator)
+    extra = {"model.joblib": estimator.getvalue()}
+    return write_version(out, name, version, onx.SerializeToString(), metadata, extra)
 
 
 def request_body(row) -> dict:

@@ -3,8 +3,8 @@
 //! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
 //! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
-//! with numpy and onnxruntime for the KServe v2 test; and the FastAPI baseline, checked against
-//! the service), check formatting, run clippy and rustdoc with warnings denied, then run every
+//! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
+//! and the FastAPI baseline, checked against the service), check formatting, run clippy and rustdoc with warnings denied, then run every
 //! test of the workspace. Tests start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
@@ -30,6 +30,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let requirements = root.join("xtask/test-requirements.txt");
     let python = venv::ensure(&sh, &root.join(TEST_VENV), &requirements)?;
     let baseline = venv::baseline(&sh, root)?;
+    let mlserver = venv::mlserver(&sh, root)?;
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
@@ -43,6 +44,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
     let _baseline = sh.push_env("BASELINE_PYTHON", &baseline);
     let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));
+    let _mlserver = sh.push_env("MLSERVER", &mlserver);
     // Tests talk to moto only: fixed dummy credentials, and no instance-metadata lookups.
     let _key = sh.push_env("AWS_ACCESS_KEY_ID", "oxiserve-test");
     let _secret = sh.push_env("AWS_SECRET_ACCESS_KEY", "oxiserve-test");

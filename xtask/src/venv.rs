@@ -10,6 +10,11 @@ pub(crate) const BASELINE: &str = ".cache/fastapi-venv";
 /// The FastAPI baseline's requirements.
 pub(crate) const BASELINE_REQUIREMENTS: &str = "bench/fastapi/requirements.txt";
 
+/// The venv of MLServer, the KServe v2 server of the remote backend's tests.
+pub(crate) const MLSERVER: &str = ".cache/mlserver-venv";
+/// MLServer's requirements.
+pub(crate) const MLSERVER_REQUIREMENTS: &str = "xtask/mlserver-requirements.txt";
+
 /// Creates the venv at `venv` if needed and installs `requirements` into it; returns its
 /// python.
 pub(crate) fn ensure(sh: &Shell, venv: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
@@ -25,4 +30,10 @@ pub(crate) fn ensure(sh: &Shell, venv: &Path, requirements: &Path) -> anyhow::Re
 /// The FastAPI baseline's python, its venv made ready.
 pub(crate) fn baseline(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
     ensure(sh, &root.join(BASELINE), &root.join(BASELINE_REQUIREMENTS))
+}
+
+/// MLServer's `mlserver` program, its venv made ready.
+pub(crate) fn mlserver(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
+    let python = ensure(sh, &root.join(MLSERVER), &root.join(MLSERVER_REQUIREMENTS))?;
+    Ok(python.with_file_name("mlserver"))
 }

@@ -166,8 +166,8 @@ pub struct ModelsConfig {
     pub cache_dir: PathBuf,
     /// The S3 client, when `uri` is `s3://...`.
     pub s3: S3Config,
-    /// ONNX Runtime sessions per loaded model, each on its own worker thread; 0 means one per
-    /// CPU core.
+    /// ONNX Runtime sessions per loaded model, each on its own worker thread (for a remote
+    /// model: calls in flight at once); 0 means one per CPU core.
     pub sessions: usize,
     /// Threads ONNX Runtime may use inside one operator of a session run. Small models do
     /// best with 1 and more sessions; large ones with fewer sessions and more threads.
@@ -189,6 +189,47 @@ pub struct ModelsConfig {
     pub policies: BTreeMap<String, VersionPolicy>,
     /// Run settings of one model that differ from the ones above, by model name.
     pub overrides: BTreeMap<String, RunOverrides>,
+    /// Models that run on a KServe v2 gRPC server (Triton, MLServer) instead of in process,
+    /// by model name. Their manifests still come from `uri`.
+    pub remote: BTreeMap<String, RemoteConfig>,
+}
+
+/// A model run by a remote KServe v2 server over gRPC. The manifest (signature, metadata) still
+/// comes from the repository; the server's model metadata must match it at start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// The server's gRPC address, `http://host:port`.
+    pub endpoint: String,
+    /// The model's name on the server; empty: the local name.
+    pub model: String,
+    /// The version to ask the server for; empty: the server's choice.
+    pub version: String,
+    /// Deadline of one call to the server, in milliseconds.
+    pub timeout_ms: u64,
+    /// Further attempts when the server answers `UNAVAILABLE` (and only then).
+    pub retries: u32,
+    /// Wait before the first retry, in milliseconds; it doubles after each.
+    pub backoff_ms: u64,
+    /// The server's name of each input whose name differs from the manifest's.
+    pub inputs: BTreeMap<String, String>,
+    /// The server's name of each output whose name differs from the manifest's.
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            model: String::new(),
+            version: String::new(),
+            timeout_ms: 1_000,
+            retries: 2,
+            backoff_ms: 50,
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
 }
 
 /// How one model version runs: the `models.*` settings with the model's overrides applied.
@@ -204,6 +245,8 @@ pub struct RunConfig {
     pub queue_capacity: usize,
     /// Dynamic batching.
     pub batching: BatchingConfig,
+    /// The remote server that runs the model, if it does not run in process.
+    pub remote: Option<RemoteConfig>,
 }
 
 /// Settings of one model that replace the `models.*` ones; unset fields keep those.
@@ -239,6 +282,7 @@ impl Default for ModelsConfig {
             policy: VersionPolicy::default(),
             policies: BTreeMap::new(),
             overrides: BTreeMap::new(),
+            remote: BTreeMap::new(),
         }
     }
 }
@@ -266,6 +310,7 @@ impl ModelsConfig {
                 max_batch_size: overrides.max_batch_size.unwrap_or(self.batching.max_batch_size),
                 max_delay_us: overrides.max_delay_us.unwrap_or(self.batching.max_delay_us),
             },
+            remote: self.remote.get(model).cloned(),
         }
     }
 }

@@ -153,9 +153,12 @@ impl<P: Pipeline> Engine<P> {
     }
 
     /// Whether the service wants traffic: every model is loaded, the warm-up request went
-    /// through, and it is not shutting down. This is what `/health/ready` reports.
+    /// through, every remote model's server answers, and it is not shutting down. This is what
+    /// `/health/ready` reports.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+            && self.models.all_available()
     }
 
     /// Turns readiness off for good, so that load balancers stop sending traffic, while the

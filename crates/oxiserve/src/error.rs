@@ -88,6 +88,18 @@ pub enum Error {
         detail: String,
     },
 
+    /// The server that runs a remote model did not answer (down, overloaded, past the call's
+    /// deadline, or the model unloaded there), after the configured retries.
+    #[error("model `{model}` runs on {endpoint}, which is unavailable: {detail}")]
+    RemoteUnavailable {
+        /// The model (name and version).
+        model: String,
+        /// The server's address.
+        endpoint: String,
+        /// What the server or the connection said.
+        detail: String,
+    },
+
     /// The pipeline's own code failed in a way that is not the client's fault.
     #[error("pipeline error: {0}")]
     Pipeline(String),

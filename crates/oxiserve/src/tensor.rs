@@ -172,6 +172,37 @@ impl Tensor {
         })
     }
 
+    /// The tensor converted to `datatype`, element by element as Rust's `as` converts numbers
+    /// (rounding toward zero into integers); itself when it already has that type. Used where
+    /// a remote server's types differ from the manifest's (FP64 probabilities for FP32).
+    pub fn cast(self, datatype: DataType) -> Result<Tensor> {
+        macro_rules! convert {
+            ($array:expr) => {
+                match datatype {
+                    DataType::Fp32 => Tensor::F32($array.mapv(|x| x as f32)),
+                    DataType::Fp64 => Tensor::F64($array.mapv(|x| x as f64)),
+                    DataType::Int32 => Tensor::I32($array.mapv(|x| x as i32)),
+                    DataType::Int64 => Tensor::I64($array.mapv(|x| x as i64)),
+                    other => {
+                        return Err(Error::pipeline(format!(
+                            "cannot convert a {} tensor to {other}",
+                            self.datatype()
+                        )));
+                    }
+                }
+            };
+        }
+        if self.datatype() == datatype {
+            return Ok(self);
+        }
+        Ok(match &self {
+            Tensor::F32(a) => convert!(a),
+            Tensor::F64(a) => convert!(a),
+            Tensor::I32(a) => convert!(a),
+            Tensor::I64(a) => convert!(a),
+        })
+    }
+
     fn mismatch(&self, wanted: DataType) -> Error {
         Error::pipeline(format!("expected a {wanted} tensor, found {}", self.datatype()))
     }
@@ -220,6 +251,21 @@ mod tests {
         assert!(Tensor::concat(&[&a, &wrong_width]).is_err());
         let wrong_type = Tensor::from(ndarray::arr2(&[[1i64, 2]]));
         assert!(Tensor::concat(&[&a, &wrong_type]).is_err());
+    }
+
+    #[test]
+    fn casting_converts_every_element() {
+        let doubles = Tensor::from(ndarray::arr1(&[0.25f64, -1.75]));
+        assert_eq!(
+            doubles.clone().cast(DataType::Fp32).unwrap(),
+            Tensor::from(ndarray::arr1(&[0.25f32, -1.75]))
+        );
+        assert_eq!(
+            doubles.clone().cast(DataType::Int64).unwrap(),
+            Tensor::from(ndarray::arr1(&[0i64, -1]))
+        );
+        assert_eq!(doubles.clone().cast(DataType::Fp64).unwrap(), doubles);
+        assert!(doubles.cast(DataType::Bytes).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::proto::inference::InferTensorContents;
 use crate::tensor::{DataType, Tensor};
 
 /// A tensor of `datatype` and `shape` from the contents field of its type.
-pub(super) fn read(
+pub(crate) fn read(
     datatype: DataType,
     shape: &[usize],
     contents: InferTensorContents,
@@ -27,7 +27,7 @@ pub(super) fn read(
 }
 
 /// The contents holding `tensor`'s elements.
-pub(super) fn write(tensor: &Tensor) -> InferTensorContents {
+pub(crate) fn write(tensor: &Tensor) -> InferTensorContents {
     fn values<T: Copy>(array: &ArrayD<T>) -> Vec<T> {
         array.iter().copied().collect()
     }

@@ -10,7 +10,7 @@
 //! The messages and service traits are generated from `proto/` by `build.rs`. Errors become
 //! statuses in one place, the `From<&Error> for Status` below.
 
-mod contents;
+pub(crate) mod contents;
 mod inference;
 mod pipeline;
 
@@ -32,6 +32,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::http::problem::{self, Problem};
 use crate::http::status::StatusState;
+use crate::model::worker::Call;
 use crate::pipeline::Pipeline;
 
 /// The messages and services of `proto/`, generated at build time.
@@ -111,6 +112,12 @@ async fn report_health(reporter: HealthReporter, status: StatusState) {
     }
 }
 
+/// The [`Call`] of a gRPC request: its `traceparent` metadata.
+fn call_of<T>(request: &tonic::Request<T>) -> Call {
+    let traceparent = request.metadata().get("traceparent").and_then(|v| v.to_str().ok());
+    Call { traceparent: traceparent.map(str::to_string) }
+}
+
 /// The crate's errors as gRPC statuses: the one place they are mapped. Server faults keep
 /// their detail in the log.
 impl From<&Error> for Status {
@@ -122,7 +129,9 @@ impl From<&Error> for Status {
                 Code::InvalidArgument
             }
             Error::UnknownModel(_) | Error::VersionNotLoaded { .. } => Code::NotFound,
-            Error::NotReady | Error::ModelNotLoaded(_) => Code::Unavailable,
+            Error::NotReady | Error::ModelNotLoaded(_) | Error::RemoteUnavailable { .. } => {
+                Code::Unavailable
+            }
             Error::Overloaded => Code::ResourceExhausted,
             Error::Timeout(_) => Code::DeadlineExceeded,
             Error::PayloadTooLarge => Code::ResourceExhausted,

@@ -39,6 +39,7 @@ pub use self::status::{Health, ModelList};
 use crate::config::HttpConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::model::worker::{CALL, Call};
 use crate::pipeline::Pipeline;
 
 /// Where the OpenAPI document is served.
@@ -73,6 +74,7 @@ pub fn router<P: Pipeline>(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(config.request_timeout_ms, deadline))
+        .layer(middleware::from_fn(call_context))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::custom(panicked))
 }
@@ -88,6 +90,18 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::io("serving HTTP", e))
+}
+
+/// Runs the request with its [`Call`] (the W3C `traceparent` header) in scope, so that the
+/// model runs it causes can pass it on to remote servers.
+async fn call_context(request: Request, next: Next) -> Response {
+    let call = Call { traceparent: header_text(request.headers(), "traceparent") };
+    CALL.scope(call, next.run(request)).await
+}
+
+/// A header's value, if it is present and text.
+fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_string)
 }
 
 /// The request header with which a client lowers its deadline, in milliseconds.

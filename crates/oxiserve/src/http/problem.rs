@@ -93,6 +93,11 @@ impl From<&Error> for Problem {
             Error::NotReady => client(S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
             Error::Overloaded => client(S::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded"),
             Error::Timeout(_) => client(S::GATEWAY_TIMEOUT, "timeout", "Request timed out"),
+            Error::RemoteUnavailable { .. } => client(
+                S::SERVICE_UNAVAILABLE,
+                "remote-unavailable",
+                "Remote model server unavailable",
+            ),
             Error::ModelNotLoaded(_) => {
                 client(S::SERVICE_UNAVAILABLE, "model-not-loaded", "Model not loaded")
             }

@@ -29,6 +29,8 @@ pub(super) struct Job {
     pub(super) reply: oneshot::Sender<Result<Ran>>,
     /// The request's span, entered while the job runs.
     pub(super) span: tracing::Span,
+    /// What the run needs to know of the request.
+    pub(super) call: super::worker::Call,
     /// When the job entered the queue.
     pub(super) queued_at: Instant,
 }

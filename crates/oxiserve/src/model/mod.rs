@@ -8,7 +8,9 @@ mod batch;
 pub mod manifest;
 mod onnx;
 mod registry;
+mod remote;
 pub(crate) mod runtime;
+pub(crate) mod worker;
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
@@ -18,9 +20,9 @@ use ort::environment::Environment;
 pub use self::batch::Padding;
 use self::batch::Ran;
 pub use self::manifest::{Manifest, TensorSpec};
-use self::onnx::OnnxBackend;
-pub use self::onnx::RunStats;
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
+use self::worker::Pool;
+pub use self::worker::RunStats;
 use crate::config::{ModelsConfig, RunConfig, VersionPolicy};
 use crate::error::{Error, Result};
 use crate::store::{LocalRepository, S3Mirror, Source};
@@ -30,14 +32,18 @@ use crate::tensor::Tensors;
 #[derive(Debug)]
 pub struct Model {
     manifest: Manifest,
-    backend: OnnxBackend,
+    backend: Pool,
+    /// For a remote model, whether its server answers.
+    availability: Option<remote::Availability>,
     cached: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl Model {
-    /// Loads `name` at `version` from `repository`: reads the manifest, verifies the sha256 of
-    /// `model.onnx`, creates the sessions, checks their signature against the manifest and
-    /// warms each one up. Blocking: call from a blocking thread.
+    /// Loads `name` at `version` from `repository`: reads the manifest, then either verifies
+    /// the sha256 of `model.onnx`, creates the sessions, checks their signature against the
+    /// manifest and warms each one up, or, for a model with `config.remote`, connects to its
+    /// server and checks the server's metadata against the manifest. Blocking: call from a
+    /// blocking thread inside the runtime.
     pub fn load(
         repository: &LocalRepository,
         name: &str,
@@ -48,17 +54,33 @@ impl Model {
     ) -> Result<Self> {
         let dir = repository.version_dir(name, version);
         let manifest = Manifest::read(&dir, name, version)?;
-        let graph = manifest.read_verified(&dir, manifest::MODEL_FILE)?;
-        let backend = OnnxBackend::start(&manifest, &graph, config, padding, environment).map_err(
-            |error| match error {
-                Error::Inference { detail, .. } => {
-                    Error::artifact(dir.join(manifest::MODEL_FILE), detail)
-                }
-                other => other,
-            },
-        )?;
+        let invalid = |detail: String| Error::artifact(dir.join(manifest::MODEL_FILE), detail);
+        let (backend, availability) = match &config.remote {
+            None => {
+                let graph = manifest.read_verified(&dir, manifest::MODEL_FILE)?;
+                let sessions = onnx::sessions(&manifest, &graph, config, padding, environment)
+                    .map_err(|error| match error {
+                        Error::Inference { detail, .. } => invalid(detail),
+                        other => other,
+                    })?;
+                (Pool::start(&manifest, sessions, config, padding)?, None)
+            }
+            Some(remote) => {
+                padding.check(&manifest).map_err(invalid)?;
+                let connect = remote::connect(&manifest, remote, config.sessions);
+                let (runners, availability) =
+                    tokio::runtime::Handle::current().block_on(connect)?;
+                (Pool::start(&manifest, runners, config, padding)?, Some(availability))
+            }
+        };
         tracing::info!(model = name, version, sessions = config.sessions, "model loaded");
-        Ok(Self { manifest, backend, cached: OnceLock::new() })
+        Ok(Self { manifest, backend, availability, cached: OnceLock::new() })
+    }
+
+    /// Whether the model can run now: always for a local model; for a remote one, whether its
+    /// server answered the last call or probe.
+    pub fn is_available(&self) -> bool {
+        self.availability.as_ref().is_none_or(remote::Availability::is_available)
     }
 
     /// The model's name.

@@ -1,207 +1,70 @@
-//! The in-process backend: a pool of ONNX Runtime sessions, one per worker thread.
-//!
-//! `Session::run` needs `&mut self`, so each worker thread owns one session and takes jobs from
-//! a bounded queue shared by the pool, several at a time when they can be batched (see
-//! `model::batch`); replies travel back on a oneshot channel. Async request
-//! handlers therefore never block, concurrent requests never wait on a session lock, and a full
-//! queue turns into [`Error::Overloaded`] instead of unbounded memory. Dropping the backend
-//! closes the queue: workers finish the jobs already queued, then exit and free their sessions,
-//! which is how an old model version drains.
+//! The in-process backend: ONNX Runtime sessions, one per worker thread of the model's pool
+//! (`model::worker`). `Session::run` needs `&mut self`, so each worker owns its session.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ndarray::ArrayD;
 use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
-use tokio::sync::oneshot;
 
-use super::batch::{self, Batcher, Job, Padding, Ran};
+use super::batch::Padding;
+use super::worker::{Call, Runner};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::{Manifest, TensorSpec};
 use crate::tensor::{DataType, Tensor, Tensors};
 
-/// A pool of sessions of one model version behind a bounded job queue.
-#[derive(Debug)]
-pub(crate) struct OnnxBackend {
-    jobs: Sender<Job>,
+/// One ONNX Runtime session and the outputs to read back: a worker's [`Runner`].
+pub(super) struct OnnxSession {
+    session: Session,
+    outputs: Vec<TensorSpec>,
     label: String,
-    stats: Arc<RunStats>,
 }
 
-/// How many runs the sessions made and how many rows they carried: rows per run above one
-/// is batching at work.
-#[derive(Debug, Default)]
-pub struct RunStats {
-    runs: AtomicU64,
-    rows: AtomicU64,
-}
-
-impl RunStats {
-    /// Session runs so far.
-    pub fn runs(&self) -> u64 {
-        self.runs.load(Ordering::Relaxed)
-    }
-
-    /// Rows (requests' first dimensions) run so far.
-    pub fn rows(&self) -> u64 {
-        self.rows.load(Ordering::Relaxed)
-    }
-
-    fn record(&self, rows: usize) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
-    }
-}
-
-impl OnnxBackend {
-    /// Creates the sessions from `graph`, checks the first against the manifest's signature
-    /// and `padding` against the manifest, warms every session up with a zero input, then
-    /// starts the worker threads.
-    ///
-    /// Blocking: call from a blocking thread.
-    pub(crate) fn start(
-        manifest: &Manifest,
-        graph: &[u8],
-        config: &RunConfig,
-        padding: &Padding,
-        environment: &Environment,
-    ) -> Result<Self> {
-        let label = manifest.label();
-        let failed = |detail: String| Error::Inference { model: label.clone(), detail };
-        padding.check(manifest).map_err(failed)?;
-        let mut builder = session_builder(environment, config)
-            .map_err(|e| failed(format!("cannot configure a session: {e}")))?;
-        let warmup = zero_inputs(&manifest.inputs).map_err(|e| failed(e.to_string()))?;
-        let (jobs, queue) = crossbeam_channel::bounded(config.queue_capacity);
-        let stats = Arc::new(RunStats::default());
-        let batching = &config.batching;
-        let batcher = Batcher::new(
-            manifest,
-            batching.max_batch_size,
-            Duration::from_micros(batching.max_delay_us),
-        );
-        for index in 0..config.sessions {
+/// Creates `config.sessions` sessions from `graph`, checks the first against the manifest's
+/// signature and `padding` against the manifest, and warms every session up with a zero
+/// input.
+///
+/// Blocking: call from a blocking thread.
+pub(super) fn sessions(
+    manifest: &Manifest,
+    graph: &[u8],
+    config: &RunConfig,
+    padding: &Padding,
+    environment: &Environment,
+) -> Result<Vec<OnnxSession>> {
+    let label = manifest.label();
+    let failed = |detail: String| Error::Inference { model: label.clone(), detail };
+    padding.check(manifest).map_err(failed)?;
+    let mut builder = session_builder(environment, config)
+        .map_err(|e| failed(format!("cannot configure a session: {e}")))?;
+    let warmup = zero_inputs(&manifest.inputs).map_err(|e| failed(e.to_string()))?;
+    (0..config.sessions)
+        .map(|index| {
             let session = builder
                 .commit_from_memory(graph)
                 .map_err(|e| failed(format!("cannot load the ONNX graph: {e}")))?;
             if index == 0 {
                 check_signature(&session, manifest).map_err(failed)?;
             }
-            let mut worker = Worker {
-                session,
-                outputs: manifest.outputs.clone(),
-                label: label.clone(),
-                batcher,
-                padding: padding.clone(),
-                stats: Arc::clone(&stats),
-            };
-            worker.run(&warmup).map_err(|e| failed(format!("warm-up run failed: {e}")))?;
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("ort-{}-{index}", manifest.name))
-                .spawn(move || worker.serve(queue))
-                .map_err(|e| Error::io("starting an inference worker", e))?;
-        }
-        Ok(Self { jobs, label, stats })
-    }
+            let mut runner =
+                OnnxSession { session, outputs: manifest.outputs.clone(), label: label.clone() };
+            runner.run(&warmup, &Call::default())?;
+            Ok(runner)
+        })
+        .collect()
+}
 
-    /// Run counts of this version's sessions.
-    pub(crate) fn stats(&self) -> &RunStats {
-        &self.stats
-    }
-
-    /// Runs the model on `inputs` on a free worker.
-    pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job { inputs, reply, span: tracing::Span::current(), queued_at: Instant::now() };
-        self.jobs.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => Error::Overloaded,
-            TrySendError::Disconnected(_) => self.workers_gone(),
-        })?;
-        answer.await.map_err(|_| self.workers_gone())?
-    }
-
-    fn workers_gone(&self) -> Error {
-        Error::Inference { model: self.label.clone(), detail: "inference workers stopped".into() }
+impl Runner for OnnxSession {
+    fn run(&mut self, inputs: &Tensors, _: &Call) -> Result<Tensors> {
+        self.run_session(inputs)
+            .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() })
     }
 }
 
-/// A worker thread's state: its own session and the outputs to read back.
-struct Worker {
-    session: Session,
-    outputs: Vec<TensorSpec>,
-    label: String,
-    batcher: Batcher,
-    padding: Padding,
-    stats: Arc<RunStats>,
-}
-
-impl Worker {
-    /// Takes batches of jobs until the queue closes.
-    fn serve(mut self, queue: Receiver<Job>) {
-        while let Some(mut jobs) = self.batcher.next(&queue) {
-            // Clients that gave up (deadline or disconnect) while waiting: skip their work.
-            jobs.retain(|job| !job.reply.is_closed());
-            match jobs.len() {
-                0 => {}
-                1 => self.answer_alone(jobs.remove(0)),
-                _ => self.answer_batch(jobs),
-            }
-        }
-    }
-
-    /// Runs one job on its own.
-    fn answer_alone(&mut self, job: Job) {
-        let start = Instant::now();
-        let result = job.span.in_scope(|| self.run_counted(&job.inputs));
-        let ran = result.map(|tensors| Ran {
-            tensors,
-            queued: start - job.queued_at,
-            computed: start.elapsed(),
-        });
-        // A closed reply channel only means the client went away meanwhile.
-        let _ = job.reply.send(ran);
-    }
-
-    /// Runs several jobs as one batch; if the batch cannot be formed or fails, each job runs
-    /// alone, so every client gets its own precise answer.
-    fn answer_batch(&mut self, jobs: Vec<Job>) {
-        let span = jobs[0].span.clone();
-        let start = Instant::now();
-        let outputs = span.in_scope(|| {
-            batch::merge(&jobs, &self.padding).and_then(|inputs| self.run_counted(&inputs))
-        });
-        let computed = start.elapsed();
-        match outputs.and_then(|outputs| batch::split(&jobs, &outputs, &self.padding)) {
-            Ok(parts) => {
-                for (job, tensors) in jobs.into_iter().zip(parts) {
-                    let queued = start - job.queued_at;
-                    let _ = job.reply.send(Ok(Ran { tensors, queued, computed }));
-                }
-            }
-            Err(error) => {
-                tracing::debug!(%error, "batch failed; running its jobs one by one");
-                jobs.into_iter().for_each(|job| self.answer_alone(job));
-            }
-        }
-    }
-
-    /// Runs the session and counts the run.
-    fn run_counted(&mut self, inputs: &Tensors) -> Result<Tensors> {
-        let outputs = self
-            .run(inputs)
-            .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() })?;
-        self.stats.record(inputs.values().next().map_or(0, Tensor::rows));
-        Ok(outputs)
-    }
-
-    fn run(&mut self, inputs: &Tensors) -> Result<Tensors, ort::Error> {
+impl OnnxSession {
+    fn run_session(&mut self, inputs: &Tensors) -> Result<Tensors, ort::Error> {
         let values = inputs
             .iter()
             .map(|(name, tensor)| Ok((name.as_str(), input_value(tensor)?)))
@@ -331,27 +194,4 @@ fn datatype_of(element: TensorElementType) -> Option<DataType> {
         TensorElementType::String => DataType::Bytes,
         _ => return None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_full_queue_is_overloaded_at_once() {
-        // A backend whose single queue slot nobody drains.
-        let (jobs, queue) = crossbeam_channel::bounded(1);
-        let backend = OnnxBackend { jobs, label: "m:1".into(), stats: Arc::default() };
-        let inputs = || Tensors::from([("x".to_string(), Tensor::from(ndarray::arr1(&[1.0f32])))]);
-        let first = backend.infer(inputs());
-        tokio::pin!(first);
-        let waited = tokio::time::timeout(Duration::from_millis(20), first.as_mut()).await;
-        assert!(waited.is_err(), "the first job waits in the queue");
-        let started = Instant::now();
-        assert!(matches!(backend.infer(inputs()).await, Err(Error::Overloaded)));
-        assert!(started.elapsed() < Duration::from_millis(100), "rejected without waiting");
-        // A job dropped unanswered (its worker gone) fails its request cleanly.
-        drop(queue.try_recv().expect("the first job is queued"));
-        assert!(matches!(first.await, Err(Error::Inference { .. })));
-    }
 }

@@ -110,6 +110,11 @@ impl Models {
         Ok(Arc::clone(&entries[name].loaded[&version]))
     }
 
+    /// Whether every serving version can run now (a remote model's server answers).
+    pub fn all_available(&self) -> bool {
+        self.read().values().filter_map(Entry::serving).all(|model| model.is_available())
+    }
+
     /// The names of all models, loaded or not.
     pub fn names(&self) -> Vec<String> {
         self.read().keys().cloned().collect()

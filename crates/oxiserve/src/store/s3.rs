@@ -181,7 +181,11 @@ impl S3Mirror {
                 .await
                 .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
         }
-        let partial = path.with_extension("partial");
+        // `model.onnx.partial`, not `model.partial`: files that differ only in their extension
+        // (`model.onnx`, `model.joblib`) download at the same time.
+        let mut partial = path.clone().into_os_string();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
         let result = self.stream_to(response.body, &partial, entry).await;
         let finished = match result {
             Ok(()) => tokio::fs::rename(&partial, &path)

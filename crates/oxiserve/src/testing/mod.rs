@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+mod mlserver;
 mod process;
 mod redis;
 mod s3;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
+pub use self::mlserver::{MlServer, SklearnModel};
 pub use self::process::{ServerProcess, free_port};
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
