@@ -31,7 +31,7 @@ const HTTP_CEILING: &str = "http-ceiling";
 const WARM_UP_SECONDS: u64 = 2;
 
 /// A server under test, in its own process group so that stopping it stops its workers too.
-struct Server {
+pub(super) struct Server {
     name: &'static str,
     child: Child,
     port: u16,
@@ -68,7 +68,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
 
     let models = root.join("services").join(service).join("models");
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let rust = start_rust(root, service, &models, &library)?;
+    let rust = start_rust(root, service, &models, &library, 0)?;
     wait_ready(&rust)?;
     // The ceiling answers with a real response of this service, so payloads are the same.
     let response = target_dir(root).join("bench-response.json");
@@ -162,17 +162,24 @@ fn chart(service: &str, runs: &[Run], connections: &[u32], machine: &Value) -> S
     chart::render(&title, connections, &lines)
 }
 
-fn start_rust(root: &Path, service: &str, models: &Path, library: &Path) -> anyhow::Result<Server> {
+/// The service's release binary with its models, cache off, gRPC on `grpc_port` (0: any).
+pub(super) fn start_rust(
+    root: &Path,
+    service: &str,
+    models: &Path,
+    library: &Path,
+    grpc_port: u16,
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     let mut command = Command::new(target_dir(root).join("release").join(service));
     command
         .env("ORT_DYLIB_PATH", library)
         .env("OXISERVE_HTTP__PORT", port.to_string())
-        .env("OXISERVE_GRPC__PORT", "0")
+        .env("OXISERVE_GRPC__PORT", grpc_port.to_string())
         .env("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "0")
         .env("OXISERVE_MODELS__URI", models)
         .env("OXISERVE_LOG__FILTER", "warn")
-        // Equal work: the twin has no response cache, and wrk sends one body again and again.
+        // Equal work: the peers have no response cache, and the load repeats one body.
         .env("OXISERVE_CACHE__CAPACITY", "0");
     spawn("oxiserve", command, port)
 }
@@ -203,7 +210,7 @@ fn start_ceiling(root: &Path, response: &Path) -> anyhow::Result<Server> {
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the repository.
-fn target_dir(root: &Path) -> PathBuf {
+pub(super) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
@@ -217,7 +224,8 @@ fn spawn(name: &'static str, mut command: Command, port: u16) -> anyhow::Result<
     Ok(Server { name, child, port })
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port nobody listens on right now.
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
@@ -241,7 +249,7 @@ fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<
 }
 
 /// Waits until `GET /health/ready` answers 200.
-fn wait_ready(server: &Server) -> anyhow::Result<()> {
+pub(super) fn wait_ready(server: &Server) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if request(server.port, "GET", "/health/ready", b"").is_ok_and(|(status, _)| status == 200)
@@ -334,7 +342,7 @@ fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// The machine, for the record.
-fn machine(sh: &Shell) -> anyhow::Result<Value> {
+pub(super) fn machine(sh: &Shell) -> anyhow::Result<Value> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).unwrap_or(": unknown");
     Ok(json!({

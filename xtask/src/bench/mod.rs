@@ -7,9 +7,12 @@
 //!   (batching off vs on at 1, 8 and 64 clients, cache hits vs cache off, in process) and
 //!   `inference` (ONNX Runtime alone, the inference ceiling). Arguments after `--` go to
 //!   criterion (`-- --quick`, `-- cache`).
+//! - With `--kserve`, KServe v2 gRPC infer throughput against MLServer on the same trained
+//!   model (`kserve`).
 
 mod chart;
 mod http;
+mod kserve;
 
 use std::path::Path;
 
@@ -32,12 +35,22 @@ pub(crate) struct Args {
     /// Run the in-process criterion suite instead of the HTTP comparison.
     #[arg(long)]
     engine: bool,
+    /// Compare KServe v2 gRPC infer throughput with MLServer instead (connection counts are
+    /// the concurrent clients).
+    #[arg(long, conflicts_with = "engine")]
+    kserve: bool,
+    /// With `--kserve`: the model to call.
+    #[arg(long, default_value = "penguins-linear")]
+    model: String,
     /// With `--engine`: passed to criterion (a filter, `--quick`, `--save-baseline NAME`).
     #[arg(last = true)]
     criterion: Vec<String>,
 }
 
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    if args.kserve {
+        return kserve::run(root, args);
+    }
     if !args.engine {
         return http::run(root, args);
     }
