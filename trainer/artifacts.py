@@ -24,7 +24,21 @@ def file_entry(path: Path) -> dict:
 
 def signature(session: ort.InferenceSession) -> tuple[list, list]:
     """The session's real inputs and outputs, in the manifest's KServe v2 vocabulary."""
-    dtypes = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(string)": "BYTES"}
+    dtypes = {
+        "tensor(bool)": "BOOL",
+        "tensor(uint8)": "UINT8",
+        "tensor(uint16)": "UINT16",
+        "tensor(uint32)": "UINT32",
+        "tensor(uint64)": "UINT64",
+        "tensor(int8)": "INT8",
+        "tensor(int16)": "INT16",
+        "tensor(int32)": "INT32",
+        "tensor(int64)": "INT64",
+        "tensor(float16)": "FP16",
+        "tensor(float)": "FP32",
+        "tensor(double)": "FP64",
+        "tensor(string)": "BYTES",
+    }
 
     def describe(arg):
         shape = [d if isinstance(d, int) else -1 for d in arg.shape]

@@ -1,6 +1,7 @@
 //! `cargo xtask train`: rebuild the committed models and parity fixtures with the Python
 //! reference trainer, in its own virtual environment under `trainer/.venv`: the tabular-scoring
-//! models, and `token-pool`, the variable-length model of the core crate's padding tests.
+//! models, `token-pool`, the variable-length model of the core crate's padding tests, and
+//! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests.
 
 use std::path::Path;
 
@@ -21,5 +22,6 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let models = core_tests.join("models");
     let fixtures = core_tests.join("fixtures/token_pool.json");
     cmd!(sh, "{python} build_token_pool.py --models {models} --fixtures {fixtures}").run()?;
+    cmd!(sh, "{python} build_dtype_echo.py --models {models}").run()?;
     Ok(())
 }

@@ -23,6 +23,16 @@ pub enum DataType {
     Bool,
     /// Unsigned 8-bit integer.
     Uint8,
+    /// Unsigned 16-bit integer.
+    Uint16,
+    /// Unsigned 32-bit integer.
+    Uint32,
+    /// Unsigned 64-bit integer.
+    Uint64,
+    /// Signed 8-bit integer.
+    Int8,
+    /// Signed 16-bit integer.
+    Int16,
     /// Signed 32-bit integer.
     Int32,
     /// Signed 64-bit integer.
@@ -44,38 +54,118 @@ impl fmt::Display for DataType {
     }
 }
 
-/// An owned tensor of one of the element types pipelines exchange with models.
+/// An owned tensor of one of the element types pipelines exchange with models: every KServe
+/// datatype except `FP16` and `BYTES`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tensor {
-    /// 32-bit floats: features, probabilities, embeddings.
-    F32(ArrayD<f32>),
-    /// 64-bit floats.
-    F64(ArrayD<f64>),
+    /// Booleans: masks, flags.
+    Bool(ArrayD<bool>),
+    /// Unsigned 8-bit integers: pixels, bytes.
+    U8(ArrayD<u8>),
+    /// Unsigned 16-bit integers.
+    U16(ArrayD<u16>),
+    /// Unsigned 32-bit integers.
+    U32(ArrayD<u32>),
+    /// Unsigned 64-bit integers.
+    U64(ArrayD<u64>),
+    /// Signed 8-bit integers: quantised values.
+    I8(ArrayD<i8>),
+    /// Signed 16-bit integers.
+    I16(ArrayD<i16>),
     /// 32-bit integers.
     I32(ArrayD<i32>),
     /// 64-bit integers: class labels, token ids.
     I64(ArrayD<i64>),
+    /// 32-bit floats: features, probabilities, embeddings.
+    F32(ArrayD<f32>),
+    /// 64-bit floats.
+    F64(ArrayD<f64>),
 }
+
+/// Evaluates `$body` with `$array` bound to the typed array inside `$tensor`, whatever its
+/// element type.
+macro_rules! each_array {
+    ($tensor:expr, $array:ident => $body:expr) => {
+        match $tensor {
+            $crate::tensor::Tensor::Bool($array) => $body,
+            $crate::tensor::Tensor::U8($array) => $body,
+            $crate::tensor::Tensor::U16($array) => $body,
+            $crate::tensor::Tensor::U32($array) => $body,
+            $crate::tensor::Tensor::U64($array) => $body,
+            $crate::tensor::Tensor::I8($array) => $body,
+            $crate::tensor::Tensor::I16($array) => $body,
+            $crate::tensor::Tensor::I32($array) => $body,
+            $crate::tensor::Tensor::I64($array) => $body,
+            $crate::tensor::Tensor::F32($array) => $body,
+            $crate::tensor::Tensor::F64($array) => $body,
+        }
+    };
+}
+pub(crate) use each_array;
+
+/// A tensor of the same element type as `$tensor`, holding `$body` computed from its array.
+macro_rules! map_array {
+    ($tensor:expr, $array:ident => $body:expr) => {
+        match $tensor {
+            $crate::tensor::Tensor::Bool($array) => $crate::tensor::Tensor::Bool($body),
+            $crate::tensor::Tensor::U8($array) => $crate::tensor::Tensor::U8($body),
+            $crate::tensor::Tensor::U16($array) => $crate::tensor::Tensor::U16($body),
+            $crate::tensor::Tensor::U32($array) => $crate::tensor::Tensor::U32($body),
+            $crate::tensor::Tensor::U64($array) => $crate::tensor::Tensor::U64($body),
+            $crate::tensor::Tensor::I8($array) => $crate::tensor::Tensor::I8($body),
+            $crate::tensor::Tensor::I16($array) => $crate::tensor::Tensor::I16($body),
+            $crate::tensor::Tensor::I32($array) => $crate::tensor::Tensor::I32($body),
+            $crate::tensor::Tensor::I64($array) => $crate::tensor::Tensor::I64($body),
+            $crate::tensor::Tensor::F32($array) => $crate::tensor::Tensor::F32($body),
+            $crate::tensor::Tensor::F64($array) => $crate::tensor::Tensor::F64($body),
+        }
+    };
+}
+
+/// A tensor of `$datatype` from `$make::<T>(args)`, a generic function returning
+/// `Result<ArrayD<T>, String>`; `FP16` and `BYTES` are an error.
+macro_rules! build_tensor {
+    ($datatype:expr, $make:ident($($arg:expr),*)) => {{
+        use $crate::tensor::{DataType as D, Tensor as T};
+        match $datatype {
+            D::Bool => $make::<bool>($($arg),*).map(T::Bool),
+            D::Uint8 => $make::<u8>($($arg),*).map(T::U8),
+            D::Uint16 => $make::<u16>($($arg),*).map(T::U16),
+            D::Uint32 => $make::<u32>($($arg),*).map(T::U32),
+            D::Uint64 => $make::<u64>($($arg),*).map(T::U64),
+            D::Int8 => $make::<i8>($($arg),*).map(T::I8),
+            D::Int16 => $make::<i16>($($arg),*).map(T::I16),
+            D::Int32 => $make::<i32>($($arg),*).map(T::I32),
+            D::Int64 => $make::<i64>($($arg),*).map(T::I64),
+            D::Fp32 => $make::<f32>($($arg),*).map(T::F32),
+            D::Fp64 => $make::<f64>($($arg),*).map(T::F64),
+            other @ (D::Fp16 | D::Bytes) => Err(format!("{other} tensors are not supported yet")),
+        }
+    }};
+}
+pub(crate) use build_tensor;
 
 impl Tensor {
     /// The element type.
     pub fn datatype(&self) -> DataType {
         match self {
-            Tensor::F32(_) => DataType::Fp32,
-            Tensor::F64(_) => DataType::Fp64,
+            Tensor::Bool(_) => DataType::Bool,
+            Tensor::U8(_) => DataType::Uint8,
+            Tensor::U16(_) => DataType::Uint16,
+            Tensor::U32(_) => DataType::Uint32,
+            Tensor::U64(_) => DataType::Uint64,
+            Tensor::I8(_) => DataType::Int8,
+            Tensor::I16(_) => DataType::Int16,
             Tensor::I32(_) => DataType::Int32,
             Tensor::I64(_) => DataType::Int64,
+            Tensor::F32(_) => DataType::Fp32,
+            Tensor::F64(_) => DataType::Fp64,
         }
     }
 
     /// The dimensions.
     pub fn shape(&self) -> &[usize] {
-        match self {
-            Tensor::F32(a) => a.shape(),
-            Tensor::F64(a) => a.shape(),
-            Tensor::I32(a) => a.shape(),
-            Tensor::I64(a) => a.shape(),
-        }
+        each_array!(self, a => a.shape())
     }
 
     /// A view of the data if the tensor holds `f32`, else an error naming both types.
@@ -120,10 +210,17 @@ impl Tensor {
             }};
         }
         Ok(match first {
-            Tensor::F32(_) => stack!(F32),
-            Tensor::F64(_) => stack!(F64),
+            Tensor::Bool(_) => stack!(Bool),
+            Tensor::U8(_) => stack!(U8),
+            Tensor::U16(_) => stack!(U16),
+            Tensor::U32(_) => stack!(U32),
+            Tensor::U64(_) => stack!(U64),
+            Tensor::I8(_) => stack!(I8),
+            Tensor::I16(_) => stack!(I16),
             Tensor::I32(_) => stack!(I32),
             Tensor::I64(_) => stack!(I64),
+            Tensor::F32(_) => stack!(F32),
+            Tensor::F64(_) => stack!(F64),
         })
     }
 
@@ -139,12 +236,7 @@ impl Tensor {
     /// If `axis` is not a dimension or the range does not fit in it.
     pub fn slice_axis(&self, axis: usize, start: usize, end: usize) -> Tensor {
         let slice = ndarray::Slice::from(start..end);
-        match self {
-            Tensor::F32(a) => Tensor::F32(a.slice_axis(Axis(axis), slice).to_owned()),
-            Tensor::F64(a) => Tensor::F64(a.slice_axis(Axis(axis), slice).to_owned()),
-            Tensor::I32(a) => Tensor::I32(a.slice_axis(Axis(axis), slice).to_owned()),
-            Tensor::I64(a) => Tensor::I64(a.slice_axis(Axis(axis), slice).to_owned()),
-        }
+        map_array!(self, a => a.slice_axis(Axis(axis), slice).to_owned())
     }
 
     /// The tensor lengthened to `length` along dimension `axis`, the new entries set to
@@ -165,16 +257,24 @@ impl Tensor {
             return Err(Error::pipeline(format!("cannot pad length {own} down to {length}")));
         }
         Ok(match self {
-            Tensor::F32(a) => Tensor::F32(pad(a, axis, length, value as f32)),
-            Tensor::F64(a) => Tensor::F64(pad(a, axis, length, value)),
+            Tensor::Bool(a) => Tensor::Bool(pad(a, axis, length, value != 0.0)),
+            Tensor::U8(a) => Tensor::U8(pad(a, axis, length, value as u8)),
+            Tensor::U16(a) => Tensor::U16(pad(a, axis, length, value as u16)),
+            Tensor::U32(a) => Tensor::U32(pad(a, axis, length, value as u32)),
+            Tensor::U64(a) => Tensor::U64(pad(a, axis, length, value as u64)),
+            Tensor::I8(a) => Tensor::I8(pad(a, axis, length, value as i8)),
+            Tensor::I16(a) => Tensor::I16(pad(a, axis, length, value as i16)),
             Tensor::I32(a) => Tensor::I32(pad(a, axis, length, value as i32)),
             Tensor::I64(a) => Tensor::I64(pad(a, axis, length, value as i64)),
+            Tensor::F32(a) => Tensor::F32(pad(a, axis, length, value as f32)),
+            Tensor::F64(a) => Tensor::F64(pad(a, axis, length, value)),
         })
     }
 
     /// The tensor converted to `datatype`, element by element as Rust's `as` converts numbers
     /// (rounding toward zero into integers); itself when it already has that type. Used where
-    /// a remote server's types differ from the manifest's (FP64 probabilities for FP32).
+    /// a remote server's types differ from the manifest's (FP64 probabilities for FP32);
+    /// between FP32, FP64, INT32 and INT64 only.
     pub fn cast(self, datatype: DataType) -> Result<Tensor> {
         macro_rules! convert {
             ($array:expr) => {
@@ -200,6 +300,12 @@ impl Tensor {
             Tensor::F64(a) => convert!(a),
             Tensor::I32(a) => convert!(a),
             Tensor::I64(a) => convert!(a),
+            other => {
+                return Err(Error::pipeline(format!(
+                    "cannot convert a {} tensor to {datatype}",
+                    other.datatype()
+                )));
+            }
         })
     }
 
@@ -218,7 +324,10 @@ macro_rules! tensor_from_array {
     )*};
 }
 
-tensor_from_array!(f32 => F32, f64 => F64, i32 => I32, i64 => I64);
+tensor_from_array!(
+    bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64,
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64,
+);
 
 #[cfg(test)]
 mod tests {

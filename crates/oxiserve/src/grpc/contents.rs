@@ -6,7 +6,9 @@ use ndarray::{ArrayD, IxDyn};
 use super::proto::inference::InferTensorContents;
 use crate::tensor::{DataType, Tensor};
 
-/// A tensor of `datatype` and `shape` from the contents field of its type.
+/// A tensor of `datatype` and `shape` from the contents field of its type. The protocol
+/// carries 8 and 16-bit integers widened in `int_contents` and `uint_contents`; values that do
+/// not fit the datatype are refused.
 pub(crate) fn read(
     datatype: DataType,
     shape: &[usize],
@@ -17,26 +19,57 @@ pub(crate) fn read(
         ArrayD::from_shape_vec(IxDyn(shape), values)
             .map_err(|_| format!("shape {shape:?} does not fit the {count} values of `{field}`"))
     }
+    fn narrow<W: Copy + std::fmt::Display, T: TryFrom<W>>(
+        shape: &[usize],
+        values: Vec<W>,
+        field: &str,
+        datatype: DataType,
+    ) -> Result<ArrayD<T>, String> {
+        let narrowed = values
+            .into_iter()
+            .map(|v| T::try_from(v).map_err(|_| format!("{v} in `{field}` is not a {datatype}")))
+            .collect::<Result<Vec<T>, String>>()?;
+        array(shape, narrowed, field)
+    }
+    let c = contents;
     Ok(match datatype {
-        DataType::Fp32 => Tensor::F32(array(shape, contents.fp32_contents, "fp32_contents")?),
-        DataType::Fp64 => Tensor::F64(array(shape, contents.fp64_contents, "fp64_contents")?),
-        DataType::Int32 => Tensor::I32(array(shape, contents.int_contents, "int_contents")?),
-        DataType::Int64 => Tensor::I64(array(shape, contents.int64_contents, "int64_contents")?),
-        other => return Err(format!("{other} tensors are not supported yet")),
+        DataType::Bool => Tensor::Bool(array(shape, c.bool_contents, "bool_contents")?),
+        DataType::Uint8 => Tensor::U8(narrow(shape, c.uint_contents, "uint_contents", datatype)?),
+        DataType::Uint16 => Tensor::U16(narrow(shape, c.uint_contents, "uint_contents", datatype)?),
+        DataType::Uint32 => Tensor::U32(array(shape, c.uint_contents, "uint_contents")?),
+        DataType::Uint64 => Tensor::U64(array(shape, c.uint64_contents, "uint64_contents")?),
+        DataType::Int8 => Tensor::I8(narrow(shape, c.int_contents, "int_contents", datatype)?),
+        DataType::Int16 => Tensor::I16(narrow(shape, c.int_contents, "int_contents", datatype)?),
+        DataType::Int32 => Tensor::I32(array(shape, c.int_contents, "int_contents")?),
+        DataType::Int64 => Tensor::I64(array(shape, c.int64_contents, "int64_contents")?),
+        DataType::Fp32 => Tensor::F32(array(shape, c.fp32_contents, "fp32_contents")?),
+        DataType::Fp64 => Tensor::F64(array(shape, c.fp64_contents, "fp64_contents")?),
+        other @ (DataType::Fp16 | DataType::Bytes) => {
+            return Err(format!("{other} tensors are not supported yet"));
+        }
     })
 }
 
-/// The contents holding `tensor`'s elements.
+/// The contents holding `tensor`'s elements (8 and 16-bit integers widened).
 pub(crate) fn write(tensor: &Tensor) -> InferTensorContents {
-    fn values<T: Copy>(array: &ArrayD<T>) -> Vec<T> {
-        array.iter().copied().collect()
+    fn values<T: Copy, W: From<T>>(array: &ArrayD<T>) -> Vec<W> {
+        array.iter().map(|&x| W::from(x)).collect()
     }
+    let mut c = InferTensorContents::default();
     match tensor {
-        Tensor::F32(a) => InferTensorContents { fp32_contents: values(a), ..Default::default() },
-        Tensor::F64(a) => InferTensorContents { fp64_contents: values(a), ..Default::default() },
-        Tensor::I32(a) => InferTensorContents { int_contents: values(a), ..Default::default() },
-        Tensor::I64(a) => InferTensorContents { int64_contents: values(a), ..Default::default() },
+        Tensor::Bool(a) => c.bool_contents = values(a),
+        Tensor::U8(a) => c.uint_contents = values(a),
+        Tensor::U16(a) => c.uint_contents = values(a),
+        Tensor::U32(a) => c.uint_contents = values(a),
+        Tensor::U64(a) => c.uint64_contents = values(a),
+        Tensor::I8(a) => c.int_contents = values(a),
+        Tensor::I16(a) => c.int_contents = values(a),
+        Tensor::I32(a) => c.int_contents = values(a),
+        Tensor::I64(a) => c.int64_contents = values(a),
+        Tensor::F32(a) => c.fp32_contents = values(a),
+        Tensor::F64(a) => c.fp64_contents = values(a),
     }
+    c
 }
 
 #[cfg(test)]
@@ -54,5 +87,16 @@ mod tests {
         // Values in another type's field do not count.
         let error = read(DataType::Fp32, &[2, 3], contents).unwrap_err();
         assert!(error.contains("fp32_contents"), "{error}");
+    }
+
+    #[test]
+    fn small_integers_travel_widened_and_must_fit() {
+        let tensor = Tensor::from(ndarray::arr1(&[-128i8, 0, 127]));
+        let contents = write(&tensor);
+        assert_eq!(contents.int_contents, vec![-128, 0, 127]);
+        assert_eq!(read(DataType::Int8, &[3], contents).unwrap(), tensor);
+        let too_big = InferTensorContents { uint_contents: vec![256], ..Default::default() };
+        let error = read(DataType::Uint8, &[1], too_big).unwrap_err();
+        assert!(error.contains("256") && error.contains("UINT8"), "{error}");
     }
 }

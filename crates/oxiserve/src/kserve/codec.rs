@@ -6,7 +6,7 @@ use ndarray::{ArrayD, IxDyn};
 use serde::ser::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::{DataType, Tensor, build_tensor, each_array};
 
 /// An element type a [`Tensor`] can hold, with its wire forms.
 trait Element: Sized + Copy + Serialize {
@@ -40,37 +40,43 @@ macro_rules! element {
     )*};
 }
 
-element!(
-    f32 => |v: &Value| v.as_f64().map(|x| x as f32),
-    f64 => Value::as_f64,
-    i32 => |v: &Value| v.as_i64().and_then(|x| i32::try_from(x).ok()),
-    i64 => Value::as_i64,
-);
-
-/// Calls `$body` with `$array` bound to the typed array inside `$tensor`.
-macro_rules! with_array {
-    ($tensor:expr, $array:ident => $body:expr) => {
-        match $tensor {
-            Tensor::F32($array) => $body,
-            Tensor::F64($array) => $body,
-            Tensor::I32($array) => $body,
-            Tensor::I64($array) => $body,
-        }
-    };
+/// A JSON integer that fits `T`.
+fn integer<T: TryFrom<i64> + TryFrom<u64>>(value: &Value) -> Option<T> {
+    match (value.as_i64(), value.as_u64()) {
+        (Some(signed), _) => T::try_from(signed).ok(),
+        (None, Some(unsigned)) => T::try_from(unsigned).ok(),
+        _ => None,
+    }
 }
 
-/// Builds a tensor of `datatype` and `shape` with `read`, which is generic over the element
-/// type; datatypes a [`Tensor`] cannot hold are an error.
-macro_rules! build {
-    ($datatype:expr, $read:ident($($arg:expr),*)) => {
-        match $datatype {
-            DataType::Fp32 => $read::<f32>($($arg),*).map(Tensor::F32),
-            DataType::Fp64 => $read::<f64>($($arg),*).map(Tensor::F64),
-            DataType::Int32 => $read::<i32>($($arg),*).map(Tensor::I32),
-            DataType::Int64 => $read::<i64>($($arg),*).map(Tensor::I64),
-            other => Err(format!("{other} tensors are not supported yet")),
-        }
-    };
+element!(
+    u8 => integer::<u8>,
+    u16 => integer::<u16>,
+    u32 => integer::<u32>,
+    u64 => integer::<u64>,
+    i8 => integer::<i8>,
+    i16 => integer::<i16>,
+    i32 => integer::<i32>,
+    i64 => integer::<i64>,
+    f32 => |v: &Value| v.as_f64().map(|x| x as f32),
+    f64 => Value::as_f64,
+);
+
+/// Booleans are one byte on the wire (0 or 1) and `true` / `false` in JSON.
+impl Element for bool {
+    const SIZE: usize = 1;
+
+    fn from_le(bytes: &[u8]) -> Self {
+        bytes[0] != 0
+    }
+
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.push(u8::from(self));
+    }
+
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_bool()
+    }
 }
 
 /// The number of elements of `shape`.
@@ -99,7 +105,7 @@ pub(crate) fn from_raw(
         let values = bytes.chunks_exact(T::SIZE).map(T::from_le).collect();
         ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| e.to_string())
     }
-    build!(datatype, read(shape, bytes))
+    build_tensor!(datatype, read(shape, bytes))
 }
 
 /// A tensor of `datatype` and `shape` from a JSON `data` value: an array of numbers, flat or
@@ -130,7 +136,7 @@ pub(crate) fn from_json(
         }
         ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| e.to_string())
     }
-    build!(datatype, read(datatype, shape, data))
+    build_tensor!(datatype, read(datatype, shape, data))
 }
 
 /// Calls `leaf` on every non-array value inside `value`, in order.
@@ -146,7 +152,7 @@ fn flatten(
 
 /// Appends the tensor's raw little-endian bytes, row major.
 pub(crate) fn write_raw(tensor: &Tensor, out: &mut Vec<u8>) {
-    with_array!(tensor, array => array.iter().for_each(|&x| x.put_le(out)));
+    each_array!(tensor, array => array.iter().for_each(|&x| x.put_le(out)));
 }
 
 /// The tensor's elements as a flat JSON array when serialised, in row-major order.
@@ -154,7 +160,7 @@ pub(crate) struct JsonData<'a>(pub(crate) &'a Tensor);
 
 impl Serialize for JsonData<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        with_array!(self.0, array => serializer.collect_seq(array.iter()))
+        each_array!(self.0, array => serializer.collect_seq(array.iter()))
     }
 }
 

@@ -13,7 +13,7 @@ use super::worker::{Call, Runner};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::{Manifest, TensorSpec};
-use crate::tensor::{DataType, Tensor, Tensors};
+use crate::tensor::{DataType, Tensor, Tensors, build_tensor, each_array};
 
 /// One ONNX Runtime session and the outputs to read back: a worker's [`Runner`].
 pub(super) struct OnnxSession {
@@ -93,46 +93,32 @@ fn session_builder(
 
 /// Borrows a tensor as a session input without copying.
 fn input_value(tensor: &Tensor) -> Result<SessionInputValue<'_>, ort::Error> {
-    Ok(match tensor {
-        Tensor::F32(a) => TensorRef::from_array_view(a.view())?.into(),
-        Tensor::F64(a) => TensorRef::from_array_view(a.view())?.into(),
-        Tensor::I32(a) => TensorRef::from_array_view(a.view())?.into(),
-        Tensor::I64(a) => TensorRef::from_array_view(a.view())?.into(),
-    })
+    Ok(each_array!(tensor, a => TensorRef::from_array_view(a.view())?.into()))
 }
 
 /// Copies a session output into an owned tensor of the declared datatype.
 fn output_tensor(datatype: DataType, value: &DynValue) -> Result<Tensor, ort::Error> {
-    Ok(match datatype {
-        DataType::Fp32 => Tensor::F32(value.try_extract_array::<f32>()?.to_owned()),
-        DataType::Fp64 => Tensor::F64(value.try_extract_array::<f64>()?.to_owned()),
-        DataType::Int32 => Tensor::I32(value.try_extract_array::<i32>()?.to_owned()),
-        DataType::Int64 => Tensor::I64(value.try_extract_array::<i64>()?.to_owned()),
-        other => {
-            return Err(ort::Error::new(format!("{other} outputs are not supported yet")));
-        }
-    })
+    fn extract<T: ort::value::PrimitiveTensorElementType + Clone + 'static>(
+        value: &DynValue,
+    ) -> Result<ArrayD<T>, String> {
+        value.try_extract_array::<T>().map(|a| a.to_owned()).map_err(|e| e.to_string())
+    }
+    build_tensor!(datatype, extract(value)).map_err(ort::Error::new)
 }
 
 /// Zero-filled inputs of the declared shapes, with every dynamic dimension set to 1.
 fn zero_inputs(specs: &[TensorSpec]) -> Result<Tensors> {
+    fn zeros<T: Clone + Default>(shape: &[usize]) -> Result<ArrayD<T>, String> {
+        Ok(ArrayD::from_elem(shape, T::default()))
+    }
     specs
         .iter()
         .map(|spec| {
             let shape: Vec<usize> =
                 spec.shape.iter().map(|&d| usize::try_from(d).unwrap_or(1)).collect();
-            let tensor = match spec.datatype {
-                DataType::Fp32 => Tensor::F32(ArrayD::zeros(shape)),
-                DataType::Fp64 => Tensor::F64(ArrayD::zeros(shape)),
-                DataType::Int32 => Tensor::I32(ArrayD::zeros(shape)),
-                DataType::Int64 => Tensor::I64(ArrayD::zeros(shape)),
-                other => {
-                    return Err(Error::pipeline(format!(
-                        "input `{}` is {other}, which the ONNX backend does not support yet",
-                        spec.name
-                    )));
-                }
-            };
+            let tensor = build_tensor!(spec.datatype, zeros(&shape)).map_err(|e| {
+                Error::pipeline(format!("input `{}`: {e} by the ONNX backend", spec.name))
+            })?;
             Ok((spec.name.clone(), tensor))
         })
         .collect()
@@ -186,6 +172,11 @@ fn datatype_of(element: TensorElementType) -> Option<DataType> {
     Some(match element {
         TensorElementType::Bool => DataType::Bool,
         TensorElementType::Uint8 => DataType::Uint8,
+        TensorElementType::Uint16 => DataType::Uint16,
+        TensorElementType::Uint32 => DataType::Uint32,
+        TensorElementType::Uint64 => DataType::Uint64,
+        TensorElementType::Int8 => DataType::Int8,
+        TensorElementType::Int16 => DataType::Int16,
         TensorElementType::Int32 => DataType::Int32,
         TensorElementType::Int64 => DataType::Int64,
         TensorElementType::Float16 => DataType::Fp16,
