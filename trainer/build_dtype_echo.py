@@ -29,6 +29,7 @@ DATATYPES = {
     "int16": TensorProto.INT16,
     "int32": TensorProto.INT32,
     "int64": TensorProto.INT64,
+    "fp16": TensorProto.FLOAT16,
     "fp32": TensorProto.FLOAT,
     "fp64": TensorProto.DOUBLE,
 }

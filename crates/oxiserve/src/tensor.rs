@@ -55,7 +55,7 @@ impl fmt::Display for DataType {
 }
 
 /// An owned tensor of one of the element types pipelines exchange with models: every KServe
-/// datatype except `FP16` and `BYTES`.
+/// datatype except `BYTES`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tensor {
     /// Booleans: masks, flags.
@@ -76,6 +76,8 @@ pub enum Tensor {
     I32(ArrayD<i32>),
     /// 64-bit integers: class labels, token ids.
     I64(ArrayD<i64>),
+    /// 16-bit floats: half-precision activations.
+    F16(ArrayD<half::f16>),
     /// 32-bit floats: features, probabilities, embeddings.
     F32(ArrayD<f32>),
     /// 64-bit floats.
@@ -96,6 +98,7 @@ macro_rules! each_array {
             $crate::tensor::Tensor::I16($array) => $body,
             $crate::tensor::Tensor::I32($array) => $body,
             $crate::tensor::Tensor::I64($array) => $body,
+            $crate::tensor::Tensor::F16($array) => $body,
             $crate::tensor::Tensor::F32($array) => $body,
             $crate::tensor::Tensor::F64($array) => $body,
         }
@@ -116,6 +119,7 @@ macro_rules! map_array {
             $crate::tensor::Tensor::I16($array) => $crate::tensor::Tensor::I16($body),
             $crate::tensor::Tensor::I32($array) => $crate::tensor::Tensor::I32($body),
             $crate::tensor::Tensor::I64($array) => $crate::tensor::Tensor::I64($body),
+            $crate::tensor::Tensor::F16($array) => $crate::tensor::Tensor::F16($body),
             $crate::tensor::Tensor::F32($array) => $crate::tensor::Tensor::F32($body),
             $crate::tensor::Tensor::F64($array) => $crate::tensor::Tensor::F64($body),
         }
@@ -123,7 +127,7 @@ macro_rules! map_array {
 }
 
 /// A tensor of `$datatype` from `$make::<T>(args)`, a generic function returning
-/// `Result<ArrayD<T>, String>`; `FP16` and `BYTES` are an error.
+/// `Result<ArrayD<T>, String>`; `BYTES` is an error.
 macro_rules! build_tensor {
     ($datatype:expr, $make:ident($($arg:expr),*)) => {{
         use $crate::tensor::{DataType as D, Tensor as T};
@@ -137,9 +141,10 @@ macro_rules! build_tensor {
             D::Int16 => $make::<i16>($($arg),*).map(T::I16),
             D::Int32 => $make::<i32>($($arg),*).map(T::I32),
             D::Int64 => $make::<i64>($($arg),*).map(T::I64),
+            D::Fp16 => $make::<half::f16>($($arg),*).map(T::F16),
             D::Fp32 => $make::<f32>($($arg),*).map(T::F32),
             D::Fp64 => $make::<f64>($($arg),*).map(T::F64),
-            other @ (D::Fp16 | D::Bytes) => Err(format!("{other} tensors are not supported yet")),
+            D::Bytes => Err("BYTES tensors are not supported yet".to_string()),
         }
     }};
 }
@@ -158,6 +163,7 @@ impl Tensor {
             Tensor::I16(_) => DataType::Int16,
             Tensor::I32(_) => DataType::Int32,
             Tensor::I64(_) => DataType::Int64,
+            Tensor::F16(_) => DataType::Fp16,
             Tensor::F32(_) => DataType::Fp32,
             Tensor::F64(_) => DataType::Fp64,
         }
@@ -219,6 +225,7 @@ impl Tensor {
             Tensor::I16(_) => stack!(I16),
             Tensor::I32(_) => stack!(I32),
             Tensor::I64(_) => stack!(I64),
+            Tensor::F16(_) => stack!(F16),
             Tensor::F32(_) => stack!(F32),
             Tensor::F64(_) => stack!(F64),
         })
@@ -266,6 +273,7 @@ impl Tensor {
             Tensor::I16(a) => Tensor::I16(pad(a, axis, length, value as i16)),
             Tensor::I32(a) => Tensor::I32(pad(a, axis, length, value as i32)),
             Tensor::I64(a) => Tensor::I64(pad(a, axis, length, value as i64)),
+            Tensor::F16(a) => Tensor::F16(pad(a, axis, length, half::f16::from_f64(value))),
             Tensor::F32(a) => Tensor::F32(pad(a, axis, length, value as f32)),
             Tensor::F64(a) => Tensor::F64(pad(a, axis, length, value)),
         })
@@ -326,7 +334,7 @@ macro_rules! tensor_from_array {
 
 tensor_from_array!(
     bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64,
-    i8 => I8, i16 => I16, i32 => I32, i64 => I64, f32 => F32, f64 => F64,
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64, half::f16 => F16, f32 => F32, f64 => F64,
 );
 
 #[cfg(test)]

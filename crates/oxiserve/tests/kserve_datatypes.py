@@ -28,6 +28,7 @@ TYPES = {
     "int16": (np.int16, "INT16"),
     "int32": (np.int32, "INT32"),
     "int64": (np.int64, "INT64"),
+    "fp16": (np.float16, "FP16"),
     "fp32": (np.float32, "FP32"),
     "fp64": (np.float64, "FP64"),
 }
@@ -43,7 +44,8 @@ def values(name, dtype):
         array = rng.integers(info.min, info.max, size=(4, 3), dtype=dtype, endpoint=True)
         array[0, 0], array[0, 1] = info.min, info.max
         return array
-    return (rng.normal(size=(4, 3)) * 1e6).astype(dtype)
+    scale = 1e3 if dtype is np.float16 else 1e6
+    return (rng.normal(size=(4, 3)) * scale).astype(dtype)
 
 
 arrays = {name: values(name, dtype) for name, (dtype, _) in TYPES.items()}

@@ -44,14 +44,14 @@ pub(crate) fn read(
         DataType::Int64 => Tensor::I64(array(shape, c.int64_contents, "int64_contents")?),
         DataType::Fp32 => Tensor::F32(array(shape, c.fp32_contents, "fp32_contents")?),
         DataType::Fp64 => Tensor::F64(array(shape, c.fp64_contents, "fp64_contents")?),
-        other @ (DataType::Fp16 | DataType::Bytes) => {
-            return Err(format!("{other} tensors are not supported yet"));
-        }
+        DataType::Fp16 => return Err("FP16 travels only as raw_input_contents".into()),
+        DataType::Bytes => return Err("BYTES tensors are not supported yet".into()),
     })
 }
 
-/// The contents holding `tensor`'s elements (8 and 16-bit integers widened).
-pub(crate) fn write(tensor: &Tensor) -> InferTensorContents {
+/// The contents holding `tensor`'s elements (8 and 16-bit integers widened); `None` for FP16,
+/// which the protocol carries as raw contents only.
+pub(crate) fn write(tensor: &Tensor) -> Option<InferTensorContents> {
     fn values<T: Copy, W: From<T>>(array: &ArrayD<T>) -> Vec<W> {
         array.iter().map(|&x| W::from(x)).collect()
     }
@@ -68,8 +68,9 @@ pub(crate) fn write(tensor: &Tensor) -> InferTensorContents {
         Tensor::I64(a) => c.int64_contents = values(a),
         Tensor::F32(a) => c.fp32_contents = values(a),
         Tensor::F64(a) => c.fp64_contents = values(a),
+        Tensor::F16(_) => return None,
     }
-    c
+    Some(c)
 }
 
 #[cfg(test)]
@@ -79,7 +80,7 @@ mod tests {
     #[test]
     fn contents_round_trip_and_must_fill_the_shape() {
         let tensor = Tensor::from(ndarray::arr2(&[[1i64, 2, 3], [4, 5, 6]]));
-        let contents = write(&tensor);
+        let contents = write(&tensor).unwrap();
         assert_eq!(contents.int64_contents, vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(read(DataType::Int64, &[2, 3], contents.clone()).unwrap(), tensor);
         let error = read(DataType::Int64, &[4, 3], contents.clone()).unwrap_err();
@@ -92,11 +93,19 @@ mod tests {
     #[test]
     fn small_integers_travel_widened_and_must_fit() {
         let tensor = Tensor::from(ndarray::arr1(&[-128i8, 0, 127]));
-        let contents = write(&tensor);
+        let contents = write(&tensor).unwrap();
         assert_eq!(contents.int_contents, vec![-128, 0, 127]);
         assert_eq!(read(DataType::Int8, &[3], contents).unwrap(), tensor);
         let too_big = InferTensorContents { uint_contents: vec![256], ..Default::default() };
         let error = read(DataType::Uint8, &[1], too_big).unwrap_err();
         assert!(error.contains("256") && error.contains("UINT8"), "{error}");
+    }
+
+    #[test]
+    fn half_precision_has_no_typed_form() {
+        let halves = Tensor::from(ndarray::arr1(&[half::f16::ONE]));
+        assert!(write(&halves).is_none());
+        let error = read(DataType::Fp16, &[1], InferTensorContents::default()).unwrap_err();
+        assert!(error.contains("raw"), "{error}");
     }
 }

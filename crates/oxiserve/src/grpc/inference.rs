@@ -1,7 +1,8 @@
 //! `inference.GRPCInferenceService`: KServe v2 over gRPC for the raw models.
 //!
 //! ModelInfer takes inputs as `raw_input_contents` (what `tritonclient.grpc` sends) or as
-//! typed `contents`, and answers in the same form. Model resolution, input checks and the run
+//! typed `contents`, and answers in the same form (raw when an output is FP16, which has no
+//! typed form). Model resolution, input checks and the run
 //! itself are shared with HTTP (`crate::kserve`).
 
 use tonic::{Request, Response, Status};
@@ -145,14 +146,18 @@ impl GrpcInferenceService for Inference {
             id: request.id,
             ..Default::default()
         };
+        // Typed answers for typed requests, unless an output (FP16) has no typed form.
+        let typed: Option<Vec<_>> =
+            if raw { None } else { outputs.iter().map(|(_, t)| contents::write(t)).collect() };
+        let mut typed = typed.map(Vec::into_iter);
         for (name, tensor) in outputs {
-            let contents = if raw {
+            let contents = if let Some(typed) = typed.as_mut() {
+                typed.next()
+            } else {
                 let mut bytes = Vec::new();
                 codec::write_raw(&tensor, &mut bytes);
                 response.raw_output_contents.push(bytes);
                 None
-            } else {
-                Some(contents::write(&tensor))
             };
             response.outputs.push(InferOutputTensor {
                 name,

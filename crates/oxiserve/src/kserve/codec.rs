@@ -62,6 +62,23 @@ element!(
     f64 => Value::as_f64,
 );
 
+/// Half-precision floats are two bytes on the wire and plain numbers in JSON.
+impl Element for half::f16 {
+    const SIZE: usize = 2;
+
+    fn from_le(bytes: &[u8]) -> Self {
+        half::f16::from_le_bytes([bytes[0], bytes[1]])
+    }
+
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_f64().map(half::f16::from_f64)
+    }
+}
+
 /// Booleans are one byte on the wire (0 or 1) and `true` / `false` in JSON.
 impl Element for bool {
     const SIZE: usize = 1;
@@ -160,6 +177,10 @@ pub(crate) struct JsonData<'a>(pub(crate) &'a Tensor);
 
 impl Serialize for JsonData<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // half's own serde form is the bits; JSON wants the number.
+        if let Tensor::F16(array) = self.0 {
+            return serializer.collect_seq(array.iter().map(|x| x.to_f32()));
+        }
         each_array!(self.0, array => serializer.collect_seq(array.iter()))
     }
 }
