@@ -1,5 +1,5 @@
-"""Build `dtype-echo`, a model with one input and one output of every KServe datatype that
-oxiserve's tensors hold, for the core crate's KServe v2 datatype tests.
+"""Build `dtype-echo`, a model with one input and one output of every KServe datatype, for the
+core crate's KServe v2 datatype tests (BYTES as ONNX strings).
 
 Each output is its input passed through (`Identity`), except the boolean one, which is
 negated (`Not`), so that every byte of every datatype must survive the wire both ways and the
@@ -32,6 +32,7 @@ DATATYPES = {
     "fp16": TensorProto.FLOAT16,
     "fp32": TensorProto.FLOAT,
     "fp64": TensorProto.DOUBLE,
+    "bytes": TensorProto.STRING,
 }
 
 

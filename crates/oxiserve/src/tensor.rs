@@ -55,7 +55,7 @@ impl fmt::Display for DataType {
 }
 
 /// An owned tensor of one of the element types pipelines exchange with models: every KServe
-/// datatype except `BYTES`.
+/// datatype, `BYTES` as UTF-8 text (what ONNX Runtime's string tensors hold).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tensor {
     /// Booleans: masks, flags.
@@ -82,6 +82,8 @@ pub enum Tensor {
     F32(ArrayD<f32>),
     /// 64-bit floats.
     F64(ArrayD<f64>),
+    /// Text (KServe `BYTES` holding UTF-8).
+    Text(ArrayD<String>),
 }
 
 /// Evaluates `$body` with `$array` bound to the typed array inside `$tensor`, whatever its
@@ -101,6 +103,7 @@ macro_rules! each_array {
             $crate::tensor::Tensor::F16($array) => $body,
             $crate::tensor::Tensor::F32($array) => $body,
             $crate::tensor::Tensor::F64($array) => $body,
+            $crate::tensor::Tensor::Text($array) => $body,
         }
     };
 }
@@ -122,13 +125,27 @@ macro_rules! map_array {
             $crate::tensor::Tensor::F16($array) => $crate::tensor::Tensor::F16($body),
             $crate::tensor::Tensor::F32($array) => $crate::tensor::Tensor::F32($body),
             $crate::tensor::Tensor::F64($array) => $crate::tensor::Tensor::F64($body),
+            $crate::tensor::Tensor::Text($array) => $crate::tensor::Tensor::Text($body),
         }
     };
 }
 
 /// A tensor of `$datatype` from `$make::<T>(args)`, a generic function returning
-/// `Result<ArrayD<T>, String>`; `BYTES` is an error.
+/// `Result<ArrayD<T>, String>`, for every element type including `String` (`BYTES`).
 macro_rules! build_tensor {
+    ($datatype:expr, $make:ident($($arg:expr),*)) => {{
+        use $crate::tensor::{DataType as D, Tensor as T};
+        match $datatype {
+            D::Bytes => $make::<String>($($arg),*).map(T::Text),
+            other => $crate::tensor::build_numeric!(other, $make($($arg),*)),
+        }
+    }};
+}
+pub(crate) use build_tensor;
+
+/// As [`build_tensor!`], for makers that only handle numbers and booleans: `BYTES` is an
+/// error.
+macro_rules! build_numeric {
     ($datatype:expr, $make:ident($($arg:expr),*)) => {{
         use $crate::tensor::{DataType as D, Tensor as T};
         match $datatype {
@@ -144,11 +161,11 @@ macro_rules! build_tensor {
             D::Fp16 => $make::<half::f16>($($arg),*).map(T::F16),
             D::Fp32 => $make::<f32>($($arg),*).map(T::F32),
             D::Fp64 => $make::<f64>($($arg),*).map(T::F64),
-            D::Bytes => Err("BYTES tensors are not supported yet".to_string()),
+            D::Bytes => Err("BYTES is not a numeric datatype".to_string()),
         }
     }};
 }
-pub(crate) use build_tensor;
+pub(crate) use build_numeric;
 
 impl Tensor {
     /// The element type.
@@ -166,6 +183,7 @@ impl Tensor {
             Tensor::F16(_) => DataType::Fp16,
             Tensor::F32(_) => DataType::Fp32,
             Tensor::F64(_) => DataType::Fp64,
+            Tensor::Text(_) => DataType::Bytes,
         }
     }
 
@@ -228,6 +246,7 @@ impl Tensor {
             Tensor::F16(_) => stack!(F16),
             Tensor::F32(_) => stack!(F32),
             Tensor::F64(_) => stack!(F64),
+            Tensor::Text(_) => stack!(Text),
         })
     }
 
@@ -247,7 +266,7 @@ impl Tensor {
     }
 
     /// The tensor lengthened to `length` along dimension `axis`, the new entries set to
-    /// `value` (converted to the element type). A tensor already that long is returned as is.
+    /// `value` (converted to the element type; empty text for `BYTES`). A tensor already that long is returned as is.
     pub fn pad_axis(&self, axis: usize, length: usize, value: f64) -> Result<Tensor> {
         fn pad<T: Clone>(array: &ArrayD<T>, axis: usize, length: usize, value: T) -> ArrayD<T> {
             let mut shape = array.shape().to_vec();
@@ -276,6 +295,7 @@ impl Tensor {
             Tensor::F16(a) => Tensor::F16(pad(a, axis, length, half::f16::from_f64(value))),
             Tensor::F32(a) => Tensor::F32(pad(a, axis, length, value as f32)),
             Tensor::F64(a) => Tensor::F64(pad(a, axis, length, value)),
+            Tensor::Text(a) => Tensor::Text(pad(a, axis, length, String::new())),
         })
     }
 
@@ -335,6 +355,7 @@ macro_rules! tensor_from_array {
 tensor_from_array!(
     bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64,
     i8 => I8, i16 => I16, i32 => I32, i64 => I64, half::f16 => F16, f32 => F32, f64 => F64,
+    String => Text,
 );
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Every datatype oxiserve's tensors hold, over KServe v2 with a real client: Python
 //! `tritonclient` sends one tensor of each (BOOL, UINT8 to UINT64, INT8 to INT64, FP16, FP32,
-//! FP64)
+//! FP64, BYTES)
 //! to `dtype-echo` (built by `trainer/build_dtype_echo.py`) over HTTP in binary and JSON mode
 //! and over gRPC, and every output must equal what Python onnxruntime computes on the same
 //! model. `cargo xtask test` provides the python in `XTASK_TEST_PYTHON`.
@@ -62,6 +62,6 @@ async fn every_datatype_crosses_http_and_grpc_intact() {
     let (stdout, stderr) =
         (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the client's checks failed:\n{stdout}\n{stderr}");
-    // 12 datatypes, each over HTTP binary, HTTP JSON and gRPC.
-    assert!(stdout.contains("\"checked\": 36"), "{stdout}");
+    // 13 datatypes, each over HTTP binary, HTTP JSON and gRPC.
+    assert!(stdout.contains("\"checked\": 39"), "{stdout}");
 }

@@ -45,7 +45,16 @@ pub(crate) fn read(
         DataType::Fp32 => Tensor::F32(array(shape, c.fp32_contents, "fp32_contents")?),
         DataType::Fp64 => Tensor::F64(array(shape, c.fp64_contents, "fp64_contents")?),
         DataType::Fp16 => return Err("FP16 travels only as raw_input_contents".into()),
-        DataType::Bytes => return Err("BYTES tensors are not supported yet".into()),
+        DataType::Bytes => {
+            let text = c
+                .bytes_contents
+                .into_iter()
+                .map(|bytes| {
+                    String::from_utf8(bytes).map_err(|_| "BYTES elements must be UTF-8 text")
+                })
+                .collect::<Result<Vec<String>, _>>()?;
+            Tensor::Text(array(shape, text, "bytes_contents")?)
+        }
     })
 }
 
@@ -69,6 +78,7 @@ pub(crate) fn write(tensor: &Tensor) -> Option<InferTensorContents> {
         Tensor::F32(a) => c.fp32_contents = values(a),
         Tensor::F64(a) => c.fp64_contents = values(a),
         Tensor::F16(_) => return None,
+        Tensor::Text(a) => c.bytes_contents = a.iter().map(|t| t.clone().into_bytes()).collect(),
     }
     Some(c)
 }
@@ -99,6 +109,16 @@ mod tests {
         let too_big = InferTensorContents { uint_contents: vec![256], ..Default::default() };
         let error = read(DataType::Uint8, &[1], too_big).unwrap_err();
         assert!(error.contains("256") && error.contains("UINT8"), "{error}");
+    }
+
+    #[test]
+    fn text_travels_as_bytes_contents() {
+        let text = Tensor::from(ndarray::arr1(&["penguin".to_string(), String::new()]));
+        let contents = write(&text).unwrap();
+        assert_eq!(contents.bytes_contents, vec![b"penguin".to_vec(), Vec::new()]);
+        assert_eq!(read(DataType::Bytes, &[2], contents).unwrap(), text);
+        let binary = InferTensorContents { bytes_contents: vec![vec![0xff]], ..Default::default() };
+        assert!(read(DataType::Bytes, &[1], binary).unwrap_err().contains("UTF-8"));
     }
 
     #[test]

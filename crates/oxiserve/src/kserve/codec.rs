@@ -9,27 +9,31 @@ use serde_json::Value;
 use crate::tensor::{DataType, Tensor, build_tensor, each_array};
 
 /// An element type a [`Tensor`] can hold, with its wire forms.
-trait Element: Sized + Copy + Serialize {
-    /// Bytes per element in raw form.
-    const SIZE: usize;
-    /// The element from exactly [`Element::SIZE`] little-endian bytes.
-    fn from_le(bytes: &[u8]) -> Self;
-    /// Appends the element's little-endian bytes.
-    fn put_le(self, out: &mut Vec<u8>);
-    /// The element from a JSON number, if it is one that fits.
+trait Element: Sized {
+    /// Bytes per element in raw form; `None` when elements carry their own length (`BYTES`).
+    const SIZE: Option<usize>;
+    /// Every element of raw bytes, in order.
+    fn read_raw(bytes: &[u8]) -> Result<Vec<Self>, String>;
+    /// Appends the element's raw bytes.
+    fn put_le(&self, out: &mut Vec<u8>);
+    /// The element from a JSON value, if it is one that fits.
     fn from_json(value: &Value) -> Option<Self>;
 }
 
 macro_rules! element {
     ($($elem:ty => $json:expr),* $(,)?) => {$(
         impl Element for $elem {
-            const SIZE: usize = std::mem::size_of::<$elem>();
+            const SIZE: Option<usize> = Some(std::mem::size_of::<$elem>());
 
-            fn from_le(bytes: &[u8]) -> Self {
-                <$elem>::from_le_bytes(bytes.try_into().expect("callers pass SIZE bytes"))
+            fn read_raw(bytes: &[u8]) -> Result<Vec<Self>, String> {
+                let size = std::mem::size_of::<$elem>();
+                Ok(bytes
+                    .chunks_exact(size)
+                    .map(|chunk| <$elem>::from_le_bytes(chunk.try_into().expect("chunks of SIZE")))
+                    .collect())
             }
 
-            fn put_le(self, out: &mut Vec<u8>) {
+            fn put_le(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
 
@@ -58,41 +62,58 @@ element!(
     i16 => integer::<i16>,
     i32 => integer::<i32>,
     i64 => integer::<i64>,
+    half::f16 => |v: &Value| v.as_f64().map(half::f16::from_f64),
     f32 => |v: &Value| v.as_f64().map(|x| x as f32),
     f64 => Value::as_f64,
 );
 
-/// Half-precision floats are two bytes on the wire and plain numbers in JSON.
-impl Element for half::f16 {
-    const SIZE: usize = 2;
-
-    fn from_le(bytes: &[u8]) -> Self {
-        half::f16::from_le_bytes([bytes[0], bytes[1]])
-    }
-
-    fn put_le(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-
-    fn from_json(value: &Value) -> Option<Self> {
-        value.as_f64().map(half::f16::from_f64)
-    }
-}
-
 /// Booleans are one byte on the wire (0 or 1) and `true` / `false` in JSON.
 impl Element for bool {
-    const SIZE: usize = 1;
+    const SIZE: Option<usize> = Some(1);
 
-    fn from_le(bytes: &[u8]) -> Self {
-        bytes[0] != 0
+    fn read_raw(bytes: &[u8]) -> Result<Vec<Self>, String> {
+        Ok(bytes.iter().map(|&byte| byte != 0).collect())
     }
 
-    fn put_le(self, out: &mut Vec<u8>) {
-        out.push(u8::from(self));
+    fn put_le(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(*self));
     }
 
     fn from_json(value: &Value) -> Option<Self> {
         value.as_bool()
+    }
+}
+
+/// `BYTES` elements are a 4-byte little-endian length and the bytes on the wire, strings in
+/// JSON; oxiserve holds them as UTF-8 text, as ONNX Runtime does.
+impl Element for String {
+    const SIZE: Option<usize> = None;
+
+    fn read_raw(mut bytes: &[u8]) -> Result<Vec<Self>, String> {
+        let mut elements = Vec::new();
+        while !bytes.is_empty() {
+            let (length, rest) = bytes
+                .split_first_chunk::<4>()
+                .ok_or("a BYTES element is cut short in its 4-byte length")?;
+            let length = u32::from_le_bytes(*length) as usize;
+            let (text, rest) = rest
+                .split_at_checked(length)
+                .ok_or_else(|| format!("a BYTES element of {length} bytes is cut short"))?;
+            let text = std::str::from_utf8(text)
+                .map_err(|_| "BYTES elements must be UTF-8 text".to_string())?;
+            elements.push(text.to_string());
+            bytes = rest;
+        }
+        Ok(elements)
+    }
+
+    fn put_le(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.as_bytes());
+    }
+
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_str().map(str::to_string)
     }
 }
 
@@ -111,15 +132,24 @@ pub(crate) fn from_raw(
     bytes: &[u8],
 ) -> Result<Tensor, String> {
     fn read<T: Element>(shape: &[usize], bytes: &[u8]) -> Result<ArrayD<T>, String> {
-        let expected = elements(shape)?.checked_mul(T::SIZE);
-        if expected != Some(bytes.len()) {
+        let count = elements(shape)?;
+        if let Some(size) = T::SIZE {
+            let expected = count.checked_mul(size);
+            if expected != Some(bytes.len()) {
+                return Err(format!(
+                    "shape {shape:?} needs {} bytes, {} were sent",
+                    expected.map_or_else(|| "too many".to_string(), |n| n.to_string()),
+                    bytes.len()
+                ));
+            }
+        }
+        let values = T::read_raw(bytes)?;
+        if values.len() != count {
             return Err(format!(
-                "shape {shape:?} needs {} bytes, {} were sent",
-                expected.map_or_else(|| "too many".to_string(), |n| n.to_string()),
-                bytes.len()
+                "shape {shape:?} holds {count} elements, {} were sent",
+                values.len()
             ));
         }
-        let values = bytes.chunks_exact(T::SIZE).map(T::from_le).collect();
         ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| e.to_string())
     }
     build_tensor!(datatype, read(shape, bytes))
@@ -169,7 +199,7 @@ fn flatten(
 
 /// Appends the tensor's raw little-endian bytes, row major.
 pub(crate) fn write_raw(tensor: &Tensor, out: &mut Vec<u8>) {
-    each_array!(tensor, array => array.iter().for_each(|&x| x.put_le(out)));
+    each_array!(tensor, array => array.iter().for_each(|x| x.put_le(out)));
 }
 
 /// The tensor's elements as a flat JSON array when serialised, in row-major order.
@@ -201,6 +231,21 @@ mod tests {
     }
 
     #[test]
+    fn bytes_carry_their_own_lengths() {
+        let text = Tensor::from(ndarray::arr1(&["".to_string(), "héllo".to_string()]));
+        let mut bytes = Vec::new();
+        write_raw(&text, &mut bytes);
+        assert_eq!(&bytes[..8], &[0, 0, 0, 0, 6, 0, 0, 0]);
+        assert_eq!(from_raw(DataType::Bytes, &[2], &bytes).unwrap(), text);
+        let error = from_raw(DataType::Bytes, &[2], &bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(error.contains("cut short"), "{error}");
+        let error = from_raw(DataType::Bytes, &[3], &bytes).unwrap_err();
+        assert!(error.contains("3 elements"), "{error}");
+        let error = from_raw(DataType::Bytes, &[1], &[1, 0, 0, 0, 0xff]).unwrap_err();
+        assert!(error.contains("UTF-8"), "{error}");
+    }
+
+    #[test]
     fn json_data_may_be_flat_or_nested() {
         let expected = Tensor::from(ndarray::arr2(&[[1i64, 2], [3, 4]]));
         let flat = serde_json::json!([1, 2, 3, 4]);
@@ -218,7 +263,7 @@ mod tests {
         assert!(error.contains("INT32"), "{error}");
         let error = from_json(DataType::Fp32, &[3], &serde_json::json!([1, 2])).unwrap_err();
         assert!(error.contains("3 elements") && error.contains("has 2"), "{error}");
-        let error = from_json(DataType::Bytes, &[1], &serde_json::json!(["a"])).unwrap_err();
+        let error = from_json(DataType::Bytes, &[1], &serde_json::json!([1])).unwrap_err();
         assert!(error.contains("BYTES"), "{error}");
     }
 }

@@ -13,7 +13,7 @@ use super::worker::{Call, Runner};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::{Manifest, TensorSpec};
-use crate::tensor::{DataType, Tensor, Tensors, build_tensor, each_array};
+use crate::tensor::{DataType, Tensor, Tensors, build_numeric, build_tensor};
 
 /// One ONNX Runtime session and the outputs to read back: a worker's [`Runner`].
 pub(super) struct OnnxSession {
@@ -91,9 +91,29 @@ fn session_builder(
     }
 }
 
-/// Borrows a tensor as a session input without copying.
+/// Borrows a tensor as a session input without copying (text is copied into an ONNX Runtime
+/// string tensor).
 fn input_value(tensor: &Tensor) -> Result<SessionInputValue<'_>, ort::Error> {
-    Ok(each_array!(tensor, a => TensorRef::from_array_view(a.view())?.into()))
+    macro_rules! view {
+        ($array:expr) => {
+            TensorRef::from_array_view($array.view())?.into()
+        };
+    }
+    Ok(match tensor {
+        Tensor::Bool(a) => view!(a),
+        Tensor::U8(a) => view!(a),
+        Tensor::U16(a) => view!(a),
+        Tensor::U32(a) => view!(a),
+        Tensor::U64(a) => view!(a),
+        Tensor::I8(a) => view!(a),
+        Tensor::I16(a) => view!(a),
+        Tensor::I32(a) => view!(a),
+        Tensor::I64(a) => view!(a),
+        Tensor::F16(a) => view!(a),
+        Tensor::F32(a) => view!(a),
+        Tensor::F64(a) => view!(a),
+        Tensor::Text(a) => ort::value::Tensor::from_string_array(a)?.into(),
+    })
 }
 
 /// Copies a session output into an owned tensor of the declared datatype.
@@ -103,7 +123,10 @@ fn output_tensor(datatype: DataType, value: &DynValue) -> Result<Tensor, ort::Er
     ) -> Result<ArrayD<T>, String> {
         value.try_extract_array::<T>().map(|a| a.to_owned()).map_err(|e| e.to_string())
     }
-    build_tensor!(datatype, extract(value)).map_err(ort::Error::new)
+    if datatype == DataType::Bytes {
+        return Ok(Tensor::Text(value.try_extract_string_array()?));
+    }
+    build_numeric!(datatype, extract(value)).map_err(ort::Error::new)
 }
 
 /// Zero-filled inputs of the declared shapes, with every dynamic dimension set to 1.
