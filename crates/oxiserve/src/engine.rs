@@ -30,6 +30,24 @@ pub struct Engine<P> {
     ready: AtomicBool,
     draining: AtomicBool,
     cache: Option<ResponseCache>,
+    stages: PipelineStages,
+}
+
+/// The pipeline's own stages, as `oxiserve_pipeline_stage_seconds{pipeline, stage}`.
+#[derive(Debug)]
+struct PipelineStages {
+    preprocess: metrics::Histogram,
+    postprocess: metrics::Histogram,
+}
+
+impl PipelineStages {
+    fn new(pipeline: &str) -> Self {
+        let stage = |stage: &'static str| {
+            metrics::histogram!("oxiserve_pipeline_stage_seconds",
+                "pipeline" => pipeline.to_string(), "stage" => stage)
+        };
+        Self { preprocess: stage("preprocess"), postprocess: stage("postprocess") }
+    }
 }
 
 /// A pipeline's output with the model versions that produced it.
@@ -96,12 +114,14 @@ impl<P: Pipeline> Engine<P> {
     /// An engine whose models are all still loading.
     pub fn new(pipeline: P) -> Self {
         let models = Models::new(pipeline.models());
+        let stages = PipelineStages::new(pipeline.name());
         Self {
             pipeline,
             models,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             cache: None,
+            stages,
         }
     }
 
@@ -466,6 +486,8 @@ impl<P: Pipeline> Engine<P> {
             results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
         let output = self.pipeline.postprocess(input, Outputs { results })?;
         let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
+        self.stages.preprocess.record(timings.pre.as_secs_f64());
+        self.stages.postprocess.record(timings.post.as_secs_f64());
         Ok(Answer { output, versions, timings })
     }
 }

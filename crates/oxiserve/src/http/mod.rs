@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -77,6 +77,7 @@ pub fn router<P: Pipeline>(
         .layer(middleware::from_fn(call_context))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn(record_request))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
@@ -90,6 +91,25 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::io("serving HTTP", e))
+}
+
+/// Counts every request and its latency by route (the matched path, `unmatched` for none),
+/// method and status class, in `oxiserve_http_requests_total` and
+/// `oxiserve_http_request_duration_seconds`.
+async fn record_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let method = request.method().to_string();
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = format!("{}xx", response.status().as_u16() / 100);
+    let labels = [("route", route), ("method", method), ("status", status)];
+    ::metrics::counter!("oxiserve_http_requests_total", &labels).increment(1);
+    ::metrics::histogram!("oxiserve_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    response
 }
 
 /// Runs the request with its [`Call`] (the W3C `traceparent` header) in scope, so that the

@@ -107,7 +107,16 @@ impl Model {
     /// a pipeline bug and fails with [`Error::Inference`] before reaching the backend.
     pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
         self.check_inputs(&inputs)?;
-        self.backend.infer(inputs).await
+        let ran = self.backend.infer(inputs).await;
+        let metrics = self.backend.metrics();
+        match &ran {
+            Ok(ran) => {
+                metrics.queue.record(ran.queued.as_secs_f64());
+                metrics.inference.record(ran.computed.as_secs_f64());
+            }
+            Err(error) => metrics.failures(failure_reason(error)).increment(1),
+        }
+        ran
     }
 
     /// Data derived from this version's manifest, computed by `init` on first use and kept for
@@ -160,6 +169,16 @@ impl Model {
             return Err(wrong(format!("the model has no input `{extra}`")));
         }
         Ok(())
+    }
+}
+
+/// The `reason` label of a failed run.
+fn failure_reason(error: &Error) -> &'static str {
+    match error {
+        Error::Overloaded => "overloaded",
+        Error::Timeout(_) => "timeout",
+        Error::RemoteUnavailable { .. } => "remote_unavailable",
+        _ => "inference",
     }
 }
 

@@ -19,6 +19,7 @@ use super::batch::{self, Batcher, Job, Padding, Ran};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::Manifest;
+use crate::telemetry::ModelMetrics;
 use crate::tensor::{Tensor, Tensors};
 
 /// What runs a model once: owned by one worker thread, so it may be `&mut`.
@@ -46,6 +47,7 @@ pub(crate) struct Pool {
     jobs: Sender<Job>,
     label: String,
     stats: Arc<RunStats>,
+    metrics: ModelMetrics,
 }
 
 /// How many runs the runners made and how many rows they carried: rows per run above one
@@ -90,21 +92,32 @@ impl Pool {
             batching.max_batch_size,
             Duration::from_micros(batching.max_delay_us),
         );
+        let metrics = ModelMetrics::new(&manifest.name, manifest.version);
         for (index, runner) in runners.into_iter().enumerate() {
-            let worker =
-                Worker { runner, batcher, padding: padding.clone(), stats: Arc::clone(&stats) };
+            let worker = Worker {
+                runner,
+                batcher,
+                padding: padding.clone(),
+                stats: Arc::clone(&stats),
+                metrics: metrics.clone(),
+            };
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("model-{}-{index}", manifest.name))
                 .spawn(move || worker.serve(queue))
                 .map_err(|e| Error::io("starting an inference worker", e))?;
         }
-        Ok(Self { jobs, label, stats })
+        Ok(Self { jobs, label, stats, metrics })
     }
 
     /// Run counts of this version's runners.
     pub(crate) fn stats(&self) -> &RunStats {
         &self.stats
+    }
+
+    /// This version's metric handles.
+    pub(crate) fn metrics(&self) -> &ModelMetrics {
+        &self.metrics
     }
 
     /// Runs the model on `inputs` on a free worker.
@@ -135,12 +148,14 @@ struct Worker<R> {
     batcher: Batcher,
     padding: Padding,
     stats: Arc<RunStats>,
+    metrics: ModelMetrics,
 }
 
 impl<R: Runner> Worker<R> {
     /// Takes batches of jobs until the queue closes.
     fn serve(mut self, queue: Receiver<Job>) {
         while let Some(mut jobs) = self.batcher.next(&queue) {
+            self.metrics.queue_depth.set(queue.len() as f64);
             // Clients that gave up (deadline or disconnect) while waiting: skip their work.
             jobs.retain(|job| !job.reply.is_closed());
             match jobs.len() {
@@ -191,7 +206,9 @@ impl<R: Runner> Worker<R> {
     /// Runs the model and counts the run.
     fn run_counted(&mut self, inputs: &Tensors, call: &Call) -> Result<Tensors> {
         let outputs = self.runner.run(inputs, call)?;
-        self.stats.record(inputs.values().next().map_or(0, Tensor::rows));
+        let rows = inputs.values().next().map_or(0, Tensor::rows);
+        self.stats.record(rows);
+        self.metrics.batch_rows.record(rows as f64);
         Ok(outputs)
     }
 }
@@ -204,7 +221,8 @@ mod tests {
     async fn a_full_queue_is_overloaded_at_once() {
         // A pool whose single queue slot nobody drains.
         let (jobs, queue) = crossbeam_channel::bounded(1);
-        let pool = Pool { jobs, label: "m:1".into(), stats: Arc::default() };
+        let metrics = ModelMetrics::new("m", 1);
+        let pool = Pool { jobs, label: "m:1".into(), stats: Arc::default(), metrics };
         let inputs = || Tensors::from([("x".to_string(), Tensor::from(ndarray::arr1(&[1.0f32])))]);
         let first = pool.infer(inputs());
         tokio::pin!(first);
