@@ -5,10 +5,9 @@
 //! and over gRPC, and every output must equal what Python onnxruntime computes on the same
 //! model. `cargo xtask test` provides the python in `XTASK_TEST_PYTHON`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use oxiserve::testing::TestApp;
+use oxiserve::testing::{TestApp, python_checks};
 use oxiserve::{Config, Error, Inference, Models, Outputs, Pipeline, Result};
 use serde::{Deserialize, Serialize};
 
@@ -50,18 +49,9 @@ async fn every_datatype_crosses_http_and_grpc_intact() {
     config.models.poll_interval = Duration::ZERO;
     let app = TestApp::with_config(Echo, config).await.unwrap();
     let (http, grpc) = (app.serve().await.unwrap(), app.serve_grpc().await.unwrap());
-    let python = std::env::var("XTASK_TEST_PYTHON")
-        .expect("XTASK_TEST_PYTHON names a python with tritonclient: run `cargo xtask test`");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kserve_datatypes.py");
     let args = [http.address().to_string(), grpc.address().to_string(), MODELS.to_string()];
-    let output =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(args).output())
-            .await
-            .unwrap()
-            .expect("the test python runs");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the client's checks failed:\n{stdout}\n{stderr}");
+    let stdout = python_checks(script, &args).await;
     // 13 datatypes, each over HTTP binary, HTTP JSON and gRPC.
     assert!(stdout.contains("\"checked\": 39"), "{stdout}");
 }

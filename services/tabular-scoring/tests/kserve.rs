@@ -7,26 +7,15 @@
 
 mod common;
 
-use std::process::Command;
-
 use oxiserve::Config;
-use oxiserve::testing::TestApp;
+use oxiserve::testing::{TestApp, python_checks};
 use tabular_scoring::TabularScoring;
 
 /// Runs `tests/kserve_client.py` with `args` and asserts that every check passed.
 async fn client(args: &[&str]) {
-    let python = std::env::var("XTASK_TEST_PYTHON")
-        .expect("XTASK_TEST_PYTHON names a python with tritonclient: run `cargo xtask test`");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kserve_client.py");
     let args: Vec<String> = args.iter().map(ToString::to_string).collect();
-    let output =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(args).output())
-            .await
-            .unwrap()
-            .expect("the test python runs");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the client's checks failed:\n{stdout}\n{stderr}");
+    let stdout = python_checks(script, &args).await;
     assert!(stdout.contains("\"passed\""), "{stdout}");
 }
 

@@ -14,6 +14,7 @@
 
 mod mlserver;
 mod process;
+mod python;
 mod redis;
 mod s3;
 
@@ -32,6 +33,7 @@ use tower::ServiceExt;
 
 pub use self::mlserver::{MlServer, SklearnModel};
 pub use self::process::{ServerProcess, free_port};
+pub use self::python::python_checks;
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
 use crate::cache::ResponseCache;
