@@ -47,6 +47,13 @@ pub enum DataType {
     Bytes,
 }
 
+impl DataType {
+    /// The datatype a protocol name (`FP32`, `INT64`, ...) stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::from(name)).ok()
+    }
+}
+
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = serde_json::to_value(self).expect("a unit enum variant serialises to a string");
@@ -366,6 +373,8 @@ mod tests {
     fn datatypes_use_kserve_names() {
         assert_eq!(DataType::Fp32.to_string(), "FP32");
         assert_eq!(serde_json::from_str::<DataType>("\"INT64\"").unwrap(), DataType::Int64);
+        assert_eq!(DataType::parse("UINT16"), Some(DataType::Uint16));
+        assert_eq!(DataType::parse("FLOAT"), None);
     }
 
     #[test]

@@ -196,13 +196,13 @@ fn bind(
             problems.push(format!("the server has no tensor `{name}` for `{}`", spec.name));
             continue;
         };
-        let datatype = serde_json::from_value::<DataType>(theirs.datatype.clone().into());
+        let datatype = DataType::parse(&theirs.datatype);
         let convertible = |d: DataType| {
             matches!(d, DataType::Fp32 | DataType::Fp64 | DataType::Int32 | DataType::Int64)
         };
         let datatype = match datatype {
-            Ok(datatype) if datatype == spec.datatype => datatype,
-            Ok(datatype) if convertible(datatype) && convertible(spec.datatype) => datatype,
+            Some(datatype) if datatype == spec.datatype => datatype,
+            Some(datatype) if convertible(datatype) && convertible(spec.datatype) => datatype,
             _ => {
                 problems.push(format!(
                     "`{name}` is {} on the server, {} in the manifest",
@@ -302,8 +302,8 @@ impl Target {
             let Some(binding) = self.outputs.iter().find(|b| b.remote == output.name) else {
                 continue;
             };
-            let datatype = serde_json::from_value::<DataType>(output.datatype.clone().into())
-                .map_err(|_| bad(format!("the server answered datatype {}", output.datatype)))?;
+            let datatype = DataType::parse(&output.datatype)
+                .ok_or_else(|| bad(format!("the server answered datatype {}", output.datatype)))?;
             let mut shape: Vec<usize> = output.shape.iter().map(|&d| d.max(0) as usize).collect();
             // Some servers answer a label vector as `[n, 1]` where the manifest says `[n]`.
             while shape.len() > binding.local.shape.len() && shape.last() == Some(&1) {
