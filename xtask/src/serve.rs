@@ -55,6 +55,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _port = sh.push_env("OXISERVE_HTTP__PORT", &port);
     let _models = sh.push_env("OXISERVE_MODELS__URI", &models);
+    // For the person at the terminal; production keeps the JSON default.
+    let _pretty = sh.push_env("OXISERVE_LOG__FORMAT", "pretty");
     cmd!(sh, "cargo run --quiet {profile...} --package {service}").run()?;
     Ok(())
 }

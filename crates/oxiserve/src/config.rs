@@ -34,6 +34,30 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The response cache.
     pub cache: CacheConfig,
+    /// Metrics and trace export.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Metrics and trace export.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Whether metrics are recorded and `GET /metrics` is served.
+    pub metrics: bool,
+    /// A port of its own for `GET /metrics` (on `http.host`), so that scrapes stay off the
+    /// traffic port; unset: the HTTP port serves it.
+    pub metrics_port: Option<u16>,
+    /// Where spans go, as an OTLP/gRPC endpoint such as `http://otel-collector:4317`; unset:
+    /// no export.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of exported spans; unset: the pipeline's name.
+    pub service_name: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { metrics: true, metrics_port: None, otlp_endpoint: None, service_name: None }
+    }
 }
 
 /// The response cache, for pipelines that opt in with `Pipeline::cache_key`: in process, and
@@ -367,11 +391,25 @@ pub struct RuntimeConfig {
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `oxiserve=debug,info`. `RUST_LOG` overrides it.
     pub filter: String,
+    /// How lines are written: `json` (one object a line, for log collectors) or `pretty`
+    /// (for people; `cargo xtask serve` picks it).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object a line, with the fields of every open span (the request id among them).
+    #[default]
+    Json,
+    /// Human-readable lines, coloured on a terminal.
+    Pretty,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { filter: "info".into() }
+        Self { filter: "info".into(), format: LogFormat::Json }
     }
 }
 

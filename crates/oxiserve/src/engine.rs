@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, try_join_all};
+use tracing::Instrument;
 
 use crate::cache::{self, CachedAnswer, ResponseCache};
 use crate::config::VersionPolicy;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::ModelStatus;
 use crate::model::{FetchError, Loader, Model, Models};
 use crate::pipeline::{ModelOutput, Outputs, Pipeline};
+use crate::telemetry::store as sync_metrics;
 
 /// A pipeline with its models and readiness.
 #[derive(Debug)]
@@ -270,18 +272,22 @@ impl<P: Pipeline> Engine<P> {
     /// recording every version that turns out broken on the way. Returns whether the remote
     /// store answered.
     async fn fetch(&self, loader: &Loader, name: &str) -> bool {
+        sync_metrics::attempted(name);
         loop {
             match loader.fetch(name, |v| self.wanted(loader, name, v)).await {
                 Ok(()) => {
                     self.models.report_sync(name, None);
+                    sync_metrics::succeeded(name);
                     return true;
                 }
                 Err(FetchError { version: Some(version), error }) => {
                     tracing::error!(model = name, version, %error, "version rejected");
+                    sync_metrics::failed(name, "rejected");
                     self.models.fail(name, Some(version), &error);
                 }
                 Err(FetchError { version: None, error }) => {
                     tracing::warn!(model = name, %error, "model store unavailable; serving what is cached");
+                    sync_metrics::failed(name, "unreachable");
                     self.models.report_sync(name, Some(&error));
                     return false;
                 }
@@ -470,12 +476,21 @@ impl<P: Pipeline> Engine<P> {
 
     async fn run(&self, input: P::Input, models: &Models) -> Result<Answer<P::Output>> {
         let start = Instant::now();
-        let inference = self.pipeline.preprocess(&input, models)?;
+        let inference = tracing::info_span!("preprocess")
+            .in_scope(|| self.pipeline.preprocess(&input, models))?;
         let pre = start.elapsed();
-        let runs = try_join_all(inference.runs.into_iter().map(|run| async move {
-            let ran = run.model.infer(run.inputs).await?;
-            let output = ModelOutput { model: run.model, tensors: ran.tensors };
-            Ok::<_, Error>((output, ran.queued, ran.computed))
+        let runs = try_join_all(inference.runs.into_iter().map(|run| {
+            let span = tracing::info_span!(
+                "model",
+                model = run.model.name(),
+                version = run.model.version()
+            );
+            async move {
+                let ran = run.model.infer(run.inputs).await?;
+                let output = ModelOutput { model: run.model, tensors: ran.tensors };
+                Ok::<_, Error>((output, ran.queued, ran.computed))
+            }
+            .instrument(span)
         }))
         .await?;
         let inferred = Instant::now();
@@ -484,7 +499,8 @@ impl<P: Pipeline> Engine<P> {
         let results: Vec<ModelOutput> = runs.into_iter().map(|(output, _, _)| output).collect();
         let versions =
             results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
-        let output = self.pipeline.postprocess(input, Outputs { results })?;
+        let output = tracing::info_span!("postprocess")
+            .in_scope(|| self.pipeline.postprocess(input, Outputs { results }))?;
         let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
         self.stages.preprocess.record(timings.pre.as_secs_f64());
         self.stages.postprocess.record(timings.post.as_secs_f64());

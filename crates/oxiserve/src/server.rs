@@ -10,7 +10,6 @@
 //! then both servers stop accepting connections; Ctrl-C skips the wait. In-flight requests finish, each
 //! within its deadline.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,10 +43,10 @@ struct Cli {
 pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
     let cli = Cli::parse();
     let outcome = match Config::load(cli.config.as_deref()) {
-        Ok(config) => {
-            init_logging(&config.log.filter);
-            serve(pipeline, config).await
-        }
+        Ok(config) => match telemetry::init(&config.log, &config.telemetry, pipeline.name()) {
+            Ok(_telemetry) => serve(pipeline, config).await,
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     match outcome {
@@ -63,7 +62,9 @@ pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     let loader = Loader::new(&config).await?;
-    telemetry::install();
+    if config.telemetry.metrics {
+        telemetry::install();
+    }
     let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
     let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
     let listener = bind((config.http.host, config.http.port)).await?;
@@ -71,7 +72,7 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     let stop = Arc::new(Notify::new());
     let admin =
         config.admin.token.clone().map(|token| http::AdminAccess { loader: loader.clone(), token });
-    let router = http::router(Arc::clone(&engine), &config.http, admin);
+    let router = http::router(Arc::clone(&engine), &config, admin);
     let drain = {
         let engine = Arc::clone(&engine);
         move || engine.start_draining()
@@ -89,6 +90,11 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     };
     let mut servers =
         vec![tokio::spawn(http::serve(listener, router, until_stopped(stopped.clone())))];
+    if let Some(port) = config.telemetry.metrics_port.filter(|_| config.telemetry.metrics) {
+        let listener = bind((config.http.host, port)).await?;
+        let metrics = http::metrics_router();
+        servers.push(tokio::spawn(http::serve(listener, metrics, until_stopped(stopped.clone()))));
+    }
     if config.grpc.enabled {
         let address = (config.http.host, config.grpc.port);
         let listener = bind(address).await?;
@@ -151,16 +157,4 @@ async fn shutdown_signal(stop: Arc<Notify>, drain: impl FnOnce(), grace: Duratio
         }
         () = stop.notified() => {}
     }
-}
-
-/// Logs to stderr with `filter`, unless `RUST_LOG` is set.
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    // A second initialisation (several services in one test process) keeps the first.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }

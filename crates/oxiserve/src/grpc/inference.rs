@@ -15,7 +15,6 @@ use super::proto::inference::*;
 use crate::error::Error;
 use crate::http::status::StatusState;
 use crate::kserve::{self, codec};
-use crate::model::worker::CALL;
 use crate::tensor::Tensors;
 
 /// `inference.GRPCInferenceService` over the service's models.
@@ -108,7 +107,6 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let call = super::call_of(&request);
         let request = request.into_inner();
         let models = self.status.registry();
         let model = kserve::resolve(models, &request.model_name, version(&request.model_version))?;
@@ -139,7 +137,7 @@ impl GrpcInferenceService for Inference {
             }
         }
         let requested: Vec<String> = request.outputs.into_iter().map(|o| o.name).collect();
-        let outputs = CALL.scope(call, kserve::infer(&model, inputs, &requested)).await?;
+        let outputs = kserve::infer(&model, inputs, &requested).await?;
         let mut response = ModelInferResponse {
             model_name: model.name().to_string(),
             model_version: model.version().to_string(),

@@ -7,11 +7,14 @@
 //!   once shutdown starts;
 //! - server reflection, so `grpcurl` works without the `.proto` files.
 //!
+//! Every call runs in a `request` span with its request id, and is counted (`observe`).
+//!
 //! The messages and service traits are generated from `proto/` by `build.rs`. Errors become
 //! statuses in one place, the `From<&Error> for Status` below.
 
 pub(crate) mod contents;
 mod inference;
+mod observe;
 mod pipeline;
 
 use std::future::Future;
@@ -32,7 +35,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::http::problem::{self, Problem};
 use crate::http::status::StatusState;
-use crate::model::worker::Call;
 use crate::pipeline::Pipeline;
 
 /// The messages and services of `proto/`, generated at build time.
@@ -85,6 +87,7 @@ pub async fn serve<P: Pipeline>(
         .max_decoding_message_size(limits.body_limit_bytes);
     let served = Server::builder()
         .timeout(Duration::from_millis(limits.request_timeout_ms))
+        .layer(observe::ObserveLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -110,12 +113,6 @@ async fn report_health(reporter: HealthReporter, status: StatusState) {
         }
         tokio::time::sleep(HEALTH_POLL).await;
     }
-}
-
-/// The [`Call`] of a gRPC request: its `traceparent` metadata.
-fn call_of<T>(request: &tonic::Request<T>) -> Call {
-    let traceparent = request.metadata().get("traceparent").and_then(|v| v.to_str().ok());
-    Call { traceparent: traceparent.map(str::to_string) }
 }
 
 /// The crate's errors as gRPC statuses: the one place they are mapped. Server faults keep

@@ -11,7 +11,6 @@ use super::proto::pipeline::pipeline_server;
 use super::proto::pipeline::{ModelVersion, PredictRequest, PredictResponse};
 use crate::engine::Engine;
 use crate::http::json;
-use crate::model::worker::CALL;
 use crate::pipeline::Pipeline;
 
 /// `oxiserve.v1.Pipeline` over an engine.
@@ -32,12 +31,10 @@ impl<P: Pipeline> pipeline_server::Pipeline for Predictor<P> {
         &self,
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
-        let call = super::call_of(&request);
         let request = request.into_inner();
         let input: P::Input = json::parse(request.input_json.as_bytes())?;
         let version = request.model_version.as_ref().map(|v| (v.model.as_str(), v.version));
-        let answer = self.engine.answer(input, version);
-        let served = CALL.scope(call, answer).await.map_err(|e| Status::from(&*e))?;
+        let served = self.engine.answer(input, version).await.map_err(|e| Status::from(&*e))?;
         let answer = &served.answer;
         let output_json = String::from_utf8(answer.body.to_vec()).expect("serde_json writes UTF-8");
         let server_timing = served.server_timing();

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
 use utoipa::openapi::InfoBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -36,11 +37,12 @@ pub use self::metrics::PATH as METRICS_PATH;
 pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
 pub use self::status::{Health, ModelList};
-use crate::config::HttpConfig;
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::worker::{CALL, Call};
 use crate::pipeline::Pipeline;
+use crate::telemetry;
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -48,11 +50,12 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Where the API docs UI is served; its assets are inside the binary.
 pub const DOCS_PATH: &str = "/docs";
 
-/// The complete application for `engine`, with the limits of `config`, and the admin API when
-/// `admin` is given.
+/// The complete application for `engine`, with the limits of `config.http`, `GET /metrics`
+/// unless `config.telemetry` turns metrics off or gives them a port of their own, and the admin
+/// API when `admin` is given.
 pub fn router<P: Pipeline>(
     engine: Arc<Engine<P>>,
-    config: &HttpConfig,
+    config: &Config,
     admin: Option<AdminAccess>,
 ) -> Router {
     let admin = admin.map(|access| admin::routes(Arc::clone(&engine), access)).unwrap_or_default();
@@ -67,17 +70,27 @@ pub fn router<P: Pipeline>(
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some("Served by oxiserve. Errors are RFC 9457 problem+json."))
         .build();
+    let telemetry = &config.telemetry;
+    let metrics = if telemetry.metrics && telemetry.metrics_port.is_none() {
+        metrics_router()
+    } else {
+        Router::new()
+    };
     routes
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api))
         .merge(admin)
-        .route(METRICS_PATH, get(metrics::render))
+        .merge(metrics)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(config.request_timeout_ms, deadline))
-        .layer(middleware::from_fn(call_context))
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(config.http.request_timeout_ms, deadline))
+        .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
         .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(record_request))
+        .layer(middleware::from_fn(observe))
+}
+
+/// `GET /metrics` alone: what the metrics port (`telemetry.metrics_port`) serves.
+pub fn metrics_router() -> Router {
+    Router::new().route(METRICS_PATH, get(metrics::render))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
@@ -93,35 +106,30 @@ pub async fn serve(
         .map_err(|e| Error::io("serving HTTP", e))
 }
 
-/// Counts every request and its latency by route (the matched path, `unmatched` for none),
-/// method and status class, in `oxiserve_http_requests_total` and
+/// Runs every request inside its `request` span, with its id (echoed in `x-request-id`) and
+/// [`Call`] (the caller's `traceparent`, for remote models when spans are not exported), and
+/// counts it with its latency by route (the matched path, `unmatched` for none), method and
+/// status class, in `oxiserve_http_requests_total` and
 /// `oxiserve_http_request_duration_seconds`.
-async fn record_request(request: Request, next: Next) -> Response {
+async fn observe(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
     let method = request.method().to_string();
+    let id = telemetry::request_id(request.headers());
+    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default(), %method, %route);
+    telemetry::continue_trace(&span, request.headers());
+    let call = Call::from_headers(request.headers());
     let start = std::time::Instant::now();
-    let response = next.run(request).await;
+    let mut response = CALL.scope(call, next.run(request)).instrument(span).await;
     let status = format!("{}xx", response.status().as_u16() / 100);
     let labels = [("route", route), ("method", method), ("status", status)];
     ::metrics::counter!("oxiserve_http_requests_total", &labels).increment(1);
     ::metrics::histogram!("oxiserve_http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
+    response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
     response
-}
-
-/// Runs the request with its [`Call`] (the W3C `traceparent` header) in scope, so that the
-/// model runs it causes can pass it on to remote servers.
-async fn call_context(request: Request, next: Next) -> Response {
-    let call = Call { traceparent: header_text(request.headers(), "traceparent") };
-    CALL.scope(call, next.run(request)).await
-}
-
-/// A header's value, if it is present and text.
-fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_string)
 }
 
 /// The request header with which a client lowers its deadline, in milliseconds.

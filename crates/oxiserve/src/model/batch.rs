@@ -35,6 +35,17 @@ pub(super) struct Job {
     pub(super) queued_at: Instant,
 }
 
+impl Job {
+    /// Sends the job's answer. Its hold on the request's span goes first, so that the span
+    /// can end as soon as the request does.
+    pub(super) fn answer(self, ran: Result<Ran>) {
+        let Job { reply, span, .. } = self;
+        drop(span);
+        // A closed reply channel only means the client went away meanwhile.
+        let _ = reply.send(ran);
+    }
+}
+
 /// A job's outputs and where its time went.
 #[derive(Debug)]
 pub(crate) struct Ran {

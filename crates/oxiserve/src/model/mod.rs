@@ -26,6 +26,7 @@ pub use self::worker::RunStats;
 use crate::config::{ModelsConfig, RunConfig, VersionPolicy};
 use crate::error::{Error, Result};
 use crate::store::{LocalRepository, S3Mirror, Source};
+use crate::telemetry::VersionInfo;
 use crate::tensor::Tensors;
 
 /// One loaded, verified and warmed-up version of a model.
@@ -36,6 +37,8 @@ pub struct Model {
     /// For a remote model, whether its server answers.
     availability: Option<remote::Availability>,
     cached: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// Shows this version in `oxiserve_model_version_info` while it is loaded.
+    _info: VersionInfo,
 }
 
 impl Model {
@@ -74,7 +77,8 @@ impl Model {
             }
         };
         tracing::info!(model = name, version, sessions = config.sessions, "model loaded");
-        Ok(Self { manifest, backend, availability, cached: OnceLock::new() })
+        let info = VersionInfo::loaded(&manifest);
+        Ok(Self { manifest, backend, availability, cached: OnceLock::new(), _info: info })
     }
 
     /// Whether the model can run now: always for a local model; for a remote one, whether its
@@ -114,7 +118,7 @@ impl Model {
                 metrics.queue.record(ran.queued.as_secs_f64());
                 metrics.inference.record(ran.computed.as_secs_f64());
             }
-            Err(error) => metrics.failures(failure_reason(error)).increment(1),
+            Err(error) => metrics.failed(error),
         }
         ran
     }
@@ -169,16 +173,6 @@ impl Model {
             return Err(wrong(format!("the model has no input `{extra}`")));
         }
         Ok(())
-    }
-}
-
-/// The `reason` label of a failed run.
-fn failure_reason(error: &Error) -> &'static str {
-    match error {
-        Error::Overloaded => "overloaded",
-        Error::Timeout(_) => "timeout",
-        Error::RemoteUnavailable { .. } => "remote_unavailable",
-        _ => "inference",
     }
 }
 

@@ -36,6 +36,7 @@ use crate::grpc::proto::inference::{
 };
 use crate::kserve::codec;
 use crate::model::manifest::{Manifest, TensorSpec};
+use crate::telemetry;
 use crate::tensor::{DataType, Tensors};
 
 /// How often an unavailable model's server is asked whether the model is ready again, and how
@@ -239,10 +240,13 @@ impl RemoteModel {
         let config = &self.target.config;
         let mut wait = Duration::from_millis(config.backoff_ms);
         let mut attempt = 0;
+        // The calling span's context when spans are exported, else the caller's, unchanged.
+        let traceparent =
+            telemetry::traceparent(&tracing::Span::current()).or_else(|| call.traceparent.clone());
         loop {
             let mut outgoing = tonic::Request::new(request.clone());
             outgoing.set_timeout(Duration::from_millis(config.timeout_ms));
-            if let Some(value) = call.traceparent.as_deref().and_then(|t| t.parse().ok()) {
+            if let Some(value) = traceparent.as_deref().and_then(|t| t.parse().ok()) {
                 outgoing.metadata_mut().insert("traceparent", value);
             }
             match self.runtime.block_on(self.client.model_infer(outgoing)) {

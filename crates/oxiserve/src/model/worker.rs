@@ -32,8 +32,17 @@ pub(super) trait Runner: Send + 'static {
 /// What a run knows of the request (the first request's, for a batch).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Call {
-    /// The W3C `traceparent` of the request, passed on to remote servers.
+    /// The W3C `traceparent` of the request, passed on to remote servers when spans are not
+    /// exported (when they are, the calling span's own goes instead).
     pub(crate) traceparent: Option<String>,
+}
+
+impl Call {
+    /// The call of a request with `headers` (HTTP headers or gRPC metadata).
+    pub(crate) fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
+        Self { traceparent: traceparent.map(str::to_string) }
+    }
 }
 
 tokio::task_local! {
@@ -175,16 +184,14 @@ impl<R: Runner> Worker<R> {
             queued: start - job.queued_at,
             computed: start.elapsed(),
         });
-        // A closed reply channel only means the client went away meanwhile.
-        let _ = job.reply.send(ran);
+        job.answer(ran);
     }
 
     /// Runs several jobs as one batch; if the batch cannot be formed or fails, each job runs
     /// alone, so every client gets its own precise answer.
     fn answer_batch(&mut self, jobs: Vec<Job>) {
-        let span = jobs[0].span.clone();
         let start = Instant::now();
-        let outputs = span.in_scope(|| {
+        let outputs = jobs[0].span.clone().in_scope(|| {
             batch::merge(&jobs, &self.padding)
                 .and_then(|inputs| self.run_counted(&inputs, &jobs[0].call))
         });
@@ -193,7 +200,7 @@ impl<R: Runner> Worker<R> {
             Ok(parts) => {
                 for (job, tensors) in jobs.into_iter().zip(parts) {
                     let queued = start - job.queued_at;
-                    let _ = job.reply.send(Ok(Ran { tensors, queued, computed }));
+                    job.answer(Ok(Ran { tensors, queued, computed }));
                 }
             }
             Err(error) => {
@@ -203,10 +210,11 @@ impl<R: Runner> Worker<R> {
         }
     }
 
-    /// Runs the model and counts the run.
+    /// Runs the model in an `inference` span and counts the run.
     fn run_counted(&mut self, inputs: &Tensors, call: &Call) -> Result<Tensors> {
-        let outputs = self.runner.run(inputs, call)?;
         let rows = inputs.values().next().map_or(0, Tensor::rows);
+        let outputs =
+            tracing::info_span!("inference", rows).in_scope(|| self.runner.run(inputs, call))?;
         self.stats.record(rows);
         self.metrics.batch_rows.record(rows as f64);
         Ok(outputs)

@@ -24,6 +24,7 @@ use super::LocalRepository;
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 use crate::model::manifest::{self, FileEntry, Manifest};
+use crate::telemetry;
 
 /// An S3 client configured from `config` and the standard AWS chain (environment, profile,
 /// instance role); the endpoint from `config.endpoint` or `AWS_ENDPOINT_URL`. Custom endpoints
@@ -135,7 +136,7 @@ impl S3Mirror {
             .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
         try_join_all(manifest.files.iter().map(|(file, entry)| {
             let key = self.key(&format!("{base}{file}"));
-            self.download(key, staging.join(file), entry)
+            self.download(model, key, staging.join(file), entry)
         }))
         .await?;
         let write = |path: PathBuf, bytes: Vec<u8>| async move {
@@ -159,8 +160,14 @@ impl S3Mirror {
         Ok(())
     }
 
-    /// Downloads one object to `path` unless a checked copy is already there.
-    async fn download(&self, key: String, path: PathBuf, entry: &FileEntry) -> Result<()> {
+    /// Downloads one object of `model` to `path` unless a checked copy is already there.
+    async fn download(
+        &self,
+        model: &str,
+        key: String,
+        path: PathBuf,
+        entry: &FileEntry,
+    ) -> Result<()> {
         if let Ok(existing) = tokio::fs::read(&path).await
             && entry.check(&existing).is_ok()
         {
@@ -187,6 +194,9 @@ impl S3Mirror {
         partial.push(".partial");
         let partial = PathBuf::from(partial);
         let result = self.stream_to(response.body, &partial, entry).await;
+        if result.is_ok() {
+            telemetry::store::downloaded(model, entry.size);
+        }
         let finished = match result {
             Ok(()) => tokio::fs::rename(&partial, &path)
                 .await

@@ -13,6 +13,7 @@
 //! ```
 
 mod mlserver;
+mod otlp;
 mod process;
 mod python;
 mod redis;
@@ -32,6 +33,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 pub use self::mlserver::{MlServer, SklearnModel};
+pub use self::otlp::{OtlpReceiver, ReceivedSpan};
 pub use self::process::{ServerProcess, free_port};
 pub use self::python::python_checks;
 pub use self::redis::RedisServer;
@@ -80,7 +82,7 @@ impl<P: Pipeline> TestApp<P> {
         let loader = Loader::new(&app.config).await?;
         if let Some(token) = app.config.admin.token.clone() {
             let admin = http::AdminAccess { loader: loader.clone(), token };
-            app.router = http::router(Arc::clone(&app.engine), &app.config.http, Some(admin));
+            app.router = http::router(Arc::clone(&app.engine), &app.config, Some(admin));
         }
         app.engine.load(&loader).await?;
         let interval = app.config.models.poll_interval;
@@ -97,7 +99,7 @@ impl<P: Pipeline> TestApp<P> {
         crate::telemetry::install();
         let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
         let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
-        let router = http::router(Arc::clone(&engine), &config.http, None);
+        let router = http::router(Arc::clone(&engine), &config, None);
         Ok(Self { engine, router, config, poller: None })
     }
 

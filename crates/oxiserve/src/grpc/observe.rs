@@ -1,0 +1,86 @@
+//! What every gRPC call gets around it, as the HTTP `observe` middleware gives requests: a
+//! `request` span with its request id (the caller's `x-request-id` metadata or a new one,
+//! echoed in the response metadata), the caller's trace context, and a count with its latency
+//! in `oxiserve_grpc_requests_total` and `oxiserve_grpc_request_duration_seconds` by method
+//! (the full path, `unmatched` for an unknown one) and status code.
+
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::http::{Request, Response};
+use futures_util::future::BoxFuture;
+use tonic::Code;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::model::worker::{CALL, Call};
+use crate::telemetry;
+
+/// Wraps each gRPC service in [`Observe`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
+    }
+}
+
+/// A gRPC service, observed.
+#[derive(Debug, Clone)]
+pub(super) struct Observe<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for Observe<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this call; the fresh one waits for the next.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let method = request.uri().path().to_string();
+        let id = telemetry::request_id(request.headers());
+        let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default(), rpc = %method);
+        telemetry::continue_trace(&span, request.headers());
+        let call = Call::from_headers(request.headers());
+        Box::pin(async move {
+            let start = Instant::now();
+            let mut answered = CALL.scope(call, inner.call(request)).instrument(span).await;
+            if let Ok(response) = &mut answered {
+                let code = status_code(response);
+                // Unknown methods are the caller's text: keep them out of the label values.
+                let method = if code == Code::Unimplemented { "unmatched".into() } else { method };
+                let labels = [("method", method), ("code", format!("{code:?}"))];
+                metrics::counter!("oxiserve_grpc_requests_total", &labels).increment(1);
+                metrics::histogram!("oxiserve_grpc_request_duration_seconds", &labels)
+                    .record(start.elapsed().as_secs_f64());
+                response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
+            }
+            answered
+        })
+    }
+}
+
+/// The call's status: a failed call is answered with `grpc-status` in the headers (a
+/// trailers-only response); a successful one sends it in the trailers, after the body.
+fn status_code<R>(response: &Response<R>) -> Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok()?.parse::<i32>().ok())
+        .map_or(Code::Ok, Code::from_i32)
+}

@@ -1,0 +1,185 @@
+//! The process-wide metrics recorder, rendered in the Prometheus text format at
+//! `GET /metrics`, and the metric handles the crate records into.
+//!
+//! Code anywhere in the crate records with the `metrics` macros; [`install`] makes the
+//! Prometheus recorder the global one, with histogram buckets from 100 µs to 10 s for every
+//! `_seconds` metric and powers of two for batch rows. Names start with `oxiserve_` and are
+//! listed in `docs/operations.md`. Until [`install`] runs (`telemetry.metrics = false`) the
+//! macros record nothing, at the cost of a check.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_process::Collector;
+
+use crate::error::Error;
+use crate::model::manifest::{MODEL_FILE, Manifest};
+
+/// Latency buckets, in seconds: sub-millisecond inference up to multi-second requests.
+const SECONDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Rows-per-run buckets.
+const ROWS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// The histogram of rows per model run.
+const BATCH_ROWS: &str = "oxiserve_model_batch_rows";
+
+/// Installs the Prometheus recorder as the global `metrics` recorder, once per process, and
+/// returns its handle. Call it before anything records: what is recorded earlier is lost. If
+/// the host program installed another recorder first, that one keeps the metrics and
+/// `/metrics` stays empty.
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), &ROWS)
+            })
+            .expect("the bucket lists are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        process().describe();
+        metrics::gauge!("oxiserve_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+/// Every metric recorded so far, in the Prometheus text format, with the process's resident
+/// memory, CPU seconds and open file descriptors read now.
+pub fn render() -> String {
+    let handle = install();
+    process().collect();
+    handle.render()
+}
+
+/// The collector of `oxiserve_process_*`: memory, CPU, file descriptors, threads, start time.
+fn process() -> &'static Collector {
+    static COLLECTOR: OnceLock<Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| Collector::new("oxiserve_"))
+}
+
+/// Why a model run failed, as the `reason` label of `oxiserve_model_failures_total`.
+const FAILURE_REASONS: [&str; 4] = ["overloaded", "timeout", "remote_unavailable", "inference"];
+
+/// The metrics of one model version, registered once at load so that requests record without
+/// building label sets.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelMetrics {
+    /// Time a job waited for a worker.
+    pub(crate) queue: Histogram,
+    /// Time the run took (the whole batch's when batched).
+    pub(crate) inference: Histogram,
+    /// Rows per run: batching at work when above one.
+    pub(crate) batch_rows: Histogram,
+    /// Jobs waiting, as a worker last saw the queue.
+    pub(crate) queue_depth: Gauge,
+    /// Failed runs, one counter per entry of [`FAILURE_REASONS`], all exported from the start
+    /// so that rates over them exist before the first failure.
+    failures: [Counter; FAILURE_REASONS.len()],
+}
+
+impl ModelMetrics {
+    /// The handles of `model` at `version`.
+    pub(crate) fn new(model: &str, version: u64) -> Self {
+        let (model, version) = (model.to_string(), version.to_string());
+        let stage = |stage: &'static str| {
+            metrics::histogram!("oxiserve_model_stage_seconds",
+                "model" => model.clone(), "version" => version.clone(), "stage" => stage)
+        };
+        let failures = FAILURE_REASONS.map(|reason| {
+            let counter = metrics::counter!("oxiserve_model_failures_total",
+                "model" => model.clone(), "version" => version.clone(), "reason" => reason);
+            counter.increment(0);
+            counter
+        });
+        Self {
+            queue: stage("queue"),
+            inference: stage("inference"),
+            batch_rows: metrics::histogram!(BATCH_ROWS,
+                "model" => model.clone(), "version" => version.clone()),
+            queue_depth: metrics::gauge!("oxiserve_model_queue_depth",
+                "model" => model, "version" => version),
+            failures,
+        }
+    }
+
+    /// Counts a failed run under the reason `error` stands for.
+    pub(crate) fn failed(&self, error: &Error) {
+        let reason = match error {
+            Error::Overloaded => 0,
+            Error::Timeout(_) => 1,
+            Error::RemoteUnavailable { .. } => 2,
+            _ => 3,
+        };
+        self.failures[reason].increment(1);
+    }
+}
+
+/// `oxiserve_model_version_info{model, version, sha256}`: 1 while a version is loaded, 0 once
+/// it is dropped. `sha256` is the first 12 hex digits of `model.onnx`'s checksum (`remote`
+/// for a model served by a remote server).
+#[derive(Debug)]
+pub(crate) struct VersionInfo(Gauge);
+
+impl VersionInfo {
+    /// Marks `manifest`'s version loaded.
+    pub(crate) fn loaded(manifest: &Manifest) -> Self {
+        let sha256 = manifest
+            .files
+            .get(MODEL_FILE)
+            .map_or_else(|| "remote".to_string(), |file| file.sha256.chars().take(12).collect());
+        let gauge = metrics::gauge!("oxiserve_model_version_info",
+            "model" => manifest.name.clone(), "version" => manifest.version.to_string(),
+            "sha256" => sha256);
+        gauge.set(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for VersionInfo {
+    fn drop(&mut self) {
+        self.0.set(0.0);
+    }
+}
+
+/// The model store's record of each model: sync attempts, failures by reason, the time of the
+/// last success and bytes downloaded.
+pub(crate) mod store {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// Counts one attempt to bring `model` up to date with the store.
+    pub(crate) fn attempted(model: &str) {
+        metrics::counter!("oxiserve_model_sync_attempts_total", "model" => model.to_string())
+            .increment(1);
+    }
+
+    /// Counts a failed sync of `model`: `unreachable` (the store did not answer) or `rejected`
+    /// (a published version failed its checks).
+    pub(crate) fn failed(model: &str, reason: &'static str) {
+        metrics::counter!("oxiserve_model_sync_failures_total",
+            "model" => model.to_string(), "reason" => reason)
+        .increment(1);
+    }
+
+    /// Records a successful sync of `model` now, as `oxiserve_model_last_sync_timestamp_seconds`
+    /// (Unix time; `time() - ` it is the age of the last success).
+    pub(crate) fn succeeded(model: &str) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!("oxiserve_model_last_sync_timestamp_seconds", "model" => model.to_string())
+            .set(now);
+    }
+
+    /// Counts `bytes` downloaded for `model`.
+    pub(crate) fn downloaded(model: &str, bytes: u64) {
+        metrics::counter!("oxiserve_model_download_bytes_total", "model" => model.to_string())
+            .increment(bytes);
+    }
+}

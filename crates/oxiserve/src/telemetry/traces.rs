@@ -1,0 +1,202 @@
+//! Logs and traces: the `tracing` subscriber a service runs with, request ids, and OTLP
+//! export with the W3C trace context in and out.
+//!
+//! Every request runs inside a `request` span that carries its `request_id` (the caller's
+//! `x-request-id`, or a new one), so every log line written while serving it names it. Lines
+//! are JSON by default, one object a line with the fields of every open span (`log.format =
+//! "json"`), or pretty for people (`"pretty"`). When `telemetry.otlp_endpoint` is set, spans
+//! also go to that OTLP/gRPC collector in batches: the request span continues the caller's
+//! `traceparent` ([`continue_trace`]) and a remote model server gets the `traceparent` of the
+//! span that calls it ([`traceparent`]).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::http::{HeaderMap, HeaderValue};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::Layered;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::config::{LogConfig, LogFormat, TelemetryConfig};
+use crate::error::{Error, Result};
+
+/// The header that carries a request's id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest caller-given request id kept; a longer or non-printable one is replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Whether spans are exported, so that trace context is worth reading and writing.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// The registry behind the filter, which the output layers see.
+type Filtered = Layered<EnvFilter, Registry>;
+
+/// The installed logging and tracing. Dropping it sends the spans still buffered to the
+/// collector.
+#[derive(Debug)]
+#[must_use = "dropping it stops the span export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans buffered so far to the collector and waits for it to take them.
+    pub fn flush(&self) -> Result<()> {
+        match &self.provider {
+            Some(provider) => provider
+                .force_flush()
+                .map_err(|e| Error::pipeline(format!("exporting spans failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            EXPORTING.store(false, Ordering::Release);
+            if let Err(error) = provider.shutdown() {
+                eprintln!("span export did not shut down cleanly: {error}");
+            }
+        }
+    }
+}
+
+/// Installs the process's `tracing` subscriber: lines to stderr in `log.format`, filtered by
+/// `log.filter` (or `RUST_LOG`), and spans exported over OTLP/gRPC as `service` when
+/// `telemetry.otlp_endpoint` is set. Call it inside the tokio runtime, once: a second call in
+/// the same process (several services in one test binary) keeps the first subscriber.
+pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Result<Telemetry> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    let lines = match log.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed(),
+    };
+    let provider = telemetry
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| {
+            let service = telemetry.service_name.as_deref().unwrap_or(service);
+            exporting_provider(endpoint, service)
+        })
+        .transpose()?;
+    let export = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("oxiserve")).boxed()
+    });
+    // The filter wraps the registry, so that what it rejects reaches no layer at all.
+    let layers: Vec<Box<dyn Layer<Filtered> + Send + Sync>> =
+        [Some(lines), export].into_iter().flatten().collect();
+    if tracing_subscriber::registry().with(filter).with(layers).try_init().is_ok()
+        && provider.is_some()
+    {
+        EXPORTING.store(true, Ordering::Release);
+    }
+    Ok(Telemetry { provider })
+}
+
+/// A tracer provider that batches spans to the OTLP/gRPC collector at `endpoint`.
+fn exporting_provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| {
+            let detail = format!("telemetry.otlp_endpoint `{endpoint}`: {e}");
+            Error::from(figment::Error::from(detail))
+        })?;
+    let resource = Resource::builder().with_service_name(service.to_string()).build();
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+}
+
+/// The id of a request: the caller's `x-request-id` when it is short printable text, else a
+/// new random one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|id| {
+            let bytes = id.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID
+                && bytes.iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            HeaderValue::from_str(&id).expect("a hex uuid is a valid header value")
+        })
+}
+
+/// Makes `span` a child of the caller's span named by the W3C `traceparent` in `headers`, when
+/// spans are exported and the header is valid.
+pub fn continue_trace(span: &Span, headers: &HeaderMap) {
+    if !EXPORTING.load(Ordering::Acquire) || !headers.contains_key("traceparent") {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    // Fails only when the span is disabled or already started; either way it stays a root.
+    let _ = span.set_parent(parent);
+}
+
+/// The W3C `traceparent` naming `span`, for a call it makes to another server; `None` when
+/// spans are not exported.
+pub fn traceparent(span: &Span) -> Option<String> {
+    if !EXPORTING.load(Ordering::Acquire) {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// HTTP headers (gRPC metadata among them) as an OpenTelemetry carrier.
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|key| key.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usable_caller_request_id_is_kept_and_others_are_replaced() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(value).unwrap());
+            request_id(&headers)
+        };
+        assert_eq!(with("order-42"), "order-42");
+        for unusable in ["", "has space", &"x".repeat(MAX_REQUEST_ID + 1)] {
+            let replaced = with(unusable);
+            assert_eq!(replaced.len(), 32, "{unusable:?} gives a new id");
+            assert!(replaced.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+}
