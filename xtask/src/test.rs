@@ -1,7 +1,8 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
 //! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
-//! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests), create
+//! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests,
+//! `prometheus` with `promtool` for the scrape test and the alert rules), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
 //! and the FastAPI baseline, checked against the service), check formatting, run clippy and rustdoc with warnings denied, then run every
@@ -16,9 +17,12 @@ use crate::{debian, setup, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Where Debian's prometheus package puts the server and its rule checker.
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
 /// Debian packages the tests run, each with a file that shows it is installed.
-const PACKAGES: [(&str, &str); 2] =
-    [("chromium", CHROMIUM), ("redis-server", "/usr/bin/redis-server")];
+const PACKAGES: [(&str, &str); 3] =
+    [("chromium", CHROMIUM), ("redis-server", "/usr/bin/redis-server"), ("prometheus", PROMETHEUS)];
 /// The virtual environment of the Python tools the tests call.
 const TEST_VENV: &str = ".cache/test-venv";
 
@@ -41,6 +45,8 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     }
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
+    let _prometheus = sh.push_env("PROMETHEUS", PROMETHEUS);
+    let _promtool = sh.push_env("PROMTOOL", PROMTOOL);
     let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
     let _baseline = sh.push_env("BASELINE_PYTHON", &baseline);
     let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));

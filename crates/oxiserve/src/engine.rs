@@ -33,6 +33,8 @@ pub struct Engine<P> {
     draining: AtomicBool,
     cache: Option<ResponseCache>,
     stages: PipelineStages,
+    /// `oxiserve_ready`: 1 from the end of [`Engine::load`] until draining starts.
+    ready_gauge: metrics::Gauge,
 }
 
 /// The pipeline's own stages, as `oxiserve_pipeline_stage_seconds{pipeline, stage}`.
@@ -117,6 +119,9 @@ impl<P: Pipeline> Engine<P> {
     pub fn new(pipeline: P) -> Self {
         let models = Models::new(pipeline.models());
         let stages = PipelineStages::new(pipeline.name());
+        let ready_gauge =
+            metrics::gauge!("oxiserve_ready", "pipeline" => pipeline.name().to_string());
+        ready_gauge.set(0.0);
         Self {
             pipeline,
             models,
@@ -124,6 +129,7 @@ impl<P: Pipeline> Engine<P> {
             draining: AtomicBool::new(false),
             cache: None,
             stages,
+            ready_gauge,
         }
     }
 
@@ -187,6 +193,7 @@ impl<P: Pipeline> Engine<P> {
     /// requests that still arrive are served.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+        self.ready_gauge.set(0.0);
     }
 
     /// Serves one request end to end and serialises the output as JSON, through the response
@@ -243,6 +250,7 @@ impl<P: Pipeline> Engine<P> {
                 .map_err(|e| Error::pipeline(format!("the warm-up request failed: {e}")))?;
         }
         self.ready.store(true, Ordering::Release);
+        self.ready_gauge.set(1.0);
         tracing::info!(service = self.pipeline.name(), "ready");
         Ok(())
     }

@@ -91,14 +91,21 @@ fn start_service(env: &[(&str, &str)]) -> (std::process::Child, String, LogLines
     let mut child = command.spawn().expect("the service binary starts");
     let stderr = child.stderr.take().unwrap();
     let mut lines: LogLines = Box::new(BufReader::new(stderr).lines().map_while(Result::ok));
+    // The first address logged is the HTTP listener's.
     let address = lines
         .by_ref()
-        .find_map(|line| {
-            line.split("address=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_string())
-        })
+        .find_map(|line| log_line(&line)["fields"]["address"].as_str().map(str::to_string))
         .expect("the service logs its address");
-    assert!(lines.by_ref().any(|line| line.contains(" ready ")), "the service reports ready");
+    assert!(
+        lines.by_ref().any(|line| log_line(&line)["fields"]["message"] == "ready"),
+        "the service reports ready"
+    );
     (child, address, lines)
+}
+
+/// A log line of the service: one JSON object, as production logs are by default.
+fn log_line(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"))
 }
 
 /// Sends SIGTERM to `child`.
@@ -111,13 +118,46 @@ fn terminate(child: &std::process::Child) {
 const BODY: &str = r#"{"island": "Dream", "bill_length_mm": 49.0}"#;
 
 #[test]
+fn every_log_line_of_a_request_names_its_request_id() {
+    use std::io::{Read, Write};
+    let (mut child, address, mut lines) = start_service(&[("RUST_LOG", "info,oxiserve=debug")]);
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let request = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         x-request-id: log-test-7\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.to_lowercase().contains("x-request-id: log-test-7"), "echoed: {reply}");
+    // The access line, written inside the request's span.
+    let answered = lines
+        .by_ref()
+        .map(|line| log_line(&line))
+        .find(|line| line["fields"]["message"] == "answered")
+        .expect("the request is logged at debug level");
+    let request_span = &answered["spans"][0];
+    assert_eq!(request_span["name"], "request", "{answered}");
+    assert_eq!(request_span["request_id"], "log-test-7", "{answered}");
+    assert_eq!(request_span["route"], "/v1/predict", "{answered}");
+    assert_eq!(answered["fields"]["status"], 200, "{answered}");
+    terminate(&child);
+    child.wait().unwrap();
+}
+
+#[test]
 fn sigterm_turns_readiness_off_then_stops_cleanly() {
     let (mut child, address, mut lines) =
         start_service(&[("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "1500")]);
     assert_eq!(http_status(&address, "GET", "/health/ready", ""), 200);
 
     terminate(&child);
-    assert!(lines.by_ref().any(|line| line.contains("SIGTERM")), "the signal is logged");
+    let signal_logged = lines.by_ref().any(|line| {
+        log_line(&line)["fields"]["message"].as_str().is_some_and(|m| m.starts_with("SIGTERM"))
+    });
+    assert!(signal_logged, "the signal is logged");
     assert_eq!(
         http_status(&address, "GET", "/health/ready", ""),
         503,

@@ -1,6 +1,7 @@
 //! What every gRPC call gets around it, as the HTTP `observe` middleware gives requests: a
 //! `request` span with its request id (the caller's `x-request-id` metadata or a new one,
-//! echoed in the response metadata), the caller's trace context, and a count with its latency
+//! echoed in the response metadata), the caller's trace context, an `answered` line at debug
+//! level, and a count with its latency
 //! in `oxiserve_grpc_requests_total` and `oxiserve_grpc_request_duration_seconds` by method
 //! (the full path, `unmatched` for an unknown one) and status code.
 
@@ -59,9 +60,15 @@ where
         let call = Call::from_headers(request.headers());
         Box::pin(async move {
             let start = Instant::now();
-            let mut answered = CALL.scope(call, inner.call(request)).instrument(span).await;
+            let answer = async {
+                let answered = CALL.scope(call, inner.call(request)).await;
+                let code = answered.as_ref().map_or(Code::Unknown, status_code);
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                tracing::debug!(code = ?code, ms, "answered");
+                (answered, code)
+            };
+            let (mut answered, code) = answer.instrument(span).await;
             if let Ok(response) = &mut answered {
-                let code = status_code(response);
                 // Unknown methods are the caller's text: keep them out of the label values.
                 let method = if code == Code::Unimplemented { "unmatched".into() } else { method };
                 let labels = [("method", method), ("code", format!("{code:?}"))];

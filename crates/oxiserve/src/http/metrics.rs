@@ -13,5 +13,5 @@ pub const PATH: &str = "/metrics";
 
 /// Renders every metric recorded so far.
 pub(super) async fn render() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], telemetry::install().render())
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], telemetry::render())
 }

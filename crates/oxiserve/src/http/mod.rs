@@ -107,8 +107,8 @@ pub async fn serve(
 }
 
 /// Runs every request inside its `request` span, with its id (echoed in `x-request-id`) and
-/// [`Call`] (the caller's `traceparent`, for remote models when spans are not exported), and
-/// counts it with its latency by route (the matched path, `unmatched` for none), method and
+/// [`Call`] (the caller's `traceparent`, for remote models when spans are not exported), logs
+/// it at debug level (`answered`, with status and milliseconds), and counts it with its latency by route (the matched path, `unmatched` for none), method and
 /// status class, in `oxiserve_http_requests_total` and
 /// `oxiserve_http_request_duration_seconds`.
 async fn observe(request: Request, next: Next) -> Response {
@@ -122,12 +122,17 @@ async fn observe(request: Request, next: Next) -> Response {
     telemetry::continue_trace(&span, request.headers());
     let call = Call::from_headers(request.headers());
     let start = std::time::Instant::now();
-    let mut response = CALL.scope(call, next.run(request)).instrument(span).await;
+    let answer = async {
+        let response = CALL.scope(call, next.run(request)).await;
+        let elapsed = start.elapsed().as_secs_f64();
+        tracing::debug!(status = response.status().as_u16(), ms = elapsed * 1e3, "answered");
+        (response, elapsed)
+    };
+    let (mut response, elapsed) = answer.instrument(span).await;
     let status = format!("{}xx", response.status().as_u16() / 100);
     let labels = [("route", route), ("method", method), ("status", status)];
     ::metrics::counter!("oxiserve_http_requests_total", &labels).increment(1);
-    ::metrics::histogram!("oxiserve_http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
+    ::metrics::histogram!("oxiserve_http_request_duration_seconds", &labels).record(elapsed);
     response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
     response
 }

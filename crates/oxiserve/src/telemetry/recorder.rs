@@ -155,18 +155,30 @@ impl Drop for VersionInfo {
 pub(crate) mod store {
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    /// Counts one attempt to bring `model` up to date with the store.
+    /// Why a sync failed: the store did not answer, or a published version failed its checks.
+    const REASONS: [&str; 2] = ["unreachable", "rejected"];
+
+    /// Counts one attempt to bring `model` up to date with the store. The failure and
+    /// download counters are exported from the first attempt on, at 0, so that rates over
+    /// them exist.
     pub(crate) fn attempted(model: &str) {
         metrics::counter!("oxiserve_model_sync_attempts_total", "model" => model.to_string())
             .increment(1);
+        for reason in REASONS {
+            failures(model, reason).increment(0);
+        }
+        downloaded(model, 0);
     }
 
-    /// Counts a failed sync of `model`: `unreachable` (the store did not answer) or `rejected`
-    /// (a published version failed its checks).
+    /// Counts a failed sync of `model` for `reason`, one of `unreachable` and `rejected`.
     pub(crate) fn failed(model: &str, reason: &'static str) {
+        debug_assert!(REASONS.contains(&reason), "an unknown sync failure reason");
+        failures(model, reason).increment(1);
+    }
+
+    fn failures(model: &str, reason: &'static str) -> metrics::Counter {
         metrics::counter!("oxiserve_model_sync_failures_total",
             "model" => model.to_string(), "reason" => reason)
-        .increment(1);
     }
 
     /// Records a successful sync of `model` now, as `oxiserve_model_last_sync_timestamp_seconds`

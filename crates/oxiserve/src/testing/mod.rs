@@ -15,6 +15,7 @@
 mod mlserver;
 mod otlp;
 mod process;
+mod prometheus;
 mod python;
 mod redis;
 mod s3;
@@ -35,6 +36,7 @@ use tower::ServiceExt;
 pub use self::mlserver::{MlServer, SklearnModel};
 pub use self::otlp::{OtlpReceiver, ReceivedSpan};
 pub use self::process::{ServerProcess, free_port};
+pub use self::prometheus::PrometheusServer;
 pub use self::python::python_checks;
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
