@@ -23,7 +23,8 @@
 //!   reflection.
 //! - [`cache`]: the response cache, keyed on the input and the model versions, single flight,
 //!   in process and optionally shared through Redis.
-//! - [`telemetry`]: the metrics recorder behind `/metrics`.
+//! - [`telemetry`]: the metrics recorder behind `/metrics`, logs with request ids, and span
+//!   export over OTLP.
 //! - [`config`]: the one [`Config`], from defaults, TOML and `OXISERVE_*` variables.
 //! - [`error`]: the one [`Error`] type.
 //! - [`server`]: start-up order, signals and shutdown.

@@ -148,6 +148,21 @@ fn every_log_line_of_a_request_names_its_request_id() {
 }
 
 #[test]
+fn a_metrics_port_serves_metrics_and_the_traffic_port_does_not() {
+    let port = oxiserve::testing::free_port().unwrap();
+    let (mut child, address, _lines) =
+        start_service(&[("OXISERVE_TELEMETRY__METRICS_PORT", &port.to_string())]);
+    assert_eq!(http_status(&address, "POST", "/v1/predict", BODY), 200);
+    assert_eq!(http_status(&address, "GET", "/metrics", ""), 404);
+    let (status, metrics) =
+        common::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"oxiserve_http_requests_total{route="/v1/predict""#), "{metrics}");
+    terminate(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
 fn sigterm_turns_readiness_off_then_stops_cleanly() {
     let (mut child, address, mut lines) =
         start_service(&[("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "1500")]);
