@@ -52,11 +52,20 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// The `service.name` of exported spans; unset: the pipeline's name.
     pub service_name: Option<String>,
+    /// Which spans are exported, as a `tracing` filter. The default takes the request span
+    /// and oxiserve's stage spans (debug level, so that logs at `info` do not pay for them).
+    pub trace_filter: String,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { metrics: true, metrics_port: None, otlp_endpoint: None, service_name: None }
+        Self {
+            metrics: true,
+            metrics_port: None,
+            otlp_endpoint: None,
+            service_name: None,
+            trace_filter: "info,oxiserve=debug".into(),
+        }
     }
 }
 

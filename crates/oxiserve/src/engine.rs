@@ -484,11 +484,11 @@ impl<P: Pipeline> Engine<P> {
 
     async fn run(&self, input: P::Input, models: &Models) -> Result<Answer<P::Output>> {
         let start = Instant::now();
-        let inference = tracing::info_span!("preprocess")
+        let inference = tracing::debug_span!("preprocess")
             .in_scope(|| self.pipeline.preprocess(&input, models))?;
         let pre = start.elapsed();
         let runs = try_join_all(inference.runs.into_iter().map(|run| {
-            let span = tracing::info_span!(
+            let span = tracing::debug_span!(
                 "model",
                 model = run.model.name(),
                 version = run.model.version()
@@ -507,7 +507,7 @@ impl<P: Pipeline> Engine<P> {
         let results: Vec<ModelOutput> = runs.into_iter().map(|(output, _, _)| output).collect();
         let versions =
             results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
-        let output = tracing::info_span!("postprocess")
+        let output = tracing::debug_span!("postprocess")
             .in_scope(|| self.pipeline.postprocess(input, Outputs { results }))?;
         let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
         self.stages.preprocess.record(timings.pre.as_secs_f64());

@@ -32,9 +32,11 @@ const WARM_UP_SECONDS: u64 = 2;
 
 /// A server under test, in its own process group so that stopping it stops its workers too.
 pub(super) struct Server {
-    name: &'static str,
+    /// What results call it.
+    pub(super) name: &'static str,
     child: Child,
-    port: u16,
+    /// Where it listens, on 127.0.0.1.
+    pub(super) port: u16,
 }
 
 impl Drop for Server {
@@ -68,7 +70,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
 
     let models = root.join("services").join(service).join("models");
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let rust = start_rust(root, service, &models, &library, 0)?;
+    let rust = start_rust(root, service, &models, &library, 0, ("oxiserve", &[]))?;
     wait_ready(&rust)?;
     // The ceiling answers with a real response of this service, so payloads are the same.
     let response = target_dir(root).join("bench-response.json");
@@ -102,16 +104,8 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     drop(servers);
 
     let ratios = ratios(&runs, &args.connections);
-    let timestamp = cmd!(sh, "date -u +%Y%m%dT%H%M%SZ").read()?;
-    let results = json!({
-        "timestamp": timestamp,
-        "service": service,
-        "command": format!(
-            "cargo xtask bench --service {service} --duration {} --connections {}",
-            args.duration,
-            args.connections.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-        ),
-        "machine": machine(&sh)?,
+    let command = format!("cargo xtask bench --service {service} {}", args.load_flags());
+    let fields = json!({
         "fastapi_workers": workers,
         "runs": runs.iter().map(|r| json!({
             "server": r.server,
@@ -122,15 +116,14 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         "peak_rss": peak_rss,
         "ratios": ratios,
     });
-    let path = root.join("bench/results").join(format!("{timestamp}.json"));
-    std::fs::create_dir_all(path.parent().expect("the results path has a parent"))?;
-    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")?;
+    let results = super::results(&sh, service, command, fields)?;
+    let path = super::save(root, &results, "")?;
     let svg = chart(service, &runs, &args.connections, &results["machine"]);
     std::fs::write(path.with_extension("svg"), &svg)?;
     std::fs::write(root.join("docs/bench-http.svg"), &svg)?;
     let table = table(&results, &runs, &ratios);
     println!("{table}");
-    update_docs(&root.join("docs/benchmarks.md"), &table)?;
+    update_docs(&root.join("docs/benchmarks.md"), "http", &table)?;
     eprintln!("bench: results in {}, table in docs/benchmarks.md", path.display());
     Ok(())
 }
@@ -162,13 +155,16 @@ fn chart(service: &str, runs: &[Run], connections: &[u32], machine: &Value) -> S
     chart::render(&title, connections, &lines)
 }
 
-/// The service's release binary with its models, cache off, gRPC on `grpc_port` (0: any).
+/// The service's release binary with its models, cache off, gRPC on `grpc_port` (0: any),
+/// logging warnings only, with the further `settings` (environment variables); its results
+/// go under `name`.
 pub(super) fn start_rust(
     root: &Path,
     service: &str,
     models: &Path,
     library: &Path,
     grpc_port: u16,
+    (name, settings): (&'static str, &[(&str, &str)]),
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
     let mut command = Command::new(target_dir(root).join("release").join(service));
@@ -180,8 +176,9 @@ pub(super) fn start_rust(
         .env("OXISERVE_MODELS__URI", models)
         .env("OXISERVE_LOG__FILTER", "warn")
         // Equal work: the peers have no response cache, and the load repeats one body.
-        .env("OXISERVE_CACHE__CAPACITY", "0");
-    spawn("oxiserve", command, port)
+        .env("OXISERVE_CACHE__CAPACITY", "0")
+        .envs(settings.iter().copied());
+    spawn(name, command, port)
 }
 
 fn start_python(
@@ -264,7 +261,7 @@ pub(super) fn wait_ready(server: &Server) -> anyhow::Result<()> {
 }
 
 /// One wrk run; returns the report its script prints.
-fn drive(
+pub(super) fn drive(
     root: &Path,
     body: &Path,
     port: u16,
@@ -426,15 +423,15 @@ fn table(results: &Value, runs: &[Run], ratios: &[Value]) -> String {
     text
 }
 
-/// Replaces the text between the `bench:http` markers of `docs` with `table`.
-fn update_docs(docs: &Path, table: &str) -> anyhow::Result<()> {
-    const START: &str = "<!-- bench:http:start -->\n";
-    const END: &str = "<!-- bench:http:end -->";
+/// Replaces the text between the `bench:<marker>` markers of `docs` with `table`.
+pub(super) fn update_docs(docs: &Path, marker: &str, table: &str) -> anyhow::Result<()> {
+    let start_marker = format!("<!-- bench:{marker}:start -->\n");
+    let end_marker = format!("<!-- bench:{marker}:end -->");
     let text = std::fs::read_to_string(docs)?;
-    let (Some(start), Some(end)) = (text.find(START), text.find(END)) else {
-        bail!("{} lacks the bench:http markers", docs.display());
+    let (Some(start), Some(end)) = (text.find(&start_marker), text.find(&end_marker)) else {
+        bail!("{} lacks the bench:{marker} markers", docs.display());
     };
-    let updated = format!("{}{START}{table}{}", &text[..start], &text[end..]);
+    let updated = format!("{}{start_marker}{table}{}", &text[..start], &text[end..]);
     std::fs::write(docs, updated)?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use super::Args;
-use super::http::{free_port, machine, start_rust, target_dir, wait_ready};
+use super::http::{free_port, start_rust, target_dir, wait_ready};
 use crate::{setup, venv};
 
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
@@ -29,7 +29,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let model = models.join(&args.model);
     let version = newest_version(&model)?;
     let grpc_port = free_port()?;
-    let server = start_rust(root, service, &models, &library, grpc_port)?;
+    let server = start_rust(root, service, &models, &library, grpc_port, ("oxiserve", &[]))?;
     wait_ready(&server)?;
 
     let bench = target_dir(root).join("release/examples/kserve_bench");
@@ -46,7 +46,6 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()
         .context(output.clone())?;
 
-    let timestamp = cmd!(sh, "date -u +%Y%m%dT%H%M%SZ").read()?;
     let mut ratios = Vec::new();
     println!(
         "| concurrency | throughput oxiserve / MLServer | p99 MLServer / oxiserve | oxiserve req/s, p99 | MLServer req/s, p99 |"
@@ -70,21 +69,14 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         );
         ratios.push(json!({"concurrency": concurrency, "throughput": throughput, "p99": latency}));
     }
-    let results = json!({
-        "timestamp": timestamp,
-        "service": service,
-        "model": args.model,
-        "command": format!(
-            "cargo xtask bench --kserve --service {service} --model {} --duration {seconds} --connections {counts}",
-            args.model
-        ),
-        "machine": machine(&sh)?,
-        "runs": runs,
-        "ratios": ratios,
-    });
-    let path = root.join("bench/results").join(format!("{timestamp}-kserve.json"));
-    std::fs::create_dir_all(path.parent().expect("the results path has a parent"))?;
-    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")?;
+    let command = format!(
+        "cargo xtask bench --kserve --service {service} --model {} {}",
+        args.model,
+        args.load_flags()
+    );
+    let fields = json!({"model": args.model, "runs": runs, "ratios": ratios});
+    let results = super::results(&sh, service, command, fields)?;
+    let path = super::save(root, &results, "-kserve")?;
     eprintln!("bench: results in {}", path.display());
     Ok(())
 }

@@ -9,13 +9,17 @@
 //!   criterion (`-- --quick`, `-- cache`).
 //! - With `--kserve`, KServe v2 gRPC infer throughput against MLServer on the same trained
 //!   model (`kserve`).
+//! - With `--telemetry`, the service's throughput with its telemetry defaults against metrics
+//!   off and everything off (`telemetry`).
 
 mod chart;
 mod http;
 mod kserve;
+mod telemetry;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use crate::setup;
@@ -39,6 +43,9 @@ pub(crate) struct Args {
     /// the concurrent clients).
     #[arg(long, conflicts_with = "engine")]
     kserve: bool,
+    /// Measure what telemetry costs: defaults against metrics off and everything off.
+    #[arg(long, conflicts_with_all = ["engine", "kserve"])]
+    telemetry: bool,
     /// With `--kserve`: the model to call.
     #[arg(long, default_value = "penguins-linear")]
     model: String,
@@ -51,6 +58,9 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     if args.kserve {
         return kserve::run(root, args);
     }
+    if args.telemetry {
+        return telemetry::run(root, args);
+    }
     if !args.engine {
         return http::run(root, args);
     }
@@ -61,4 +71,36 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let criterion = &args.criterion;
     cmd!(sh, "cargo bench --package tabular-scoring --benches -- {criterion...}").run()?;
     Ok(())
+}
+
+/// A run's results: `fields` after what every run records (when, the service, `command` to
+/// repeat it, the machine). The first key is `timestamp`, which names the file.
+fn results(sh: &Shell, service: &str, command: String, fields: Value) -> anyhow::Result<Value> {
+    let mut results = json!({
+        "timestamp": cmd!(sh, "date -u +%Y%m%dT%H%M%SZ").read()?,
+        "service": service,
+        "command": command,
+        "machine": http::machine(sh)?,
+    });
+    if let (Some(all), Value::Object(fields)) = (results.as_object_mut(), fields) {
+        all.extend(fields);
+    }
+    Ok(results)
+}
+
+/// Writes `results` to `bench/results/<timestamp><suffix>.json` and returns the path.
+fn save(root: &Path, results: &Value, suffix: &str) -> anyhow::Result<PathBuf> {
+    let timestamp = results["timestamp"].as_str().unwrap_or("undated");
+    let path = root.join("bench/results").join(format!("{timestamp}{suffix}.json"));
+    std::fs::create_dir_all(path.parent().expect("the results path has a parent"))?;
+    std::fs::write(&path, serde_json::to_string_pretty(results)? + "\n")?;
+    Ok(path)
+}
+
+impl Args {
+    /// `--duration N --connections A,B,...` as given, for the command that repeats a run.
+    fn load_flags(&self) -> String {
+        let connections: Vec<String> = self.connections.iter().map(u32::to_string).collect();
+        format!("--duration {} --connections {}", self.duration, connections.join(","))
+    }
 }

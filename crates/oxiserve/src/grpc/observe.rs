@@ -5,6 +5,7 @@
 //! in `oxiserve_grpc_requests_total` and `oxiserve_grpc_request_duration_seconds` by method
 //! (the full path, `unmatched` for an unknown one) and status code.
 
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,7 +16,37 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::model::worker::{CALL, Call};
-use crate::telemetry;
+use crate::telemetry::{self, RequestMetrics};
+
+/// The counters and histograms of gRPC calls.
+static METRICS: LazyLock<RequestMetrics> = LazyLock::new(|| {
+    RequestMetrics::new(
+        "oxiserve_grpc_requests_total",
+        "oxiserve_grpc_request_duration_seconds",
+        &["method", "code"],
+    )
+});
+
+/// The `code` label of each status code, as tonic's `Code` names them.
+const CODE_NAMES: [&str; 17] = [
+    "Ok",
+    "Cancelled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
 
 /// Wraps each gRPC service in [`Observe`].
 #[derive(Debug, Clone, Copy)]
@@ -70,11 +101,9 @@ where
             let (mut answered, code) = answer.instrument(span).await;
             if let Ok(response) = &mut answered {
                 // Unknown methods are the caller's text: keep them out of the label values.
-                let method = if code == Code::Unimplemented { "unmatched".into() } else { method };
-                let labels = [("method", method), ("code", format!("{code:?}"))];
-                metrics::counter!("oxiserve_grpc_requests_total", &labels).increment(1);
-                metrics::histogram!("oxiserve_grpc_request_duration_seconds", &labels)
-                    .record(start.elapsed().as_secs_f64());
+                let method = if code == Code::Unimplemented { "unmatched" } else { &method };
+                let code = CODE_NAMES.get(code as usize).unwrap_or(&"Unknown");
+                METRICS.record(&[method, code], start.elapsed().as_secs_f64());
                 response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
             }
             answered
@@ -90,4 +119,17 @@ fn status_code<R>(response: &Response<R>) -> Code {
         .get("grpc-status")
         .and_then(|value| value.to_str().ok()?.parse::<i32>().ok())
         .map_or(Code::Ok, Code::from_i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_names_are_tonics() {
+        for (number, name) in CODE_NAMES.iter().enumerate() {
+            let code = Code::from_i32(i32::try_from(number).unwrap());
+            assert_eq!(format!("{code:?}"), *name);
+        }
+    }
 }

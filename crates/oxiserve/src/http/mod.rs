@@ -12,7 +12,7 @@ pub(crate) mod problem;
 pub(crate) mod status;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -42,7 +42,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::worker::{CALL, Call};
 use crate::pipeline::Pipeline;
-use crate::telemetry;
+use crate::telemetry::{self, RequestMetrics};
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -112,13 +112,24 @@ pub async fn serve(
 /// status class, in `oxiserve_http_requests_total` and
 /// `oxiserve_http_request_duration_seconds`.
 async fn observe(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
-    let method = request.method().to_string();
+    static METRICS: LazyLock<RequestMetrics> = LazyLock::new(|| {
+        RequestMetrics::new(
+            "oxiserve_http_requests_total",
+            "oxiserve_http_request_duration_seconds",
+            &["route", "method", "status"],
+        )
+    });
+    const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let id = telemetry::request_id(request.headers());
-    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default(), %method, %route);
+    let route_label = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        %method,
+        route = route_label
+    );
     telemetry::continue_trace(&span, request.headers());
     let call = Call::from_headers(request.headers());
     let start = std::time::Instant::now();
@@ -129,10 +140,8 @@ async fn observe(request: Request, next: Next) -> Response {
         (response, elapsed)
     };
     let (mut response, elapsed) = answer.instrument(span).await;
-    let status = format!("{}xx", response.status().as_u16() / 100);
-    let labels = [("route", route), ("method", method), ("status", status)];
-    ::metrics::counter!("oxiserve_http_requests_total", &labels).increment(1);
-    ::metrics::histogram!("oxiserve_http_request_duration_seconds", &labels).record(elapsed);
+    let class = CLASSES.get(usize::from(response.status().as_u16() / 100)).unwrap_or(&"0xx");
+    METRICS.record(&[route_label, method.as_str(), class], elapsed);
     response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
     response
 }

@@ -214,7 +214,7 @@ impl<R: Runner> Worker<R> {
     fn run_counted(&mut self, inputs: &Tensors, call: &Call) -> Result<Tensors> {
         let rows = inputs.values().next().map_or(0, Tensor::rows);
         let outputs =
-            tracing::info_span!("inference", rows).in_scope(|| self.runner.run(inputs, call))?;
+            tracing::debug_span!("inference", rows).in_scope(|| self.runner.run(inputs, call))?;
         self.stats.record(rows);
         self.metrics.batch_rows.record(rows as f64);
         Ok(outputs)

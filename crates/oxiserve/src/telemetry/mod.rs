@@ -3,14 +3,18 @@
 //! - `recorder`: the Prometheus metrics recorder behind `GET /metrics`, with the process and
 //!   build metrics, and the handles the crate records model runs and model store syncs into.
 //!   Every name starts with `oxiserve_` and is listed in `docs/operations.md`.
+//! - `requests`: request counters and latency histograms by route, method and status, kept
+//!   per label set so that a request records without allocating.
 //! - `traces`: the `tracing` subscriber (JSON or pretty lines), request ids, and span export
 //!   over OTLP with the W3C trace context carried in from callers and out to remote models.
 
 mod recorder;
+mod requests;
 mod traces;
 
 pub(crate) use self::recorder::{ModelMetrics, VersionInfo, store};
 pub use self::recorder::{install, render};
+pub(crate) use self::requests::RequestMetrics;
 pub use self::traces::{
     REQUEST_ID_HEADER, Telemetry, continue_trace, init, request_id, traceparent,
 };

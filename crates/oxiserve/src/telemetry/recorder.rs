@@ -25,6 +25,9 @@ const SECONDS: [f64; 16] = [
 /// Rows-per-run buckets.
 const ROWS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The histogram of rows per model run.
 const BATCH_ROWS: &str = "oxiserve_model_batch_rows";
 
@@ -45,6 +48,18 @@ pub fn install() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        // Histogram samples wait in a list until folded into buckets; fold them every few
+        // seconds, so that memory stays flat when nobody scrapes.
+        let upkeep = handle.clone();
+        let folding = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        });
+        if let Err(error) = folding {
+            tracing::warn!(%error, "no metrics upkeep thread; histograms fold at each scrape only");
         }
         process().describe();
         metrics::gauge!("oxiserve_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);

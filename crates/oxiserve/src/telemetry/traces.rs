@@ -22,7 +22,6 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::Layered;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -38,9 +37,6 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// Whether spans are exported, so that trace context is worth reading and writing.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
-
-/// The registry behind the filter, which the output layers see.
-type Filtered = Layered<EnvFilter, Registry>;
 
 /// The installed logging and tracing. Dropping it sends the spans still buffered to the
 /// collector.
@@ -75,8 +71,10 @@ impl Drop for Telemetry {
 
 /// Installs the process's `tracing` subscriber: lines to stderr in `log.format`, filtered by
 /// `log.filter` (or `RUST_LOG`), and spans exported over OTLP/gRPC as `service` when
-/// `telemetry.otlp_endpoint` is set. Call it inside the tokio runtime, once: a second call in
-/// the same process (several services in one test binary) keeps the first subscriber.
+/// `telemetry.otlp_endpoint` is set, filtered by `telemetry.trace_filter`. Each output has its
+/// own filter, so the stage spans (at debug level) exist only while something wants them.
+/// Call it inside the tokio runtime, once: a second call in the same process (several
+/// services in one test binary) keeps the first subscriber.
 pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
     let lines = match log.format {
@@ -85,10 +83,12 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Resu
             .with_current_span(false)
             .with_span_list(true)
             .with_writer(std::io::stderr)
+            .with_filter(filter)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
             .boxed(),
     };
     let provider = telemetry
@@ -100,14 +100,14 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Resu
         })
         .transpose()?;
     let export = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("oxiserve")).boxed()
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("oxiserve"))
+            .with_filter(EnvFilter::new(&telemetry.trace_filter))
+            .boxed()
     });
-    // The filter wraps the registry, so that what it rejects reaches no layer at all.
-    let layers: Vec<Box<dyn Layer<Filtered> + Send + Sync>> =
+    let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
         [Some(lines), export].into_iter().flatten().collect();
-    if tracing_subscriber::registry().with(filter).with(layers).try_init().is_ok()
-        && provider.is_some()
-    {
+    if tracing_subscriber::registry().with(layers).try_init().is_ok() && provider.is_some() {
         EXPORTING.store(true, Ordering::Release);
     }
     Ok(Telemetry { provider })

@@ -1,0 +1,81 @@
+//! Request counters and latency histograms of a transport (HTTP, gRPC), by a few label values
+//! that repeat (route, method, status), registered on first use and kept, so that a request
+//! records with a hash lookup and no allocation.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::RwLock;
+
+use metrics::{Counter, Histogram, Label};
+
+/// `<prefix>_requests_total` and `<prefix>_request_duration_seconds` of one transport.
+#[derive(Debug)]
+pub(crate) struct RequestMetrics {
+    requests: &'static str,
+    duration: &'static str,
+    label_names: &'static [&'static str],
+    hasher: RandomState,
+    /// By the hash of the label values; the values are kept to tell colliding sets apart.
+    known: RwLock<HashMap<u64, Vec<Known>>>,
+}
+
+/// The handles of one set of label values.
+#[derive(Debug)]
+struct Known {
+    values: Box<[Box<str>]>,
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl RequestMetrics {
+    /// The metrics named `requests` (a counter) and `duration` (a histogram in seconds), with
+    /// one label per entry of `label_names`.
+    pub(crate) fn new(
+        requests: &'static str,
+        duration: &'static str,
+        label_names: &'static [&'static str],
+    ) -> Self {
+        Self {
+            requests,
+            duration,
+            label_names,
+            hasher: RandomState::new(),
+            known: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one request with the label `values` (one per label name, in order) that took
+    /// `seconds`. Values must come from a bounded set (matched routes, never raw URIs).
+    pub(crate) fn record(&self, values: &[&str], seconds: f64) {
+        debug_assert_eq!(values.len(), self.label_names.len(), "one value per label");
+        let hash = self.hasher.hash_one(values);
+        let same =
+            |known: &&Known| known.values.iter().map(AsRef::as_ref).eq(values.iter().copied());
+        {
+            let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(found) = known.get(&hash).and_then(|list| list.iter().find(same)) {
+                found.requests.increment(1);
+                found.duration.record(seconds);
+                return;
+            }
+        }
+        let labels: Vec<Label> = self
+            .label_names
+            .iter()
+            .zip(values)
+            .map(|(name, value)| Label::new(*name, value.to_string()))
+            .collect();
+        let found = Known {
+            values: values.iter().map(|value| Box::from(*value)).collect(),
+            requests: metrics::counter!(self.requests, labels.clone()),
+            duration: metrics::histogram!(self.duration, labels),
+        };
+        found.requests.increment(1);
+        found.duration.record(seconds);
+        let mut known = self.known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let list = known.entry(hash).or_default();
+        if !list.iter().any(|k| same(&k)) {
+            list.push(found);
+        }
+    }
+}
