@@ -1,9 +1,9 @@
 //! What every gRPC call gets around it, as the HTTP `observe` middleware gives requests: a
 //! `request` span with its request id (the caller's `x-request-id` metadata or a new one,
 //! echoed in the response metadata), the caller's trace context, an `answered` line at debug
-//! level, and a count with its latency
-//! in `oxiserve_grpc_requests_total` and `oxiserve_grpc_request_duration_seconds` by method
-//! (the full path, `unmatched` for an unknown one) and status code.
+//! level, and a count with its latency in `oxiserve_grpc_requests_total` and
+//! `oxiserve_grpc_request_duration_seconds` by method (the full path, `unmatched` for an
+//! unknown one) and status code.
 
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
@@ -86,7 +86,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let method = request.uri().path().to_string();
         let id = telemetry::request_id(request.headers());
-        let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default(), rpc = %method);
+        let request_id = id.to_str().unwrap_or_default();
+        let span = tracing::info_span!("request", request_id, rpc = %method);
         telemetry::continue_trace(&span, request.headers());
         let call = Call::from_headers(request.headers());
         Box::pin(async move {
