@@ -323,13 +323,35 @@ impl Default for ModelsConfig {
 impl ModelsConfig {
     /// The version policy of `model`.
     pub fn policy_for(&self, model: &str) -> &VersionPolicy {
-        self.policies.get(model).unwrap_or(&self.policy)
+        for_model(&self.policies, model).unwrap_or(&self.policy)
+    }
+
+    /// Fails, naming the key, if `models.policies`, `models.overrides` or `models.remote`
+    /// speaks of a model that is not among `models` (a typo would otherwise be ignored).
+    pub fn check_model_names(&self, models: &[String]) -> Result<()> {
+        let keys = [
+            ("policies", self.policies.keys().collect::<Vec<_>>()),
+            ("overrides", self.overrides.keys().collect()),
+            ("remote", self.remote.keys().collect()),
+        ];
+        for (table, names) in keys {
+            for name in names {
+                if !models.iter().any(|model| same_model(name, model)) {
+                    let detail = format!(
+                        "models.{table}.{name}: the pipeline has no model `{name}` (its models: {})",
+                        models.join(", ")
+                    );
+                    return Err(figment::Error::from(detail).into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How `model` runs: these settings with its overrides, `sessions = 0` resolved to the
     /// CPU count.
     pub fn run_config(&self, model: &str) -> RunConfig {
-        let overrides = self.overrides.get(model).cloned().unwrap_or_default();
+        let overrides = for_model(&self.overrides, model).cloned().unwrap_or_default();
         let sessions = match overrides.sessions.unwrap_or(self.sessions) {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -343,9 +365,23 @@ impl ModelsConfig {
                 max_batch_size: overrides.max_batch_size.unwrap_or(self.batching.max_batch_size),
                 max_delay_us: overrides.max_delay_us.unwrap_or(self.batching.max_delay_us),
             },
-            remote: self.remote.get(model).cloned(),
+            remote: for_model(&self.remote, model).cloned(),
         }
     }
+}
+
+/// The entry of a per-model table for `model`. Environment variables cannot spell `-`, so
+/// `OXISERVE_MODELS__REMOTE__PENGUINS_LINEAR__ENDPOINT` names `penguins-linear`: a key matches
+/// a model whose name equals it with `-` written as `_`.
+fn for_model<'a, T>(table: &'a BTreeMap<String, T>, model: &str) -> Option<&'a T> {
+    table
+        .get(model)
+        .or_else(|| table.iter().find(|(key, _)| same_model(key, model)).map(|(_, v)| v))
+}
+
+/// Whether a per-model key names `model` (see [`for_model`]).
+fn same_model(key: &str, model: &str) -> bool {
+    key == model || key == model.replace('-', "_")
 }
 
 /// Dynamic batching: requests waiting for the same model version run as one batch.
@@ -518,6 +554,32 @@ mod tests {
             assert_eq!(token.expose(), "hunter2");
             assert!(!format!("{config:?}").contains("hunter2"), "Debug redacts the token");
             assert_eq!(config.http.body_limit_bytes, HttpConfig::default().body_limit_bytes);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
+    fn environment_variables_name_models_with_dashes_and_typos_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "OXISERVE_MODELS__REMOTE__PENGUINS_LINEAR__ENDPOINT",
+                "http://triton:8001",
+            );
+            jail.set_env("OXISERVE_MODELS__OVERRIDES__PENGUINS_FOREST__SESSIONS", "3");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            let models = ["penguins-linear".to_string(), "penguins-forest".to_string()];
+            config.models.check_model_names(&models).map_err(|e| e.to_string())?;
+            let linear = config.models.run_config("penguins-linear");
+            assert_eq!(linear.remote.map(|r| r.endpoint).as_deref(), Some("http://triton:8001"));
+            assert_eq!(config.models.run_config("penguins-forest").sessions, 3);
+            assert!(config.models.run_config("penguins-forest").remote.is_none());
+
+            jail.set_env("OXISERVE_MODELS__POLICIES__PENGUINS_LINER__LATEST", "2");
+            let typo = Config::load(None).map_err(|e| e.to_string())?;
+            let error = typo.models.check_model_names(&models).unwrap_err().to_string();
+            assert!(error.contains("models.policies.penguins_liner"), "{error}");
+            assert!(error.contains("penguins-linear, penguins-forest"), "{error}");
             Ok(())
         });
     }

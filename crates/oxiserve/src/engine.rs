@@ -237,8 +237,10 @@ impl<P: Pipeline> Engine<P> {
     /// Brings every model up with the versions its policy asks for (with S3, after fetching the
     /// newest into the cache when S3 answers; a broken version is recorded and an older one
     /// tried), runs the pipeline's example through the whole pipeline, then reports ready.
-    /// Fails if a model has no loadable version.
+    /// Fails if a model has no loadable version, or if the per-model settings name a model
+    /// the pipeline does not have.
     pub async fn load(&self, loader: &Loader) -> Result<()> {
+        loader.check_model_names(&self.models.names())?;
         let loads = self.models.names().into_iter().map(|name| async move {
             self.fetch(loader, &name).await;
             self.load_initial(loader, name).await

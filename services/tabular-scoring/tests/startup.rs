@@ -65,6 +65,18 @@ fn a_manifest_that_lies_about_the_signature_is_rejected() {
     assert!(stderr.contains("signature does not match"), "says what is wrong: {stderr}");
 }
 
+#[test]
+fn settings_for_a_model_the_pipeline_lacks_stop_the_start() {
+    let models = common::models_dir();
+    let output = run_service(&[
+        ("OXISERVE_MODELS__URI", &models),
+        ("OXISERVE_MODELS__OVERRIDES__PENGUINS_FORRST__SESSIONS", Path::new("2")),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("models.overrides.penguins_forrst"), "names the key: {stderr}");
+    assert!(stderr.contains("penguins-forest"), "lists the models: {stderr}");
+}
+
 /// One HTTP/1.1 request on a fresh connection; returns the status code.
 fn http_status(address: &str, method: &str, path: &str, body: &str) -> u16 {
     common::http_request(address, method, path, body).0

@@ -211,6 +211,11 @@ impl Loader {
         Ok(Self { repository, remote, config: config.models.clone(), environment })
     }
 
+    /// Fails if the per-model settings name a model that is not among `models`.
+    pub fn check_model_names(&self, models: &[String]) -> Result<()> {
+        self.config.check_model_names(models)
+    }
+
     /// The version policy of `name`.
     pub fn policy(&self, name: &str) -> &VersionPolicy {
         self.config.policy_for(name)
