@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -141,9 +141,28 @@ async fn observe(request: Request, next: Next) -> Response {
     };
     let (mut response, elapsed) = answer.instrument(span).await;
     let class = CLASSES.get(usize::from(response.status().as_u16() / 100)).unwrap_or(&"0xx");
-    METRICS.record(&[route_label, method.as_str(), class], elapsed);
+    METRICS.record(&[route_label, method_label(&method), class], elapsed);
     response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
     response
+}
+
+/// The `method` label: the standard methods by name, any other as `other`, since a client may
+/// send any token as a method and labels must come from a bounded set.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] =
+        ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.iter().position(|m| m == method).map_or("other", |i| NAMES[i])
 }
 
 /// The request header with which a client lowers its deadline, in milliseconds.
@@ -220,6 +239,13 @@ mod tests {
             request = request.header(TIMEOUT_HEADER, value);
         }
         app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    #[test]
+    fn methods_outside_the_standard_ones_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"X-RANDOM-42").unwrap()), "other");
     }
 
     #[tokio::test]
