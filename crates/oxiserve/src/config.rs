@@ -55,6 +55,9 @@ pub struct TelemetryConfig {
     /// Which spans are exported, as a `tracing` filter. The default takes the request span
     /// and oxiserve's stage spans (debug level, so that logs at `info` do not pay for them).
     pub trace_filter: String,
+    /// The share of traces exported, from 0 to 1, for requests that come without a sampling
+    /// decision; a caller's `traceparent` decides for its own trace.
+    pub trace_sample_ratio: f64,
 }
 
 impl Default for TelemetryConfig {
@@ -65,6 +68,7 @@ impl Default for TelemetryConfig {
             otlp_endpoint: None,
             service_name: None,
             trace_filter: "info,oxiserve=debug".into(),
+            trace_sample_ratio: 1.0,
         }
     }
 }

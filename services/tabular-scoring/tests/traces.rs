@@ -3,8 +3,9 @@
 //! Two services: `upstream` serves the linear model over KServe v2 gRPC, and `front` runs it
 //! as a remote model on `upstream`. A caller's request into `front` carries a W3C
 //! `traceparent` and an `x-request-id`; every span of that request, in both services, must
-//! arrive in the caller's trace, each under its parent, and the id must come back. One test in
-//! this binary, since the tracing subscriber belongs to the process.
+//! arrive in the caller's trace, each under its parent, and the id must come back. A trace
+//! the caller did not sample is not exported. One test in this binary, since the tracing
+//! subscriber belongs to the process.
 
 mod common;
 
@@ -20,6 +21,8 @@ use tabular_scoring::{LINEAR, Mode, PenguinInput, TabularScoring};
 /// The caller's trace and span, as in the W3C Trace Context specification's example.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+/// A trace whose caller chose not to sample it.
+const UNSAMPLED_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// The one span named `name` whose attributes include `attribute`.
 fn span<'a>(spans: &'a [ReceivedSpan], name: &str, attribute: (&str, &str)) -> &'a ReceivedSpan {
@@ -73,10 +76,19 @@ async fn a_callers_trace_runs_through_every_stage_and_into_the_remote_model_serv
     let response = front.request(request).await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.headers["x-request-id"], "trace-test-1");
+    // A caller that decided not to sample its trace (flags 00): nothing of it is exported.
+    let unsampled = Request::post("/v1/predict")
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{UNSAMPLED_TRACE_ID}-{CALLER_SPAN}-00"))
+        .body(Body::from(serde_json::to_vec(&input).unwrap()))
+        .unwrap();
+    assert_eq!(front.request(unsampled).await.status, 200);
     telemetry.flush().unwrap();
+    let received = receiver.spans();
+    assert!(!received.iter().any(|s| s.trace_id == UNSAMPLED_TRACE_ID), "unsampled spans sent");
 
     let spans: Vec<ReceivedSpan> =
-        receiver.spans().into_iter().filter(|s| s.trace_id == TRACE_ID).collect();
+        received.into_iter().filter(|s| s.trace_id == TRACE_ID).collect();
     assert!(spans.iter().all(|s| s.service == "tabular-scoring"), "{spans:#?}");
     // The front service: the request continues the caller's span, the stages sit under it.
     let request = span(&spans, "request", ("route", "/v1/predict"));

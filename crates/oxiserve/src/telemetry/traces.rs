@@ -21,7 +21,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -98,7 +98,7 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Resu
         .as_deref()
         .map(|endpoint| {
             let service = telemetry.service_name.as_deref().unwrap_or(service);
-            exporting_provider(endpoint, service)
+            exporting_provider(endpoint, service, telemetry.trace_sample_ratio)
         })
         .transpose()?;
     let export = provider.as_ref().map(|provider| {
@@ -115,8 +115,9 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Resu
     Ok(Telemetry { provider })
 }
 
-/// A tracer provider that batches spans to the OTLP/gRPC collector at `endpoint`.
-fn exporting_provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider> {
+/// A tracer provider that batches spans to the OTLP/gRPC collector at `endpoint`, keeping
+/// `ratio` of the traces that start here and following the caller's decision for the others.
+fn exporting_provider(endpoint: &str, service: &str, ratio: f64) -> Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -126,7 +127,12 @@ fn exporting_provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider
             Error::from(figment::Error::from(detail))
         })?;
     let resource = Resource::builder().with_service_name(service.to_string()).build();
-    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)));
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .with_sampler(sampler)
+        .build())
 }
 
 /// The id of a request: the caller's `x-request-id` when it is short printable text, else a
