@@ -211,7 +211,8 @@ pub(super) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
-fn spawn(name: &'static str, mut command: Command, port: u16) -> anyhow::Result<Server> {
+/// Starts `command` in its own process group as the server `name` listening on `port`.
+pub(super) fn spawn(name: &'static str, mut command: Command, port: u16) -> anyhow::Result<Server> {
     use std::os::unix::process::CommandExt;
     let child = command
         .process_group(0)

@@ -1,34 +1,40 @@
 //! `cargo xtask bench --telemetry`: what telemetry costs in throughput.
 //!
-//! One release build of the service runs three times side by side on loopback, each with
-//! different telemetry settings: production defaults (metrics recorded, `info` logs, so the
-//! request and stage spans exist), metrics off (`telemetry.metrics = false`), and everything
-//! off (metrics off and `warn` logs, so spans are never created). wrk drives them in turn at
-//! each connection count, for several rounds that rotate which goes first; the median
-//! throughput of each is compared. Results go to `bench/results/<timestamp>-telemetry.json`;
-//! the table replaces the one between the `bench:telemetry` markers of `docs/benchmarks.md`.
-//! Span export (OTLP) is not measured here: it needs a collector, and its cost is the
-//! collector's as much as the service's.
+//! One release build of the service runs four times side by side on loopback, each with
+//! different telemetry settings:
+//! - `defaults`: metrics recorded, `info` logs (so the request span exists; the stage spans
+//!   are at debug level and are not created);
+//! - `metrics off`: `telemetry.metrics = false`;
+//! - `all off`: metrics off and `warn` logs, so no span is created;
+//! - `export`: the defaults plus every trace exported over OTLP/gRPC (request and stage spans)
+//!   to `crates/oxiserve/examples/otlp_sink.rs`, a collector that only counts them, so that
+//!   the service's side of export is measured and not a collector's.
+//!
+//! wrk drives them in turn at each connection count, for several rounds that rotate which goes
+//! first; the median throughput of each is compared. Results go to
+//! `bench/results/<timestamp>-telemetry.json`; the table replaces the one between the
+//! `bench:telemetry` markers of `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
+use anyhow::bail;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use super::Args;
-use super::http::{Server, drive, start_rust, update_docs, wait_ready};
+use super::http::{
+    Server, drive, free_port, spawn, start_rust, target_dir, update_docs, wait_ready,
+};
 use crate::{debian, setup};
 
 /// Rounds per connection count; the median of each setting's runs is reported.
 const ROUNDS: usize = 3;
 
-/// The settings compared: a name and the environment that makes it.
-const SETTINGS: [(&str, &[(&str, &str)]); 3] = [
-    ("defaults", &[("OXISERVE_LOG__FILTER", "info")]),
-    ("metrics off", &[("OXISERVE_LOG__FILTER", "info"), ("OXISERVE_TELEMETRY__METRICS", "false")]),
-    ("all off", &[("OXISERVE_LOG__FILTER", "warn"), ("OXISERVE_TELEMETRY__METRICS", "false")]),
-];
+/// The settings compared, by name, in the table's order.
+const SETTINGS: [&str; 4] = ["defaults", "metrics off", "all off", "export"];
 
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let library = setup::run(root)?;
@@ -38,10 +44,24 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let service = &args.service;
     let body = root.join("bench/requests").join(format!("{service}.json"));
     cmd!(sh, "cargo build --release --quiet --package {service}").run()?;
+    cmd!(sh, "cargo build --release --quiet --package oxiserve --example otlp_sink").run()?;
+    let sink = start_sink(root)?;
+    let endpoint = format!("http://127.0.0.1:{}", sink.port);
+    let info = ("OXISERVE_LOG__FILTER", "info");
+    let metrics_off = ("OXISERVE_TELEMETRY__METRICS", "false");
+    let environments: [&[(&str, &str)]; 4] = [
+        &[info],
+        &[info, metrics_off],
+        &[("OXISERVE_LOG__FILTER", "warn"), metrics_off],
+        &[info, ("OXISERVE_TELEMETRY__OTLP_ENDPOINT", &endpoint)],
+    ];
     let models = root.join("services").join(service).join("models");
     let servers: Vec<Server> = SETTINGS
         .iter()
-        .map(|&setting| start_rust(root, service, &models, &library, 0, setting))
+        .zip(environments)
+        .map(|(&name, environment)| {
+            start_rust(root, service, &models, &library, 0, (name, environment))
+        })
         .collect::<anyhow::Result<_>>()?;
     for server in &servers {
         wait_ready(server)?;
@@ -62,18 +82,26 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         }
     }
     drop(servers);
+    // Stopping the sink prints how many spans reached it.
+    drop(sink);
 
     let medians: Vec<Value> = args
         .connections
         .iter()
         .map(|&connections| {
             let median = |setting: &str| median_throughput(&runs, setting, connections);
-            let [defaults, metrics_off, all_off] = SETTINGS.map(|(name, _)| median(name));
+            let [defaults, metrics_off, all_off, export] = SETTINGS.map(median);
             json!({
                 "connections": connections,
-                "requests_per_second": {"defaults": defaults, "metrics off": metrics_off, "all off": all_off},
+                "requests_per_second": {
+                    "defaults": defaults,
+                    "metrics off": metrics_off,
+                    "all off": all_off,
+                    "export": export,
+                },
                 "defaults_over_metrics_off": defaults / metrics_off,
                 "defaults_over_all_off": defaults / all_off,
+                "export_over_defaults": export / defaults,
             })
         })
         .collect();
@@ -100,12 +128,28 @@ fn median_throughput(runs: &[Value], setting: &str, connections: u32) -> f64 {
     rates.get(rates.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The OTLP sink on a free port, once it listens.
+fn start_sink(root: &Path) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let mut command = Command::new(target_dir(root).join("release/examples/otlp_sink"));
+    command.env("SINK_PORT", port.to_string());
+    let sink = spawn("otlp-sink", command, port)?;
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("the OTLP sink did not listen within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(sink)
+}
+
 /// The Markdown table of the medians and ratios.
 fn table(results: &Value) -> String {
     let mut table = format!(
         "Run `{}` ({}), median of {ROUNDS} rounds:\n\n\
-         | connections | defaults (req/s) | metrics off | all off | defaults / metrics off | defaults / all off |\n\
-         | --- | --- | --- | --- | --- | --- |\n",
+         | connections | defaults (req/s) | metrics off | all off | export | defaults / metrics off | defaults / all off | export / defaults |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         results["timestamp"].as_str().unwrap_or_default(),
         results["command"].as_str().unwrap_or_default(),
     );
@@ -114,13 +158,15 @@ fn table(results: &Value) -> String {
         let ratio = |key: &str| row[key].as_f64().unwrap_or(f64::NAN);
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
             row["connections"],
             rate("defaults"),
             rate("metrics off"),
             rate("all off"),
+            rate("export"),
             ratio("defaults_over_metrics_off"),
             ratio("defaults_over_all_off"),
+            ratio("export_over_defaults"),
         );
     }
     table
