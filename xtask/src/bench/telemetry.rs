@@ -1,6 +1,6 @@
 //! `cargo xtask bench --telemetry`: what telemetry costs in throughput.
 //!
-//! One release build of the service runs four times side by side on loopback, each with
+//! One release build of the service runs five times side by side on loopback, each with
 //! different telemetry settings:
 //! - `defaults`: metrics recorded, `info` logs (so the request span exists; the stage spans
 //!   are at debug level and are not created);
@@ -8,7 +8,8 @@
 //! - `all off`: metrics off and `warn` logs, so no span is created;
 //! - `export`: the defaults plus every trace exported over OTLP/gRPC (request and stage spans)
 //!   to `crates/oxiserve/examples/otlp_sink.rs`, a collector that only counts them, so that
-//!   the service's side of export is measured and not a collector's.
+//!   the service's side of export is measured and not a collector's;
+//! - `export 10%`: the same with `telemetry.trace_sample_ratio = 0.1`.
 //!
 //! wrk drives them in turn at each connection count, for several rounds that rotate which goes
 //! first; the median throughput of each is compared. Results go to
@@ -34,7 +35,7 @@ use crate::{debian, setup};
 const ROUNDS: usize = 3;
 
 /// The settings compared, by name, in the table's order.
-const SETTINGS: [&str; 4] = ["defaults", "metrics off", "all off", "export"];
+const SETTINGS: [&str; 5] = ["defaults", "metrics off", "all off", "export", "export 10%"];
 
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let library = setup::run(root)?;
@@ -49,11 +50,13 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let endpoint = format!("http://127.0.0.1:{}", sink.port);
     let info = ("OXISERVE_LOG__FILTER", "info");
     let metrics_off = ("OXISERVE_TELEMETRY__METRICS", "false");
-    let environments: [&[(&str, &str)]; 4] = [
+    let export = ("OXISERVE_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str());
+    let environments: [&[(&str, &str)]; 5] = [
         &[info],
         &[info, metrics_off],
         &[("OXISERVE_LOG__FILTER", "warn"), metrics_off],
-        &[info, ("OXISERVE_TELEMETRY__OTLP_ENDPOINT", &endpoint)],
+        &[info, export],
+        &[info, export, ("OXISERVE_TELEMETRY__TRACE_SAMPLE_RATIO", "0.1")],
     ];
     let models = root.join("services").join(service).join("models");
     let servers: Vec<Server> = SETTINGS
@@ -90,7 +93,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         .iter()
         .map(|&connections| {
             let median = |setting: &str| median_throughput(&runs, setting, connections);
-            let [defaults, metrics_off, all_off, export] = SETTINGS.map(median);
+            let [defaults, metrics_off, all_off, export, sampled] = SETTINGS.map(median);
             json!({
                 "connections": connections,
                 "requests_per_second": {
@@ -98,10 +101,12 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                     "metrics off": metrics_off,
                     "all off": all_off,
                     "export": export,
+                    "export 10%": sampled,
                 },
                 "defaults_over_metrics_off": defaults / metrics_off,
                 "defaults_over_all_off": defaults / all_off,
                 "export_over_defaults": export / defaults,
+                "export_10_over_defaults": sampled / defaults,
             })
         })
         .collect();
@@ -148,8 +153,8 @@ fn start_sink(root: &Path) -> anyhow::Result<Server> {
 fn table(results: &Value) -> String {
     let mut table = format!(
         "Run `{}` ({}), median of {ROUNDS} rounds:\n\n\
-         | connections | defaults (req/s) | metrics off | all off | export | defaults / metrics off | defaults / all off | export / defaults |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         | connections | defaults (req/s) | metrics off | all off | export | export 10% | defaults / metrics off | defaults / all off | export / defaults | export 10% / defaults |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         results["timestamp"].as_str().unwrap_or_default(),
         results["command"].as_str().unwrap_or_default(),
     );
@@ -158,15 +163,17 @@ fn table(results: &Value) -> String {
         let ratio = |key: &str| row[key].as_f64().unwrap_or(f64::NAN);
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
             row["connections"],
             rate("defaults"),
             rate("metrics off"),
             rate("all off"),
             rate("export"),
+            rate("export 10%"),
             ratio("defaults_over_metrics_off"),
             ratio("defaults_over_all_off"),
             ratio("export_over_defaults"),
+            ratio("export_10_over_defaults"),
         );
     }
     table
