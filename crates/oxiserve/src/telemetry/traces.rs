@@ -102,8 +102,15 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Resu
         })
         .transpose()?;
     let export = provider.as_ref().map(|provider| {
+        // Only what a trace viewer needs: no busy/idle timing at every poll, no source
+        // location or thread attributes, no OpenTelemetry context activated at every enter
+        // (trace context leaves through `traceparent`, which reads the span itself).
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("oxiserve"))
+            .with_tracked_inactivity(false)
+            .with_location(false)
+            .with_threads(false)
+            .with_context_activation(false)
             .with_filter(EnvFilter::new(&telemetry.trace_filter))
             .boxed()
     });
