@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use oxiserve::Config;
 use oxiserve::grpc::proto::pipeline::PredictRequest;
 use oxiserve::grpc::proto::pipeline::pipeline_client::PipelineClient;
 use oxiserve::model::Manifest;
@@ -39,9 +38,7 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_move_counters_and_stage_histograms_by_exactly_their_number() {
-    let mut config = Config::default();
-    config.models.uri = common::models_dir().display().to_string();
-    config.models.poll_interval = Duration::ZERO;
+    let mut config = common::bundled_config();
     // Every request reaches the models.
     config.cache.capacity = 0;
     let app = TestApp::with_config(TabularScoring, config).await.unwrap();

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use oxiserve::Config;
 use oxiserve::grpc::proto::pipeline::PredictRequest;
 use oxiserve::grpc::proto::pipeline::pipeline_client::PipelineClient;
 use oxiserve::testing::PrometheusServer;
@@ -71,10 +70,7 @@ async fn exported(app: &TestApp<TabularScoring>) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_service_and_answers_the_dashboards_queries() {
-    let mut config = Config::default();
-    config.models.uri = common::models_dir().display().to_string();
-    config.models.poll_interval = Duration::ZERO;
-    let app = TestApp::with_config(TabularScoring, config).await.unwrap();
+    let app = TestApp::with_config(TabularScoring, common::bundled_config()).await.unwrap();
     let http = app.serve().await.unwrap();
     let grpc = app.serve_grpc().await.unwrap();
     let mut client = PipelineClient::connect(format!("http://{}", grpc.address())).await.unwrap();

@@ -16,10 +16,8 @@ static METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A replica of the service on the bundled models, sharing `redis`.
 async fn replica(redis: &RedisServer) -> TestApp<TabularScoring> {
-    let mut config = Config::default();
-    config.models.uri = common::models_dir().display().to_string();
+    let mut config = common::bundled_config();
     config.models.sessions = 1;
-    config.models.poll_interval = Duration::ZERO;
     config.cache.redis_url = Some(Secret::new(redis.url()));
     TestApp::with_config(TabularScoring, config).await.expect("the replica starts")
 }

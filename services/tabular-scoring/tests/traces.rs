@@ -9,11 +9,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::Request;
-use oxiserve::Config;
 use oxiserve::config::RemoteConfig;
 use oxiserve::testing::{OtlpReceiver, ReceivedSpan, TestApp};
 use tabular_scoring::{LINEAR, Mode, PenguinInput, TabularScoring};
@@ -47,9 +44,7 @@ fn child<'a>(spans: &'a [ReceivedSpan], name: &str, parent: &ReceivedSpan) -> &'
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_trace_runs_through_every_stage_and_into_the_remote_model_server() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let mut config = Config::default();
-    config.models.uri = common::models_dir().display().to_string();
-    config.models.poll_interval = Duration::ZERO;
+    let mut config = common::bundled_config();
     config.cache.capacity = 0;
     config.telemetry.otlp_endpoint = Some(receiver.endpoint());
     let telemetry =

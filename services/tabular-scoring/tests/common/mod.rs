@@ -18,6 +18,14 @@ pub(crate) fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
+/// Settings for the service on its bundled models, without polling; tests change the rest.
+pub(crate) fn bundled_config() -> Config {
+    let mut config = Config::default();
+    config.models.uri = models_dir().display().to_string();
+    config.models.poll_interval = Duration::ZERO;
+    config
+}
+
 /// The service with its bundled models, loaded and ready.
 pub(crate) async fn app() -> TestApp<TabularScoring> {
     TestApp::start(TabularScoring, models_dir()).await.expect("the bundled models load")
