@@ -20,6 +20,7 @@ use crate::cache::{self, CachedAnswer, ResponseCache};
 use crate::config::VersionPolicy;
 use crate::error::{Error, Result};
 use crate::model::ModelStatus;
+use crate::model::worker::CALL;
 use crate::model::{FetchError, Loader, Model, Models};
 use crate::pipeline::{ModelOutput, Outputs, Pipeline};
 use crate::telemetry::store as sync_metrics;
@@ -486,15 +487,15 @@ impl<P: Pipeline> Engine<P> {
 
     async fn run(&self, input: P::Input, models: &Models) -> Result<Answer<P::Output>> {
         let start = Instant::now();
-        let inference = tracing::debug_span!("preprocess")
+        let traced = CALL.try_with(|call| call.traced).unwrap_or(false);
+        let inference = stage_span(traced, || tracing::debug_span!("preprocess"))
             .in_scope(|| self.pipeline.preprocess(&input, models))?;
         let pre = start.elapsed();
         let runs = try_join_all(inference.runs.into_iter().map(|run| {
-            let span = tracing::debug_span!(
-                "model",
-                model = run.model.name(),
-                version = run.model.version()
-            );
+            let span = stage_span(traced, || {
+                let (model, version) = (run.model.name(), run.model.version());
+                tracing::debug_span!("model", model, version)
+            });
             async move {
                 let ran = run.model.infer(run.inputs).await?;
                 let output = ModelOutput { model: run.model, tensors: ran.tensors };
@@ -509,7 +510,7 @@ impl<P: Pipeline> Engine<P> {
         let results: Vec<ModelOutput> = runs.into_iter().map(|(output, _, _)| output).collect();
         let versions =
             results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
-        let output = tracing::debug_span!("postprocess")
+        let output = stage_span(traced, || tracing::debug_span!("postprocess"))
             .in_scope(|| self.pipeline.postprocess(input, Outputs { results }))?;
         let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
         self.stages.preprocess.record(timings.pre.as_secs_f64());
@@ -517,6 +518,12 @@ impl<P: Pipeline> Engine<P> {
         Ok(Answer { output, versions, timings })
     }
 }
+/// `span()` for a request whose stages are traced, else no span at all: an unsampled request
+/// does not pay for spans that would only be dropped.
+fn stage_span(traced: bool, span: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if traced { span() } else { tracing::Span::none() }
+}
+
 /// The answer as it is sent and cached: JSON bytes and what the headers say.
 fn serialize<O: serde::Serialize>(answer: Answer<O>) -> CachedAnswer {
     let body = serde_json::to_vec(&answer.output).expect("a pipeline output serialises to JSON");

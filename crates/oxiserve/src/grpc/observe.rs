@@ -89,7 +89,7 @@ where
         let request_id = id.to_str().unwrap_or_default();
         let span = tracing::info_span!("request", request_id, rpc = %method);
         telemetry::continue_trace(&span, request.headers());
-        let call = Call::from_headers(request.headers());
+        let call = Call::new(request.headers(), &span);
         Box::pin(async move {
             let start = Instant::now();
             let answer = async {

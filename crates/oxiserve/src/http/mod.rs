@@ -131,7 +131,7 @@ async fn observe(request: Request, next: Next) -> Response {
         route = route_label
     );
     telemetry::continue_trace(&span, request.headers());
-    let call = Call::from_headers(request.headers());
+    let call = Call::new(request.headers(), &span);
     let start = std::time::Instant::now();
     let answer = async {
         let response = CALL.scope(call, next.run(request)).await;

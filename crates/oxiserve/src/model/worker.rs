@@ -19,7 +19,7 @@ use super::batch::{self, Batcher, Job, Padding, Ran};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::model::manifest::Manifest;
-use crate::telemetry::ModelMetrics;
+use crate::telemetry::{self, ModelMetrics};
 use crate::tensor::{Tensor, Tensors};
 
 /// What runs a model once: owned by one worker thread, so it may be `&mut`.
@@ -35,13 +35,17 @@ pub(crate) struct Call {
     /// The W3C `traceparent` of the request, passed on to remote servers when spans are not
     /// exported (when they are, the calling span's own goes instead).
     pub(crate) traceparent: Option<String>,
+    /// Whether the request's stages get spans (see [`telemetry::traces_stages`]).
+    pub(crate) traced: bool,
 }
 
 impl Call {
-    /// The call of a request with `headers` (HTTP headers or gRPC metadata).
-    pub(crate) fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+    /// The call of a request with `headers` (HTTP headers or gRPC metadata) served in
+    /// `request_span`.
+    pub(crate) fn new(headers: &axum::http::HeaderMap, request_span: &tracing::Span) -> Self {
         let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
-        Self { traceparent: traceparent.map(str::to_string) }
+        let traced = telemetry::traces_stages(request_span);
+        Self { traceparent: traceparent.map(str::to_string), traced }
     }
 }
 
@@ -210,11 +214,14 @@ impl<R: Runner> Worker<R> {
         }
     }
 
-    /// Runs the model in an `inference` span and counts the run.
+    /// Runs the model, in an `inference` span when the request is traced, and counts the run.
     fn run_counted(&mut self, inputs: &Tensors, call: &Call) -> Result<Tensors> {
         let rows = inputs.values().next().map_or(0, Tensor::rows);
-        let outputs =
-            tracing::debug_span!("inference", rows).in_scope(|| self.runner.run(inputs, call))?;
+        let outputs = if call.traced {
+            tracing::debug_span!("inference", rows).in_scope(|| self.runner.run(inputs, call))?
+        } else {
+            self.runner.run(inputs, call)?
+        };
         self.stats.record(rows);
         self.metrics.batch_rows.record(rows as f64);
         Ok(outputs)

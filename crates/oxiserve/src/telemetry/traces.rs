@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, HeaderValue};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -178,6 +178,13 @@ pub fn continue_trace(span: &Span, headers: &HeaderMap) {
     let parent = TraceContextPropagator::new().extract(&Headers(headers));
     // Fails only when the span is disabled or already started; either way it stays a root.
     let _ = span.set_parent(parent);
+}
+
+/// Whether the stages of the request served in `request_span` get spans of their own: always
+/// when spans are not exported (logs at `debug` show them), and when they are, only for a
+/// sampled trace.
+pub(crate) fn traces_stages(request_span: &Span) -> bool {
+    !EXPORTING.load(Ordering::Acquire) || request_span.context().span().span_context().is_sampled()
 }
 
 /// The W3C `traceparent` naming `span`, for a call it makes to another server; `None` when
