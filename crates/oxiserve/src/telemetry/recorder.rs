@@ -129,12 +129,13 @@ impl ModelMetrics {
     /// Counts a failed run under the reason `error` stands for.
     pub(crate) fn failed(&self, error: &Error) {
         let reason = match error {
-            Error::Overloaded => 0,
-            Error::Timeout(_) => 1,
-            Error::RemoteUnavailable { .. } => 2,
-            _ => 3,
+            Error::Overloaded => "overloaded",
+            Error::Timeout(_) => "timeout",
+            Error::RemoteUnavailable { .. } => "remote_unavailable",
+            _ => "inference",
         };
-        self.failures[reason].increment(1);
+        let index = FAILURE_REASONS.iter().position(|known| *known == reason);
+        self.failures[index.expect("every reason is in FAILURE_REASONS")].increment(1);
     }
 }
 
