@@ -13,6 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let encoded = prost::Message::encode_to_vec(&descriptors);
     std::fs::write(out.join("descriptors.bin"), encoded)?;
-    tonic_prost_build::configure().build_client(true).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .codec_path("crate::grpc::codec::ProtoCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -17,6 +17,11 @@ pub enum Error {
     #[error("malformed JSON body: {0}")]
     MalformedBody(String),
 
+    /// The request path matched a route, but a parameter in it does not decode (not UTF-8,
+    /// or not of the parameter's type).
+    #[error("malformed request path: {0}")]
+    MalformedPath(String),
+
     /// The request body exceeds the configured size limit.
     #[error("the request body is larger than the limit set by `http.body_limit_bytes`")]
     PayloadTooLarge,

@@ -70,8 +70,12 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     let listener = bind((config.http.host, config.http.port)).await?;
 
     let stop = Arc::new(Notify::new());
-    let admin =
-        config.admin.token.clone().map(|token| http::AdminAccess { loader: loader.clone(), token });
+    let admin = config
+        .admin
+        .token
+        .clone()
+        .map(|token| http::AdminAccess::new(loader.clone(), token))
+        .transpose()?;
     let router = http::router(Arc::clone(&engine), &config, admin);
     let drain = {
         let engine = Arc::clone(&engine);

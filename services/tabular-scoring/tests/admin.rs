@@ -61,6 +61,36 @@ async fn admin_routes_need_the_token_and_say_nothing_more() {
     );
     let unknown = admin_request_for(&app, "nothing").await;
     assert_eq!(unknown.problem().status, 404);
+
+    let get = Request::get("/admin/models/penguins-forest/sync").body(Body::empty()).unwrap();
+    let get = app.request(get).await;
+    assert_eq!(get.problem().status, 401, "a wrong method without a token learns nothing");
+    assert_eq!(get.body, missing.body);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = admin_app(tmp.path()).await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let request = Request::post("/admin/models/penguins-forest/sync")
+            .header(header::AUTHORIZATION, format!("{scheme} {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(app.request(request).await.status, StatusCode::OK, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_or_short_token_is_refused() {
+    for token in ["", "short-token"] {
+        let mut config = common::bundled_config();
+        config.admin.token = Some(Secret::new(token));
+        let Err(error) = TestApp::with_config(TabularScoring, config).await else {
+            panic!("a token of {} characters was accepted", token.len());
+        };
+        assert!(error.to_string().contains("admin.token"), "{error}");
+    }
 }
 
 async fn admin_request_for(app: &TestApp<TabularScoring>, model: &str) -> TestResponse {

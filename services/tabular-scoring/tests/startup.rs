@@ -77,6 +77,21 @@ fn settings_for_a_model_the_pipeline_lacks_stop_the_start() {
     assert!(stderr.contains("penguins-forest"), "lists the models: {stderr}");
 }
 
+#[test]
+fn an_empty_or_short_admin_token_stops_the_start() {
+    let models = common::models_dir();
+    for token in ["", "hunter2"] {
+        let output = run_service(&[
+            ("OXISERVE_MODELS__URI", &models),
+            ("OXISERVE_ADMIN__TOKEN", Path::new(token)),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("admin.token"), "names the key: {stderr}");
+        assert!(stderr.contains("16"), "says what is required: {stderr}");
+        assert!(!stderr.contains("hunter2"), "does not echo the token: {stderr}");
+    }
+}
+
 /// One HTTP/1.1 request on a fresh connection; returns the status code.
 fn http_status(address: &str, method: &str, path: &str, body: &str) -> u16 {
     common::http_request(address, method, path, body).0

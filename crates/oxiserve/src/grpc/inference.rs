@@ -59,7 +59,9 @@ impl GrpcInferenceService for Inference {
             match kserve::resolve(self.status.registry(), &request.name, version(&request.version))
             {
                 Ok(_) => true,
-                Err(error @ Error::UnknownModel(_)) => return Err(error.into()),
+                Err(error @ (Error::UnknownModel(_) | Error::InvalidInput { .. })) => {
+                    return Err(error.into());
+                }
                 Err(_) => false,
             };
         Ok(Response::new(ModelReadyResponse { ready }))

@@ -12,6 +12,7 @@
 //! The messages and service traits are generated from `proto/` by `build.rs`. Errors become
 //! statuses in one place, the `From<&Error> for Status` below.
 
+pub(crate) mod codec;
 pub(crate) mod contents;
 mod inference;
 mod observe;
@@ -122,9 +123,10 @@ impl From<&Error> for Status {
         let Problem { status, detail, .. } = Problem::from(error);
         problem::log(error, status);
         let code = match error {
-            Error::InvalidInput { .. } | Error::MalformedBody(_) | Error::BadHeader { .. } => {
-                Code::InvalidArgument
-            }
+            Error::InvalidInput { .. }
+            | Error::MalformedBody(_)
+            | Error::MalformedPath(_)
+            | Error::BadHeader { .. } => Code::InvalidArgument,
             Error::UnknownModel(_) | Error::VersionNotLoaded { .. } => Code::NotFound,
             Error::NotReady | Error::ModelNotLoaded(_) | Error::RemoteUnavailable { .. } => {
                 Code::Unavailable

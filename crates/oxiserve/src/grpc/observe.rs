@@ -4,6 +4,9 @@
 //! level, and a count with its latency in `oxiserve_grpc_requests_total` and
 //! `oxiserve_grpc_request_duration_seconds` by method (the full path, `unmatched` for an
 //! unknown one) and status code.
+//!
+//! It also answers a message over `limits.body_bytes` with `RESOURCE_EXHAUSTED`, gRPC's code
+//! for a limit, where tonic says `OUT_OF_RANGE` (which no service of ours answers otherwise).
 
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
@@ -99,8 +102,12 @@ where
                 tracing::debug!(code = ?code, ms, "answered");
                 (answered, code)
             };
-            let (mut answered, code) = answer.instrument(span).await;
+            let (mut answered, mut code) = answer.instrument(span).await;
             if let Ok(response) = &mut answered {
+                if code == Code::OutOfRange {
+                    code = Code::ResourceExhausted;
+                    response.headers_mut().insert("grpc-status", (code as i32).into());
+                }
                 // Unknown methods are the caller's text: keep them out of the label values.
                 let method = if code == Code::Unimplemented { "unmatched" } else { &method };
                 let code = CODE_NAMES.get(code as usize).unwrap_or(&"Unknown");

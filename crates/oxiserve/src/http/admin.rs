@@ -1,8 +1,11 @@
 //! The admin API, for operators: roll back, pin, unpin and sync a model.
 //!
 //! The routes exist only when `admin.token` is set, and every request must carry
-//! `Authorization: Bearer <token>`. A missing or wrong token gets the same 401, with no hint
-//! of which part was wrong; the comparison takes the same time whatever the token.
+//! `Authorization: Bearer <token>` (the scheme in any case, as RFC 9110 has it). A missing or
+//! wrong token gets the same 401, with no hint of which part was wrong, whatever the method:
+//! the token is checked before the route's method, so that a `GET` does not learn which paths
+//! exist. The comparison takes the same time whatever the token. A token shorter than
+//! [`MIN_TOKEN_LENGTH`] is refused at start-up: an empty one would open the API to anyone.
 //!
 //! - `POST /admin/models/{model}/rollback`: serve the previous good version, retire this one.
 //! - `POST /admin/models/{model}/pin`: keep a version serving; body `{"version": N}` or empty
@@ -13,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -21,19 +24,39 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::method_not_allowed as wrong_method;
+use super::path::PathParams;
 use crate::config::Secret;
 use crate::engine::Engine;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::model::{Loader, ModelStatus};
 use crate::pipeline::Pipeline;
+
+/// The fewest characters an admin token may have: 16 random characters are out of reach of
+/// guessing over the network, and an empty token must never mean "no authentication".
+pub(crate) const MIN_TOKEN_LENGTH: usize = 16;
 
 /// What the admin routes need: the loader (to bring versions in) and the token.
 #[derive(Debug, Clone)]
 pub struct AdminAccess {
-    /// Loads versions for rollback and sync.
-    pub loader: Loader,
-    /// The bearer token every admin request must carry.
-    pub token: Secret,
+    loader: Loader,
+    token: Secret,
+}
+
+impl AdminAccess {
+    /// Access with `token` through `loader`; fails when the token is shorter than
+    /// [`MIN_TOKEN_LENGTH`] characters.
+    pub fn new(loader: Loader, token: Secret) -> Result<Self> {
+        let length = token.expose().chars().count();
+        if length < MIN_TOKEN_LENGTH {
+            let detail = format!(
+                "admin.token has {length} characters, fewer than the {MIN_TOKEN_LENGTH} required \
+                 (e.g. `openssl rand -hex 16`); leave it unset to turn the admin API off"
+            );
+            return Err(figment::Error::from(detail).into());
+        }
+        Ok(Self { loader, token })
+    }
 }
 
 struct AdminState<P> {
@@ -57,24 +80,27 @@ struct Pin {
 /// The admin routes behind the bearer-token check.
 pub(crate) fn routes<P: Pipeline>(engine: Arc<Engine<P>>, access: AdminAccess) -> Router {
     Router::new()
-        .route("/admin/models/{model}/rollback", post(rollback::<P>))
-        .route("/admin/models/{model}/pin", post(pin::<P>))
-        .route("/admin/models/{model}/unpin", post(unpin::<P>))
-        .route("/admin/models/{model}/sync", post(sync::<P>))
-        .route_layer(middleware::from_fn_with_state(access.token, require_token))
+        .route("/admin/models/{model}/rollback", post(rollback::<P>).fallback(wrong_method))
+        .route("/admin/models/{model}/pin", post(pin::<P>).fallback(wrong_method))
+        .route("/admin/models/{model}/unpin", post(unpin::<P>).fallback(wrong_method))
+        .route("/admin/models/{model}/sync", post(sync::<P>).fallback(wrong_method))
+        // `layer`, not `route_layer`, and a method fallback of each route's own (the router's
+        // would sit outside the layer): the token is checked before the method is, so that a
+        // wrong method without a token is a 401 like any other request.
+        .layer(middleware::from_fn_with_state(access.token, require_token))
         .with_state(AdminState { engine, loader: access.loader })
 }
 
 async fn rollback<P: Pipeline>(
     State(state): State<AdminState<P>>,
-    Path(model): Path<String>,
+    PathParams(model, _): PathParams<String>,
 ) -> Result<Json<ModelStatus>, Error> {
     state.engine.rollback(&state.loader, &model).await.map(Json)
 }
 
 async fn pin<P: Pipeline>(
     State(state): State<AdminState<P>>,
-    Path(model): Path<String>,
+    PathParams(model, _): PathParams<String>,
     body: Bytes,
 ) -> Result<Json<ModelStatus>, Error> {
     let version = if body.iter().all(u8::is_ascii_whitespace) {
@@ -87,14 +113,14 @@ async fn pin<P: Pipeline>(
 
 async fn unpin<P: Pipeline>(
     State(state): State<AdminState<P>>,
-    Path(model): Path<String>,
+    PathParams(model, _): PathParams<String>,
 ) -> Result<Json<ModelStatus>, Error> {
     state.engine.unpin(&model).map(Json)
 }
 
 async fn sync<P: Pipeline>(
     State(state): State<AdminState<P>>,
-    Path(model): Path<String>,
+    PathParams(model, _): PathParams<String>,
 ) -> Result<Json<ModelStatus>, Error> {
     state.engine.sync_now(&state.loader, &model).await.map(Json)
 }
@@ -109,13 +135,20 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or_default();
     if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
         Ok(next.run(request).await)
     } else {
         Err(Error::Unauthorized)
     }
+}
+
+/// The token of an `Authorization` value of the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 9110, section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a guess matched.
@@ -129,7 +162,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{bearer_token, constant_time_eq};
 
     #[test]
     fn tokens_match_only_when_equal() {
@@ -137,5 +170,15 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc", " Bearer abc "] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value}");
+        }
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("abc"), None);
     }
 }

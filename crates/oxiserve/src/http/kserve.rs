@@ -14,14 +14,15 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::path::PathParams;
 use crate::error::Error;
 use crate::http::problem::{self, Problem};
 use crate::http::status::{ServiceStatus, StatusState};
@@ -45,6 +46,9 @@ pub(crate) fn routes(status: StatusState) -> OpenApiRouter {
         .routes(routes!(version_infer))
         .with_state(status)
 }
+
+/// The path parameters of a v2 route, refused as v2 errors.
+type V2Path = PathParams<ModelPath, V2Error>;
 
 /// A v2 error: the crate's error, answered as `{"error": "..."}`.
 struct V2Error(Error);
@@ -137,7 +141,7 @@ struct ModelPath {
         (status = 404, description = "Unknown model", body = ErrorBody)))]
 async fn model_metadata(
     State(status): State<StatusState>,
-    Path(path): Path<ModelPath>,
+    PathParams(path, _): V2Path,
 ) -> Result<Json<ModelMetadata>, V2Error> {
     metadata(status.as_ref(), &path)
 }
@@ -152,7 +156,7 @@ async fn model_metadata(
         (status = 404, description = "Unknown model or version", body = ErrorBody)))]
 async fn version_metadata(
     State(status): State<StatusState>,
-    Path(path): Path<ModelPath>,
+    PathParams(path, _): V2Path,
 ) -> Result<Json<ModelMetadata>, V2Error> {
     metadata(status.as_ref(), &path)
 }
@@ -170,7 +174,7 @@ fn metadata(status: &dyn ServiceStatus, path: &ModelPath) -> Result<Json<ModelMe
         (status = 200, description = "Ready"),
         (status = 400, description = "Not ready", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody)))]
-async fn model_ready(State(status): State<StatusState>, Path(path): Path<ModelPath>) -> Response {
+async fn model_ready(State(status): State<StatusState>, PathParams(path, _): V2Path) -> Response {
     model_readiness(status.as_ref(), &path)
 }
 
@@ -183,14 +187,16 @@ async fn model_ready(State(status): State<StatusState>, Path(path): Path<ModelPa
         (status = 200, description = "Ready"),
         (status = 400, description = "Not ready", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody)))]
-async fn version_ready(State(status): State<StatusState>, Path(path): Path<ModelPath>) -> Response {
+async fn version_ready(State(status): State<StatusState>, PathParams(path, _): V2Path) -> Response {
     model_readiness(status.as_ref(), &path)
 }
 
 fn model_readiness(status: &dyn ServiceStatus, path: &ModelPath) -> Response {
     match kserve::resolve(status.registry(), &path.model, path.version.as_deref()) {
         Ok(_) => StatusCode::OK.into_response(),
-        Err(error @ Error::UnknownModel(_)) => V2Error(error).into_response(),
+        Err(error @ (Error::UnknownModel(_) | Error::InvalidInput { .. })) => {
+            V2Error(error).into_response()
+        }
         Err(error) => readiness(false, || error.to_string()),
     }
 }
@@ -277,7 +283,7 @@ struct ResponseOutput<'a> {
         (status = 503, description = "Not ready or overloaded", body = ErrorBody)))]
 async fn model_infer(
     State(status): State<StatusState>,
-    Path(path): Path<ModelPath>,
+    PathParams(path, _): V2Path,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {
@@ -297,7 +303,7 @@ async fn model_infer(
         (status = 503, description = "Not ready or overloaded", body = ErrorBody)))]
 async fn version_infer(
     State(status): State<StatusState>,
-    Path(path): Path<ModelPath>,
+    PathParams(path, _): V2Path,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V2Error> {

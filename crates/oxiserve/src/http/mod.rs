@@ -7,6 +7,7 @@ mod admin;
 pub(crate) mod json;
 mod kserve;
 mod metrics;
+mod path;
 mod predict;
 pub(crate) mod problem;
 pub(crate) mod status;
@@ -201,6 +202,7 @@ async fn not_found(uri: Uri) -> Problem {
     )
 }
 
+/// The 405 of a path that exists, for a method it does not support.
 async fn method_not_allowed(uri: Uri) -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -25,6 +25,7 @@ use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, Required,
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
+use super::path::PathParams;
 use crate::engine::{Engine, Served};
 use crate::error::Error;
 use crate::http::json::JsonBody;
@@ -66,7 +67,7 @@ async fn predict<P: Pipeline>(
 
 async fn predict_version<P: Pipeline>(
     State(engine): State<Arc<Engine<P>>>,
-    Path((model, version)): Path<(String, String)>,
+    PathParams((model, version), _): PathParams<(String, String)>,
     JsonBody(input): JsonBody<P::Input>,
 ) -> Response {
     match version.parse() {

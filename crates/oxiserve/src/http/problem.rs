@@ -67,6 +67,9 @@ impl From<&Error> for Problem {
             Error::MalformedBody(_) => {
                 client(S::BAD_REQUEST, "malformed-body", "Malformed JSON body")
             }
+            Error::MalformedPath(_) => {
+                client(S::BAD_REQUEST, "malformed-path", "Malformed request path")
+            }
             Error::PayloadTooLarge => {
                 client(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large")
             }

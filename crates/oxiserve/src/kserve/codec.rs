@@ -62,8 +62,8 @@ element!(
     i16 => integer::<i16>,
     i32 => integer::<i32>,
     i64 => integer::<i64>,
-    half::f16 => |v: &Value| v.as_f64().map(half::f16::from_f64),
-    f32 => |v: &Value| v.as_f64().map(|x| x as f32),
+    half::f16 => |v: &Value| v.as_f64().map(half::f16::from_f64).filter(|x| x.is_finite()),
+    f32 => |v: &Value| v.as_f64().map(|x| x as f32).filter(|x| x.is_finite()),
     f64 => Value::as_f64,
 );
 
@@ -167,23 +167,30 @@ pub(crate) fn from_json(
         shape: &[usize],
         data: &Value,
     ) -> Result<ArrayD<T>, String> {
-        let mut values = Vec::with_capacity(elements(shape)?);
+        // The declared shape is the client's word; what was sent decides what is allocated.
+        let count = elements(shape)?;
+        let sent = leaves(data);
+        if sent != count {
+            return Err(format!("shape {shape:?} holds {count} elements, `data` has {sent}"));
+        }
+        let mut values = Vec::with_capacity(count);
         flatten(data, &mut |leaf| {
             let value = T::from_json(leaf)
                 .ok_or_else(|| format!("{leaf} is not a valid {datatype} value"))?;
             values.push(value);
             Ok(())
         })?;
-        if values.len() != elements(shape)? {
-            return Err(format!(
-                "shape {shape:?} holds {} elements, `data` has {}",
-                elements(shape)?,
-                values.len()
-            ));
-        }
         ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| e.to_string())
     }
     build_tensor!(datatype, read(datatype, shape, data))
+}
+
+/// The number of non-array values inside `value`.
+fn leaves(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => items.iter().map(leaves).sum(),
+        _ => 1,
+    }
 }
 
 /// Calls `leaf` on every non-array value inside `value`, in order.
@@ -265,5 +272,28 @@ mod tests {
         assert!(error.contains("3 elements") && error.contains("has 2"), "{error}");
         let error = from_json(DataType::Bytes, &[1], &serde_json::json!([1])).unwrap_err();
         assert!(error.contains("BYTES"), "{error}");
+    }
+
+    #[test]
+    fn a_declared_shape_reserves_nothing_beyond_the_data_sent() {
+        // Before the fix these reserved (or overflowed computing) capacity for the declared
+        // shape: the first aborted the process, the second panicked.
+        for shape in [[10_000_000_000_000_000, 9], [1_000_000_000_000_000_000, 9]] {
+            let error = from_json(DataType::Fp32, &shape, &serde_json::json!([])).unwrap_err();
+            assert!(error.contains("has 0"), "{error}");
+        }
+        let error =
+            from_json(DataType::Fp32, &[usize::MAX, 2], &serde_json::json!([1.0])).unwrap_err();
+        assert!(error.contains("too large"), "{error}");
+    }
+
+    #[test]
+    fn json_numbers_outside_a_float_type_are_refused() {
+        let error = from_json(DataType::Fp32, &[2], &serde_json::json!([1.0, 1e39])).unwrap_err();
+        assert!(error.contains("FP32"), "{error}");
+        let error = from_json(DataType::Fp16, &[1], &serde_json::json!([70000.0])).unwrap_err();
+        assert!(error.contains("FP16"), "{error}");
+        let max = from_json(DataType::Fp32, &[1], &serde_json::json!([3.4e38])).unwrap();
+        assert_eq!(max.datatype(), DataType::Fp32);
     }
 }

@@ -83,7 +83,7 @@ impl<P: Pipeline> TestApp<P> {
         let mut app = Self::unloaded(pipeline, config).await?;
         let loader = Loader::new(&app.config).await?;
         if let Some(token) = app.config.admin.token.clone() {
-            let admin = http::AdminAccess { loader: loader.clone(), token };
+            let admin = http::AdminAccess::new(loader.clone(), token)?;
             app.router = http::router(Arc::clone(&app.engine), &app.config, Some(admin));
         }
         app.engine.load(&loader).await?;

@@ -1,0 +1,101 @@
+//! Hostile requests from the adversarial review (issue 13): each once crashed the server,
+//! answered with the wrong status, or was served when it should have been refused. Every one
+//! must get a clear client error in the transport's format, and the server must keep serving.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use oxiserve::grpc::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use oxiserve::grpc::proto::inference::model_infer_request::InferInputTensor;
+use oxiserve::grpc::proto::inference::{
+    ModelInferRequest, ModelInferResponse, ModelReadyRequest, ServerLiveResponse,
+};
+use oxiserve::http::PROBLEM_CONTENT_TYPE;
+use tabular_scoring::LINEAR;
+use tonic::Code;
+
+/// A v2 JSON inference request for the linear model with one FP32 input.
+fn v2_request(shape: &str, data: &str) -> String {
+    format!(
+        r#"{{"inputs":[{{"name":"features","datatype":"FP32","shape":{shape},"data":{data}}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_huge_declared_shape_is_a_400_and_allocates_nothing() {
+    let app = common::app().await;
+    let path = format!("/v2/models/{LINEAR}/infer");
+    // The first aborted the process (a 360 PB allocation); the second panicked into a 500.
+    for shape in ["[10000000000000000,9]", "[1000000000000000000,9]", "[1000000000000,9]"] {
+        let response = app.post_json(&path, v2_request(shape, "[]")).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{shape}: {}", response.text());
+        let error: serde_json::Value = response.json();
+        assert!(error["error"].as_str().unwrap().contains("has 0"), "{error}");
+    }
+    let nine = "[0.1,-0.3,1.2,0.4,0,1,0,1,0]";
+    assert_eq!(app.post_json(&path, v2_request("[1,9]", nine)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_number_too_large_for_fp32_is_a_400() {
+    let app = common::app().await;
+    let path = format!("/v2/models/{LINEAR}/infer");
+    let response = app.post_json(&path, v2_request("[1,9]", "[1e39,-0.3,1.2,0.4,0,1,0,1,0]")).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
+    assert!(response.text().contains("FP32"), "{}", response.text());
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_utf8_is_problem_json() {
+    let app = common::app().await;
+    let body = serde_json::to_string(&common::input()).unwrap();
+    let request = Request::post("/v1/models/%ff/versions/1/predict")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.request(request).await;
+    assert_eq!(response.headers[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+    assert_eq!(response.problem().status, 400);
+    // The v2 routes answer in their own format.
+    let response = app.get("/v2/models/%ff/ready").await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert!(response.json::<serde_json::Value>()["error"].is_string(), "{}", response.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_client_errors_have_client_codes() {
+    let app = common::app().await;
+    let server = app.serve_grpc().await.unwrap();
+    let url = format!("http://{}", server.address());
+    let mut client = GrpcInferenceServiceClient::connect(url.clone()).await.unwrap();
+
+    let ready = ModelReadyRequest { name: LINEAR.into(), version: "x".into() };
+    let status = client.model_ready(ready).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+
+    // Over `limits.body_bytes` (1 MiB by default).
+    let big = ModelInferRequest {
+        model_name: LINEAR.into(),
+        inputs: vec![InferInputTensor {
+            name: "features".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 9],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![vec![0; 2 << 20]],
+        ..Default::default()
+    };
+    let status = client.model_infer(big).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
+
+    // Bytes that are not a ModelInferRequest: a varint where a string is due.
+    let channel = tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<ServerLiveResponse, ModelInferResponse>::default();
+    let path = "/inference.GRPCInferenceService/ModelInfer".parse().unwrap();
+    let garbage = tonic::Request::new(ServerLiveResponse { live: true });
+    let status = grpc.unary(garbage, path, codec).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+}
