@@ -201,9 +201,14 @@ impl Loader {
     pub async fn new(config: &crate::Config) -> Result<Self> {
         let environment = runtime::environment(&config.runtime)?;
         let (repository, remote) = match Source::parse(&config.models.uri)? {
-            Source::Local(root) => (LocalRepository::new(root), None),
+            Source::Local(root) => {
+                tracing::info!(repository = %root.display(), "models from a local directory");
+                (LocalRepository::new(root), None)
+            }
             Source::S3 { bucket, prefix } => {
                 let cache = config.models.cache_dir.clone();
+                // Credentials come from the AWS chain, never from the URI: nothing to hide.
+                tracing::info!(bucket, prefix, cache = %cache.display(), "models from S3");
                 let mirror = S3Mirror::new(bucket, prefix, cache, &config.models.s3).await;
                 (mirror.cache().clone(), Some(mirror))
             }

@@ -42,6 +42,16 @@ impl Source {
                 "models.uri `{uri}` names no bucket; expected s3://bucket/prefix"
             )))));
         }
+        // S3's own rule for bucket names; it also keeps `user:secret@` out of the logs, which
+        // name the bucket. The URI is not echoed, for the same reason.
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c);
+        if !bucket.chars().all(allowed) {
+            return Err(Error::Config(Box::new(figment::Error::from(
+                "models.uri: an S3 bucket name holds only a-z, 0-9, `.` and `-` \
+                 (credentials come from the AWS chain, never from the URI)"
+                    .to_string(),
+            ))));
+        }
         Ok(Self::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
     }
 }
@@ -62,5 +72,7 @@ mod tests {
             Source::S3 { bucket: "bucket".into(), prefix: String::new() }
         );
         assert!(Source::parse("s3:///models").is_err());
+        let error = Source::parse("s3://key:secret@bucket/models").unwrap_err().to_string();
+        assert!(!error.contains("secret"), "{error}");
     }
 }
