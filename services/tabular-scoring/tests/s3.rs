@@ -116,6 +116,50 @@ async fn broken_uploads_are_never_served_and_later_good_versions_are() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_keys_and_manifests_fail_only_their_version() {
+    let s3 = store().await;
+    let cache = tempfile::tempdir().unwrap();
+    let app = app(&s3, cache.path()).await;
+    let manifest_of = |version: u64| {
+        let path = common::models_dir().join(FOREST).join("1/manifest.json");
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        manifest["version"] = version.into();
+        manifest
+    };
+    // `04` is not version 4: read as 4, the mirror asked for `4/manifest.json`, which is not
+    // there, and reported the whole store unavailable for good.
+    let zero_padded = manifest_of(4).to_string().into_bytes();
+    s3.put(BUCKET, "prod/penguins-forest/04/manifest.json", zero_padded).await.unwrap();
+    // Version 5 lists `extra` and `extra/words.txt`: no directory can hold both. Moving it into
+    // place failed as an I/O error, counted as an unreachable store and retried forever.
+    let mut clash = manifest_of(5);
+    let entry = serde_json::json!({"sha256": "00", "size": 1});
+    clash["files"]["extra"] = entry.clone();
+    clash["files"]["extra/words.txt"] = entry;
+    s3.put(BUCKET, "prod/penguins-forest/5/manifest.json", clash.to_string().into_bytes())
+        .await
+        .unwrap();
+
+    let start = Instant::now();
+    let failed = loop {
+        let status = common::forest_status(&app).await;
+        if let Some(failed) = status["failed_versions"].as_array().filter(|f| !f.is_empty()) {
+            assert!(status["sync_error"].is_null(), "the store is not blamed: {status}");
+            break failed.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "version 5 was never rejected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["version"], 5);
+    assert!(failed[0]["error"].as_str().unwrap().contains("cannot be a directory"), "{failed:?}");
+    publish(&s3, FOREST, 6).await;
+    common::wait_for_version(&app, 6).await;
+    assert!(common::forest_status(&app).await["sync_error"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_or_stopped_store_never_fails_a_request() {
     let s3 = store().await;
     let cache = tempfile::tempdir().unwrap();

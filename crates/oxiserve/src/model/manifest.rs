@@ -127,6 +127,11 @@ impl Manifest {
                 "names `{escape}`, a path outside its version directory"
             )));
         }
+        if let Some((file, inside)) = file_inside_file(&manifest.files) {
+            return Err(mismatch(&format!(
+                "names both `{file}` and `{inside}`: a file cannot be a directory too"
+            )));
+        }
         Ok(manifest)
     }
 
@@ -161,6 +166,14 @@ fn is_inside_version(file: &str) -> bool {
     !file.is_empty()
         && !file.contains('\\')
         && Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// A file listed as a directory of another (`x` and `x/y`), which no directory can hold.
+fn file_inside_file(files: &BTreeMap<String, FileEntry>) -> Option<(&str, &str)> {
+    files.keys().find_map(|inside| {
+        let ancestors = inside.match_indices('/').map(|(end, _)| &inside[..end]);
+        ancestors.into_iter().find(|dir| files.contains_key(*dir)).map(|dir| (dir, inside.as_str()))
+    })
 }
 
 /// Lowercase hex sha256 of `bytes`.
@@ -238,5 +251,18 @@ mod tests {
         std::fs::write(&path, manifest.to_string()).unwrap();
         let error = Manifest::read(&dir, "m", 3).unwrap_err().to_string();
         assert!(error.contains("outside its version directory"), "{error}");
+    }
+
+    #[test]
+    fn a_file_listed_as_the_directory_of_another_is_rejected() {
+        let entry = FileEntry::of(b"x");
+        let files = |names: &[&str]| -> BTreeMap<String, FileEntry> {
+            names.iter().map(|n| (n.to_string(), entry.clone())).collect()
+        };
+        let clash = files(&["model.onnx", "vocab", "vocab-extra", "vocab/words.txt"]);
+        assert_eq!(file_inside_file(&clash), Some(("vocab", "vocab/words.txt")));
+        let deep = files(&["a/b", "a/b/c/d"]);
+        assert_eq!(file_inside_file(&deep), Some(("a/b", "a/b/c/d")));
+        assert_eq!(file_inside_file(&files(&["a/b", "a/c", "ab"])), None);
     }
 }

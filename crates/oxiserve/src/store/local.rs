@@ -32,8 +32,8 @@ impl LocalRepository {
     }
 
     /// The published versions of `model`, in increasing order. A version is published once
-    /// its `manifest.json` exists (writers put it last); directories that are not numbers
-    /// (staging, stray files) are ignored.
+    /// its `manifest.json` exists (writers put it last); directories whose names are not
+    /// versions ([`super::parse_version`]: staging, stray files, `06`) are ignored.
     pub fn versions(&self, model: &str) -> Result<Vec<u64>> {
         let dir = self.root.join(model);
         let entries = std::fs::read_dir(&dir)
@@ -41,7 +41,7 @@ impl LocalRepository {
         let mut versions: Vec<u64> = entries
             .filter_map(|entry| entry.ok())
             .filter(|entry| entry.path().join(manifest::FILE_NAME).is_file())
-            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .filter_map(|entry| super::parse_version(entry.file_name().to_str()?))
             .collect();
         versions.sort_unstable();
         Ok(versions)
@@ -55,7 +55,7 @@ mod tests {
     #[test]
     fn latest_is_the_highest_numeric_version() {
         let tmp = tempfile::tempdir().unwrap();
-        for dir in ["m/2", "m/10", "m/9", "m/.staging", "m/notes"] {
+        for dir in ["m/2", "m/10", "m/9", "m/.staging", "m/notes", "m/09", "m/+11", "m/0"] {
             std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
             std::fs::write(tmp.path().join(dir).join(manifest::FILE_NAME), "{}").unwrap();
         }

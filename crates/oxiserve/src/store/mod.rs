@@ -30,6 +30,14 @@ pub enum Source {
     },
 }
 
+/// The version a directory (or key segment) named `name` holds: a positive integer in canonical
+/// decimal form, or `None`. `06`, `+6`, ` 6` and `0` are not versions: were `06` read as 6, the
+/// loader would look in `6/` and mark version 6 failed for good.
+pub fn parse_version(name: &str) -> Option<u64> {
+    let canonical = name.bytes().all(|b| b.is_ascii_digit()) && !name.starts_with('0');
+    canonical.then(|| name.parse().ok()).flatten()
+}
+
 impl Source {
     /// Parses `models.uri`: `s3://bucket/prefix` or a local path.
     pub fn parse(uri: &str) -> Result<Self> {
@@ -59,6 +67,17 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_canonical_positive_integers_are_versions() {
+        assert_eq!(parse_version("6"), Some(6));
+        assert_eq!(parse_version("10"), Some(10));
+        for name in
+            ["06", "+6", " 6", "6 ", "0", "", "-1", "6a", ".staging-6", "99999999999999999999"]
+        {
+            assert_eq!(parse_version(name), None, "{name:?}");
+        }
+    }
 
     #[test]
     fn uris_name_a_directory_or_a_bucket_and_prefix() {
