@@ -20,10 +20,12 @@ use crate::error::Result;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The HTTP listener and its limits.
+    /// The HTTP listener.
     pub http: HttpConfig,
-    /// The gRPC listener (KServe v2); it shares the HTTP host and limits.
+    /// The gRPC listener (KServe v2); it shares the HTTP host.
     pub grpc: GrpcConfig,
+    /// What clients may send and how long they may take, on every listener.
+    pub limits: LimitsConfig,
     /// Where models come from and how they run.
     pub models: ModelsConfig,
     /// The ONNX Runtime library.
@@ -144,7 +146,7 @@ impl Default for VersionPolicy {
     }
 }
 
-/// The HTTP listener and the limits applied to every request.
+/// The HTTP listener.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -152,30 +154,85 @@ pub struct HttpConfig {
     pub host: IpAddr,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
-    /// Largest accepted request body, in bytes; larger bodies get 413.
-    pub body_limit_bytes: usize,
-    /// Deadline for a whole request, in milliseconds; later ones get 504.
-    pub request_timeout_ms: u64,
     /// After SIGTERM, how long readiness reports 503 while requests are still served, before
-    /// new connections are refused: time for load balancers to notice.
+    /// new connections are refused: time for load balancers to notice. HTTP/1 answers carry
+    /// `Connection: close` meanwhile, so that clients stop reusing their connections.
     pub shutdown_grace_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        Self { host: IpAddr::from([127, 0, 0, 1]), port: 8080, shutdown_grace_ms: 2_000 }
+    }
+}
+
+/// Every limit on what clients may send and how long they may take, in one place; each is
+/// checked before anything is allocated or awaited on a client's behalf. They apply to every
+/// listener (HTTP, gRPC, metrics) alike.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body (HTTP) or message (gRPC), in bytes; larger get 413 /
+    /// `RESOURCE_EXHAUSTED`. Tensors are decoded only once their data is known to fit it.
+    pub body_bytes: usize,
+    /// Deadline of a whole request, in milliseconds; later ones get 504 / `DEADLINE_EXCEEDED`.
+    /// After shutdown stops accepting, connections get this long to finish, then are closed.
+    pub request_timeout_ms: u64,
+    /// Connections open at once, across the listeners; past it a new connection is closed at
+    /// once. Keep it below the open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// How long a new connection may stay silent before its first bytes, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// HTTP/1: how long a request's headers may take to arrive, in milliseconds, counted from
+    /// the end of the previous answer on a kept-alive connection (so it also closes idle
+    /// kept-alive connections).
+    pub header_read_timeout_ms: u64,
+    /// How long a read or write may wait without progress, in milliseconds: an idle HTTP/2 or
+    /// gRPC connection, or a client that stopped reading its answer, is closed past it. Must
+    /// exceed `request_timeout_ms`.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
         Self {
-            host: IpAddr::from([127, 0, 0, 1]),
-            port: 8080,
-            body_limit_bytes: 1024 * 1024,
+            body_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
-            shutdown_grace_ms: 2_000,
+            max_connections: 1_000,
+            handshake_timeout_ms: 5_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
 
+impl LimitsConfig {
+    /// Fails, naming the key, on a limit that would refuse everything or cut requests short.
+    pub fn check(&self) -> Result<()> {
+        let zero = [
+            ("body_bytes", self.body_bytes as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+        ];
+        if let Some((key, _)) = zero.iter().find(|(_, value)| *value == 0) {
+            return Err(figment::Error::from(format!("limits.{key} must be above 0")).into());
+        }
+        if self.idle_timeout_ms <= self.request_timeout_ms {
+            return Err(figment::Error::from(format!(
+                "limits.idle_timeout_ms ({}) must exceed limits.request_timeout_ms ({}), or \
+                 connections waiting for an answer would be closed",
+                self.idle_timeout_ms, self.request_timeout_ms
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
 /// The gRPC listener: KServe v2 over gRPC, `grpc.health.v1` and reflection. It binds
-/// `http.host`, and applies `http.body_limit_bytes` to messages and `http.request_timeout_ms`
-/// to calls.
+/// `http.host`; `limits` apply to it as to HTTP.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
@@ -557,7 +614,7 @@ mod tests {
             let token = config.admin.token.as_ref().expect("the token is set");
             assert_eq!(token.expose(), "hunter2");
             assert!(!format!("{config:?}").contains("hunter2"), "Debug redacts the token");
-            assert_eq!(config.http.body_limit_bytes, HttpConfig::default().body_limit_bytes);
+            assert_eq!(config.limits, LimitsConfig::default());
             Ok(())
         });
     }
@@ -617,6 +674,15 @@ mod tests {
             assert_eq!(config.models.run_config("penguins-forest").intra_threads, 2);
             Ok(())
         });
+    }
+
+    #[test]
+    fn limits_that_refuse_everything_or_cut_answers_short_are_errors() {
+        assert!(LimitsConfig::default().check().is_ok());
+        let none = LimitsConfig { max_connections: 0, ..LimitsConfig::default() };
+        assert!(none.check().unwrap_err().to_string().contains("limits.max_connections"));
+        let short = LimitsConfig { idle_timeout_ms: 5_000, ..LimitsConfig::default() };
+        assert!(short.check().unwrap_err().to_string().contains("limits.idle_timeout_ms"));
     }
 
     #[test]

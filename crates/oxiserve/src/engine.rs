@@ -185,9 +185,12 @@ impl<P: Pipeline> Engine<P> {
     /// through, every remote model's server answers, and it is not shutting down. This is what
     /// `/health/ready` reports.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-            && !self.draining.load(Ordering::Acquire)
-            && self.models.all_available()
+        self.ready.load(Ordering::Acquire) && !self.is_draining() && self.models.all_available()
+    }
+
+    /// Whether [`Engine::start_draining`] was called: shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Turns readiness off for good, so that load balancers stop sending traffic, while the

@@ -23,7 +23,7 @@ pub enum Error {
     MalformedPath(String),
 
     /// The request body exceeds the configured size limit.
-    #[error("the request body is larger than the limit set by `http.body_limit_bytes`")]
+    #[error("the request body is larger than the limit set by `limits.body_bytes`")]
     PayloadTooLarge,
 
     /// The request did not declare a JSON content type.

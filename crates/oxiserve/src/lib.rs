@@ -28,6 +28,8 @@
 //! - [`config`]: the one [`Config`], from defaults, TOML and `OXISERVE_*` variables.
 //! - [`error`]: the one [`Error`] type.
 //! - [`server`]: start-up order, signals and shutdown.
+//! - [`connections`]: the connection limit, connection deadlines and shutdown stages every
+//!   listener shares.
 //! - `testing` (feature `testing`): run any pipeline in-process and call it like a client;
 //!   start a real S3 server (moto) or Redis for tests.
 //!
@@ -36,6 +38,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod connections;
 pub mod engine;
 pub mod error;
 pub mod grpc;

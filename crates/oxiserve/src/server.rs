@@ -6,9 +6,11 @@
 //! `models.poll_interval`. A model with no version that loads stops the process with the
 //! error, which names the file at fault.
 //!
-//! Shutdown: SIGTERM turns readiness off, waits `http.shutdown_grace_ms` while still serving,
-//! then both servers stop accepting connections; Ctrl-C skips the wait. In-flight requests finish, each
-//! within its deadline.
+//! Shutdown: SIGTERM turns readiness off and serves on for `http.shutdown_grace_ms` (HTTP/1
+//! answers say `Connection: close` meanwhile), then every server stops accepting connections;
+//! Ctrl-C skips the wait. Requests already sent finish; connections still open
+//! `limits.request_timeout_ms` later are dropped, so a shutdown ends within grace + deadline
+//! whatever clients do. A second SIGTERM or Ctrl-C drops them at once.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +24,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::connections::{Connections, Shutdown, Stage};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Loader;
@@ -61,7 +64,14 @@ pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
 
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
+    config.limits.check()?;
     let loader = Loader::new(&config).await?;
+    let admin = config
+        .admin
+        .token
+        .clone()
+        .map(|token| http::AdminAccess::new(loader.clone(), token))
+        .transpose()?;
     if config.telemetry.metrics {
         telemetry::install();
     }
@@ -69,43 +79,38 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
     let listener = bind((config.http.host, config.http.port)).await?;
 
-    let stop = Arc::new(Notify::new());
-    let admin = config
-        .admin
-        .token
-        .clone()
-        .map(|token| http::AdminAccess::new(loader.clone(), token))
-        .transpose()?;
     let router = http::router(Arc::clone(&engine), &config, admin);
+    let connections = Connections::new(&config.limits);
+    let (stage, shutdown) = Shutdown::new();
+    let stop = Arc::new(Notify::new());
+    let timing = Timing {
+        grace: Duration::from_millis(config.http.shutdown_grace_ms),
+        deadline: Duration::from_millis(config.limits.request_timeout_ms),
+    };
     let drain = {
         let engine = Arc::clone(&engine);
         move || engine.start_draining()
     };
-    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
-    // Both servers stop together, when the shutdown signal resolves.
-    let (stopping, stopped) = watch::channel(false);
-    let signal = shutdown_signal(Arc::clone(&stop), drain, grace);
-    tokio::spawn(async move {
-        signal.await;
-        let _ = stopping.send(true);
-    });
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|&stopped| stopped).await;
+    tokio::spawn(drive_shutdown(stage, Arc::clone(&stop), drain, timing));
+
+    let serve_http = |listener, router| {
+        let (connections, shutdown) = (connections.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            http::serve(listener, router, connections, shutdown).await;
+            Ok(())
+        })
     };
-    let mut servers =
-        vec![tokio::spawn(http::serve(listener, router, until_stopped(stopped.clone())))];
+    let mut servers = vec![serve_http(listener, router)];
     if let Some(port) = config.telemetry.metrics_port.filter(|_| config.telemetry.metrics) {
         let listener = bind((config.http.host, port)).await?;
-        let metrics = http::metrics_router();
-        servers.push(tokio::spawn(http::serve(listener, metrics, until_stopped(stopped.clone()))));
+        servers.push(serve_http(listener, http::metrics_router()));
     }
     if config.grpc.enabled {
-        let address = (config.http.host, config.grpc.port);
-        let listener = bind(address).await?;
-        let (engine, limits) = (Arc::clone(&engine), config.http.clone());
-        let shutdown = until_stopped(stopped);
+        let listener = bind((config.http.host, config.grpc.port)).await?;
+        let (engine, limits) = (Arc::clone(&engine), config.limits.clone());
+        let (connections, shutdown) = (connections.clone(), shutdown.clone());
         servers.push(tokio::spawn(async move {
-            grpc::serve(listener, engine, &limits, shutdown).await
+            grpc::serve(listener, engine, &limits, connections, shutdown).await
         }));
     }
 
@@ -138,27 +143,90 @@ async fn bind(address: (std::net::IpAddr, u16)) -> Result<TcpListener> {
     Ok(listener)
 }
 
-/// Resolves when the server should stop accepting connections: at once on Ctrl-C or a
-/// notification on `stop`; on SIGTERM (how Kubernetes stops a pod) only after `drain` has
-/// turned readiness off and `grace` has passed, so that load balancers stop sending traffic
-/// before connections are refused.
-async fn shutdown_signal(stop: Arc<Notify>, drain: impl FnOnce(), grace: Duration) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
+/// How long each stage of a shutdown lasts.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// After SIGTERM, serving on while readiness says no (`http.shutdown_grace_ms`).
+    grace: Duration,
+    /// After the listeners close, for the requests already sent (`limits.request_timeout_ms`).
+    deadline: Duration,
+}
+
+/// Moves `stage` through a shutdown. On SIGTERM (how Kubernetes stops a pod): `drain` turns
+/// readiness off, and after `timing.grace` the servers stop accepting; on Ctrl-C or a
+/// notification on `stop` they stop at once. Connections then get `timing.deadline` to finish
+/// before the rest are dropped. A second SIGTERM or Ctrl-C at any point drops them at once.
+async fn drive_shutdown(
+    stage: watch::Sender<Stage>,
+    stop: Arc<Notify>,
+    drain: impl FnOnce(),
+    timing: Timing,
+) {
+    let mut signals = Signals::new();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => {
-            drain();
-            let grace_ms = grace.as_millis() as u64;
-            tracing::info!(grace_ms, "SIGTERM: not ready any more; shutting down after the grace period");
-            tokio::time::sleep(grace).await;
-        }
+        signal = signals.next() => match signal {
+            Signal::Interrupt => tracing::info!("Ctrl-C: shutting down"),
+            Signal::Terminate => {
+                drain();
+                let grace_ms = timing.grace.as_millis() as u64;
+                tracing::info!(grace_ms, "SIGTERM: not ready any more; shutting down after the grace period");
+                tokio::select! {
+                    () = tokio::time::sleep(timing.grace) => {}
+                    _ = signals.next() => {
+                        tracing::warn!("a second signal: stopping now");
+                        let _ = stage.send(Stage::Abort);
+                        return;
+                    }
+                }
+            }
+        },
         () = stop.notified() => {}
+    }
+    let _ = stage.send(Stage::Stopping);
+    tokio::select! {
+        () = tokio::time::sleep(timing.deadline) => {
+            tracing::warn!("connections still open past the deadline are closed");
+        }
+        _ = signals.next() => tracing::warn!("a second signal: stopping now"),
+    }
+    let _ = stage.send(Stage::Abort);
+}
+
+/// A stop signal.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    /// SIGINT: Ctrl-C at a terminal.
+    Interrupt,
+    /// SIGTERM: an orchestrator stopping the process.
+    Terminate,
+}
+
+/// The process's SIGINT and SIGTERM, as a sequence.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next signal; never resolves when neither can be listened for.
+    async fn next(&mut self) -> Signal {
+        async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+            let Some(signal) = signal else { return std::future::pending().await };
+            if signal.recv().await.is_none() {
+                std::future::pending().await
+            }
+        }
+        tokio::select! {
+            () = received(self.interrupt.as_mut()) => Signal::Interrupt,
+            () = received(self.terminate.as_mut()) => Signal::Terminate,
+        }
     }
 }

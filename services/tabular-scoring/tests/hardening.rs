@@ -99,3 +99,33 @@ async fn grpc_client_errors_have_client_codes() {
     let status = grpc.unary(garbage, path, codec).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_cannot_take_the_server() {
+    use std::io::Read;
+    let mut config = common::bundled_config();
+    config.limits.max_connections = 4;
+    config.limits.handshake_timeout_ms = 300;
+    let app = oxiserve::testing::TestApp::with_config(tabular_scoring::TabularScoring, config)
+        .await
+        .unwrap();
+    let server = app.serve().await.unwrap();
+    let address = server.address().to_string();
+    let live = move |address: String| {
+        tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(|| common::http_request(&address, "GET", "/health/live", ""))
+                .map(|(status, _)| status)
+                .ok()
+        })
+    };
+    // Four connections that never send a byte take every slot: a fifth is closed at once.
+    let silent: Vec<_> = (0..4).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(live(address.clone()).await.unwrap(), None, "no slot is left");
+    // The handshake timeout frees them; the probe answers again.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(live(address.clone()).await.unwrap(), Some(200));
+    for mut connection in silent {
+        assert_eq!(connection.read(&mut [0; 1]).unwrap_or(0), 0, "closed by the server");
+    }
+}

@@ -114,7 +114,7 @@ async fn every_client_error_is_problem_json() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
     let app = common::app().await;
-    let padding = " ".repeat(Config::default().http.body_limit_bytes);
+    let padding = " ".repeat(Config::default().limits.body_bytes);
     let response =
         app.post_json("/v1/predict", format!("{{\"island\": \"Dream\"{padding}}}")).await;
     assert_problem(&response, StatusCode::PAYLOAD_TOO_LARGE, None);

@@ -101,8 +101,15 @@ fn http_status(address: &str, method: &str, path: &str, body: &str) -> u16 {
 type LogLines = Box<dyn Iterator<Item = String>>;
 
 /// Starts the service binary on the bundled models, one session, with `env`; waits until it
-/// reports ready. Returns the process, its address and the rest of its log.
+/// reports ready. Returns the process, its HTTP address and the rest of its log.
 fn start_service(env: &[(&str, &str)]) -> (std::process::Child, String, LogLines) {
+    let (child, mut addresses, lines) = start_service_listening(env);
+    (child, addresses.remove(0), lines)
+}
+
+/// As [`start_service`], with every address the service listens on, in the order logged
+/// (HTTP first, then gRPC).
+fn start_service_listening(env: &[(&str, &str)]) -> (std::process::Child, Vec<String>, LogLines) {
     use std::io::{BufRead, BufReader};
     let mut command = Command::new(env!("CARGO_BIN_EXE_tabular-scoring"));
     command
@@ -118,16 +125,24 @@ fn start_service(env: &[(&str, &str)]) -> (std::process::Child, String, LogLines
     let mut child = command.spawn().expect("the service binary starts");
     let stderr = child.stderr.take().unwrap();
     let mut lines: LogLines = Box::new(BufReader::new(stderr).lines().map_while(Result::ok));
-    // The first address logged is the HTTP listener's.
-    let address = lines
-        .by_ref()
-        .find_map(|line| log_line(&line)["fields"]["address"].as_str().map(str::to_string))
-        .expect("the service logs its address");
-    assert!(
-        lines.by_ref().any(|line| log_line(&line)["fields"]["message"] == "ready"),
-        "the service reports ready"
-    );
-    (child, address, lines)
+    let addresses = addresses_until_ready(&mut lines);
+    (child, addresses, lines)
+}
+
+/// The addresses a starting service logs before it reports ready.
+fn addresses_until_ready(lines: &mut LogLines) -> Vec<String> {
+    let mut addresses = Vec::new();
+    for line in lines.by_ref() {
+        let line = log_line(&line);
+        if let Some(address) = line["fields"]["address"].as_str() {
+            addresses.push(address.to_string());
+        }
+        if line["fields"]["message"] == "ready" {
+            assert!(!addresses.is_empty(), "the service logs its addresses");
+            return addresses;
+        }
+    }
+    panic!("the service never reported ready");
 }
 
 /// A log line of the service: one JSON object, as production logs are by default.
@@ -248,4 +263,151 @@ fn sigterm_under_load_completes_every_in_flight_request() {
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.collect();
     assert_eq!(status.code(), Some(0), "a clean exit after SIGTERM: {rest:?}");
+}
+
+/// Seconds from SIGTERM to the exit of `child`, which must exit cleanly.
+fn seconds_to_exit(child: &mut std::process::Child, signalled: std::time::Instant) -> f64 {
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean exit after SIGTERM");
+    signalled.elapsed().as_secs_f64()
+}
+
+#[test]
+fn sigterm_ends_within_grace_and_deadline_whatever_clients_do() {
+    use std::io::Write;
+    // Timeouts that would not end these connections in time: only the shutdown deadline can.
+    let (mut child, addresses, _lines) = start_service_listening(&[
+        ("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "300"),
+        ("OXISERVE_LIMITS__REQUEST_TIMEOUT_MS", "1000"),
+        ("OXISERVE_LIMITS__IDLE_TIMEOUT_MS", "60000"),
+        ("OXISERVE_LIMITS__HANDSHAKE_TIMEOUT_MS", "60000"),
+        ("OXISERVE_LIMITS__HEADER_READ_TIMEOUT_MS", "60000"),
+    ]);
+    let (http, grpc) = (&addresses[0], &addresses[1]);
+    // Headers that never end; a gRPC connection that never sends the HTTP/2 preface; a
+    // request whose body never comes.
+    let mut partial = std::net::TcpStream::connect(http).unwrap();
+    partial.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Ty").unwrap();
+    let _silent = std::net::TcpStream::connect(grpc).unwrap();
+    let mut bodiless = std::net::TcpStream::connect(http).unwrap();
+    bodiless
+        .write_all(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    let signalled = std::time::Instant::now();
+    terminate(&child);
+    let seconds = seconds_to_exit(&mut child, signalled);
+    assert!(seconds < 0.3 + 1.0 + 1.0, "grace + deadline, with a second to spare: {seconds} s");
+}
+
+#[test]
+fn a_second_sigterm_stops_at_once() {
+    let (mut child, _address, _lines) =
+        start_service(&[("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "30000")]);
+    let signalled = std::time::Instant::now();
+    terminate(&child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    terminate(&child);
+    let seconds = seconds_to_exit(&mut child, signalled);
+    assert!(seconds < 2.0, "not the 30 s grace: {seconds} s");
+}
+
+/// What a kept-alive client saw.
+#[derive(Debug, Default)]
+struct Outcome {
+    answered: usize,
+    failed: Vec<String>,
+    told_to_close: bool,
+}
+
+/// Sends predictions on one kept-alive connection until the server answers with
+/// `Connection: close`, as a load balancer's connection pool does (it then sends to other
+/// replicas), or until `stop`. Any request without a whole answer is a failure.
+fn keep_alive_client(address: &str, stop: &std::sync::atomic::AtomicBool) -> Outcome {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut outcome = Outcome::default();
+    let stream = std::net::TcpStream::connect(address).expect("the server accepts connections");
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let request = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(error) = writer.write_all(request.as_bytes()) {
+            outcome.failed.push(format!("sending: {error}"));
+            break;
+        }
+        let (mut status, mut length, mut close) = (String::new(), 0usize, false);
+        if let Err(error) = reader.read_line(&mut status).and_then(|n| {
+            if n == 0 { Err(std::io::ErrorKind::UnexpectedEof.into()) } else { Ok(()) }
+        }) {
+            outcome.failed.push(format!("no answer: {error}"));
+            break;
+        }
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                outcome.failed.push("the headers were cut short".into());
+                return outcome;
+            }
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(value) = line.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            close |= line == "connection: close";
+        }
+        let mut body = vec![0; length];
+        if let Err(error) = reader.read_exact(&mut body) {
+            outcome.failed.push(format!("the body was cut short: {error}"));
+            break;
+        }
+        if status.starts_with("HTTP/1.1 200") {
+            outcome.answered += 1;
+        } else {
+            outcome.failed.push(format!("{}: {}", status.trim(), String::from_utf8_lossy(&body)));
+        }
+        if close {
+            outcome.told_to_close = true;
+            break;
+        }
+    }
+    outcome
+}
+
+#[test]
+fn sigterm_under_load_fails_no_request_on_kept_alive_connections() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let (mut child, address, _lines) = start_service(&[
+        ("OXISERVE_HTTP__SHUTDOWN_GRACE_MS", "1000"),
+        ("OXISERVE_LIMITS__REQUEST_TIMEOUT_MS", "2000"),
+        ("OXISERVE_CACHE__CAPACITY", "0"),
+    ]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let (address, stop) = (address.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || keep_alive_client(&address, &stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    terminate(&child);
+    let seconds = seconds_to_exit(&mut child, signalled);
+    stop.store(true, Ordering::Relaxed);
+    let outcomes: Vec<Outcome> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let failed: Vec<&String> = outcomes.iter().flat_map(|o| &o.failed).collect();
+    assert!(failed.is_empty(), "{} requests failed: {failed:?}", failed.len());
+    let answered: usize = outcomes.iter().map(|o| o.answered).sum();
+    assert!(answered > 64, "the clients kept the service busy: {answered} answers");
+    assert!(outcomes.iter().all(|o| o.told_to_close), "every client was told to close");
+    assert!(seconds < 1.0 + 2.0 + 1.0, "grace + deadline, with a second to spare: {seconds} s");
 }

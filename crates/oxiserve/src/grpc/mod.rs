@@ -18,20 +18,19 @@ mod inference;
 mod observe;
 mod pipeline;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use self::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use self::proto::pipeline::pipeline_server::PipelineServer;
-use crate::config::HttpConfig;
+use crate::config::LimitsConfig;
+use crate::connections::{Connections, Shutdown};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::http::problem::{self, Problem};
@@ -62,13 +61,16 @@ pub const SERVICES: [&str; 2] = ["inference.GRPCInferenceService", "oxiserve.v1.
 /// How often the health service looks at readiness.
 const HEALTH_POLL: Duration = Duration::from_millis(100);
 
-/// Serves the gRPC services for `engine` on `listener` until `shutdown` resolves, with the
-/// deadline and message size limit of `limits` (a client's shorter `grpc-timeout` wins).
+/// Serves the gRPC services for `engine` on `listener` with the deadline and message size
+/// limit of `limits` (a client's shorter `grpc-timeout` wins), under the limit and deadlines
+/// of `connections`, until `shutdown` stops it: then connections get a GOAWAY, finish their
+/// calls and close; whatever is still open when `shutdown` aborts is dropped.
 pub async fn serve<P: Pipeline>(
     listener: TcpListener,
     engine: Arc<Engine<P>>,
-    limits: &HttpConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: &LimitsConfig,
+    connections: Connections,
+    shutdown: Shutdown,
 ) -> Result<()> {
     let status: StatusState = engine.clone();
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -83,9 +85,20 @@ pub async fn serve<P: Pipeline>(
     let reflection_v1 = reflection().build_v1().map_err(failed)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(failed)?;
     let inference = GrpcInferenceServiceServer::new(inference::Inference::new(status))
-        .max_decoding_message_size(limits.body_limit_bytes);
+        .max_decoding_message_size(limits.body_bytes);
     let pipeline = PipelineServer::new(pipeline::Predictor::new(engine))
-        .max_decoding_message_size(limits.body_limit_bytes);
+        .max_decoding_message_size(limits.body_bytes);
+    let incoming = futures_util::stream::unfold(listener, move |listener| {
+        let connections = connections.clone();
+        async move {
+            let stream = connections.accept(&listener).await;
+            Some((Ok::<_, std::io::Error>(stream), listener))
+        }
+    });
+    let stopping = {
+        let shutdown = shutdown.clone();
+        async move { shutdown.stopping().await }
+    };
     let served = Server::builder()
         .timeout(Duration::from_millis(limits.request_timeout_ms))
         .layer(observe::ObserveLayer)
@@ -94,8 +107,11 @@ pub async fn serve<P: Pipeline>(
         .add_service(reflection_v1alpha)
         .add_service(inference)
         .add_service(pipeline)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, stopping);
+    let served = tokio::select! {
+        served = served => served,
+        () = shutdown.aborted() => Ok(()),
+    };
     watcher.abort();
     served.map_err(|e| Error::pipeline(format!("the gRPC server failed: {e}")))
 }

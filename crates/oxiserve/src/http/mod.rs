@@ -1,7 +1,8 @@
 //! The HTTP surface: routes, limits, error mapping, OpenAPI and the docs UI.
 //!
 //! [`router`] builds the whole application as an axum `Router`, so tests can drive it with
-//! `oneshot` and no socket; [`serve`] runs it on a listener until a shutdown future resolves.
+//! `oneshot` and no socket; [`serve`] runs it on a listener, under the connection limits and
+//! deadlines of `crate::connections`, until the shutdown stops it.
 
 mod admin;
 pub(crate) mod json;
@@ -12,17 +13,21 @@ mod predict;
 pub(crate) mod problem;
 pub(crate) mod status;
 
-use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 use utoipa::openapi::InfoBuilder;
@@ -37,8 +42,10 @@ pub use self::kserve::{
 pub use self::metrics::PATH as METRICS_PATH;
 pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
+use self::status::StatusState;
 pub use self::status::{Health, ModelList};
 use crate::config::Config;
+use crate::connections::{Connections, Shutdown};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::worker::{CALL, Call};
@@ -51,7 +58,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Where the API docs UI is served; its assets are inside the binary.
 pub const DOCS_PATH: &str = "/docs";
 
-/// The complete application for `engine`, with the limits of `config.http`, `GET /metrics`
+/// The complete application for `engine`, with the limits of `config.limits`, `GET /metrics`
 /// unless `config.telemetry` turns metrics off or gives them a port of their own, and the admin
 /// API when `admin` is given.
 pub fn router<P: Pipeline>(
@@ -60,10 +67,10 @@ pub fn router<P: Pipeline>(
     admin: Option<AdminAccess>,
 ) -> Router {
     let admin = admin.map(|access| admin::routes(Arc::clone(&engine), access)).unwrap_or_default();
-    let status: Arc<dyn status::ServiceStatus> = engine.clone();
+    let status: StatusState = engine.clone();
     let (routes, mut api) = OpenApiRouter::new()
         .merge(status::routes(Arc::clone(&status)))
-        .merge(kserve::routes(status))
+        .merge(kserve::routes(Arc::clone(&status)))
         .merge(predict::routes(Arc::clone(&engine)))
         .split_for_parts();
     api.info = InfoBuilder::new()
@@ -83,9 +90,10 @@ pub fn router<P: Pipeline>(
         .merge(metrics)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(config.http.request_timeout_ms, deadline))
-        .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(config.limits.request_timeout_ms, deadline))
+        .layer(DefaultBodyLimit::max(config.limits.body_bytes))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(status, close_when_draining))
         .layer(middleware::from_fn(observe))
 }
 
@@ -94,17 +102,61 @@ pub fn metrics_router() -> Router {
     Router::new().route(METRICS_PATH, get(metrics::render))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish.
+/// Serves `router` on `listener` (HTTP/1 and HTTP/2) under the limit and deadlines of
+/// `connections`, until `shutdown` stops it. Then no connection is accepted any more, open
+/// ones finish the requests they were sent and close (idle ones at once), and whatever is
+/// still open when `shutdown` aborts is dropped.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::io("serving HTTP", e))
+    connections: Connections,
+    shutdown: Shutdown,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut open = JoinSet::new();
+    let stopping = shutdown.stopping();
+    tokio::pin!(stopping);
+    loop {
+        let stream = tokio::select! {
+            stream = connections.accept(&listener) => stream,
+            () = &mut stopping => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        let header_read = connections.header_read_timeout();
+        open.spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(error, "a connection ended with an error");
+            }
+        });
+        // Reap the tasks of closed connections as we go.
+        while open.try_join_next().is_some() {}
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = shutdown.aborted() => open.abort_all(),
+    }
+}
+
+/// While the service drains for shutdown, HTTP/1 answers carry `Connection: close`: clients
+/// then open new connections (to other replicas) rather than reuse this one, which closes at
+/// the end of the grace period and could otherwise meet a request already on its way.
+/// HTTP/2 clients learn it from the GOAWAY that ends the grace period.
+async fn close_when_draining(
+    State(status): State<StatusState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let http1 = request.version() < Version::HTTP_2;
+    let mut response = next.run(request).await;
+    if http1 && status.is_draining() {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Runs every request inside its `request` span, with its id (echoed in `x-request-id`) and

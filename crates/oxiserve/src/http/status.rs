@@ -19,6 +19,8 @@ use crate::pipeline::Pipeline;
 pub(crate) trait ServiceStatus: Send + Sync {
     /// Whether the service takes predictions.
     fn is_ready(&self) -> bool;
+    /// Whether shutdown has begun (predictions are still served).
+    fn is_draining(&self) -> bool;
     /// Every model with its state.
     fn models(&self) -> Vec<ModelStatus>;
     /// The models themselves, for the routes that run them directly (KServe v2).
@@ -28,6 +30,10 @@ pub(crate) trait ServiceStatus: Send + Sync {
 impl<P: Pipeline> ServiceStatus for Engine<P> {
     fn is_ready(&self) -> bool {
         Engine::is_ready(self)
+    }
+
+    fn is_draining(&self) -> bool {
+        Engine::is_draining(self)
     }
 
     fn models(&self) -> Vec<ModelStatus> {

@@ -30,7 +30,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tower::ServiceExt;
 
 pub use self::mlserver::{MlServer, SklearnModel};
@@ -42,6 +42,7 @@ pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
 use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::connections::{Connections, Shutdown, Stage};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::grpc;
@@ -98,6 +99,7 @@ impl<P: Pipeline> TestApp<P> {
     /// Serves `pipeline` with `config` without loading any model: every model stays loading,
     /// as in the first moments of a real start.
     pub async fn unloaded(pipeline: P, config: Config) -> Result<Self> {
+        config.limits.check()?;
         crate::telemetry::install();
         let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
         let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
@@ -163,47 +165,57 @@ impl<P: Pipeline> TestApp<P> {
     /// returned [`TestServer`] is dropped.
     pub async fn serve(&self) -> Result<TestServer> {
         let router = self.router.clone();
-        TestServer::start(move |listener, shutdown| http::serve(listener, router, shutdown)).await
+        TestServer::start(&self.config, move |listener, connections, shutdown| {
+            http::serve(listener, router, connections, shutdown)
+        })
+        .await
     }
 
     /// Serves the gRPC services (KServe v2, health, reflection) on a real socket on 127.0.0.1
     /// and a free port, until the returned [`TestServer`] is dropped.
     pub async fn serve_grpc(&self) -> Result<TestServer> {
-        let (engine, limits) = (Arc::clone(&self.engine), self.config.http.clone());
-        TestServer::start(move |listener, shutdown| async move {
-            grpc::serve(listener, engine, &limits, shutdown).await
+        let (engine, limits) = (Arc::clone(&self.engine), self.config.limits.clone());
+        TestServer::start(&self.config, move |listener, connections, shutdown| async move {
+            if let Err(error) = grpc::serve(listener, engine, &limits, connections, shutdown).await
+            {
+                tracing::error!(%error, "the test gRPC server failed");
+            }
         })
         .await
     }
 }
 
-/// An app served on a socket; dropping it shuts the server down.
+/// An app served on a socket; dropping it shuts the server down and drops its connections.
 #[derive(Debug)]
 pub struct TestServer {
     address: SocketAddr,
-    _stop: oneshot::Sender<()>,
+    stage: watch::Sender<Stage>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stage.send(Stage::Abort);
+    }
 }
 
 impl TestServer {
-    /// Binds a free port on 127.0.0.1 and runs `server` on it in a task, with a shutdown
-    /// future that resolves when the `TestServer` is dropped.
+    /// Binds a free port on 127.0.0.1 and runs `server` on it in a task, under the limits of
+    /// `config`, with a shutdown that aborts when the `TestServer` is dropped.
     async fn start<F>(
-        server: impl FnOnce(TcpListener, futures_util::future::BoxFuture<'static, ()>) -> F,
+        config: &Config,
+        server: impl FnOnce(TcpListener, Connections, Shutdown) -> F,
     ) -> Result<Self>
     where
-        F: std::future::Future<Output = Result<()>> + Send + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
     {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| Error::io("binding a test listener", e))?;
         let address =
             listener.local_addr().map_err(|e| Error::io("reading the test address", e))?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = Box::pin(async move {
-            let _ = stopped.await;
-        });
-        tokio::spawn(server(listener, shutdown));
-        Ok(Self { address, _stop: stop })
+        let (stage, shutdown) = Shutdown::new();
+        tokio::spawn(server(listener, Connections::new(&config.limits), shutdown));
+        Ok(Self { address, stage })
     }
 
     /// `127.0.0.1:PORT`, as gRPC clients take it.

@@ -15,7 +15,8 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use super::TestServer;
-use crate::error::{Error, Result};
+use crate::config::Config;
+use crate::error::Result;
 use crate::model::manifest::hex;
 
 /// One span as a collector received it, ids in lowercase hex as in `traceparent`.
@@ -47,12 +48,16 @@ impl OtlpReceiver {
     pub async fn start() -> Result<Self> {
         let spans = Arc::new(Mutex::new(Vec::new()));
         let service = TraceServiceServer::new(Collector(Arc::clone(&spans)));
-        let server = TestServer::start(move |listener, shutdown| async move {
-            Server::builder()
+        let limits = Config::default();
+        let server = TestServer::start(&limits, move |listener, _, shutdown| async move {
+            let stopping = async move { shutdown.aborted().await };
+            let served = Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-                .await
-                .map_err(|e| Error::pipeline(format!("the OTLP receiver failed: {e}")))
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopping)
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the OTLP receiver failed");
+            }
         })
         .await?;
         Ok(Self { spans, server })
