@@ -45,7 +45,7 @@ pub struct AdminAccess {
 
 impl AdminAccess {
     /// Access with `token` through `loader`; fails when the token is shorter than
-    /// [`MIN_TOKEN_LENGTH`] characters.
+    /// `MIN_TOKEN_LENGTH` (16) characters.
     pub fn new(loader: Loader, token: Secret) -> Result<Self> {
         let length = token.expose().chars().count();
         if length < MIN_TOKEN_LENGTH {
