@@ -191,6 +191,11 @@ pub struct LimitsConfig {
     /// gRPC connection, or a client that stopped reading its answer, is closed past it. Must
     /// exceed `request_timeout_ms`.
     pub idle_timeout_ms: u64,
+    /// How long one look at the local model repository may take, in milliseconds: listing a
+    /// model's versions, or loading one (reading, verifying, creating sessions, warming up).
+    /// Past it that look fails (a hung mount, a file that never answers) and the other models
+    /// and shutdown go on.
+    pub store_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -202,6 +207,7 @@ impl Default for LimitsConfig {
             handshake_timeout_ms: 5_000,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            store_timeout_ms: 120_000,
         }
     }
 }
@@ -215,6 +221,7 @@ impl LimitsConfig {
             ("max_connections", self.max_connections as u64),
             ("handshake_timeout_ms", self.handshake_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("store_timeout_ms", self.store_timeout_ms),
         ];
         if let Some((key, _)) = zero.iter().find(|(_, value)| *value == 0) {
             return Err(figment::Error::from(format!("limits.{key} must be above 0")).into());

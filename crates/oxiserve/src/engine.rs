@@ -312,7 +312,8 @@ impl<P: Pipeline> Engine<P> {
     /// Loads the versions `name`'s policy asks for at start-up, newest first, recording the
     /// ones that fail. At least one must load.
     async fn load_initial(&self, loader: &Loader, name: String) -> Result<()> {
-        let versions = loader.versions(&name).inspect_err(|e| self.models.fail(&name, None, e))?;
+        let versions =
+            loader.versions(&name).await.inspect_err(|e| self.models.fail(&name, None, e))?;
         let (target, listed) = match loader.policy(&name) {
             VersionPolicy::Latest(keep) => ((*keep).max(1), None),
             VersionPolicy::Pinned(list) => (list.len(), Some(list)),
@@ -369,7 +370,7 @@ impl<P: Pipeline> Engine<P> {
     }
 
     async fn adopt_newest(&self, loader: &Loader, name: String) {
-        let newest = match loader.versions(&name) {
+        let newest = match loader.versions(&name).await {
             Ok(versions) => versions.into_iter().rev().find(|&v| self.wanted(loader, &name, v)),
             Err(error) => {
                 tracing::warn!(model = %name, %error, "cannot list versions");
@@ -395,7 +396,7 @@ impl<P: Pipeline> Engine<P> {
         let current = self.serving_version(name)?;
         let loaded = self.models.loaded_versions(name);
         let mut older: Vec<u64> =
-            loader.versions(name)?.into_iter().chain(loaded.iter().copied()).collect();
+            loader.versions(name).await?.into_iter().chain(loaded.iter().copied()).collect();
         older.retain(|&v| v < current && !self.models.is_failed(name, v));
         older.sort_unstable();
         older.dedup();
@@ -410,7 +411,10 @@ impl<P: Pipeline> Engine<P> {
                     restored = true;
                     break;
                 }
-                Err(error) => self.models.fail(name, Some(version), &error),
+                Err(error) => {
+                    tracing::error!(model = name, version, %error, "rollback target rejected");
+                    self.models.fail(name, Some(version), &error);
+                }
             }
         }
         if !restored {

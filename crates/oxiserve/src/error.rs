@@ -159,6 +159,23 @@ impl Error {
         Self::Pipeline(detail.into())
     }
 
+    /// The error as public answers (`GET /v1/models`) show it, without file-system details:
+    /// a local artifact's path from the directory of `model` on (`model/3/model.onnx`), and
+    /// no path of a local I/O error. S3 addresses stay whole. The log keeps the whole error.
+    pub fn public(&self, model: &str) -> String {
+        match self {
+            Self::Artifact { path, detail } if !path.starts_with("s3:") => {
+                let parts: Vec<_> =
+                    path.iter().map(|part| part.to_string_lossy().into_owned()).collect();
+                let from = parts.iter().rposition(|part| part == model);
+                let from = from.unwrap_or(parts.len().saturating_sub(1));
+                format!("model artifact {}: {detail}", parts[from..].join("/"))
+            }
+            Self::Io { .. } => "an I/O error in the local model repository (see the log)".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// A problem with a file of a model artifact.
     pub(crate) fn artifact(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
         Self::Artifact { path: path.into(), detail: detail.to_string() }

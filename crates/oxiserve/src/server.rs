@@ -117,17 +117,19 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     if let Err(error) = engine.load(&loader).await {
         stop.notify_one();
         join_all(servers).await;
+        loader.settle(timing.deadline).await;
         return Err(error);
     }
     let interval = config.models.poll_interval;
     let poller = (!interval.is_zero()).then(|| {
-        let engine = Arc::clone(&engine);
+        let (engine, loader) = (Arc::clone(&engine), loader.clone());
         tokio::spawn(async move { engine.poll(&loader, interval).await })
     });
     let served = join_all(servers).await;
     if let Some(poller) = poller {
         poller.abort();
     }
+    loader.settle(timing.deadline).await;
     served.into_iter().try_for_each(|served| {
         served.map_err(|e| Error::pipeline(format!("a server task failed: {e}")))?
     })

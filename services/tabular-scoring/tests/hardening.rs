@@ -129,3 +129,64 @@ async fn silent_connections_cannot_take_the_server() {
         assert_eq!(connection.read(&mut [0; 1]).unwrap_or(0), 0, "closed by the server");
     }
 }
+
+/// Waits until `GET /v1/models` lists `count` failed versions of the forest; returns its status.
+async fn wait_for_failures(
+    app: &oxiserve::testing::TestApp<tabular_scoring::TabularScoring>,
+    count: usize,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let status = common::forest_status(app).await;
+        if status["failed_versions"].as_array().is_some_and(|failed| failed.len() >= count) {
+            return status;
+        }
+        assert!(start.elapsed().as_secs() < 20, "never {count} failed versions: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_reads_only_regular_files_inside_the_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("repository");
+    let config = common::repository_config(&root, std::time::Duration::from_millis(50));
+    let app =
+        oxiserve::testing::TestApp::with_config(tabular_scoring::TabularScoring, config).await;
+    let app = app.unwrap();
+    let forest = root.join(tabular_scoring::FOREST);
+    // 2: the graph is a link to a file outside the repository (its size and sha256 were
+    // reported to anyone); 3: a link to /dev/zero (read whole, it took 3 GB in 5 s); 4: a
+    // FIFO (the read hung the poll loop of every model, and shutdown).
+    let secret = tmp.path().join("secret.bin");
+    std::fs::write(&secret, b"not a model").unwrap();
+    for (version, target) in [(2, secret.as_path()), (3, std::path::Path::new("/dev/zero"))] {
+        common::publish(&root, tabular_scoring::FOREST, version);
+        let graph = forest.join(format!("{version}/model.onnx"));
+        std::fs::remove_file(&graph).unwrap();
+        std::os::unix::fs::symlink(target, &graph).unwrap();
+    }
+    common::publish(&root, tabular_scoring::FOREST, 4);
+    let fifo = forest.join("4/model.onnx");
+    std::fs::remove_file(&fifo).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+
+    let status = wait_for_failures(&app, 3).await;
+    let failed = status["failed_versions"].as_array().unwrap();
+    let reason = |version: u64| {
+        let failure = failed.iter().find(|f| f["version"] == version).unwrap();
+        failure["error"].as_str().unwrap().to_string()
+    };
+    assert!(reason(2).contains("outside the model repository"), "{}", reason(2));
+    assert!(reason(3).contains("outside the model repository"), "{}", reason(3));
+    assert!(reason(4).contains("not a regular file"), "{}", reason(4));
+    assert!(reason(4).starts_with("model artifact penguins-forest/4/model.onnx"), "{}", reason(4));
+    // Public answers name files inside the repository, never where the repository lives.
+    let models = app.get("/v1/models").await.text();
+    assert!(!models.contains(&tmp.path().display().to_string()), "{models}");
+    assert_eq!(common::forest_version(&app).await, 1, "version 1 serves on");
+    // The poll loop goes on: a good version is adopted after the bad ones.
+    common::publish(&root, tabular_scoring::FOREST, 5);
+    common::wait_for_version(&app, 5).await;
+}

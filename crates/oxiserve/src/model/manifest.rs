@@ -19,6 +19,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The file name of a manifest inside a version directory.
 pub const FILE_NAME: &str = "manifest.json";
 
+/// The most bytes a manifest may have: it lists files and a signature, never data.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 /// The file name of the ONNX graph inside a version directory.
 pub const MODEL_FILE: &str = "model.onnx";
 
@@ -98,8 +101,7 @@ impl Manifest {
     /// Reads `dir/manifest.json` and checks it against the directory it lives in.
     pub fn read(dir: &Path, model: &str, version: u64) -> Result<Self> {
         let path = dir.join(FILE_NAME);
-        let bytes = std::fs::read(&path).map_err(|e| Error::artifact(&path, e))?;
-        Self::parse(&bytes, &path, model, version)
+        Self::parse(&read_file(&path, MAX_MANIFEST_BYTES)?, &path, model, version)
     }
 
     /// Checks the format, that the manifest names `model` at `version`, and that every file
@@ -150,7 +152,7 @@ impl Manifest {
             .files
             .get(file)
             .ok_or_else(|| Error::artifact(&path, "is not listed in the manifest"))?;
-        let bytes = std::fs::read(&path).map_err(|e| Error::artifact(&path, e))?;
+        let bytes = read_file(&path, entry.size)?;
         entry.check(&bytes).map_err(|detail| Error::artifact(&path, detail))?;
         Ok(bytes)
     }
@@ -159,6 +161,32 @@ impl Manifest {
     pub fn label(&self) -> String {
         format!("{}:{}", self.name, self.version)
     }
+}
+
+/// Reads the regular file at `path` of at most `limit` bytes. Both are checked before a byte
+/// is read: a FIFO or a device is refused at once (a link to `/dev/zero` once took 3 GB in
+/// 5 s, a FIFO hung the reader for good), and so is a file larger than the limit; a file that
+/// grows while it is read is cut at the limit and refused.
+pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let too_large = |size: u64| {
+        Error::artifact(path, format!("size mismatch: has {size} bytes, at most {limit} expected"))
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| Error::artifact(path, e))?;
+    if !metadata.is_file() {
+        return Err(Error::artifact(path, "is not a regular file"));
+    }
+    if metadata.len() > limit {
+        return Err(too_large(metadata.len()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::artifact(path, e))?;
+    let capacity = usize::try_from(metadata.len()).map_err(|_| too_large(metadata.len()))?;
+    let mut bytes = Vec::with_capacity(capacity);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::artifact(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Whether `file` is a plain relative path that stays inside the version directory.
@@ -251,6 +279,21 @@ mod tests {
         std::fs::write(&path, manifest.to_string()).unwrap();
         let error = Manifest::read(&dir, "m", 3).unwrap_err().to_string();
         assert!(error.contains("outside its version directory"), "{error}");
+    }
+
+    #[test]
+    fn only_regular_files_within_their_size_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, b"12345").unwrap();
+        assert_eq!(read_file(&file, 5).unwrap(), b"12345");
+        let error = read_file(&file, 4).unwrap_err().to_string();
+        assert!(error.contains("size mismatch") && error.contains("5 bytes"), "{error}");
+        // A device that never ends: refused before a byte is read.
+        let error = read_file(Path::new("/dev/zero"), 1 << 30).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let error = read_file(tmp.path(), 1 << 30).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub(crate) mod runtime;
 pub(crate) mod worker;
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use ort::environment::Environment;
 
@@ -56,7 +58,10 @@ impl Model {
         environment: &Environment,
     ) -> Result<Self> {
         let dir = repository.version_dir(name, version);
+        repository.check_inside(name, version, &[manifest::FILE_NAME])?;
         let manifest = Manifest::read(&dir, name, version)?;
+        let files: Vec<&str> = manifest.files.keys().map(String::as_str).collect();
+        repository.check_inside(name, version, &files)?;
         let invalid = |detail: String| Error::artifact(dir.join(manifest::MODEL_FILE), detail);
         let (backend, availability) = match &config.remote {
             None => {
@@ -184,6 +189,12 @@ pub struct Loader {
     remote: Option<S3Mirror>,
     config: ModelsConfig,
     environment: Environment,
+    /// How long one look at the local repository may take (`limits.store_timeout_ms`).
+    store_timeout: Duration,
+    /// Models with a look at the local repository past its timeout that has not returned.
+    stuck: Arc<Mutex<HashSet<String>>>,
+    /// Looks at the local repository running now.
+    looking: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A failure to bring a version in from the remote store.
@@ -213,7 +224,89 @@ impl Loader {
                 (mirror.cache().clone(), Some(mirror))
             }
         };
-        Ok(Self { repository, remote, config: config.models.clone(), environment })
+        Ok(Self {
+            repository,
+            remote,
+            config: config.models.clone(),
+            environment,
+            store_timeout: Duration::from_millis(config.limits.store_timeout_ms),
+            stuck: Arc::default(),
+            looking: Arc::default(),
+        })
+    }
+
+    /// Waits until no look at the local repository runs, or `within` has passed. The process
+    /// calls it before it exits: a model still loading uses ONNX Runtime, whose teardown at
+    /// exit must not race it; a look that hangs on a dead mount is not waited for past
+    /// `within`.
+    pub async fn settle(&self, within: Duration) {
+        let start = tokio::time::Instant::now();
+        while self.looking.load(std::sync::atomic::Ordering::Acquire) > 0
+            && start.elapsed() < within
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Runs `look` (blocking work on the local repository for model `name`: listing, reading,
+    /// loading) on a thread of its own, and waits at most `limits.store_timeout_ms` for it. A
+    /// hung mount or a file that never answers then fails this call only: other models go on,
+    /// and shutdown does not wait for the thread, which ends when its read does. Until it has,
+    /// further looks at `name` fail at once rather than pile up threads.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        name: &str,
+        look: impl FnOnce(&Loader) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let hung = || Error::Remote(format!("the local model repository hangs on `{name}`"));
+        if self.stuck_models().contains(name) {
+            return Err(hung());
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let loader = self.clone();
+        // Remote models connect through the runtime from this thread.
+        let runtime = tokio::runtime::Handle::current();
+        let key = name.to_string();
+        // Set, under the stuck-set lock, once the look has returned; a timeout marks the
+        // model stuck only if it has not.
+        let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let has_returned = Arc::clone(&returned);
+        self.looking.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let spawned = std::thread::Builder::new().name("oxiserve-store".into()).spawn(move || {
+            let _runtime = runtime.enter();
+            let _ = sender.send(look(&loader));
+            let mut stuck = loader.stuck_models();
+            has_returned.store(true, std::sync::atomic::Ordering::Relaxed);
+            stuck.remove(&key);
+            drop(stuck);
+            loader.looking.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        });
+        if let Err(error) = spawned {
+            self.looking.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return Err(Error::io("starting a model repository thread", error));
+        }
+        match tokio::time::timeout(self.store_timeout, receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                Err(Error::pipeline(format!("a look at the repository for `{name}` panicked")))
+            }
+            Err(_) => {
+                let mut stuck = self.stuck_models();
+                if !returned.load(std::sync::atomic::Ordering::Relaxed) {
+                    stuck.insert(name.to_string());
+                }
+                drop(stuck);
+                let ms = self.store_timeout.as_millis();
+                tracing::error!(model = name, ms, "the local model repository does not answer");
+                Err(Error::Remote(format!(
+                    "the local model repository did not answer within {ms} ms for `{name}`"
+                )))
+            }
+        }
+    }
+
+    fn stuck_models(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.stuck.lock().expect("no code panics while holding the stuck-model set")
     }
 
     /// Fails if the per-model settings name a model that is not among `models`.
@@ -227,8 +320,9 @@ impl Loader {
     }
 
     /// The versions of `name` ready to load locally, in increasing order.
-    pub fn versions(&self, name: &str) -> Result<Vec<u64>> {
-        self.repository.versions(name)
+    pub async fn versions(&self, name: &str) -> Result<Vec<u64>> {
+        let model = name.to_string();
+        self.off_runtime(name, move |loader| loader.repository.versions(&model)).await
     }
 
     /// Copies the newest remote version of `name` that `wanted` accepts into the local
@@ -250,17 +344,41 @@ impl Loader {
         self.repository.model_dir(name)
     }
 
-    /// Loads `name` at `version` from the local repository on a blocking thread, batching
-    /// variable-length inputs with `padding`.
+    /// Loads `name` at `version` from the local repository off the runtime (see
+    /// `off_runtime`), batching variable-length inputs with `padding`.
     pub async fn load(&self, name: &str, version: u64, padding: Padding) -> Result<Arc<Model>> {
-        let loader = self.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            let run = loader.config.run_config(&name);
+        let model = name.to_string();
+        self.off_runtime(name, move |loader| {
+            let run = loader.config.run_config(&model);
             let (repository, environment) = (&loader.repository, &loader.environment);
-            Model::load(repository, &name, version, &run, &padding, environment).map(Arc::new)
+            Model::load(repository, &model, version, &run, &padding, environment).map(Arc::new)
         })
         .await
-        .map_err(|e| Error::pipeline(format!("model loading task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_look_at_the_repository_that_hangs_fails_alone() {
+        let mut config = crate::Config::default();
+        config.limits.store_timeout_ms = 100;
+        let loader = Loader::new(&config).await.expect("ONNX Runtime is provisioned");
+        let (release, hang) = std::sync::mpsc::channel::<()>();
+        let hung = loader.off_runtime("m", move |_| Ok(hang.recv())).await.unwrap_err();
+        assert!(hung.to_string().contains("did not answer within 100 ms"), "{hung}");
+        // While it hangs, looks at that model fail at once; other models are untouched.
+        let again = loader.off_runtime("m", |_| Ok(())).await.unwrap_err();
+        assert!(again.to_string().contains("hangs on `m`"), "{again}");
+        loader.off_runtime("other", |_| Ok(())).await.expect("another model is looked at");
+        // Once the stuck look returns, the model can be looked at again.
+        release.send(()).unwrap();
+        let start = std::time::Instant::now();
+        while loader.off_runtime("m", |_| Ok(())).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(5), "the model stays stuck");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

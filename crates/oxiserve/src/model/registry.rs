@@ -208,20 +208,22 @@ impl Models {
     }
 
     /// Records that `version` of `name` failed: it will not be tried again, and the versions
-    /// loaded keep serving.
+    /// loaded keep serving. The status shows the error without file-system details
+    /// ([`Error::public`]); callers log it whole.
     pub(crate) fn fail(&self, name: &str, version: Option<u64>, error: &Error) {
         let mut entries = self.write();
         let entry = entries.entry(name.to_string()).or_default();
-        entry.error = Some(error.to_string());
+        let public = error.public(name);
         if let Some(version) = version {
-            entry.failed.insert(version, error.to_string());
+            entry.failed.insert(version, public.clone());
         }
+        entry.error = Some(public);
     }
 
     /// Records how the last look at the remote store for `name` went.
     pub(crate) fn report_sync(&self, name: &str, error: Option<&Error>) {
         self.write().entry(name.to_string()).or_default().sync_error =
-            error.map(ToString::to_string);
+            error.map(|error| error.public(name));
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {

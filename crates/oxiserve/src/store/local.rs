@@ -31,6 +31,27 @@ impl LocalRepository {
         self.root.join(model).join(version.to_string())
     }
 
+    /// Fails unless each of `files` of `model` at `version` that exists resolves, through any
+    /// symbolic links, to a place inside the repository: a link out of it would let the
+    /// service read, and report on, any file the process can read.
+    pub fn check_inside(&self, model: &str, version: u64, files: &[&str]) -> Result<()> {
+        let root = std::fs::canonicalize(&self.root).map_err(|e| Error::artifact(&self.root, e))?;
+        let dir = self.version_dir(model, version);
+        for file in files {
+            let path = dir.join(file);
+            let resolved = match std::fs::canonicalize(&path) {
+                Ok(resolved) => resolved,
+                // A missing file is for its reader to report.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(Error::artifact(&path, error)),
+            };
+            if !resolved.starts_with(&root) {
+                return Err(Error::artifact(&path, "links to a file outside the model repository"));
+            }
+        }
+        Ok(())
+    }
+
     /// The published versions of `model`, in increasing order. A version is published once
     /// its `manifest.json` exists (writers put it last); directories whose names are not
     /// versions ([`super::parse_version`]: staging, stray files, `06`) are ignored.
@@ -63,6 +84,22 @@ mod tests {
         let repo = LocalRepository::new(tmp.path());
         assert_eq!(repo.versions("m").unwrap(), vec![2, 9, 10]);
         assert_eq!(repo.version_dir("m", 10), tmp.path().join("m/10"));
+    }
+
+    #[test]
+    fn links_may_stay_inside_the_repository_but_not_leave_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "x").unwrap();
+        let dir = tmp.path().join("repo/m/1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.onnx"), "graph").unwrap();
+        std::os::unix::fs::symlink(dir.join("model.onnx"), dir.join("inside")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.join("outside")).unwrap();
+        let repo = LocalRepository::new(tmp.path().join("repo"));
+        repo.check_inside("m", 1, &["model.onnx", "inside"]).unwrap();
+        let error = repo.check_inside("m", 1, &["model.onnx", "outside"]).unwrap_err();
+        assert!(error.to_string().contains("outside the model repository"), "{error}");
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl S3Mirror {
             versions.extend(page.contents().iter().filter_map(|object| {
                 let rest = object.key()?.strip_prefix(&prefix)?;
                 let (version, file) = rest.split_once('/')?;
-                (file == manifest::FILE_NAME).then(|| version.parse::<u64>().ok()).flatten()
+                (file == manifest::FILE_NAME).then(|| super::parse_version(version)).flatten()
             }));
             token = page.next_continuation_token().map(str::to_string);
             if token.is_none() {
@@ -128,7 +128,7 @@ impl S3Mirror {
         let start = std::time::Instant::now();
         let base = format!("{model}/{version}/");
         let manifest_key = self.key(&format!("{base}{}", manifest::FILE_NAME));
-        let manifest_bytes = self.get(&manifest_key).await?;
+        let manifest_bytes = self.get(&manifest_key, manifest::MAX_MANIFEST_BYTES).await?;
         let manifest = Manifest::parse(&manifest_bytes, &self.url(&manifest_key), model, version)?;
         let staging = self.cache.model_dir(model).join(format!(".staging-{version}"));
         tokio::fs::create_dir_all(&staging)
@@ -168,7 +168,11 @@ impl S3Mirror {
         path: PathBuf,
         entry: &FileEntry,
     ) -> Result<()> {
-        if let Ok(existing) = tokio::fs::read(&path).await
+        let resumable = tokio::fs::metadata(&path)
+            .await
+            .is_ok_and(|metadata| metadata.is_file() && metadata.len() == entry.size);
+        if resumable
+            && let Ok(existing) = tokio::fs::read(&path).await
             && entry.check(&existing).is_ok()
         {
             return Ok(());
@@ -242,7 +246,8 @@ impl S3Mirror {
             .map_err(|detail| Error::artifact(path, detail))
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+    /// The object at `key`, refused unless S3 says it holds at most `limit` bytes.
+    async fn get(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
         let response = self
             .client
             .get_object()
@@ -251,6 +256,11 @@ impl S3Mirror {
             .send()
             .await
             .map_err(|e| self.unreachable(key, e))?;
+        let size = response.content_length().unwrap_or(i64::MAX);
+        if u64::try_from(size).map_or(true, |size| size > limit) {
+            let detail = format!("size mismatch: has {size} bytes, at most {limit} expected");
+            return Err(Error::artifact(self.url(key), detail));
+        }
         let bytes = response
             .body
             .collect()
