@@ -5,6 +5,7 @@
 
 mod bench;
 mod debian;
+mod fuzz;
 mod publish_model;
 mod serve;
 mod setup;
@@ -36,6 +37,8 @@ enum Command {
     Bench(bench::Args),
     /// Same as `test`: what CI runs.
     Ci,
+    /// The long campaign of the property tests that send hostile inputs to every decoder.
+    Fuzz(fuzz::Args),
     /// Rebuild the committed models and parity fixtures with the Python trainer.
     Train,
     /// Publish a model version to a repository: files first, manifest last.
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&root, &args),
         Command::Test | Command::Ci => test::run(&root),
         Command::Bench(args) => bench::run(&root, &args),
+        Command::Fuzz(args) => fuzz::run(&root, &args),
         Command::Train => train::run(&root),
         Command::PublishModel(args) => publish_model::run(&root, &args),
     }

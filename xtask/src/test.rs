@@ -6,14 +6,14 @@
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
 //! and the FastAPI baseline, checked against the service), check formatting, run clippy and rustdoc with warnings denied, then run every
-//! test of the workspace. Tests start and stop their own servers on 127.0.0.1 and free ports.
+//! test of the workspace, the hostile-input property tests with a short campaign. Tests start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::{debian, setup, venv};
+use crate::{debian, fuzz, setup, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -56,6 +56,8 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let _secret = sh.push_env("AWS_SECRET_ACCESS_KEY", "oxiserve-test");
     let _region = sh.push_env("AWS_REGION", "us-east-1");
     let _imds = sh.push_env("AWS_EC2_METADATA_DISABLED", "true");
+    // The short campaign of the hostile-input property tests (`cargo xtask fuzz` runs long).
+    let _cases = sh.push_env("PROPTEST_CASES", fuzz::SHORT_CAMPAIGN.to_string());
     cmd!(sh, "cargo test --workspace --all-features").run()?;
     Ok(())
 }

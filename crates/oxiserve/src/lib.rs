@@ -42,6 +42,8 @@ pub mod connections;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+#[cfg(test)]
+mod hostile;
 pub mod http;
 pub mod kserve;
 pub mod model;

@@ -190,3 +190,108 @@ async fn the_store_reads_only_regular_files_inside_the_repository() {
     common::publish(&root, tabular_scoring::FOREST, 5);
     common::wait_for_version(&app, 5).await;
 }
+
+/// A v2 inference request as a hostile client writes it: the right or a wrong input name,
+/// any datatype name, shapes with negative and huge dimensions, data of any kind, binary sizes
+/// that do or do not add up, and a JSON header length that may lie.
+fn hostile_v2_request() -> impl proptest::strategy::Strategy<Value = (Vec<u8>, Option<String>)> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        any::<f64>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        Just(serde_json::json!(1e39)),
+        ".{0,6}".prop_map(serde_json::Value::from),
+        any::<bool>().prop_map(serde_json::Value::from),
+    ];
+    let value =
+        prop_oneof![20 => (-1e3..1e3f64).prop_map(serde_json::Value::from), 1 => leaf.clone()];
+    let features = prop::collection::vec(value, 9).prop_map(|values| {
+        let input = serde_json::json!({"name": "features", "datatype": "FP32", "shape": [1, 9],
+            "data": values});
+        serde_json::json!({"inputs": [input]})
+    });
+    let data = leaf.prop_recursive(3, 32, 9, |inner| {
+        prop::collection::vec(inner, 0..10).prop_map(serde_json::Value::Array)
+    });
+    let dimension = prop_oneof![4 => -1i64..10, 1 => any::<i64>(), 1 => Just(1i64 << 60)];
+    let input = (
+        prop_oneof![Just("features"), Just("nope")],
+        prop_oneof![
+            4 => prop::sample::select(vec!["FP32", "INT64", "BYTES", "fp32"]).prop_map(String::from),
+            1 => ".{0,5}",
+        ],
+        prop::collection::vec(dimension, 0..4),
+        prop::option::of(data),
+        prop::option::of(prop_oneof![0u64..64, any::<u64>()]),
+    )
+        .prop_map(|(name, datatype, shape, data, binary)| {
+            let mut input = serde_json::json!({"name": name, "datatype": datatype, "shape": shape});
+            if let Some(data) = data {
+                input["data"] = data;
+            }
+            if let Some(size) = binary {
+                input["parameters"] = serde_json::json!({"binary_data_size": size});
+            }
+            input
+        });
+    let request = (prop::collection::vec(input, 0..3), any::<bool>()).prop_map(|(inputs, binary)| {
+        serde_json::json!({"inputs": inputs, "parameters": {"binary_data_output": binary}})
+    });
+    let tail = prop::collection::vec(any::<u8>(), 0..64);
+    let garbage = prop::collection::vec(any::<u8>(), 0..128);
+    let body = prop_oneof![
+        3 => (request, tail).prop_map(|(request, tail)| (request.to_string().into_bytes(), tail)),
+        2 => features.prop_map(|request| (request.to_string().into_bytes(), Vec::new())),
+        1 => garbage.prop_map(|bytes| (bytes, Vec::new())),
+    ];
+    let header = prop_oneof![
+        2 => Just(None),
+        2 => Just(Some(true)),
+        1 => Just(Some(false)),
+    ];
+    (body, header, "[ -~]{0,4}").prop_map(|((json, tail), header, lie)| {
+        let length = match header {
+            None => None,
+            Some(true) => Some(json.len().to_string()),
+            Some(false) => Some(lie),
+        };
+        let mut body = json;
+        body.extend(tail);
+        (body, length)
+    })
+}
+
+/// The bounded fuzz campaign of the KServe v2 HTTP decoder (JSON, the binary extension and
+/// its header), through the real router: every request gets an answer, and never a server
+/// error. `PROPTEST_CASES` sets its length.
+#[test]
+fn hostile_v2_requests_get_client_errors_never_server_errors() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(common::app());
+    let config = proptest::test_runner::Config {
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let answered = std::cell::Cell::new(0);
+    let outcome = runner.run(&hostile_v2_request(), |(body, header)| {
+        let mut request = Request::post(format!("/v2/models/{LINEAR}/infer"))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(length) = header {
+            request = request.header(oxiserve::http::KSERVE_HEADER_LENGTH, length);
+        }
+        let response = runtime.block_on(app.request(request.body(Body::from(body)).unwrap()));
+        proptest::prop_assert!(
+            response.status.is_success() || response.status.is_client_error(),
+            "{}: {}",
+            response.status,
+            response.text()
+        );
+        answered.set(answered.get() + usize::from(response.status.is_success()));
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
+    assert!(answered.get() > 0, "the campaign reached the model too");
+}

@@ -116,7 +116,7 @@ async fn broken_uploads_are_never_served_and_later_good_versions_are() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_keys_and_manifests_fail_only_their_version() {
+async fn bad_keys_and_manifests_fail_only_their_version() {
     let s3 = store().await;
     let cache = tempfile::tempdir().unwrap();
     let app = app(&s3, cache.path()).await;

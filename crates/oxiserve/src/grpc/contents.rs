@@ -128,4 +128,52 @@ mod tests {
         let error = read(DataType::Fp16, &[1], InferTensorContents::default()).unwrap_err();
         assert!(error.contains("raw"), "{error}");
     }
+
+    mod hostile {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::hostile;
+
+        /// Typed contents with a few values in any field.
+        fn contents() -> impl Strategy<Value = InferTensorContents> {
+            let few = || 0..6usize;
+            (
+                prop::collection::vec(any::<bool>(), few()),
+                prop::collection::vec(any::<i32>(), few()),
+                prop::collection::vec(any::<i64>(), few()),
+                prop::collection::vec(any::<u32>(), few()),
+                prop::collection::vec(any::<u64>(), few()),
+                prop::collection::vec(any::<f32>(), few()),
+                prop::collection::vec(any::<f64>(), few()),
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..6), few()),
+            )
+                .prop_map(|(b, i, i64s, u, u64s, f32s, f64s, bytes)| {
+                    InferTensorContents {
+                        bool_contents: b,
+                        int_contents: i,
+                        int64_contents: i64s,
+                        uint_contents: u,
+                        uint64_contents: u64s,
+                        fp32_contents: f32s,
+                        fp64_contents: f64s,
+                        bytes_contents: bytes,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn typed_contents_decode_to_their_shape_or_are_refused(
+                datatype in hostile::datatype(),
+                shape in hostile::shape(),
+                contents in contents(),
+            ) {
+                if let Ok(tensor) = read(datatype, &shape, contents) {
+                    prop_assert_eq!(tensor.shape(), &shape[..]);
+                    prop_assert_eq!(tensor.datatype(), datatype);
+                }
+            }
+        }
+    }
 }

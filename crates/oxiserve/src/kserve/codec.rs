@@ -296,4 +296,42 @@ mod tests {
         let max = from_json(DataType::Fp32, &[1], &serde_json::json!([3.4e38])).unwrap();
         assert_eq!(max.datatype(), DataType::Fp32);
     }
+
+    mod hostile {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::hostile;
+
+        proptest! {
+            #[test]
+            fn json_tensors_decode_to_their_shape_or_are_refused(
+                datatype in hostile::datatype(),
+                shape in hostile::shape(),
+                data in hostile::json(),
+            ) {
+                if let Ok(tensor) = from_json(datatype, &shape, &data) {
+                    prop_assert_eq!(tensor.shape(), &shape[..]);
+                    prop_assert_eq!(tensor.datatype(), datatype);
+                }
+            }
+
+            #[test]
+            fn raw_tensors_decode_to_the_bytes_sent_or_are_refused(
+                datatype in hostile::datatype(),
+                shape in hostile::shape(),
+                bytes in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                if let Ok(tensor) = from_raw(datatype, &shape, &bytes) {
+                    prop_assert_eq!(tensor.shape(), &shape[..]);
+                    let mut written = Vec::new();
+                    write_raw(&tensor, &mut written);
+                    // Booleans are any non-zero byte on the wire, 1 when written back.
+                    if datatype != DataType::Bool {
+                        prop_assert_eq!(written, bytes);
+                    }
+                }
+            }
+        }
+    }
 }

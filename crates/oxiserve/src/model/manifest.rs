@@ -308,4 +308,54 @@ mod tests {
         assert_eq!(file_inside_file(&deep), Some(("a/b", "a/b/c/d")));
         assert_eq!(file_inside_file(&files(&["a/b", "a/c", "ab"])), None);
     }
+
+    mod hostile {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::hostile;
+
+        /// A manifest of `m` v3 whose fields may be anything, and whose file names are
+        /// paths of the kinds that escape or clash.
+        fn manifest() -> impl Strategy<Value = serde_json::Value> {
+            let name = prop_oneof![
+                Just("model.onnx".to_string()),
+                Just("x".to_string()),
+                Just("x/y".to_string()),
+                Just("../x".to_string()),
+                Just("/etc/passwd".to_string()),
+                "[a-z./\\\\]{0,8}",
+            ];
+            let sha = prop_oneof![3 => "[0-9a-f]{0,64}".prop_map(serde_json::Value::from), 1 => hostile::json()];
+            let entry = (sha, any::<u64>())
+                .prop_map(|(sha, size)| serde_json::json!({"sha256": sha, "size": size}));
+            let files = prop::collection::btree_map(name, entry, 0..5);
+            let inputs = prop_oneof![3 => Just(serde_json::json!([])), 1 => hostile::json()];
+            (files, inputs, hostile::json(), prop_oneof![3 => Just(1u32), 1 => any::<u32>()])
+                .prop_map(|(files, inputs, metadata, format)| {
+                    serde_json::json!({
+                        "format_version": format, "name": "m", "version": 3,
+                        "created_at": "2026-01-01T00:00:00Z", "files": files,
+                        "inputs": inputs, "outputs": [], "metadata": metadata,
+                    })
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn manifests_parse_only_when_every_file_fits_in_its_directory(
+                manifest in manifest(),
+                bytes in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let origin = Path::new("m/3/manifest.json");
+                let _ = Manifest::parse(&bytes, origin, "m", 3);
+                let parsed = Manifest::parse(manifest.to_string().as_bytes(), origin, "m", 3);
+                if let Ok(parsed) = parsed {
+                    prop_assert!(parsed.files.contains_key(MODEL_FILE));
+                    prop_assert!(parsed.files.keys().all(|file| is_inside_version(file)));
+                    prop_assert!(file_inside_file(&parsed.files).is_none());
+                }
+            }
+        }
+    }
 }
