@@ -188,8 +188,9 @@ pub struct LimitsConfig {
     /// kept-alive connections).
     pub header_read_timeout_ms: u64,
     /// How long a read or write may wait without progress, in milliseconds: an idle HTTP/2 or
-    /// gRPC connection, or a client that stopped reading its answer, is closed past it. Must
-    /// exceed `request_timeout_ms`.
+    /// gRPC connection, or a client that stopped reading its answer, is closed past it (within
+    /// twice it: the timer is re-armed once a period, not per request). Must exceed
+    /// `request_timeout_ms`.
     pub idle_timeout_ms: u64,
     /// How long one look at the local model repository may take, in milliseconds: listing a
     /// model's versions, or loading one (reading, verifying, creating sessions, warming up).

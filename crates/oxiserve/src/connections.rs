@@ -97,38 +97,50 @@ pub struct Guarded<IO> {
     _permit: OwnedSemaphorePermit,
 }
 
-/// How long an operation may stay pending: armed when it first returns `Pending`, disarmed
-/// when it makes progress, so that a connection pays for a clock read once per wait, not per
-/// poll, and its timer is allocated once.
+/// How long an operation may stay pending without progress. The timer is armed when the
+/// operation first waits, and re-armed only when it fires after progress was made: a busy
+/// connection pays for a clock read and a timer reset once per `after`, not per request. A
+/// connection is thus closed between `after` and twice `after` into its silence.
 #[derive(Debug)]
 struct Deadline {
     after: Duration,
     sleep: Pin<Box<Sleep>>,
     armed: bool,
+    progressed: bool,
 }
 
 impl Deadline {
     fn new(after: Duration) -> Self {
-        Self { after, sleep: Box::pin(tokio::time::sleep(after)), armed: false }
+        let sleep = Box::pin(tokio::time::sleep(after));
+        Self { after, sleep, armed: false, progressed: false }
     }
 
-    /// The operation is pending: fails once it has been pending for `after`.
+    /// The operation is pending: fails once a whole period of the timer passed without
+    /// progress.
     fn poll_pending(&mut self, context: &mut Context<'_>) -> io::Result<()> {
         if !self.armed {
-            self.sleep.as_mut().reset(Instant::now() + self.after);
-            self.armed = true;
+            self.rearm();
         }
-        match self.sleep.as_mut().poll(context) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no progress for {} ms", self.after.as_millis()),
-            )),
-            Poll::Pending => Ok(()),
+        while self.sleep.as_mut().poll(context).is_ready() {
+            if !self.progressed {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no progress for {} ms", self.after.as_millis()),
+                ));
+            }
+            self.rearm();
         }
+        Ok(())
+    }
+
+    fn rearm(&mut self) {
+        self.sleep.as_mut().reset(Instant::now() + self.after);
+        self.armed = true;
+        self.progressed = false;
     }
 
     fn progressed(&mut self) {
-        self.armed = false;
+        self.progressed = true;
     }
 }
 

@@ -93,8 +93,7 @@ pub fn router<P: Pipeline>(
         .layer(middleware::from_fn_with_state(config.limits.request_timeout_ms, deadline))
         .layer(DefaultBodyLimit::max(config.limits.body_bytes))
         .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn_with_state(status, close_when_draining))
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(status, observe))
 }
 
 /// `GET /metrics` alone: what the metrics port (`telemetry.metrics_port`) serves.
@@ -142,29 +141,18 @@ pub async fn serve(
     }
 }
 
-/// While the service drains for shutdown, HTTP/1 answers carry `Connection: close`: clients
-/// then open new connections (to other replicas) rather than reuse this one, which closes at
-/// the end of the grace period and could otherwise meet a request already on its way.
-/// HTTP/2 clients learn it from the GOAWAY that ends the grace period.
-async fn close_when_draining(
-    State(status): State<StatusState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let http1 = request.version() < Version::HTTP_2;
-    let mut response = next.run(request).await;
-    if http1 && status.is_draining() {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}
-
 /// Runs every request inside its `request` span, with its id (echoed in `x-request-id`) and
 /// [`Call`] (the caller's `traceparent`, for remote models when spans are not exported), logs
 /// it at debug level (`answered`, with status and milliseconds), and counts it with its latency by route (the matched path, `unmatched` for none), method and
 /// status class, in `oxiserve_http_requests_total` and
 /// `oxiserve_http_request_duration_seconds`.
-async fn observe(request: Request, next: Next) -> Response {
+///
+/// While the service drains for shutdown, HTTP/1 answers carry `Connection: close`: clients
+/// then open new connections (to other replicas) rather than reuse this one, which closes at
+/// the end of the grace period and could otherwise meet a request already on its way.
+/// HTTP/2 clients learn it from the GOAWAY that ends the grace period. (Here rather than in a
+/// middleware of its own: each layer costs every request.)
+async fn observe(State(status): State<StatusState>, request: Request, next: Next) -> Response {
     static METRICS: LazyLock<RequestMetrics> = LazyLock::new(|| {
         RequestMetrics::new(
             "oxiserve_http_requests_total",
@@ -175,6 +163,7 @@ async fn observe(request: Request, next: Next) -> Response {
     const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
+    let http1 = request.version() < Version::HTTP_2;
     let id = telemetry::request_id(request.headers());
     let route_label = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!(
@@ -195,7 +184,11 @@ async fn observe(request: Request, next: Next) -> Response {
     let (mut response, elapsed) = answer.instrument(span).await;
     let class = CLASSES.get(usize::from(response.status().as_u16() / 100)).unwrap_or(&"0xx");
     METRICS.record(&[route_label, method_label(&method), class], elapsed);
-    response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
+    let headers = response.headers_mut();
+    headers.insert(telemetry::REQUEST_ID_HEADER, id);
+    if http1 && status.is_draining() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
