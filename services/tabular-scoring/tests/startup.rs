@@ -78,6 +78,21 @@ fn settings_for_a_model_the_pipeline_lacks_stop_the_start() {
 }
 
 #[test]
+fn the_start_up_log_names_the_repository() {
+    let missing = Path::new("/nonexistent/oxiserve-models");
+    let output = run_service(&[("OXISERVE_MODELS__URI", missing)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let named = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .any(|line| {
+            line["fields"]["message"] == "models from a local directory"
+                && line["fields"]["repository"] == "/nonexistent/oxiserve-models"
+        });
+    assert!(named, "the log names the repository before anything fails: {stderr}");
+}
+
+#[test]
 fn an_empty_or_short_admin_token_stops_the_start() {
     let models = common::models_dir();
     for token in ["", "hunter2"] {
