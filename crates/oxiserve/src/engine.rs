@@ -211,13 +211,13 @@ impl<P: Pipeline> Engine<P> {
     ) -> Result<Served, Arc<Error>> {
         let key = self.pipeline.cache_key(&input);
         let Some((cache, pipeline_key)) = self.cache().zip(key) else {
-            let answer = self.predict(input, version).await.map_err(Arc::new)?;
-            return Ok(Served { answer: Arc::new(serialize(answer)), cached: None });
+            let answer = self.predict(input, version).await.and_then(serialize);
+            return Ok(Served { answer: Arc::new(answer.map_err(Arc::new)?), cached: None });
         };
         let versions = self.answering_versions(version).map_err(Arc::new)?;
         let start = Instant::now();
         let key = cache::key(&pipeline_key, &versions);
-        let compute = async { self.predict(input, version).await.map(serialize) };
+        let compute = async { self.predict(input, version).await.and_then(serialize) };
         let (answer, source) = cache.get_or_compute(key, compute).await;
         Ok(Served { answer: answer?, cached: source.layer().map(|layer| (layer, start.elapsed())) })
     }
@@ -531,8 +531,11 @@ fn stage_span(traced: bool, span: impl FnOnce() -> tracing::Span) -> tracing::Sp
     if traced { span() } else { tracing::Span::none() }
 }
 
-/// The answer as it is sent and cached: JSON bytes and what the headers say.
-fn serialize<O: serde::Serialize>(answer: Answer<O>) -> CachedAnswer {
-    let body = serde_json::to_vec(&answer.output).expect("a pipeline output serialises to JSON");
-    CachedAnswer { body: body.into(), versions: answer.versions, timings: answer.timings }
+/// The answer as it is sent and cached: JSON bytes and what the headers say. An output that
+/// does not serialise (a map with keys that are not strings, a serialiser that fails) is the
+/// pipeline's fault: a 500, not a panic.
+fn serialize<O: serde::Serialize>(answer: Answer<O>) -> Result<CachedAnswer> {
+    let body = serde_json::to_vec(&answer.output)
+        .map_err(|e| Error::pipeline(format!("the pipeline's output does not serialise: {e}")))?;
+    Ok(CachedAnswer { body: body.into(), versions: answer.versions, timings: answer.timings })
 }

@@ -62,6 +62,11 @@ pub enum Error {
     #[error("model `{0}` is not loaded")]
     ModelNotLoaded(String),
 
+    /// The pipeline asked for a model it never declared in `Pipeline::models`: a programming
+    /// error, answered 500 (not 503, which clients would retry).
+    #[error("the pipeline asked for model `{0}`, which it does not declare")]
+    UndeclaredModel(String),
+
     /// A request named a model the service does not have.
     #[error("the service has no model `{0}`")]
     UnknownModel(String),
@@ -104,6 +109,11 @@ pub enum Error {
         /// What the server or the connection said.
         detail: String,
     },
+
+    /// A fault inside oxiserve itself, not in the pipeline's code nor the client's request:
+    /// becomes 500 (`INTERNAL`), with the detail only in the log.
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// The pipeline's own code failed in a way that is not the client's fault.
     #[error("pipeline error: {0}")]
@@ -174,6 +184,11 @@ impl Error {
             Self::Io { .. } => "an I/O error in the local model repository (see the log)".into(),
             other => other.to_string(),
         }
+    }
+
+    /// A fault inside oxiserve itself: becomes 500, with the detail only in the log.
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        Self::Internal(detail.into())
     }
 
     /// A problem with a file of a model artifact.

@@ -131,7 +131,7 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     }
     loader.settle(timing.deadline).await;
     served.into_iter().try_for_each(|served| {
-        served.map_err(|e| Error::pipeline(format!("a server task failed: {e}")))?
+        served.map_err(|e| Error::internal(format!("a server task failed: {e}")))?
     })
 }
 

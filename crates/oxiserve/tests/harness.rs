@@ -6,7 +6,8 @@ use oxiserve::testing::TestApp;
 use oxiserve::{Config, Error, Inference, Models, Outputs, Pipeline, Result};
 use serde::{Deserialize, Serialize};
 
-/// Greets by name; rejects empty names; panics on "panic" to prove panics become 500s.
+/// Greets by name; rejects empty names; panics on "panic" to prove panics become 500s; asks
+/// for a model it never declared on "typo"; answers what JSON cannot hold on "unserialisable".
 struct Greeter;
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -17,6 +18,10 @@ struct Name {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 struct Greeting {
     text: String,
+    /// Keys that are not strings: JSON cannot hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    bytes: Option<std::collections::BTreeMap<Vec<u8>, u8>>,
 }
 
 impl Pipeline for Greeter {
@@ -31,17 +36,19 @@ impl Pipeline for Greeter {
         Vec::new()
     }
 
-    fn preprocess(&self, input: &Name, _: &Models) -> Result<Inference> {
+    fn preprocess(&self, input: &Name, models: &Models) -> Result<Inference> {
         match input.name.as_str() {
             "" => Err(Error::invalid_field("name", "must not be empty")),
             "panic" => panic!("the pipeline was asked to panic"),
+            "typo" => models.get("greeter-modle").map(|_| Inference::new()),
             _ => Ok(Inference::new()),
         }
     }
 
     fn postprocess(&self, input: Name, outputs: Outputs) -> Result<Greeting> {
         assert_eq!(outputs.iter().count(), 0, "no model ran");
-        Ok(Greeting { text: format!("hello, {}", input.name) })
+        let bytes = (input.name == "unserialisable").then(|| [(vec![1u8], 1u8)].into());
+        Ok(Greeting { text: format!("hello, {}", input.name), bytes })
     }
 
     fn example(&self) -> Option<Name> {
@@ -74,6 +81,44 @@ async fn a_panicking_pipeline_gives_500_and_hides_the_message() {
     assert!(!problem.detail.contains("asked to panic"), "{problem:?}");
     let after = app.predict(&Name { name: "still here".into() }).await.unwrap();
     assert_eq!(after.text, "hello, still here", "the server survives the panic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_over_grpc_is_internal_and_the_server_goes_on() {
+    use oxiserve::grpc::proto::pipeline::PredictRequest;
+    use oxiserve::grpc::proto::pipeline::pipeline_client::PipelineClient;
+    let app = app().await;
+    let server = app.serve_grpc().await.unwrap();
+    let mut client = PipelineClient::connect(format!("http://{}", server.address())).await.unwrap();
+    let call = |name: &str| PredictRequest {
+        input_json: format!(r#"{{"name": "{name}"}}"#),
+        model_version: None,
+    };
+    let status = client.predict(call("panic")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+    assert!(!status.message().contains("asked to panic"), "{status:?}");
+    let after = client.predict(call("still here")).await.unwrap().into_inner();
+    assert!(after.output_json.contains("hello, still here"), "{after:?}");
+}
+
+#[tokio::test]
+async fn a_model_the_pipeline_never_declared_is_a_500_not_a_503() {
+    let response = app().await.post_json("/v1/predict", r#"{"name": "typo"}"#).await;
+    assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR, "clients must not retry");
+    assert!(!response.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn an_output_json_cannot_hold_is_a_500_not_a_panic() {
+    let app = app().await;
+    // The engine itself answers with an error (it panicked before, caught only by the HTTP
+    // panic guard).
+    let name = Name { name: "unserialisable".into() };
+    let error = app.engine().answer(name, None).await.unwrap_err();
+    assert!(error.to_string().contains("does not serialise"), "{error}");
+    let response = app.post_json("/v1/predict", r#"{"name": "unserialisable"}"#).await;
+    assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.problem().kind, "urn:oxiserve:problem:internal");
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ use tonic::transport::Server;
 use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use self::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use self::proto::pipeline::pipeline_server::PipelineServer;
@@ -81,7 +82,7 @@ pub async fn serve<P: Pipeline>(
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let failed = |e| Error::pipeline(format!("cannot build gRPC reflection: {e}"));
+    let failed = |e| Error::internal(format!("cannot build gRPC reflection: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(failed)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(failed)?;
     let inference = GrpcInferenceServiceServer::new(inference::Inference::new(status))
@@ -102,6 +103,8 @@ pub async fn serve<P: Pipeline>(
     let served = Server::builder()
         .timeout(Duration::from_millis(limits.request_timeout_ms))
         .layer(observe::ObserveLayer)
+        // Inside `observe`, so that a panic is counted and logged as the `INTERNAL` it becomes.
+        .layer(CatchPanicLayer::custom(panicked))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -113,7 +116,14 @@ pub async fn serve<P: Pipeline>(
         () = shutdown.aborted() => Ok(()),
     };
     watcher.abort();
-    served.map_err(|e| Error::pipeline(format!("the gRPC server failed: {e}")))
+    served.map_err(|e| Error::internal(format!("the gRPC server failed: {e}")))
+}
+
+/// A handler that panicked answers `INTERNAL`, as over HTTP it answers 500; the connection and
+/// the server go on. The panic's message stays in the log.
+fn panicked(_: Box<dyn std::any::Any + Send>) -> axum::http::Response<tonic::body::Body> {
+    tracing::error!("a gRPC handler panicked");
+    Status::internal("the server failed to handle the call; the error is in its log").into_http()
 }
 
 /// Keeps the health service's answers in step with readiness, forever.

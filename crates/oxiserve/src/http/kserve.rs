@@ -391,7 +391,7 @@ async fn infer(
             })
             .collect(),
     };
-    let json = serde_json::to_vec(&answer).map_err(|e| Error::pipeline(e.to_string()))?;
+    let json = serde_json::to_vec(&answer).map_err(|e| Error::internal(e.to_string()))?;
     Ok(respond(json, tail))
 }
 

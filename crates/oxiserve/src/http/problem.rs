@@ -156,8 +156,17 @@ mod tests {
 
     #[test]
     fn server_errors_hide_their_detail() {
-        let problem = Problem::from(&Error::pipeline("secret internals"));
-        assert_eq!(problem.status, 500);
-        assert!(!problem.detail.contains("secret"), "{problem:?}");
+        for error in [
+            Error::pipeline("secret internals"),
+            Error::internal("secret internals"),
+            Error::UndeclaredModel("secret-model".into()),
+        ] {
+            let problem = Problem::from(&error);
+            assert_eq!(problem.status, 500, "{error}");
+            assert!(!problem.detail.contains("secret"), "{problem:?}");
+        }
+        // The log tells a framework fault from the service author's.
+        assert!(Error::internal("x").to_string().starts_with("internal error"));
+        assert!(Error::pipeline("x").to_string().starts_with("pipeline error"));
     }
 }

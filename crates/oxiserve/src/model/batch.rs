@@ -171,7 +171,7 @@ impl Padding {
 
 /// The jobs' inputs stacked into one batch, input by input, padded per `padding`.
 pub(super) fn merge(jobs: &[Job], padding: &Padding) -> Result<Tensors> {
-    let first = jobs.first().ok_or_else(|| Error::pipeline("an empty batch"))?;
+    let first = jobs.first().ok_or_else(|| Error::internal("an empty batch"))?;
     first
         .inputs
         .keys()

@@ -288,7 +288,7 @@ impl Loader {
         match tokio::time::timeout(self.store_timeout, receiver).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
-                Err(Error::pipeline(format!("a look at the repository for `{name}` panicked")))
+                Err(Error::internal(format!("a look at the repository for `{name}` panicked")))
             }
             Err(_) => {
                 let mut stuck = self.stuck_models();

@@ -95,12 +95,13 @@ impl Models {
         Self { entries: RwLock::new(entries) }
     }
 
-    /// The version of `name` that serves requests now.
+    /// The version of `name` that serves requests now: [`Error::ModelNotLoaded`] (503, retry)
+    /// while a declared model has none, [`Error::UndeclaredModel`] (500) for a name the
+    /// pipeline never declared, a programming error that no retry mends.
     pub fn get(&self, name: &str) -> Result<Arc<Model>> {
-        self.read()
-            .get(name)
-            .and_then(|entry| entry.serving().cloned())
-            .ok_or_else(|| Error::ModelNotLoaded(name.to_string()))
+        let entries = self.read();
+        let entry = entries.get(name).ok_or_else(|| Error::UndeclaredModel(name.to_string()))?;
+        entry.serving().cloned().ok_or_else(|| Error::ModelNotLoaded(name.to_string()))
     }
 
     /// Loaded `version` of `name`; else `UnknownModel` or `VersionNotLoaded`.

@@ -101,7 +101,11 @@ pub(super) async fn connect(
     let label = manifest.label();
     let model = if config.model.is_empty() { manifest.name.clone() } else { config.model.clone() };
     let channel = Endpoint::from_shared(config.endpoint.clone())
-        .map_err(|e| Error::pipeline(format!("`{}` is not a gRPC endpoint: {e}", config.endpoint)))?
+        .map_err(|e| {
+            let detail =
+                format!("models.remote: `{}` is not a gRPC endpoint: {e}", config.endpoint);
+            Error::from(figment::Error::from(detail))
+        })?
         .connect_timeout(Duration::from_millis(config.timeout_ms))
         .connect_lazy();
     let mut client = GrpcInferenceServiceClient::new(channel);
@@ -114,7 +118,12 @@ pub(super) async fn connect(
         .model_metadata(request)
         .await
         .map_err(|status| {
-            Error::pipeline(format!("{label}: remote metadata: {}", status.message()))
+            let detail = format!("remote metadata: {}", status.message());
+            Error::RemoteUnavailable {
+                model: label.clone(),
+                endpoint: config.endpoint.clone(),
+                detail,
+            }
         })?
         .into_inner();
     let (inputs, outputs) = match (

@@ -54,7 +54,7 @@ impl Telemetry {
         match &self.provider {
             Some(provider) => provider
                 .force_flush()
-                .map_err(|e| Error::pipeline(format!("exporting spans failed: {e}"))),
+                .map_err(|e| Error::internal(format!("exporting spans failed: {e}"))),
             None => Ok(()),
         }
     }
