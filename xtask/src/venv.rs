@@ -15,15 +15,25 @@ pub(crate) const MLSERVER: &str = ".cache/mlserver-venv";
 /// MLServer's requirements.
 pub(crate) const MLSERVER_REQUIREMENTS: &str = "xtask/mlserver-requirements.txt";
 
-/// Creates the venv at `venv` if needed and installs `requirements` into it; returns its
-/// python.
+/// What a venv was last installed from: a copy of its requirements file, written once pip
+/// succeeded.
+const INSTALLED: &str = "requirements.installed";
+
+/// Creates the venv at `venv` if needed and installs `requirements` into it, unless it was
+/// installed from exactly these requirements already; returns its python.
 pub(crate) fn ensure(sh: &Shell, venv: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
     let python = venv.join("bin/python");
+    let wanted = std::fs::read(requirements)?;
+    let installed = venv.join(INSTALLED);
+    if python.is_file() && std::fs::read(&installed).is_ok_and(|had| had == wanted) {
+        return Ok(python);
+    }
     if !python.is_file() {
         cmd!(sh, "python3 -m venv {venv}").run()?;
     }
     cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}")
         .run()?;
+    std::fs::write(installed, wanted)?;
     Ok(python)
 }
 
