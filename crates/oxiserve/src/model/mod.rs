@@ -14,6 +14,7 @@ pub(crate) mod worker;
 
 use std::any::Any;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -194,7 +195,7 @@ pub struct Loader {
     /// Models with a look at the local repository past its timeout that has not returned.
     stuck: Arc<Mutex<HashSet<String>>>,
     /// Looks at the local repository running now.
-    looking: Arc<std::sync::atomic::AtomicUsize>,
+    looking: Arc<AtomicUsize>,
 }
 
 /// A failure to bring a version in from the remote store.
@@ -241,9 +242,7 @@ impl Loader {
     /// `within`.
     pub async fn settle(&self, within: Duration) {
         let start = tokio::time::Instant::now();
-        while self.looking.load(std::sync::atomic::Ordering::Acquire) > 0
-            && start.elapsed() < within
-        {
+        while self.looking.load(Ordering::Acquire) > 0 && start.elapsed() < within {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -258,33 +257,22 @@ impl Loader {
         name: &str,
         look: impl FnOnce(&Loader) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let hung = || Error::Remote(format!("the local model repository hangs on `{name}`"));
         if self.stuck_models().contains(name) {
-            return Err(hung());
+            return Err(Error::Remote(format!("the local model repository hangs on `{name}`")));
         }
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let loader = self.clone();
         // Remote models connect through the runtime from this thread.
         let runtime = tokio::runtime::Handle::current();
-        let key = name.to_string();
-        // Set, under the stuck-set lock, once the look has returned; a timeout marks the
-        // model stuck only if it has not.
-        let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let has_returned = Arc::clone(&returned);
-        self.looking.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let spawned = std::thread::Builder::new().name("oxiserve-store".into()).spawn(move || {
-            let _runtime = runtime.enter();
-            let _ = sender.send(look(&loader));
-            let mut stuck = loader.stuck_models();
-            has_returned.store(true, std::sync::atomic::Ordering::Relaxed);
-            stuck.remove(&key);
-            drop(stuck);
-            loader.looking.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        });
-        if let Err(error) = spawned {
-            self.looking.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            return Err(Error::io("starting a model repository thread", error));
-        }
+        let looking = Looking::start(self, name);
+        let returned = Arc::clone(&looking.returned);
+        std::thread::Builder::new()
+            .name("oxiserve-store".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                let _ = sender.send(look(&looking.loader));
+                drop(looking);
+            })
+            .map_err(|e| Error::io("starting a model repository thread", e))?;
         match tokio::time::timeout(self.store_timeout, receiver).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
@@ -292,7 +280,7 @@ impl Loader {
             }
             Err(_) => {
                 let mut stuck = self.stuck_models();
-                if !returned.load(std::sync::atomic::Ordering::Relaxed) {
+                if !returned.load(Ordering::Relaxed) {
                     stuck.insert(name.to_string());
                 }
                 drop(stuck);
@@ -354,6 +342,33 @@ impl Loader {
             Model::load(repository, &model, version, &run, &padding, environment).map(Arc::new)
         })
         .await
+    }
+}
+
+/// One look at the local repository in progress, counted in `Loader::looking` until it is
+/// dropped, when the thread is done (returned or unwound): then the model is no longer stuck.
+struct Looking {
+    loader: Loader,
+    model: String,
+    /// Set, under the stuck-set lock, once the look is over; a timeout marks the model stuck
+    /// only if it is not.
+    returned: Arc<AtomicBool>,
+}
+
+impl Looking {
+    fn start(loader: &Loader, model: &str) -> Self {
+        loader.looking.fetch_add(1, Ordering::AcqRel);
+        Self { loader: loader.clone(), model: model.to_string(), returned: Arc::default() }
+    }
+}
+
+impl Drop for Looking {
+    fn drop(&mut self) {
+        let mut stuck = self.loader.stuck_models();
+        self.returned.store(true, Ordering::Relaxed);
+        stuck.remove(&self.model);
+        drop(stuck);
+        self.loader.looking.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
