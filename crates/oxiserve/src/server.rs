@@ -62,24 +62,44 @@ pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
     }
 }
 
+/// A service assembled from its pipeline and configuration, neither loaded nor serving yet:
+/// what [`serve`] runs and the test harness drives, built in one place so the two cannot drift.
+pub(crate) struct App<P> {
+    /// The engine, with its response cache.
+    pub(crate) engine: Arc<Engine<P>>,
+    /// Brings model versions in.
+    pub(crate) loader: Loader,
+    /// The whole HTTP application, admin API included when `admin.token` is set.
+    pub(crate) router: axum::Router,
+}
+
+impl<P: Pipeline> App<P> {
+    /// Checks `config`, loads ONNX Runtime, installs the metrics recorder (unless
+    /// `telemetry.metrics` is off), connects the response cache and builds the router.
+    pub(crate) async fn assemble(pipeline: P, config: &Config) -> Result<Self> {
+        config.limits.check()?;
+        let loader = Loader::new(config).await?;
+        let admin = config
+            .admin
+            .token
+            .clone()
+            .map(|token| http::AdminAccess::new(loader.clone(), token))
+            .transpose()?;
+        if config.telemetry.metrics {
+            telemetry::install();
+        }
+        let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
+        let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
+        let router = http::router(Arc::clone(&engine), config, admin);
+        Ok(Self { engine, loader, router })
+    }
+}
+
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
-    config.limits.check()?;
-    let loader = Loader::new(&config).await?;
-    let admin = config
-        .admin
-        .token
-        .clone()
-        .map(|token| http::AdminAccess::new(loader.clone(), token))
-        .transpose()?;
-    if config.telemetry.metrics {
-        telemetry::install();
-    }
-    let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
-    let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
+    let App { engine, loader, router } = App::assemble(pipeline, &config).await?;
     let listener = bind((config.http.host, config.http.port)).await?;
 
-    let router = http::router(Arc::clone(&engine), &config, admin);
     let connections = Connections::new(&config.limits);
     let (stage, shutdown) = Shutdown::new();
     let stop = Arc::new(Notify::new());

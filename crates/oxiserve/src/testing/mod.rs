@@ -40,7 +40,6 @@ pub use self::prometheus::PrometheusServer;
 pub use self::python::python_checks;
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
-use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::connections::{Connections, Shutdown, Stage};
 use crate::engine::Engine;
@@ -49,6 +48,7 @@ use crate::grpc;
 use crate::http::{self, PREDICT_PATH, PROBLEM_CONTENT_TYPE, Problem};
 use crate::model::Loader;
 use crate::pipeline::Pipeline;
+use crate::server::App;
 
 /// A pipeline served in-process, with its models loaded.
 pub struct TestApp<P: Pipeline> {
@@ -81,12 +81,7 @@ impl<P: Pipeline> TestApp<P> {
     /// `models.poll_interval` is not zero, new versions are picked up as in production until
     /// the app is dropped.
     pub async fn with_config(pipeline: P, config: Config) -> Result<Self> {
-        let mut app = Self::unloaded(pipeline, config).await?;
-        let loader = Loader::new(&app.config).await?;
-        if let Some(token) = app.config.admin.token.clone() {
-            let admin = http::AdminAccess::new(loader.clone(), token)?;
-            app.router = http::router(Arc::clone(&app.engine), &app.config, Some(admin));
-        }
+        let (mut app, loader) = Self::assemble(pipeline, config).await?;
         app.engine.load(&loader).await?;
         let interval = app.config.models.poll_interval;
         if !interval.is_zero() {
@@ -99,12 +94,13 @@ impl<P: Pipeline> TestApp<P> {
     /// Serves `pipeline` with `config` without loading any model: every model stays loading,
     /// as in the first moments of a real start.
     pub async fn unloaded(pipeline: P, config: Config) -> Result<Self> {
-        config.limits.check()?;
-        crate::telemetry::install();
-        let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
-        let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
-        let router = http::router(Arc::clone(&engine), &config, None);
-        Ok(Self { engine, router, config, poller: None })
+        Self::assemble(pipeline, config).await.map(|(app, _)| app)
+    }
+
+    /// The app as `server::serve` assembles it, and its loader.
+    async fn assemble(pipeline: P, config: Config) -> Result<(Self, Loader)> {
+        let App { engine, loader, router } = App::assemble(pipeline, &config).await?;
+        Ok((Self { engine, router, config, poller: None }, loader))
     }
 
     /// The engine, for assertions on models and readiness.
