@@ -96,18 +96,14 @@ where
         Box::pin(async move {
             let start = Instant::now();
             let answer = async {
-                let answered = CALL.scope(call, inner.call(request)).await;
-                let code = answered.as_ref().map_or(Code::Unknown, status_code);
+                let mut answered = CALL.scope(call, inner.call(request)).await;
+                let code = answered.as_mut().map_or(Code::Unknown, limit_as_exhausted);
                 let ms = start.elapsed().as_secs_f64() * 1e3;
                 tracing::debug!(code = ?code, ms, "answered");
                 (answered, code)
             };
-            let (mut answered, mut code) = answer.instrument(span).await;
+            let (mut answered, code) = answer.instrument(span).await;
             if let Ok(response) = &mut answered {
-                if code == Code::OutOfRange {
-                    code = Code::ResourceExhausted;
-                    response.headers_mut().insert("grpc-status", (code as i32).into());
-                }
                 // Unknown methods are the caller's text: keep them out of the label values.
                 let method = if code == Code::Unimplemented { "unmatched" } else { &method };
                 let code = CODE_NAMES.get(code as usize).unwrap_or(&"Unknown");
@@ -116,6 +112,19 @@ where
             }
             answered
         })
+    }
+}
+
+/// The call's status, with tonic's `OUT_OF_RANGE` for a message over the size limit rewritten
+/// as `RESOURCE_EXHAUSTED` in the response itself.
+fn limit_as_exhausted<R>(response: &mut Response<R>) -> Code {
+    match status_code(response) {
+        Code::OutOfRange => {
+            let code = Code::ResourceExhausted;
+            response.headers_mut().insert("grpc-status", (code as i32).into());
+            code
+        }
+        code => code,
     }
 }
 

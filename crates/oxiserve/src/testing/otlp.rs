@@ -48,8 +48,9 @@ impl OtlpReceiver {
     pub async fn start() -> Result<Self> {
         let spans = Arc::new(Mutex::new(Vec::new()));
         let service = TraceServiceServer::new(Collector(Arc::clone(&spans)));
-        let limits = Config::default();
-        let server = TestServer::start(&limits, move |listener, _, shutdown| async move {
+        // The receiver takes tonic's own connections: no limits of ours apply to it.
+        let defaults = Config::default();
+        let server = TestServer::start(&defaults, move |listener, _, shutdown| async move {
             let stopping = async move { shutdown.aborted().await };
             let served = Server::builder()
                 .add_service(service)
