@@ -1,6 +1,7 @@
 //! The engine: runs a [`Pipeline`] end to end, decides readiness, and swaps model versions.
 //!
-//! `preprocess` and `postprocess` run inline on the request's task; the model runs an
+//! `preprocess` and `postprocess` run inline on the request's task, or on a blocking thread
+//! when the pipeline declares them heavy ([`Pipeline::heavy_stages`]); the model runs an
 //! [`Inference`](crate::Inference) asks for execute concurrently on their backends.
 //!
 //! Versions: [`Engine::load`] brings every model up at start-up (the versions its policy asks
@@ -14,13 +15,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, try_join_all};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::cache::{self, CachedAnswer, ResponseCache};
 use crate::config::VersionPolicy;
+use crate::context::Context;
+use crate::endpoint::Route;
 use crate::error::{Error, Result};
 use crate::model::ModelStatus;
-use crate::model::worker::CALL;
+use crate::model::manifest::FILE_NAME as MANIFEST;
 use crate::model::{FetchError, Loader, Model, Models};
 use crate::pipeline::{ModelOutput, Outputs, Pipeline};
 use crate::telemetry::store as sync_metrics;
@@ -28,8 +32,11 @@ use crate::telemetry::store as sync_metrics;
 /// A pipeline with its models and readiness.
 #[derive(Debug)]
 pub struct Engine<P> {
-    pipeline: P,
-    models: Models,
+    pipeline: Arc<P>,
+    models: Arc<Models>,
+    /// For a pipeline with heavy stages, the blocking threads they may use at once: one per
+    /// core, so that a burst of heavy requests queues instead of crowding the cores out.
+    heavy: Option<Arc<Semaphore>>,
     ready: AtomicBool,
     draining: AtomicBool,
     cache: Option<ResponseCache>,
@@ -118,14 +125,19 @@ impl Served {
 impl<P: Pipeline> Engine<P> {
     /// An engine whose models are all still loading.
     pub fn new(pipeline: P) -> Self {
-        let models = Models::new(pipeline.models());
+        let models = Arc::new(Models::new(pipeline.models()));
         let stages = PipelineStages::new(pipeline.name());
         let ready_gauge =
             metrics::gauge!("oxiserve_ready", "pipeline" => pipeline.name().to_string());
         ready_gauge.set(0.0);
+        let heavy = pipeline.heavy_stages().then(|| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            Arc::new(Semaphore::new(cores))
+        });
         Self {
-            pipeline,
+            pipeline: Arc::new(pipeline),
             models,
+            heavy,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             cache: None,
@@ -209,33 +221,49 @@ impl<P: Pipeline> Engine<P> {
         input: P::Input,
         version: Option<(&str, u64)>,
     ) -> Result<Served, Arc<Error>> {
-        let key = self.pipeline.cache_key(&input);
+        self.answer_through(input, version, None).await
+    }
+
+    /// [`Engine::answer`], with the response in the shape of `route` (one of the pipeline's
+    /// [`endpoints`](Pipeline::endpoints)) when one is given; its answers are cached apart.
+    pub(crate) async fn answer_through(
+        &self,
+        input: P::Input,
+        version: Option<(&str, u64)>,
+        route: Option<&dyn Route<P::Input, P::Output>>,
+    ) -> Result<Served, Arc<Error>> {
+        let context = Context::current();
+        let key = self.pipeline.cache_key(&input, &context).map(|key| match route {
+            Some(route) => [route.path().as_bytes(), b"\0", &key].concat(),
+            None => key,
+        });
+        let encode = |answer: Answer<P::Output>| encode(answer, route, &context);
         let Some((cache, pipeline_key)) = self.cache().zip(key) else {
-            let answer = self.predict(input, version).await.and_then(serialize);
+            let answer = self.predict(input, version).await.and_then(encode);
             return Ok(Served { answer: Arc::new(answer.map_err(Arc::new)?), cached: None });
         };
         let versions = self.answering_versions(version).map_err(Arc::new)?;
         let start = Instant::now();
         let key = cache::key(&pipeline_key, &versions);
-        let compute = async { self.predict(input, version).await.and_then(serialize) };
+        let compute = async { self.predict(input, version).await.and_then(encode) };
         let (answer, source) = cache.get_or_compute(key, compute).await;
         Ok(Served { answer: answer?, cached: source.layer().map(|layer| (layer, start.elapsed())) })
     }
 
-    /// Serves one request; [`Error::NotReady`] until [`Engine::load`] has finished. With
-    /// `version`, that loaded version of that model answers instead of the serving one.
+    /// Serves one request in the context of the request this task serves (see
+    /// [`Context`]); [`Error::NotReady`] until [`Engine::load`] has finished. With `version`,
+    /// that loaded version of that model answers instead of the serving one.
     pub async fn predict(
         &self,
         input: P::Input,
         version: Option<(&str, u64)>,
     ) -> Result<Answer<P::Output>> {
         self.check_loaded()?;
-        match version {
-            None => self.run(input, &self.models).await,
-            Some((name, version)) => {
-                self.run(input, &self.models.with_version(name, version)?).await
-            }
-        }
+        let models = match version {
+            None => Arc::clone(&self.models),
+            Some((name, version)) => Arc::new(self.models.with_version(name, version)?),
+        };
+        self.run(input, Context::current(), models).await
     }
 
     /// Brings every model up with the versions its policy asks for (with S3, after fetching the
@@ -251,7 +279,7 @@ impl<P: Pipeline> Engine<P> {
         });
         try_join_all(loads).await?;
         if let Some(example) = self.pipeline.example() {
-            self.run(example, &self.models)
+            self.run(example, Context::internal(), Arc::clone(&self.models))
                 .await
                 .map_err(|e| Error::pipeline(format!("the warm-up request failed: {e}")))?;
         }
@@ -324,7 +352,7 @@ impl<P: Pipeline> Engine<P> {
             if loaded == target {
                 break;
             }
-            match loader.load(&name, version, self.pipeline.padding(&name)).await {
+            match self.load_version(loader, &name, version).await {
                 Ok(model) => {
                     self.models.install(model, None);
                     loaded += 1;
@@ -472,7 +500,7 @@ impl<P: Pipeline> Engine<P> {
         keep: Option<usize>,
     ) -> Result<()> {
         let start = Instant::now();
-        let candidate = loader.load(name, version, self.pipeline.padding(name)).await?;
+        let candidate = self.load_version(loader, name, version).await?;
         let loaded = start.elapsed();
         self.warm_up(&candidate).await?;
         self.models.install(candidate, keep);
@@ -482,21 +510,48 @@ impl<P: Pipeline> Engine<P> {
         Ok(())
     }
 
+    /// Loads `version` of `name` and lets the pipeline prepare it
+    /// ([`Pipeline::prepare_model`]): a version whose per-version data the pipeline rejects
+    /// fails to load, with the pipeline's reason, and is never served.
+    async fn load_version(&self, loader: &Loader, name: &str, version: u64) -> Result<Arc<Model>> {
+        let model = loader.load(name, version, self.pipeline.padding(name)).await?;
+        self.pipeline.prepare_model(&model).map_err(|error| {
+            let manifest = loader.model_dir(name).join(version.to_string()).join(MANIFEST);
+            Error::artifact(manifest, format!("the pipeline rejects this version: {error}"))
+        })?;
+        Ok(model)
+    }
+
     /// Runs the pipeline's example with `candidate` in place of its name's serving version.
     async fn warm_up(&self, candidate: &Arc<Model>) -> Result<()> {
         let Some(example) = self.pipeline.example() else { return Ok(()) };
-        let overlay = self.models.with_candidate(candidate);
-        self.run(example, &overlay)
+        let overlay = Arc::new(self.models.with_candidate(candidate));
+        self.run(example, Context::internal(), overlay)
             .await
             .map(drop)
             .map_err(|e| Error::pipeline(format!("the warm-up request failed: {e}")))
     }
 
-    async fn run(&self, input: P::Input, models: &Models) -> Result<Answer<P::Output>> {
+    /// Runs the pipeline on `input` in `context` with `models`: preprocess, the model runs it
+    /// asks for (concurrently), postprocess.
+    async fn run(
+        &self,
+        input: P::Input,
+        context: Arc<Context>,
+        models: Arc<Models>,
+    ) -> Result<Answer<P::Output>> {
         let start = Instant::now();
-        let traced = CALL.try_with(|call| call.traced).unwrap_or(false);
-        let inference = stage_span(traced, || tracing::debug_span!("preprocess"))
-            .in_scope(|| self.pipeline.preprocess(&input, models))?;
+        let traced = context.traced;
+        let span = stage_span(traced, || tracing::debug_span!("preprocess"));
+        let prepared = {
+            let context = Arc::clone(&context);
+            move |pipeline: &P| {
+                let inference = pipeline.preprocess(&input, &context, &models);
+                (input, inference)
+            }
+        };
+        let (input, inference) = self.stage(span, prepared).await?;
+        let inference = inference?;
         let pre = start.elapsed();
         let runs = try_join_all(inference.runs.into_iter().map(|run| {
             let span = stage_span(traced, || {
@@ -517,25 +572,63 @@ impl<P: Pipeline> Engine<P> {
         let results: Vec<ModelOutput> = runs.into_iter().map(|(output, _, _)| output).collect();
         let versions =
             results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
-        let output = stage_span(traced, || tracing::debug_span!("postprocess"))
-            .in_scope(|| self.pipeline.postprocess(input, Outputs { results }))?;
+        let span = stage_span(traced, || tracing::debug_span!("postprocess"));
+        let finished =
+            move |pipeline: &P| pipeline.postprocess(input, &context, Outputs { results });
+        let output = self.stage(span, finished).await??;
         let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
         self.stages.preprocess.record(timings.pre.as_secs_f64());
         self.stages.postprocess.record(timings.post.as_secs_f64());
         Ok(Answer { output, versions, timings })
     }
+
+    /// Runs one of the pipeline's stages in `span`: inline, or, for a pipeline with heavy
+    /// stages, on a blocking thread once one of the per-core permits is free, so that the
+    /// runtime's threads keep serving other requests meanwhile. A heavy stage that panics
+    /// fails its request with a 500; one whose request timed out still runs to its end.
+    async fn stage<T: Send + 'static>(
+        &self,
+        span: tracing::Span,
+        work: impl FnOnce(&P) -> T + Send + 'static,
+    ) -> Result<T> {
+        let Some(permits) = &self.heavy else {
+            return Ok(span.in_scope(|| work(&self.pipeline)));
+        };
+        let permit = Arc::clone(permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::internal("the heavy-stage permits were closed"))?;
+        let pipeline = Arc::clone(&self.pipeline);
+        let running = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(|| work(&pipeline))
+        });
+        running.await.map_err(|e| {
+            tracing::error!(error = %e, "a heavy pipeline stage panicked");
+            Error::pipeline("a pipeline stage panicked")
+        })
+    }
 }
+
 /// `span()` for a request whose stages are traced, else no span at all: an unsampled request
 /// does not pay for spans that would only be dropped.
 fn stage_span(traced: bool, span: impl FnOnce() -> tracing::Span) -> tracing::Span {
     if traced { span() } else { tracing::Span::none() }
 }
 
-/// The answer as it is sent and cached: JSON bytes and what the headers say. An output that
-/// does not serialise (a map with keys that are not strings, a serialiser that fails) is the
-/// pipeline's fault: a 500, not a panic.
-fn serialize<O: serde::Serialize>(answer: Answer<O>) -> Result<CachedAnswer> {
-    let body = serde_json::to_vec(&answer.output)
-        .map_err(|e| Error::pipeline(format!("the pipeline's output does not serialise: {e}")))?;
+/// The answer as it is sent and cached: JSON bytes (the output's, or `route`'s response to
+/// it) and what the headers say. An output that does not serialise (a map with keys that are
+/// not strings, a serialiser that fails) is the pipeline's fault: a 500, not a panic.
+fn encode<I, O: serde::Serialize>(
+    answer: Answer<O>,
+    route: Option<&dyn Route<I, O>>,
+    context: &Context,
+) -> Result<CachedAnswer> {
+    let body = match route {
+        Some(route) => route.respond(answer.output, context)?,
+        None => serde_json::to_vec(&answer.output).map_err(|e| {
+            Error::pipeline(format!("the pipeline's output does not serialise: {e}"))
+        })?,
+    };
     Ok(CachedAnswer { body: body.into(), versions: answer.versions, timings: answer.timings })
 }

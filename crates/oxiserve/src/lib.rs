@@ -8,6 +8,10 @@
 //!
 //! - [`pipeline`]: the [`Pipeline`] trait, and the [`Inference`] and [`Outputs`] it exchanges
 //!   with the framework.
+//! - [`context`]: what a pipeline knows of a request besides its body ([`Context`]): headers
+//!   or gRPC metadata, request id, deadline, transport.
+//! - [`endpoint`]: routes of a service's own ([`Endpoint`]), in request and response shapes of
+//!   its choosing, answered by its pipeline.
 //! - [`engine`]: runs a pipeline end to end, decides readiness, adopts new model versions and
 //!   carries out the operator's rollback, pin and sync.
 //! - [`model`]: a loaded, verified model version ([`Model`]), the set a service serves
@@ -27,6 +31,7 @@
 //!   export over OTLP.
 //! - [`config`]: the one [`Config`], from defaults, TOML and `OXISERVE_*` variables.
 //! - [`error`]: the one [`Error`] type.
+//! - [`json`]: typed JSON parsing whose errors name the field, for every transport.
 //! - [`server`]: start-up order, signals and shutdown.
 //! - [`connections`]: the connection limit, connection deadlines and shutdown stages every
 //!   listener shares.
@@ -39,12 +44,15 @@
 pub mod cache;
 pub mod config;
 pub mod connections;
+pub mod context;
+pub mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod grpc;
 #[cfg(test)]
 mod hostile;
 pub mod http;
+pub mod json;
 pub mod kserve;
 pub mod model;
 pub mod pipeline;
@@ -63,6 +71,8 @@ pub mod testing;
 pub use mimalloc::MiMalloc as Allocator;
 
 pub use self::config::Config;
+pub use self::context::{Context, Transport};
+pub use self::endpoint::{Endpoint, Endpoints};
 pub use self::engine::{Answer, Engine, Served, Timings};
 pub use self::error::{Error, Result};
 pub use self::model::{Loader, Model, Models, Padding};

@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
+use crate::context::Context;
+use crate::endpoint::Endpoints;
 use crate::error::{Error, Result};
 use crate::model::{Model, Models, Padding};
 use crate::tensor::{Tensor, Tensors};
@@ -25,10 +27,21 @@ use crate::tensor::{Tensor, Tensors};
 ///   choose models with ordinary `if`s on the input, and may run several models in one request.
 ///   It reads per-version data (feature order, vocabularies) from the [`Model`] it runs, so
 ///   parameters and weights always come from the same version.
+/// * Both stages, and [`cache_key`](Pipeline::cache_key), see the request's [`Context`]: its
+///   headers (REST headers or gRPC metadata alike: a tenant, a feature flag), its id, its
+///   deadline and its transport. Warm-up requests come with [`Transport::Internal`](crate::Transport::Internal) and no
+///   headers.
 /// * [`postprocess`](Pipeline::postprocess) receives the input back together with every model's
 ///   [`Outputs`] and builds the response: labels, thresholds, business rules.
 /// * [`padding`](Pipeline::padding) (optional) lets requests whose inputs differ in length
 ///   (token sequences) share a dynamic batch.
+/// * [`prepare_model`](Pipeline::prepare_model) (optional) parses a version's per-version
+///   data (a model card in its manifest) while the version loads, so that bad data fails the
+///   load and the version serving keeps serving.
+/// * [`heavy_stages`](Pipeline::heavy_stages) (optional) moves the two stages off the async
+///   runtime when they take milliseconds (tokenising long texts, decoding images).
+/// * [`endpoints`](Pipeline::endpoints) (optional) adds routes of the service's own, in
+///   request and response shapes of its choosing, answered by the pipeline.
 /// * [`example`](Pipeline::example) gives a valid input. It is run through the whole pipeline
 ///   before the service reports ready (warm-up) and is shown as the request example in the
 ///   OpenAPI document, so it is always a request that works.
@@ -42,13 +55,16 @@ use crate::tensor::{Tensor, Tensors};
 /// # Threading
 ///
 /// One pipeline value serves all requests concurrently through `&self`, so it must be
-/// `Send + Sync`. `preprocess` and `postprocess` run on the async runtime: keep them to
-/// CPU work of well under a millisecond; inference itself runs on dedicated threads.
+/// `Send + Sync`. By default `preprocess` and `postprocess` run on the async runtime, the
+/// cheapest place for CPU work of well under a millisecond; a pipeline whose stages take
+/// longer returns `true` from [`heavy_stages`](Pipeline::heavy_stages), and they run on
+/// blocking threads (one per core at a time) where they do not delay other requests.
+/// Inference itself always runs on dedicated threads.
 ///
 /// # Example
 ///
 /// ```
-/// use oxiserve::{Error, Inference, Models, Outputs, Pipeline, Result, Tensor};
+/// use oxiserve::{Context, Error, Inference, Models, Outputs, Pipeline, Result, Tensor};
 /// use serde::{Deserialize, Serialize};
 ///
 /// /// Doubles a number with a model called `doubler`, or skips the model for zero.
@@ -68,7 +84,7 @@ use crate::tensor::{Tensor, Tensors};
 ///
 ///     fn models(&self) -> Vec<String> { vec!["doubler".into()] }
 ///
-///     fn preprocess(&self, input: &Input, models: &Models) -> Result<Inference> {
+///     fn preprocess(&self, input: &Input, _: &Context, models: &Models) -> Result<Inference> {
 ///         if !input.x.is_finite() {
 ///             return Err(Error::invalid_field("x", "must be a finite number"));
 ///         }
@@ -80,7 +96,7 @@ use crate::tensor::{Tensor, Tensors};
 ///         Ok(Inference::new().run(&model, [("x", x)]))
 ///     }
 ///
-///     fn postprocess(&self, input: Input, outputs: Outputs) -> Result<Output> {
+///     fn postprocess(&self, input: Input, _: &Context, outputs: Outputs) -> Result<Output> {
 ///         if input.x == 0.0 {
 ///             return Ok(Output { y: 0.0 });
 ///         }
@@ -105,11 +121,21 @@ pub trait Pipeline: Send + Sync + 'static {
     /// The models this pipeline uses, by repository name.
     fn models(&self) -> Vec<String>;
 
-    /// Validates `input`, builds tensors and picks the model runs.
-    fn preprocess(&self, input: &Self::Input, models: &Models) -> Result<Inference>;
+    /// Validates `input`, builds tensors and picks the model runs; `context` is the request's.
+    fn preprocess(
+        &self,
+        input: &Self::Input,
+        context: &Context,
+        models: &Models,
+    ) -> Result<Inference>;
 
     /// Builds the response from the input and the outputs of the runs `preprocess` asked for.
-    fn postprocess(&self, input: Self::Input, outputs: Outputs) -> Result<Self::Output>;
+    fn postprocess(
+        &self,
+        input: Self::Input,
+        context: &Context,
+        outputs: Outputs,
+    ) -> Result<Self::Output>;
 
     /// A valid input, used for warm-up and as the OpenAPI request example.
     fn example(&self) -> Option<Self::Input> {
@@ -124,12 +150,34 @@ pub trait Pipeline: Send + Sync + 'static {
     }
 
     /// Opts into the response cache: the bytes that identify `input`'s answer, or `None` (the
-    /// default) not to cache it. [`crate::cache::json_key`] is the usual choice. Return a key
-    /// only when the answer depends on nothing but the input and the model versions (which the
-    /// framework adds to the key itself).
-    fn cache_key(&self, input: &Self::Input) -> Option<Vec<u8>> {
-        let _ = input;
+    /// default) not to cache it. [`crate::cache::json_key`] is the usual choice. The key must
+    /// hold everything the answer depends on besides the model versions (which the framework
+    /// adds itself): when the stages read a header of `context`, the key includes its value.
+    fn cache_key(&self, input: &Self::Input, context: &Context) -> Option<Vec<u8>> {
+        let _ = (input, context);
         None
+    }
+
+    /// Prepares a model version as it loads, before its warm-up: parse its per-version data
+    /// (the model card in its manifest) with [`Model::cached`] here. An error fails the
+    /// version's load with this reason (shown in `GET /v1/models` and the log), and the
+    /// version serving keeps serving. The default prepares nothing.
+    fn prepare_model(&self, model: &Model) -> Result<()> {
+        let _ = model;
+        Ok(())
+    }
+
+    /// The service's own routes, served next to the framework's (see
+    /// [`Endpoint`](crate::Endpoint)). The default adds none.
+    fn endpoints(&self) -> Endpoints<Self::Input, Self::Output> {
+        Endpoints::new()
+    }
+
+    /// Whether `preprocess` and `postprocess` take long enough (a millisecond or more:
+    /// tokenising long texts, decoding images) to run on blocking threads rather than on the
+    /// async runtime. The default, `false`, runs them inline, which is cheaper for light work.
+    fn heavy_stages(&self) -> bool {
+        false
     }
 }
 

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use oxiserve::testing::TestApp;
-use oxiserve::{Config, Error, Inference, Models, Outputs, Pipeline, Result};
+use oxiserve::{Config, Context, Error, Inference, Models, Outputs, Pipeline, Result};
 use serde::{Deserialize, Serialize};
 
 /// Greets by name; rejects empty names; panics on "panic" to prove panics become 500s; asks
@@ -36,7 +36,7 @@ impl Pipeline for Greeter {
         Vec::new()
     }
 
-    fn preprocess(&self, input: &Name, models: &Models) -> Result<Inference> {
+    fn preprocess(&self, input: &Name, _: &Context, models: &Models) -> Result<Inference> {
         match input.name.as_str() {
             "" => Err(Error::invalid_field("name", "must not be empty")),
             "panic" => panic!("the pipeline was asked to panic"),
@@ -45,7 +45,7 @@ impl Pipeline for Greeter {
         }
     }
 
-    fn postprocess(&self, input: Name, outputs: Outputs) -> Result<Greeting> {
+    fn postprocess(&self, input: Name, _: &Context, outputs: Outputs) -> Result<Greeting> {
         assert_eq!(outputs.iter().count(), 0, "no model ran");
         let bytes = (input.name == "unserialisable").then(|| [(vec![1u8], 1u8)].into());
         Ok(Greeting { text: format!("hello, {}", input.name), bytes })

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use oxiserve::testing::{TestApp, python_checks};
-use oxiserve::{Config, Error, Inference, Models, Outputs, Pipeline, Result};
+use oxiserve::{Config, Context, Error, Inference, Models, Outputs, Pipeline, Result};
 use serde::{Deserialize, Serialize};
 
 const MODEL: &str = "dtype-echo";
@@ -32,11 +32,11 @@ impl Pipeline for Echo {
         vec![MODEL.into()]
     }
 
-    fn preprocess(&self, _: &Nothing, _: &Models) -> Result<Inference> {
+    fn preprocess(&self, _: &Nothing, _: &Context, _: &Models) -> Result<Inference> {
         Err(Error::invalid_input("this service is called through its KServe v2 routes"))
     }
 
-    fn postprocess(&self, _: Nothing, _: Outputs) -> Result<Nothing> {
+    fn postprocess(&self, _: Nothing, _: &Context, _: Outputs) -> Result<Nothing> {
         Ok(Nothing {})
     }
 }

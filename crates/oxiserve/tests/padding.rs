@@ -1,20 +1,36 @@
 //! Padding: requests whose token sequences differ in length share a dynamic batch, and each
 //! gets exactly what it would get alone, as Python onnxruntime computed it (fixture written by
-//! `trainer/build_token_pool.py`).
+//! `trainer/build_token_pool.py`). Also the model card: the vocabulary size in the manifest is
+//! parsed as each version loads, so a version with a bad one never serves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use oxiserve::model::Manifest;
 use oxiserve::testing::TestApp;
-use oxiserve::{Config, Error, Inference, Models, Outputs, Padding, Pipeline, Result, Tensor};
+use oxiserve::{
+    Config, Context, Error, Inference, Model, Models, Outputs, Padding, Pipeline, Result, Tensor,
+};
 use serde::{Deserialize, Serialize};
 
 const MODEL: &str = "token-pool";
 
-/// Token ids in, their masked mean embedding and per-token embeddings out.
+/// Token ids in, their masked mean embedding and per-token embeddings out. It has no example
+/// (so no warm-up request): only `prepare_model` checks each version's card before it serves.
 struct TokenPool {
     padding: Padding,
+}
+
+/// The model card: how many token ids the model's embedding table holds.
+struct Vocabulary(i64);
+
+impl Vocabulary {
+    fn from_manifest(manifest: &Manifest) -> Result<Self> {
+        let size = manifest.metadata["vocabulary"].as_i64().filter(|&size| size > 0);
+        size.map(Vocabulary)
+            .ok_or_else(|| Error::pipeline("`vocabulary` is not a positive integer"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -40,11 +56,18 @@ impl Pipeline for TokenPool {
         vec![MODEL.into()]
     }
 
-    fn preprocess(&self, input: &Tokens, models: &Models) -> Result<Inference> {
+    fn preprocess(&self, input: &Tokens, _: &Context, models: &Models) -> Result<Inference> {
         if input.ids.is_empty() {
             return Err(Error::invalid_field("ids", "must hold at least one token"));
         }
         let model = models.get(MODEL)?;
+        let Vocabulary(size) = model.cached(Vocabulary::from_manifest)?;
+        if let Some(id) = input.ids.iter().find(|&&id| !(0..*size).contains(&id)) {
+            return Err(Error::invalid_field(
+                "ids",
+                format!("{id} is not a token id below {size}"),
+            ));
+        }
         let shape = (1, input.ids.len());
         let ids = ndarray::Array2::from_shape_vec(shape, input.ids.clone())
             .map_err(|e| Error::pipeline(e.to_string()))?;
@@ -55,7 +78,7 @@ impl Pipeline for TokenPool {
         ))
     }
 
-    fn postprocess(&self, _: Tokens, outputs: Outputs) -> Result<Pooled> {
+    fn postprocess(&self, _: Tokens, _: &Context, outputs: Outputs) -> Result<Pooled> {
         let output = outputs.get(MODEL)?;
         let pooled = output.tensor("pooled")?.as_f32()?.iter().copied().collect();
         let tokens = output.tensor("token_embeddings")?.as_f32()?;
@@ -68,8 +91,8 @@ impl Pipeline for TokenPool {
         self.padding.clone()
     }
 
-    fn example(&self) -> Option<Tokens> {
-        Some(Tokens { ids: vec![1, 2, 3] })
+    fn prepare_model(&self, model: &Model) -> Result<()> {
+        model.cached(Vocabulary::from_manifest).map(drop)
     }
 }
 
@@ -98,8 +121,13 @@ fn fixture() -> Fixture {
 
 /// One session that gathers batches for 20 ms, no response cache.
 async fn app(padding: Padding) -> Result<TestApp<TokenPool>> {
+    app_on(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models").as_ref(), padding).await
+}
+
+/// [`app`] on the model repository at `root`.
+async fn app_on(root: &std::path::Path, padding: Padding) -> Result<TestApp<TokenPool>> {
     let mut config = Config::default();
-    config.models.uri = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models").into();
+    config.models.uri = root.display().to_string();
     config.models.sessions = 1;
     config.models.poll_interval = Duration::ZERO;
     config.models.batching.max_batch_size = 64;
@@ -169,4 +197,33 @@ async fn padding_must_name_variable_length_tensors_of_the_model() {
     assert!(missing.to_string().contains("token_type_ids"), "{missing}");
     let fixed = app(Padding::new().output("pooled")).await.err().unwrap();
     assert!(fixed.to_string().contains("no dynamic dimension 1"), "{fixed}");
+}
+
+#[tokio::test]
+async fn a_version_whose_card_is_bad_fails_its_load_and_the_previous_one_serves() {
+    let root = tempfile::tempdir().unwrap();
+    let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models").join(MODEL);
+    for version in [1u64, 2] {
+        let dir = root.path().join(MODEL).join(version.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(bundled.join("1/model.onnx"), dir.join("model.onnx")).unwrap();
+        let text = std::fs::read_to_string(bundled.join("1/manifest.json")).unwrap();
+        let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        manifest["version"] = version.into();
+        if version == 2 {
+            manifest["metadata"]["vocabulary"] = "sixty-four".into();
+        }
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    }
+    let app = app_on(root.path(), Padding::new()).await.expect("version 1 loads");
+    let status = app.engine().models().status(MODEL).unwrap();
+    assert_eq!(status.version, Some(1), "{status:?}");
+    let failed = &status.failed_versions;
+    assert_eq!(failed.len(), 1, "{status:?}");
+    assert_eq!(failed[0].version, 2);
+    assert!(failed[0].error.contains("`vocabulary` is not a positive integer"), "{failed:?}");
+    let pooled = app.predict(&Tokens { ids: vec![1, 2, 3] }).await.expect("version 1 answers");
+    assert_eq!(pooled.tokens.len(), 3);
+    let problem = app.predict(&Tokens { ids: vec![1, 64] }).await.unwrap_err();
+    assert_eq!((problem.status, problem.field.as_deref()), (422, Some("ids")));
 }

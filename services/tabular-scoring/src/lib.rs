@@ -14,7 +14,7 @@ mod features;
 
 use std::collections::BTreeMap;
 
-use oxiserve::{Error, Inference, Models, Outputs, Pipeline, Result, Tensor};
+use oxiserve::{Context, Error, Inference, Model, Models, Outputs, Pipeline, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -179,7 +179,7 @@ impl Pipeline for TabularScoring {
         vec![LINEAR.into(), FOREST.into()]
     }
 
-    fn preprocess(&self, input: &PenguinInput, models: &Models) -> Result<Inference> {
+    fn preprocess(&self, input: &PenguinInput, _: &Context, models: &Models) -> Result<Inference> {
         if let Some(threshold) = input.min_confidence.filter(|t| !(0.0..=1.0).contains(t)) {
             return Err(Error::invalid_field(
                 "min_confidence",
@@ -194,7 +194,12 @@ impl Pipeline for TabularScoring {
         })
     }
 
-    fn postprocess(&self, input: PenguinInput, outputs: Outputs) -> Result<Prediction> {
+    fn postprocess(
+        &self,
+        input: PenguinInput,
+        _: &Context,
+        outputs: Outputs,
+    ) -> Result<Prediction> {
         let mut classes: Option<&[String]> = None;
         let mut sum: Vec<f32> = Vec::new();
         let mut models = Vec::new();
@@ -246,8 +251,14 @@ impl Pipeline for TabularScoring {
         })
     }
 
+    /// The model card is parsed as each version loads: a version without a usable one never
+    /// serves.
+    fn prepare_model(&self, model: &Model) -> Result<()> {
+        model.cached(ModelCard::from_manifest).map(drop)
+    }
+
     /// Answers depend only on the input and the model versions: cache them.
-    fn cache_key(&self, input: &PenguinInput) -> Option<Vec<u8>> {
+    fn cache_key(&self, input: &PenguinInput, _: &Context) -> Option<Vec<u8>> {
         oxiserve::cache::json_key(input)
     }
 

@@ -102,7 +102,7 @@ pub async fn serve<P: Pipeline>(
     };
     let served = Server::builder()
         .timeout(Duration::from_millis(limits.request_timeout_ms))
-        .layer(observe::ObserveLayer)
+        .layer(observe::ObserveLayer { limit: Duration::from_millis(limits.request_timeout_ms) })
         // Inside `observe`, so that a panic is counted and logged as the `INTERNAL` it becomes.
         .layer(CatchPanicLayer::custom(panicked))
         .add_service(health)

@@ -5,12 +5,15 @@
 //! `oxiserve_grpc_request_duration_seconds` by method (the full path, `unmatched` for an
 //! unknown one) and status code.
 //!
+//! Each call runs in its [`Context`]: its metadata, its request id, and its deadline (the
+//! service's limit, or the caller's shorter `grpc-timeout`).
+//!
 //! It also answers a message over `limits.body_bytes` with `RESOURCE_EXHAUSTED`, gRPC's code
 //! for a limit, where tonic says `OUT_OF_RANGE` (which no service of ours answers otherwise).
 
-use std::sync::LazyLock;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::sync::{Arc, LazyLock};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use axum::http::{Request, Response};
 use futures_util::future::BoxFuture;
@@ -18,7 +21,7 @@ use tonic::Code;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::model::worker::{CALL, Call};
+use crate::context::{Context, Transport};
 use crate::telemetry::{self, RequestMetrics};
 
 /// The counters and histograms of gRPC calls.
@@ -51,15 +54,18 @@ const CODE_NAMES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// Wraps each gRPC service in [`Observe`].
+/// Wraps each gRPC service in [`Observe`]; calls get `limit` as their deadline unless the
+/// caller asks for less.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct ObserveLayer;
+pub(super) struct ObserveLayer {
+    pub(super) limit: Duration,
+}
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
+        Observe { inner, limit: self.limit }
     }
 }
 
@@ -67,6 +73,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Debug, Clone)]
 pub(super) struct Observe<S> {
     inner: S,
+    limit: Duration,
 }
 
 impl<S, B, R> Service<Request<B>> for Observe<S>
@@ -79,11 +86,11 @@ where
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Response<R>, S::Error>>;
 
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(context)
+    fn poll_ready(&mut self, waker: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(waker)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // The clone that was polled ready serves this call; the fresh one waits for the next.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
@@ -92,11 +99,15 @@ where
         let request_id = id.to_str().unwrap_or_default();
         let span = tracing::info_span!("request", request_id, rpc = %method);
         telemetry::continue_trace(&span, request.headers());
-        let call = Call::new(request.headers(), &span);
+        request.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id.clone());
+        let start = Instant::now();
+        let timeout = grpc_timeout(request.headers()).map_or(self.limit, |t| t.min(self.limit));
+        let mut context =
+            Context::new(Transport::Grpc, request.headers().clone()).with_deadline(start + timeout);
+        context.traced = telemetry::traces_stages(&span);
         Box::pin(async move {
-            let start = Instant::now();
             let answer = async {
-                let mut answered = CALL.scope(call, inner.call(request)).await;
+                let mut answered = Arc::new(context).scope(inner.call(request)).await;
                 let code = answered.as_mut().map_or(Code::Unknown, limit_as_exhausted);
                 let ms = start.elapsed().as_secs_f64() * 1e3;
                 tracing::debug!(code = ?code, ms, "answered");
@@ -113,6 +124,26 @@ where
             answered
         })
     }
+}
+
+/// The deadline a caller asks for in `grpc-timeout`: up to eight digits and a unit (`H`, `M`,
+/// `S`, `m`, `u`, `n`). A malformed value is ignored here; tonic answers it.
+fn grpc_timeout(headers: &axum::http::HeaderMap) -> Option<Duration> {
+    let text = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// The call's status, with tonic's `OUT_OF_RANGE` for a message over the size limit rewritten
@@ -141,6 +172,22 @@ fn status_code<R>(response: &Response<R>) -> Code {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_by_unit_and_bad_ones_are_ignored() {
+        let parse = |value: &'static str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("grpc-timeout", axum::http::HeaderValue::from_static(value));
+            grpc_timeout(&headers)
+        };
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("10u"), Some(Duration::from_micros(10)));
+        for bad in ["", "S", "123456789S", "5s", "-1S", "1.5S"] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn code_names_are_tonics() {

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::proto::pipeline::pipeline_server;
 use super::proto::pipeline::{ModelVersion, PredictRequest, PredictResponse};
 use crate::engine::Engine;
-use crate::http::json;
+use crate::json;
 use crate::pipeline::Pipeline;
 
 /// `oxiserve.v1.Pipeline` over an engine.

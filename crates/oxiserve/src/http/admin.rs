@@ -106,7 +106,7 @@ async fn pin<P: Pipeline>(
     let version = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        super::json::parse::<Pin>(&body)?.version
+        crate::json::parse::<Pin>(&body)?.version
     };
     state.engine.pin(&model, version).map(Json)
 }

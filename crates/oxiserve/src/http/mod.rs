@@ -46,9 +46,9 @@ use self::status::StatusState;
 pub use self::status::{Health, ModelList};
 use crate::config::Config;
 use crate::connections::{Connections, Shutdown};
+use crate::context::{Context, Transport};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::worker::{CALL, Call};
 use crate::pipeline::Pipeline;
 use crate::telemetry::{self, RequestMetrics};
 
@@ -141,18 +141,18 @@ pub async fn serve(
     }
 }
 
-/// Runs every request inside its `request` span, with its id (echoed in `x-request-id`) and
-/// [`Call`] (the caller's `traceparent`, for remote models when spans are not exported), logs
-/// it at debug level (`answered`, with status and milliseconds), and counts it with its latency by route (the matched path, `unmatched` for none), method and
-/// status class, in `oxiserve_http_requests_total` and
-/// `oxiserve_http_request_duration_seconds`.
+/// Runs every request inside its `request` span, with its id (set in the request's
+/// `x-request-id`, where the [`Context`] reads it, and echoed in the answer's), logs it at debug
+/// level (`answered`, with status and milliseconds), and counts it with its latency by route
+/// (the matched path, `unmatched` for none), method and status class, in
+/// `oxiserve_http_requests_total` and `oxiserve_http_request_duration_seconds`.
 ///
 /// While the service drains for shutdown, HTTP/1 answers carry `Connection: close`: clients
 /// then open new connections (to other replicas) rather than reuse this one, which closes at
 /// the end of the grace period and could otherwise meet a request already on its way.
 /// HTTP/2 clients learn it from the GOAWAY that ends the grace period. (Here rather than in a
 /// middleware of its own: each layer costs every request.)
-async fn observe(State(status): State<StatusState>, request: Request, next: Next) -> Response {
+async fn observe(State(status): State<StatusState>, mut request: Request, next: Next) -> Response {
     static METRICS: LazyLock<RequestMetrics> = LazyLock::new(|| {
         RequestMetrics::new(
             "oxiserve_http_requests_total",
@@ -173,10 +173,10 @@ async fn observe(State(status): State<StatusState>, request: Request, next: Next
         route = route_label
     );
     telemetry::continue_trace(&span, request.headers());
-    let call = Call::new(request.headers(), &span);
+    request.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id.clone());
     let start = std::time::Instant::now();
     let answer = async {
-        let response = CALL.scope(call, next.run(request)).await;
+        let response = next.run(request).await;
         let elapsed = start.elapsed().as_secs_f64();
         tracing::debug!(status = response.status().as_u16(), ms = elapsed * 1e3, "answered");
         (response, elapsed)
@@ -214,15 +214,21 @@ fn method_label(method: &Method) -> &'static str {
 /// The request header with which a client lowers its deadline, in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 
-/// Fails requests that run past their deadline with 504: the configured one, or the client's
-/// `x-request-timeout-ms` when that is shorter. Work still queued for a request that timed out
-/// is skipped by the inference workers.
+/// Runs every request in its [`Context`] (headers, id, deadline), and fails requests that run
+/// past their deadline with 504: the configured one, or the client's `x-request-timeout-ms`
+/// when that is shorter. Work still queued for a request that timed out is skipped by the
+/// inference workers.
 async fn deadline(State(limit_ms): State<u64>, request: Request, next: Next) -> Response {
     let timeout_ms = match client_deadline(request.headers()) {
         Ok(asked) => asked.map_or(limit_ms, |ms| ms.min(limit_ms)),
         Err(error) => return error.into_response(),
     };
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(request)).await {
+    let timeout = Duration::from_millis(timeout_ms);
+    let mut context = Context::new(Transport::Http, request.headers().clone())
+        .with_deadline(std::time::Instant::now() + timeout);
+    context.traced = telemetry::traces_stages(&tracing::Span::current());
+    let answer = std::sync::Arc::new(context).scope(next.run(request));
+    match tokio::time::timeout(timeout, answer).await {
         Ok(response) => response,
         Err(_) => Error::Timeout(timeout_ms).into_response(),
     }

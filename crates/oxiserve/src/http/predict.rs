@@ -2,14 +2,17 @@
 //!
 //! - `POST /v1/predict`: the serving versions answer, or the one named by the request header
 //!   `x-model-version: <model>=<version>`;
-//! - `POST /v1/models/{model}/versions/{version}/predict`: that loaded version answers.
+//! - `POST /v1/models/{model}/versions/{version}/predict`: that loaded version answers;
+//! - `POST <path>` for each of the pipeline's own [`endpoints`](crate::Pipeline::endpoints),
+//!   in the endpoint's request and response shapes (a version may be asked for as on
+//!   `/v1/predict`).
 //!
 //! Every answer names the versions that produced it in `x-model-version`, and says where the
 //! time went in `Server-Timing` (`pre`, `queue`, `infer`, `post`, in milliseconds; `cache`
 //! alone, with `desc=memory` or `desc=redis`, for an answer from the response cache). The
 //! handlers are
 //! generic over the pipeline, which `#[utoipa::path]` cannot describe, so the operations are
-//! built here, next to the routes, from the pipeline's `ToSchema` types.
+//! built here, next to the routes, from the pipeline's (and endpoints') `ToSchema` types.
 
 use std::sync::Arc;
 
@@ -18,17 +21,22 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use utoipa::openapi::path::{
-    HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
+    HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, Required, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Schema,
+};
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::path::PathParams;
+use crate::context::Context;
+use crate::endpoint::Route;
 use crate::engine::{Engine, Served};
 use crate::error::Error;
-use crate::http::json::JsonBody;
+use crate::http::json::{JsonBody, JsonBytes};
 use crate::http::problem::{self, Problem};
 use crate::pipeline::Pipeline;
 
@@ -42,13 +50,46 @@ const VERSIONED_PATH: &str = "/v1/models/{model}/versions/{version}/predict";
 /// every model that ran, comma separated, in run order.
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 
-/// The predict routes with their OpenAPI operations and schemas.
+/// The predict routes and the pipeline's own endpoints, with their OpenAPI operations and
+/// schemas.
 pub(crate) fn routes<P: Pipeline>(engine: Arc<Engine<P>>) -> OpenApiRouter {
-    let api = openapi(engine.pipeline());
-    OpenApiRouter::with_openapi(api)
+    let endpoints = engine.pipeline().endpoints();
+    let mut api = openapi(engine.pipeline());
+    let mut router = OpenApiRouter::new()
         .route(PATH, post(predict::<P>))
         .route(VERSIONED_PATH, post(predict_version::<P>))
-        .with_state(engine)
+        .with_state(Arc::clone(&engine));
+    for route in endpoints.routes() {
+        describe(&mut api, route.as_ref());
+        let state = (Arc::clone(&engine), Arc::clone(route));
+        router = router.route(route.path(), post(endpoint::<P>).with_state(state));
+    }
+    OpenApiRouter::with_openapi(api).merge(router)
+}
+
+/// A pipeline endpoint's state: the engine and the route it serves.
+type EndpointState<P> =
+    (Arc<Engine<P>>, Arc<dyn Route<<P as Pipeline>::Input, <P as Pipeline>::Output>>);
+
+/// `POST <path>` of one of the pipeline's endpoints.
+async fn endpoint<P: Pipeline>(
+    State((engine, route)): State<EndpointState<P>>,
+    headers: HeaderMap,
+    JsonBytes(body): JsonBytes,
+) -> Response {
+    let input = match route.input(&body, &Context::current()) {
+        Ok(input) => input,
+        Err(error) => return error.into_response(),
+    };
+    let requested = match requested_version(&headers) {
+        Ok(requested) => requested,
+        Err(error) => return error.into_response(),
+    };
+    let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
+    match engine.answer_through(input, version, Some(route.as_ref())).await {
+        Ok(served) => respond(&served),
+        Err(error) => problem::respond(&error),
+    }
 }
 
 async fn predict<P: Pipeline>(
@@ -91,7 +132,10 @@ async fn answer<P: Pipeline>(
 
 /// The model version a request asks for in `x-model-version`, if it names one.
 fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error> {
-    let Some(value) = headers.get(MODEL_VERSION_HEADER) else { return Ok(None) };
+    // An empty value asks for nothing, as an absent header does.
+    let Some(value) = headers.get(MODEL_VERSION_HEADER).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
     let bad =
         |detail: &str| Error::BadHeader { header: MODEL_VERSION_HEADER, detail: detail.into() };
     let text = value.to_str().map_err(|_| bad("is not text"))?;
@@ -126,30 +170,28 @@ fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
     ];
     P::Input::schemas(&mut schemas);
     P::Output::schemas(&mut schemas);
-    let parameter =
-        |name: &str, location, description: &str, required, schema: utoipa::openapi::RefOr<_>| {
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(location)
-                .description(Some(description))
-                .required(required)
-                .schema(Some(schema))
-                .build()
-        };
-    let header = parameter(
-        MODEL_VERSION_HEADER,
-        ParameterIn::Header,
-        "Ask one loaded model version for the answer: `<model>=<version>`",
-        Required::False,
-        String::schema(),
-    );
-    let latest = operation(pipeline, "predict", "the serving model versions", vec![header]);
+    let latest = operation(Operated {
+        id: "predict",
+        tag: "predict",
+        summary: summary(pipeline, "the serving model versions"),
+        request: P::Input::name().into_owned(),
+        example: example(pipeline),
+        response: P::Output::name().into_owned(),
+        parameters: vec![version_header()],
+    });
     let path_parameters = vec![
         parameter("model", ParameterIn::Path, "Model name", Required::True, String::schema()),
         parameter("version", ParameterIn::Path, "A loaded version", Required::True, u64::schema()),
     ];
-    let versioned =
-        operation(pipeline, "predict_version", "one loaded model version", path_parameters);
+    let versioned = operation(Operated {
+        id: "predict_version",
+        tag: "predict",
+        summary: summary(pipeline, "one loaded model version"),
+        request: P::Input::name().into_owned(),
+        example: example(pipeline),
+        response: P::Output::name().into_owned(),
+        parameters: path_parameters,
+    });
     let mut api = OpenApi::default();
     api.paths.add_path_operation(PATH, vec![HttpMethod::Post], latest);
     api.paths.add_path_operation(VERSIONED_PATH, vec![HttpMethod::Post], versioned);
@@ -157,18 +199,87 @@ fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
     api
 }
 
-/// A predict operation: the pipeline's input and output, and every problem it can answer.
-fn operation<P: Pipeline>(
-    pipeline: &P,
-    id: &str,
-    answered_by: &str,
-    parameters: Vec<utoipa::openapi::path::Parameter>,
-) -> Operation {
-    let example = pipeline.example().and_then(|input| serde_json::to_value(input).ok());
-    let body = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name(P::Input::name())))
-        .example(example)
+/// Adds the operation of the pipeline endpoint `route` and its schemas to `api`.
+fn describe<I, O>(api: &mut OpenApi, route: &dyn Route<I, O>) {
+    let schemas = route.schemas();
+    let id = format!("post{}", route.path().replace(['/', '-', '.', '{', '}'], "_"));
+    let described = operation(Operated {
+        id: &id,
+        tag: "service",
+        summary: route.summary(),
+        request: schemas.request,
+        example: schemas.example,
+        response: schemas.response,
+        parameters: vec![version_header()],
+    });
+    api.paths.add_path_operation(route.path(), vec![HttpMethod::Post], described);
+    let components = api.components.get_or_insert_with(Default::default);
+    components.schemas.extend(schemas.all);
+}
+
+/// The optional request header that asks one loaded version for the answer, with the shape
+/// `requested_version` accepts.
+fn version_header() -> Parameter {
+    let shape = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^([A-Za-z0-9._-]+=[0-9]{1,18})?$"))
         .build();
+    parameter(
+        MODEL_VERSION_HEADER,
+        ParameterIn::Header,
+        "Ask one loaded model version for the answer: `<model>=<version>`",
+        Required::False,
+        shape.into(),
+    )
+}
+
+/// A documented parameter.
+fn parameter(
+    name: &str,
+    location: ParameterIn,
+    description: &str,
+    required: Required,
+    schema: RefOr<Schema>,
+) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(location)
+        .description(Some(description))
+        .required(required)
+        .schema(Some(schema))
+        .build()
+}
+
+/// The summary of a predict operation.
+fn summary<P: Pipeline>(pipeline: &P, answered_by: &str) -> String {
+    format!("Run the {} pipeline on one input, answered by {answered_by}", pipeline.name())
+}
+
+/// The pipeline's example input, as JSON.
+fn example<P: Pipeline>(pipeline: &P) -> Option<serde_json::Value> {
+    pipeline.example().and_then(|input| serde_json::to_value(input).ok())
+}
+
+/// What one operation that runs the pipeline is made of.
+struct Operated<'a> {
+    id: &'a str,
+    /// `predict` for the framework's routes, `service` for the pipeline's own.
+    tag: &'static str,
+    summary: String,
+    /// The request body's schema name.
+    request: String,
+    example: Option<serde_json::Value>,
+    /// The response body's schema name.
+    response: String,
+    parameters: Vec<Parameter>,
+}
+
+/// An operation that runs the pipeline: its request and response, and every problem it can
+/// answer.
+fn operation(operated: Operated<'_>) -> Operation {
+    let Operated { id, tag, summary, request, example, response, parameters } = operated;
+    let body =
+        ContentBuilder::new().schema(Some(Ref::from_schema_name(request))).example(example).build();
     let problem =
         || ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).build();
     let error = |description: &str| {
@@ -178,12 +289,9 @@ fn operation<P: Pipeline>(
             .build()
     };
     OperationBuilder::new()
-        .tag("predict")
+        .tag(tag)
         .operation_id(Some(id))
-        .summary(Some(format!(
-            "Run the {} pipeline on one input, answered by {answered_by}",
-            pipeline.name()
-        )))
+        .summary(Some(summary))
         .parameters(Some(parameters))
         .request_body(Some(
             RequestBodyBuilder::new()
@@ -197,9 +305,7 @@ fn operation<P: Pipeline>(
                 .description("The prediction; header `x-model-version` names the versions used")
                 .content(
                     "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(P::Output::name())))
-                        .build(),
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name(response))).build(),
                 ),
         )
         .response("400", error("The body is not valid JSON, or a header is malformed"))

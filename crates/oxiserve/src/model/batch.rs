@@ -12,11 +12,13 @@
 //! Without one, jobs whose shapes differ cannot be stacked and run one by one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::manifest::Manifest;
 use crate::tensor::{Tensor, Tensors};
@@ -29,8 +31,8 @@ pub(super) struct Job {
     pub(super) reply: oneshot::Sender<Result<Ran>>,
     /// The request's span, entered while the job runs.
     pub(super) span: tracing::Span,
-    /// What the run needs to know of the request.
-    pub(super) call: super::worker::Call,
+    /// The request's context.
+    pub(super) context: Arc<Context>,
     /// When the job entered the queue.
     pub(super) queued_at: Instant,
 }

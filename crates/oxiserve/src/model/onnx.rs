@@ -9,8 +9,9 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 use super::batch::Padding;
-use super::worker::{Call, Runner};
+use super::worker::Runner;
 use crate::config::RunConfig;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::manifest::{Manifest, TensorSpec};
 use crate::tensor::{DataType, Tensor, Tensors, build_numeric, build_tensor};
@@ -50,14 +51,14 @@ pub(super) fn sessions(
             }
             let mut runner =
                 OnnxSession { session, outputs: manifest.outputs.clone(), label: label.clone() };
-            runner.run(&warmup, &Call::default())?;
+            runner.run(&warmup, &Context::internal())?;
             Ok(runner)
         })
         .collect()
 }
 
 impl Runner for OnnxSession {
-    fn run(&mut self, inputs: &Tensors, _: &Call) -> Result<Tensors> {
+    fn run(&mut self, inputs: &Tensors, _: &Context) -> Result<Tensors> {
         self.run_session(inputs)
             .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() })
     }

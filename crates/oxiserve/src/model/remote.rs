@@ -22,8 +22,9 @@ use tokio::runtime::Handle;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::worker::{Call, Runner};
+use super::worker::Runner;
 use crate::config::RemoteConfig;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::grpc::contents;
 use crate::grpc::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -236,25 +237,32 @@ fn bind(
 }
 
 impl Runner for RemoteModel {
-    fn run(&mut self, inputs: &Tensors, call: &Call) -> Result<Tensors> {
+    fn run(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors> {
         let request = self.target.request(inputs)?;
-        let response = self.call(request, call)?;
+        let response = self.call(request, context)?;
         self.target.outputs(response)
     }
 }
 
 impl RemoteModel {
-    /// Sends `request`, retrying on `UNAVAILABLE` with doubling waits.
-    fn call(&mut self, request: ModelInferRequest, call: &Call) -> Result<ModelInferResponse> {
+    /// Sends `request`, retrying on `UNAVAILABLE` with doubling waits. Each attempt waits for
+    /// the configured timeout, or for what is left of the request's deadline when that is less.
+    fn call(
+        &mut self,
+        request: ModelInferRequest,
+        context: &Context,
+    ) -> Result<ModelInferResponse> {
         let config = &self.target.config;
         let mut wait = Duration::from_millis(config.backoff_ms);
         let mut attempt = 0;
         // The calling span's context when spans are exported, else the caller's, unchanged.
-        let traceparent =
-            telemetry::traceparent(&tracing::Span::current()).or_else(|| call.traceparent.clone());
+        let traceparent = telemetry::traceparent(&tracing::Span::current())
+            .or_else(|| context.traceparent().map(str::to_string));
         loop {
             let mut outgoing = tonic::Request::new(request.clone());
-            outgoing.set_timeout(Duration::from_millis(config.timeout_ms));
+            let limit = Duration::from_millis(config.timeout_ms);
+            let left = context.remaining().map_or(limit, |left| left.max(Duration::from_millis(1)));
+            outgoing.set_timeout(limit.min(left));
             if let Some(value) = traceparent.as_deref().and_then(|t| t.parse().ok()) {
                 outgoing.metadata_mut().insert("traceparent", value);
             }

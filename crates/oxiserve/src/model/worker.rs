@@ -17,41 +17,17 @@ use tokio::sync::oneshot;
 
 use super::batch::{self, Batcher, Job, Padding, Ran};
 use crate::config::RunConfig;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::manifest::Manifest;
-use crate::telemetry::{self, ModelMetrics};
+use crate::telemetry::ModelMetrics;
 use crate::tensor::{Tensor, Tensors};
 
 /// What runs a model once: owned by one worker thread, so it may be `&mut`.
 pub(super) trait Runner: Send + 'static {
     /// Runs the model on `inputs` (one job's, or a batch stacked along the first dimension)
-    /// and returns every output. `call` says where the request comes from.
-    fn run(&mut self, inputs: &Tensors, call: &Call) -> Result<Tensors>;
-}
-
-/// What a run knows of the request (the first request's, for a batch).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Call {
-    /// The W3C `traceparent` of the request, passed on to remote servers when spans are not
-    /// exported (when they are, the calling span's own goes instead).
-    pub(crate) traceparent: Option<String>,
-    /// Whether the request's stages get spans (see [`telemetry::traces_stages`]).
-    pub(crate) traced: bool,
-}
-
-impl Call {
-    /// The call of a request with `headers` (HTTP headers or gRPC metadata) served in
-    /// `request_span`.
-    pub(crate) fn new(headers: &axum::http::HeaderMap, request_span: &tracing::Span) -> Self {
-        let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
-        let traced = telemetry::traces_stages(request_span);
-        Self { traceparent: traceparent.map(str::to_string), traced }
-    }
-}
-
-tokio::task_local! {
-    /// The [`Call`] of the request this task serves, set by the transports.
-    pub(crate) static CALL: Call;
+    /// and returns every output. `context` is the request's (the first request's, for a batch).
+    fn run(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors>;
 }
 
 /// A pool of runners of one model version behind a bounded job queue.
@@ -140,7 +116,7 @@ impl Pool {
             inputs,
             reply,
             span: tracing::Span::current(),
-            call: CALL.try_with(Call::clone).unwrap_or_default(),
+            context: Context::current(),
             queued_at: Instant::now(),
         };
         self.jobs.try_send(job).map_err(|error| match error {
@@ -182,7 +158,7 @@ impl<R: Runner> Worker<R> {
     /// Runs one job on its own.
     fn answer_alone(&mut self, job: Job) {
         let start = Instant::now();
-        let result = job.span.in_scope(|| self.run_counted(&job.inputs, &job.call));
+        let result = job.span.in_scope(|| self.run_counted(&job.inputs, &job.context));
         let ran = result.map(|tensors| Ran {
             tensors,
             queued: start - job.queued_at,
@@ -197,7 +173,7 @@ impl<R: Runner> Worker<R> {
         let start = Instant::now();
         let outputs = jobs[0].span.clone().in_scope(|| {
             batch::merge(&jobs, &self.padding)
-                .and_then(|inputs| self.run_counted(&inputs, &jobs[0].call))
+                .and_then(|inputs| self.run_counted(&inputs, &jobs[0].context))
         });
         let computed = start.elapsed();
         match outputs.and_then(|outputs| batch::split(&jobs, &outputs, &self.padding)) {
@@ -215,12 +191,12 @@ impl<R: Runner> Worker<R> {
     }
 
     /// Runs the model, in an `inference` span when the request is traced, and counts the run.
-    fn run_counted(&mut self, inputs: &Tensors, call: &Call) -> Result<Tensors> {
+    fn run_counted(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors> {
         let rows = inputs.values().next().map_or(0, Tensor::rows);
-        let outputs = if call.traced {
-            tracing::debug_span!("inference", rows).in_scope(|| self.runner.run(inputs, call))?
+        let outputs = if context.traced {
+            tracing::debug_span!("inference", rows).in_scope(|| self.runner.run(inputs, context))?
         } else {
-            self.runner.run(inputs, call)?
+            self.runner.run(inputs, context)?
         };
         self.stats.record(rows);
         self.metrics.batch_rows.record(rows as f64);

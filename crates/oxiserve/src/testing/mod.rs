@@ -37,7 +37,7 @@ pub use self::mlserver::{MlServer, SklearnModel};
 pub use self::otlp::{OtlpReceiver, ReceivedSpan};
 pub use self::process::{ServerProcess, free_port};
 pub use self::prometheus::PrometheusServer;
-pub use self::python::python_checks;
+pub use self::python::{python_checks, schemathesis};
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
 use crate::config::Config;

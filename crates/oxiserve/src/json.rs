@@ -1,0 +1,92 @@
+//! Typed JSON parsing whose errors a client can act on: broken JSON is
+//! [`Error::MalformedBody`] (400), JSON of the wrong shape is [`Error::InvalidInput`] (422)
+//! naming the field by its JSON path (`inner.tags[0]`). Every transport parses pipeline
+//! inputs through [`parse`], so REST and gRPC refuse the same bodies alike.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+
+/// Parses `bytes` into `T`: syntax errors are 400, shape errors are 422 with the field's path.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let detail = strip_position(&inner.to_string());
+                Error::InvalidInput { field: field_of(&path, &detail), detail }
+            }
+            _ => Error::MalformedBody(inner.to_string()),
+        }
+    })?;
+    deserializer.end().map_err(|e| Error::MalformedBody(e.to_string()))?;
+    Ok(value)
+}
+
+/// The offending field: the deserialiser's path, extended by the name in "missing field `x`".
+fn field_of(path: &str, detail: &str) -> Option<String> {
+    let missing = detail.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    let parent = (path != ".").then_some(path);
+    match (parent, missing) {
+        (Some(parent), Some(name)) => Some(format!("{parent}.{name}")),
+        (None, Some(name)) => Some(name.to_string()),
+        (parent, None) => parent.map(str::to_string),
+    }
+}
+
+/// serde_json appends "at line L column C", which means nothing to a client of a typed field.
+fn strip_position(detail: &str) -> String {
+    detail.split(" at line ").next().unwrap_or(detail).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code, reason = "the fields exist to be deserialised")]
+    struct Body {
+        name: String,
+        inner: Inner,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code, reason = "the fields exist to be deserialised")]
+    struct Inner {
+        size: u32,
+        tags: Vec<String>,
+    }
+
+    fn problem(body: &str) -> Error {
+        parse::<Body>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_bodies() {
+        assert!(matches!(problem("{\"name\": "), Error::MalformedBody(_)));
+        let trailing = r#"{"name": "a", "inner": {"size": 1, "tags": []}} trailing"#;
+        assert!(matches!(problem(trailing), Error::MalformedBody(_)));
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let cases = [
+            (r#"{"name": 1, "inner": {"size": 1, "tags": []}}"#, "name"),
+            (r#"{"name": "a", "inner": {"size": -1, "tags": []}}"#, "inner.size"),
+            (r#"{"name": "a", "inner": {"size": 1, "tags": [3]}}"#, "inner.tags[0]"),
+            (r#"{"name": "a", "inner": {"tags": []}}"#, "inner.size"),
+            (r#"{"inner": {"size": 1, "tags": []}}"#, "name"),
+        ];
+        for (body, field) in cases {
+            match problem(body) {
+                Error::InvalidInput { field: Some(f), detail } => {
+                    assert_eq!(f, field, "{body}");
+                    assert!(!detail.contains("line"), "{detail}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+}
