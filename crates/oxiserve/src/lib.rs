@@ -19,6 +19,7 @@
 //! - [`store`]: model repositories: a local directory, S3 mirrored into a local cache, and
 //!   publishing a version by the publication protocol.
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
+//! - [`timings`]: where a request's time went ([`Timings`], `Server-Timing`).
 //! - [`http`]: routes (predict, versions, status, admin, KServe v2), limits, problem+json errors, OpenAPI
 //!   and the docs UI.
 //! - [`kserve`]: the KServe v2 (Open Inference Protocol) view of the raw models: metadata,
@@ -62,6 +63,7 @@ pub mod telemetry;
 pub mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timings;
 
 /// The memory allocator oxiserve's services run on: mimalloc, whose thread-local free lists
 /// suit a server that allocates small buffers on one thread and frees them on another (request
@@ -73,9 +75,10 @@ pub use mimalloc::MiMalloc as Allocator;
 pub use self::config::Config;
 pub use self::context::{Context, Transport};
 pub use self::endpoint::{Endpoint, Endpoints};
-pub use self::engine::{Answer, Engine, Served, Timings};
+pub use self::engine::{Answer, Engine, Served};
 pub use self::error::{Error, Result};
 pub use self::model::{Loader, Model, Models, Padding};
 pub use self::pipeline::{Inference, ModelOutput, Outputs, Pipeline};
 pub use self::server::run;
 pub use self::tensor::{DataType, Tensor, Tensors};
+pub use self::timings::Timings;

@@ -58,7 +58,7 @@ use crate::tensor::{Tensor, Tensors};
 /// `Send + Sync`. By default `preprocess` and `postprocess` run on the async runtime, the
 /// cheapest place for CPU work of well under a millisecond; a pipeline whose stages take
 /// longer returns `true` from [`heavy_stages`](Pipeline::heavy_stages), and they run on
-/// blocking threads (one per core at a time) where they do not delay other requests.
+/// blocking threads (two per core at a time) where they do not delay other requests.
 /// Inference itself always runs on dedicated threads.
 ///
 /// # Example

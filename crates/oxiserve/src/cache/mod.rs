@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 
 use self::shared::SharedCache;
 use crate::config::CacheConfig;
-use crate::engine::Timings;
 use crate::error::{Error, Result};
+use crate::timings::Timings;
 
 /// A serialised answer: the JSON body, the versions that produced it, and its timings.
 #[derive(Debug)]

@@ -19,8 +19,8 @@ use axum::body::Bytes;
 use redis::aio::MultiplexedConnection;
 
 use super::CachedAnswer;
-use crate::engine::Timings;
 use crate::error::{Error, Result};
+use crate::timings::Timings;
 
 /// How long Redis is skipped after a failure before a reconnection is tried.
 const RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -12,8 +12,8 @@ use super::proto::inference::grpc_inference_service_server::GrpcInferenceService
 use super::proto::inference::model_infer_response::InferOutputTensor;
 use super::proto::inference::model_metadata_response::TensorMetadata;
 use super::proto::inference::*;
+use crate::engine::StatusState;
 use crate::error::Error;
-use crate::http::status::StatusState;
 use crate::kserve::{self, codec};
 use crate::tensor::Tensors;
 

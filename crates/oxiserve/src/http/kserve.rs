@@ -23,9 +23,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::path::PathParams;
+use crate::engine::{ServiceStatus, StatusState};
 use crate::error::Error;
 use crate::http::problem::{self, Problem};
-use crate::http::status::{ServiceStatus, StatusState};
 use crate::kserve::{self, ModelMetadata, codec};
 use crate::tensor::{DataType, Tensors};
 

@@ -42,12 +42,12 @@ pub use self::kserve::{
 pub use self::metrics::PATH as METRICS_PATH;
 pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
-use self::status::StatusState;
 pub use self::status::{Health, ModelList};
 use crate::config::Config;
 use crate::connections::{Connections, Shutdown};
 use crate::context::{Context, Transport};
 use crate::engine::Engine;
+use crate::engine::StatusState;
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 use crate::telemetry::{self, RequestMetrics};

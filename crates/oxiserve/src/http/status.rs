@@ -1,7 +1,5 @@
 //! Health probes and the model list: the routes every service has, whatever its pipeline.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,43 +7,10 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::engine::Engine;
+use crate::engine::StatusState;
 use crate::error::Error;
 use crate::http::problem::Problem;
-use crate::model::{ModelStatus, Models};
-use crate::pipeline::Pipeline;
-
-/// What the status routes need to know, without the pipeline's types.
-pub(crate) trait ServiceStatus: Send + Sync {
-    /// Whether the service takes predictions.
-    fn is_ready(&self) -> bool;
-    /// Whether shutdown has begun (predictions are still served).
-    fn is_draining(&self) -> bool;
-    /// Every model with its state.
-    fn models(&self) -> Vec<ModelStatus>;
-    /// The models themselves, for the routes that run them directly (KServe v2).
-    fn registry(&self) -> &Models;
-}
-
-impl<P: Pipeline> ServiceStatus for Engine<P> {
-    fn is_ready(&self) -> bool {
-        Engine::is_ready(self)
-    }
-
-    fn is_draining(&self) -> bool {
-        Engine::is_draining(self)
-    }
-
-    fn models(&self) -> Vec<ModelStatus> {
-        Engine::models(self).statuses()
-    }
-
-    fn registry(&self) -> &Models {
-        Engine::models(self)
-    }
-}
-
-pub(crate) type StatusState = Arc<dyn ServiceStatus>;
+use crate::model::ModelStatus;
 
 /// The body of the health probes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
