@@ -43,11 +43,15 @@ pub async fn schemathesis(openapi_url: &str, paths: &str, examples: u32) -> Stri
         "--workers=1".into(),
         "--header=x-model-version:".into(),
     ];
-    let output =
-        tokio::task::spawn_blocking(move || std::process::Command::new(st).args(args).output())
-            .await
-            .expect("the blocking task runs")
-            .expect("schemathesis starts");
+    let output = tokio::task::spawn_blocking(move || {
+        // Schemathesis keeps what it found in its working directory: not the repository.
+        let workdir = std::env::temp_dir().join("oxiserve-schemathesis");
+        std::fs::create_dir_all(&workdir)?;
+        std::process::Command::new(st).args(args).current_dir(workdir).output()
+    })
+    .await
+    .expect("the blocking task runs")
+    .expect("schemathesis starts");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "schemathesis found failures:\n{stdout}\n{stderr}");
