@@ -202,6 +202,74 @@ impl Error {
     }
 }
 
+/// What kind of failure an [`Error`] is, as every transport answers it: an HTTP status (4xx:
+/// the client must fix something; 503 and 504: the service protecting itself, retry later;
+/// 500: a fault), a stable machine name and a title. problem+json and gRPC statuses are both
+/// built from it, so the transports cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kind {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// The machine name (`invalid-input`), the end of the problem type's URN.
+    pub(crate) slug: &'static str,
+    /// A short summary.
+    pub(crate) title: &'static str,
+}
+
+/// What a server fault tells the client: that it happened, not what it was.
+pub(crate) const SERVER_FAULT_DETAIL: &str =
+    "the server failed to handle the request; the error is in its log";
+
+impl Error {
+    /// The kind of this error (see [`Kind`]).
+    pub(crate) fn kind(&self) -> Kind {
+        let kind = |status, slug, title| Kind { status, slug, title };
+        match self {
+            Self::MalformedBody(_) => kind(400, "malformed-body", "Malformed JSON body"),
+            Self::MalformedPath(_) => kind(400, "malformed-path", "Malformed request path"),
+            Self::PayloadTooLarge => kind(413, "payload-too-large", "Request body too large"),
+            Self::UnsupportedMediaType(_) => {
+                kind(415, "unsupported-media-type", "Unsupported media type")
+            }
+            Self::InvalidInput { .. } => kind(422, "invalid-input", "Invalid input"),
+            Self::BadHeader { .. } => kind(400, "bad-header", "Malformed header"),
+            Self::Unauthorized => kind(401, "unauthorized", "Unauthorized"),
+            Self::UnknownModel(_) => kind(404, "unknown-model", "Unknown model"),
+            Self::VersionNotLoaded { .. } => {
+                kind(404, "version-not-loaded", "Model version not loaded")
+            }
+            Self::NotReady => kind(503, "not-ready", "Service not ready"),
+            Self::Overloaded => kind(503, "overloaded", "Service overloaded"),
+            Self::Timeout(_) => kind(504, "timeout", "Request timed out"),
+            Self::RemoteUnavailable { .. } => {
+                kind(503, "remote-unavailable", "Remote model server unavailable")
+            }
+            Self::ModelNotLoaded(_) => kind(503, "model-not-loaded", "Model not loaded"),
+            _ => kind(500, "internal", "Internal server error"),
+        }
+    }
+
+    /// What the client is told: the whole error when it is the client's to fix or a refusal,
+    /// only [`SERVER_FAULT_DETAIL`] for a fault.
+    pub(crate) fn public_detail(&self) -> String {
+        match (self, self.kind().status) {
+            (Self::InvalidInput { detail, .. }, _) => detail.clone(),
+            (_, ..500 | 503 | 504) => self.to_string(),
+            _ => SERVER_FAULT_DETAIL.to_string(),
+        }
+    }
+
+    /// Logs this error as it is answered, if it is the server's: refusals (503, 504) at debug
+    /// level, since an overload can cause thousands a second; faults at error level.
+    pub(crate) fn log_answered(&self) {
+        match self.kind().status {
+            status @ (503 | 504) => tracing::debug!(error = %self, status, "request refused"),
+            status @ 500.. => tracing::error!(error = %self, status, "request failed"),
+            _ => {}
+        }
+    }
+}
+
 impl From<figment::Error> for Error {
     fn from(error: figment::Error) -> Self {
         Self::Config(Box::new(error))

@@ -37,7 +37,6 @@ use crate::config::LimitsConfig;
 use crate::connections::{Connections, Shutdown};
 use crate::engine::{Engine, StatusState};
 use crate::error::{Error, Result};
-use crate::http::problem::{self, Problem};
 use crate::pipeline::Pipeline;
 
 /// The services whose health follows readiness, by full name.
@@ -130,8 +129,7 @@ async fn report_health(reporter: HealthReporter, status: StatusState) {
 /// their detail in the log.
 impl From<&Error> for Status {
     fn from(error: &Error) -> Self {
-        let Problem { status, detail, .. } = Problem::from(error);
-        problem::log(error, status);
+        error.log_answered();
         let code = match error {
             Error::InvalidInput { .. }
             | Error::MalformedBody(_)
@@ -148,7 +146,10 @@ impl From<&Error> for Status {
             _ => Code::Internal,
         };
         // A client error says what was wrong and where; a server fault only that it happened.
-        let message = if status < 500 { error.to_string() } else { detail };
+        let message = match error {
+            Error::InvalidInput { .. } => error.to_string(),
+            _ => error.public_detail(),
+        };
         Status::new(code, message)
     }
 }

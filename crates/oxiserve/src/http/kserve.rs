@@ -25,7 +25,6 @@ use utoipa_axum::routes;
 use super::path::PathParams;
 use crate::engine::{ServiceStatus, StatusState};
 use crate::error::Error;
-use crate::http::problem::{self, Problem};
 use crate::kserve::{self, ModelMetadata, codec};
 use crate::tensor::{DataType, Tensors};
 
@@ -68,15 +67,14 @@ pub struct ErrorBody {
 
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
-        let Problem { status, detail, .. } = Problem::from(&self.0);
-        problem::log(&self.0, status);
+        self.0.log_answered();
         // The protocol answers every client error about the request itself with 400.
-        let status = match StatusCode::from_u16(status) {
+        let status = match StatusCode::from_u16(self.0.kind().status) {
             Ok(StatusCode::UNPROCESSABLE_ENTITY) => StatusCode::BAD_REQUEST,
             Ok(status) => status,
             Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(ErrorBody { error: detail })).into_response()
+        (status, Json(ErrorBody { error: self.0.public_detail() })).into_response()
     }
 }
 

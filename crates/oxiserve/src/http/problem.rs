@@ -61,56 +61,13 @@ impl IntoResponse for Problem {
 
 impl From<&Error> for Problem {
     fn from(error: &Error) -> Self {
-        use StatusCode as S;
-        let client = |status, slug, title| Problem::new(status, slug, title, error.to_string());
-        match error {
-            Error::MalformedBody(_) => {
-                client(S::BAD_REQUEST, "malformed-body", "Malformed JSON body")
-            }
-            Error::MalformedPath(_) => {
-                client(S::BAD_REQUEST, "malformed-path", "Malformed request path")
-            }
-            Error::PayloadTooLarge => {
-                client(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large")
-            }
-            Error::UnsupportedMediaType(_) => client(
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            ),
-            Error::InvalidInput { field, detail } => Problem {
-                field: field.clone(),
-                ..Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "invalid-input",
-                    "Invalid input",
-                    detail.clone(),
-                )
-            },
-            Error::BadHeader { .. } => client(S::BAD_REQUEST, "bad-header", "Malformed header"),
-            Error::Unauthorized => client(S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
-            Error::UnknownModel(_) => client(S::NOT_FOUND, "unknown-model", "Unknown model"),
-            Error::VersionNotLoaded { .. } => {
-                client(S::NOT_FOUND, "version-not-loaded", "Model version not loaded")
-            }
-            Error::NotReady => client(S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
-            Error::Overloaded => client(S::SERVICE_UNAVAILABLE, "overloaded", "Service overloaded"),
-            Error::Timeout(_) => client(S::GATEWAY_TIMEOUT, "timeout", "Request timed out"),
-            Error::RemoteUnavailable { .. } => client(
-                S::SERVICE_UNAVAILABLE,
-                "remote-unavailable",
-                "Remote model server unavailable",
-            ),
-            Error::ModelNotLoaded(_) => {
-                client(S::SERVICE_UNAVAILABLE, "model-not-loaded", "Model not loaded")
-            }
-            _ => Problem::new(
-                S::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal server error",
-                "the server failed to handle the request; the error is in its log",
-            ),
-        }
+        let kind = error.kind();
+        let status = StatusCode::from_u16(kind.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let field = match error {
+            Error::InvalidInput { field, .. } => field.clone(),
+            _ => None,
+        };
+        Problem { field, ..Problem::new(status, kind.slug, kind.title, error.public_detail()) }
     }
 }
 
@@ -120,24 +77,11 @@ impl IntoResponse for Error {
     }
 }
 
-/// The problem response for `error`, logging server errors: for errors shared behind an `Arc`
-/// (one computation answering several requests). 503 and 504 are the service protecting
-/// itself (overload, not ready, deadlines), which can happen thousands of times a second: they
-/// are logged at debug level only, so an overload never floods the log.
+/// The problem response for `error`, logging server errors (see [`Error::log_answered`]):
+/// for errors shared behind an `Arc` (one computation answering several requests).
 pub(crate) fn respond(error: &Error) -> Response {
-    let problem = Problem::from(error);
-    log(error, problem.status);
-    problem.into_response()
-}
-
-/// Logs `error`, answered with `status`, if it is the server's: refusals (503, 504) at debug
-/// level, failures at error level.
-pub(crate) fn log(error: &Error, status: u16) {
-    match status {
-        503 | 504 => tracing::debug!(%error, status, "request refused"),
-        500.. => tracing::error!(%error, status, "request failed"),
-        _ => {}
-    }
+    error.log_answered();
+    Problem::from(error).into_response()
 }
 
 #[cfg(test)]
