@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("descriptors.bin"), encoded)?;
     tonic_prost_build::configure()
         .build_client(true)
-        .codec_path("crate::grpc::codec::ProtoCodec")
+        .codec_path("crate::protocol::grpc_codec::ProtoCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -16,6 +16,8 @@
 //!   carries out the operator's rollback, pin and sync.
 //! - [`model`]: a loaded, verified model version ([`Model`]), the set a service serves
 //!   ([`Models`]), manifests, the ONNX Runtime session pool and library loading.
+//! - [`manifest`]: the manifest of a published model version (files with their sha256,
+//!   signature, metadata), read and checked; also `model::manifest`.
 //! - [`store`]: model repositories: a local directory, S3 mirrored into a local cache, and
 //!   publishing a version by the publication protocol.
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
@@ -24,6 +26,9 @@
 //!   and the docs UI.
 //! - [`kserve`]: the KServe v2 (Open Inference Protocol) view of the raw models: metadata,
 //!   readiness and inference on named tensors, shared by its transports.
+//! - [`protocol`]: the KServe v2 and pipeline wire formats both transports and the remote
+//!   model runner share (generated gRPC types, tensor data as JSON, raw bytes or typed
+//!   contents).
 //! - [`grpc`]: KServe v2 over gRPC (tonic) on its own port, with `grpc.health.v1` and
 //!   reflection.
 //! - [`cache`]: the response cache, keyed on the input and the model versions, single flight,
@@ -55,8 +60,10 @@ mod hostile;
 pub mod http;
 pub mod json;
 pub mod kserve;
+pub mod manifest;
 pub mod model;
 pub mod pipeline;
+pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -14,7 +14,7 @@ use super::Engine;
 use crate::config::VersionPolicy;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::model::manifest::FILE_NAME as MANIFEST;
+use crate::manifest::FILE_NAME as MANIFEST;
 use crate::model::{FetchError, Loader, Model, ModelStatus};
 use crate::pipeline::Pipeline;
 use crate::telemetry::store as sync_metrics;

@@ -7,14 +7,14 @@
 
 use tonic::{Request, Response, Status};
 
-use super::contents;
-use super::proto::inference::grpc_inference_service_server::GrpcInferenceService;
-use super::proto::inference::model_infer_response::InferOutputTensor;
-use super::proto::inference::model_metadata_response::TensorMetadata;
-use super::proto::inference::*;
 use crate::engine::StatusState;
 use crate::error::Error;
-use crate::kserve::{self, codec};
+use crate::kserve;
+use crate::protocol::proto::inference::grpc_inference_service_server::GrpcInferenceService;
+use crate::protocol::proto::inference::model_infer_response::InferOutputTensor;
+use crate::protocol::proto::inference::model_metadata_response::TensorMetadata;
+use crate::protocol::proto::inference::*;
+use crate::protocol::{contents, tensor_data};
 use crate::tensor::Tensors;
 
 /// `inference.GRPCInferenceService` over the service's models.
@@ -129,7 +129,7 @@ impl GrpcInferenceService for Inference {
             let bad =
                 |detail: String| Error::invalid_input(format!("input `{}`: {detail}", input.name));
             let tensor = match (raw_contents.next(), input.contents) {
-                (Some(bytes), _) => codec::from_raw(spec.datatype, &shape, &bytes),
+                (Some(bytes), _) => tensor_data::from_raw(spec.datatype, &shape, &bytes),
                 (None, Some(typed)) => contents::read(spec.datatype, &shape, typed),
                 (None, None) => Err("no contents and no raw_input_contents".into()),
             }
@@ -155,7 +155,7 @@ impl GrpcInferenceService for Inference {
                 typed.next()
             } else {
                 let mut bytes = Vec::new();
-                codec::write_raw(&tensor, &mut bytes);
+                tensor_data::write_raw(&tensor, &mut bytes);
                 response.raw_output_contents.push(bytes);
                 None
             };

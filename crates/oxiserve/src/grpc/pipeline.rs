@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::proto::pipeline::pipeline_server;
-use super::proto::pipeline::{ModelVersion, PredictRequest, PredictResponse};
 use crate::engine::Engine;
 use crate::json;
 use crate::pipeline::Pipeline;
+use crate::protocol::proto::pipeline::pipeline_server;
+use crate::protocol::proto::pipeline::{ModelVersion, PredictRequest, PredictResponse};
 
 /// `oxiserve.v1.Pipeline` over an engine.
 pub(super) struct Predictor<P> {

@@ -25,7 +25,8 @@ use utoipa_axum::routes;
 use super::path::PathParams;
 use crate::engine::{ServiceStatus, StatusState};
 use crate::error::Error;
-use crate::kserve::{self, ModelMetadata, codec};
+use crate::kserve::{self, ModelMetadata};
+use crate::protocol::tensor_data;
 use crate::tensor::{DataType, Tensors};
 
 /// The header giving the length of the JSON part of a body that carries binary tensors.
@@ -265,7 +266,7 @@ struct ResponseOutput<'a> {
     parameters: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<f64>>)]
-    data: Option<codec::JsonData<'a>>,
+    data: Option<tensor_data::JsonData<'a>>,
 }
 
 /// Runs the version serving `model` on named tensors.
@@ -338,9 +339,9 @@ async fn infer(
                     .into());
                 };
                 binary = rest;
-                codec::from_raw(spec.datatype, &shape, data)
+                tensor_data::from_raw(spec.datatype, &shape, data)
             }
-            (None, Some(data)) => codec::from_json(spec.datatype, &shape, data),
+            (None, Some(data)) => tensor_data::from_json(spec.datatype, &shape, data),
             (None, None) => Err("no `data` and no binary_data_size".into()),
         }
         .map_err(bad)?;
@@ -373,11 +374,11 @@ async fn infer(
             .map(|(name, tensor)| {
                 let (parameters, data) = if wants_binary(name) {
                     let start = tail.len();
-                    codec::write_raw(tensor, &mut tail);
+                    tensor_data::write_raw(tensor, &mut tail);
                     let size = tail.len() - start;
                     (Some(serde_json::json!({ "binary_data_size": size })), None)
                 } else {
-                    (None, Some(codec::JsonData(tensor)))
+                    (None, Some(tensor_data::JsonData(tensor)))
                 };
                 ResponseOutput {
                     name: name.clone(),

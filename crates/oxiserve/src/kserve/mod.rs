@@ -5,9 +5,7 @@
 //! This module holds what every transport shares: finding the model a request names, its
 //! metadata, checking decoded inputs and requested outputs against the manifest, and running
 //! the model through the same queue, batching and workers as the pipeline's runs. Decoding
-//! tensors from the wire is in `codec`; the HTTP routes are in `http::kserve`.
-
-pub(crate) mod codec;
+//! tensors from the wire is in `protocol`; the HTTP routes are in `http::kserve`.
 
 use std::sync::Arc;
 
@@ -93,7 +91,7 @@ pub(crate) fn metadata(models: &Models, model: &Model) -> ModelMetadata {
 
 /// The declared input `name` of `model` and its dimensions as `shape` gives them, checked
 /// against the declaration: the datatype the client names must be the model's, and every
-/// fixed dimension must match. The caller then decodes the data with [`codec`].
+/// fixed dimension must match. The caller then decodes the data with `protocol::tensor_data`.
 pub(crate) fn input_spec<'m>(
     model: &'m Model,
     name: &str,

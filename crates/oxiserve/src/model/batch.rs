@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::model::manifest::Manifest;
+use crate::manifest::Manifest;
 use crate::tensor::{Tensor, Tensors};
 
 /// One inference request on its way to a worker.

@@ -5,7 +5,6 @@
 //! throughout, and a version that is replaced stays alive until its last request is done.
 
 mod batch;
-pub mod manifest;
 mod onnx;
 mod registry;
 mod remote;
@@ -22,12 +21,12 @@ use ort::environment::Environment;
 
 pub use self::batch::Padding;
 use self::batch::Ran;
-pub use self::manifest::{Manifest, TensorSpec};
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
 use self::worker::Pool;
 pub use self::worker::RunStats;
 use crate::config::{ModelsConfig, RunConfig, VersionPolicy};
 use crate::error::{Error, Result};
+pub use crate::manifest::{self, Manifest, TensorSpec};
 use crate::store::{LocalRepository, S3Mirror, Source};
 use crate::telemetry::VersionInfo;
 use crate::tensor::Tensors;

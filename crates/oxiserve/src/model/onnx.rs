@@ -13,7 +13,7 @@ use super::worker::Runner;
 use crate::config::RunConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::model::manifest::{Manifest, TensorSpec};
+use crate::manifest::{Manifest, TensorSpec};
 use crate::tensor::{DataType, Tensor, Tensors, build_numeric, build_tensor};
 
 /// One ONNX Runtime session and the outputs to read back: a worker's [`Runner`].

@@ -26,17 +26,16 @@ use super::worker::Runner;
 use crate::config::RemoteConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::grpc::contents;
-use crate::grpc::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
-use crate::grpc::proto::inference::model_infer_request::{
+use crate::manifest::{Manifest, TensorSpec};
+use crate::protocol::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::protocol::proto::inference::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
 };
-use crate::grpc::proto::inference::model_metadata_response::TensorMetadata;
-use crate::grpc::proto::inference::{
+use crate::protocol::proto::inference::model_metadata_response::TensorMetadata;
+use crate::protocol::proto::inference::{
     ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelReadyRequest,
 };
-use crate::kserve::codec;
-use crate::model::manifest::{Manifest, TensorSpec};
+use crate::protocol::{contents, tensor_data};
 use crate::telemetry;
 use crate::tensor::{DataType, Tensors};
 
@@ -297,7 +296,7 @@ impl Target {
             })?;
             let tensor = tensor.clone().cast(binding.datatype)?;
             let mut bytes = Vec::new();
-            codec::write_raw(&tensor, &mut bytes);
+            tensor_data::write_raw(&tensor, &mut bytes);
             request.raw_input_contents.push(bytes);
             request.inputs.push(InferInputTensor {
                 name: binding.remote.clone(),
@@ -331,7 +330,7 @@ impl Target {
                 shape.pop();
             }
             let tensor = match (raw.get(index), output.contents) {
-                (Some(bytes), _) => codec::from_raw(datatype, &shape, bytes),
+                (Some(bytes), _) => tensor_data::from_raw(datatype, &shape, bytes),
                 (None, Some(typed)) => contents::read(datatype, &shape, typed),
                 (None, None) => Err(format!("output `{}` came without data", output.name)),
             }

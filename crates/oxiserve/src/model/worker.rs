@@ -19,7 +19,7 @@ use super::batch::{self, Batcher, Job, Padding, Ran};
 use crate::config::RunConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::model::manifest::Manifest;
+use crate::manifest::Manifest;
 use crate::telemetry::ModelMetrics;
 use crate::tensor::{Tensor, Tensors};
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::model::manifest;
+use crate::manifest;
 
 /// A model repository on the local file system.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use super::{Source, s3};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
-use crate::model::manifest::{self, FileEntry, Manifest};
+use crate::manifest::{self, FileEntry, Manifest};
 
 /// What to publish and how.
 #[derive(Debug, Clone)]

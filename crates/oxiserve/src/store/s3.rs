@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use super::LocalRepository;
 use crate::config::S3Config;
 use crate::error::{Error, Result};
-use crate::model::manifest::{self, FileEntry, Manifest};
+use crate::manifest::{self, FileEntry, Manifest};
 use crate::telemetry;
 
 /// An S3 client configured from `config` and the standard AWS chain (environment, profile,

@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_process::Collector;
 
 use crate::error::Error;
-use crate::model::manifest::{MODEL_FILE, Manifest};
+use crate::manifest::{MODEL_FILE, Manifest};
 
 /// Latency buckets, in seconds: sub-millisecond inference up to multi-second requests.
 const SECONDS: [f64; 16] = [

@@ -17,7 +17,7 @@ use tonic::transport::server::TcpIncoming;
 use super::TestServer;
 use crate::config::Config;
 use crate::error::Result;
-use crate::model::manifest::hex;
+use crate::manifest::hex;
 
 /// One span as a collector received it, ids in lowercase hex as in `traceparent`.
 #[derive(Debug, Clone, PartialEq)]
