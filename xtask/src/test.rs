@@ -5,7 +5,7 @@
 //! `prometheus` with `promtool` for the scrape test and the alert rules), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
-//! and the FastAPI baseline, checked against the service), check formatting, run clippy and rustdoc with warnings denied, then run every
+//! and the FastAPI baseline, checked against the service), check formatting, run clippy (also on the core with every optional feature off) and rustdoc with warnings denied, then run every
 //! test of the workspace, the hostile-input property tests with a short campaign. Tests start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
@@ -39,6 +39,10 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
     cmd!(sh, "cargo clippy --workspace --all-targets --all-features -- -D warnings").run()?;
+    // The core with every optional feature off (the test harness on): the feature gates build
+    // and leave nothing unused.
+    cmd!(sh, "cargo clippy -p oxiserve --no-default-features --features testing -- -D warnings")
+        .run()?;
     {
         let _deny = sh.push_env("RUSTDOCFLAGS", "-D warnings");
         cmd!(sh, "cargo doc --workspace --no-deps --all-features --quiet").run()?;
@@ -59,5 +63,8 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     // The short campaign of the hostile-input property tests (`cargo xtask fuzz` runs long).
     let _cases = sh.push_env("PROPTEST_CASES", fuzz::SHORT_CAMPAIGN.to_string());
     cmd!(sh, "cargo test --workspace --all-features").run()?;
+    // The core's own tests with every optional feature off: settings that need a missing
+    // feature are refused.
+    cmd!(sh, "cargo test -p oxiserve --no-default-features --lib").run()?;
     Ok(())
 }

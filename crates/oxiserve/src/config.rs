@@ -14,7 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The whole configuration of a service.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -90,6 +90,13 @@ pub struct CacheConfig {
     /// Deadline of one Redis command, in milliseconds; past it the request goes on without
     /// Redis and Redis is skipped for a second.
     pub redis_timeout_ms: u64,
+}
+
+/// The error for a setting (`key`) that needs a Cargo feature this build was compiled without.
+pub(crate) fn missing_feature(key: &str, feature: &str) -> Error {
+    Error::Config(Box::new(figment::Error::from(format!(
+        "`{key}` needs oxiserve's `{feature}` feature, which this build was compiled without"
+    ))))
 }
 
 impl Default for CacheConfig {
@@ -244,7 +251,8 @@ impl LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
-    /// Whether to serve gRPC at all.
+    /// Whether to serve gRPC at all. By default, whenever the build has the `grpc` feature; a
+    /// build without it refuses `true`.
     pub enabled: bool,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
@@ -252,7 +260,7 @@ pub struct GrpcConfig {
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        Self { enabled: true, port: 8081 }
+        Self { enabled: cfg!(feature = "grpc"), port: 8081 }
     }
 }
 

@@ -54,6 +54,7 @@ pub mod context;
 pub mod endpoint;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(test)]
 mod hostile;
@@ -77,6 +78,7 @@ pub mod timings;
 /// tensors cross from tokio to the inference threads and back). At 64 and 256 connections it
 /// gave 4 to 47% more throughput than the system allocator (`docs/benchmarks.md`). A service's
 /// `main.rs` installs it with `#[global_allocator]`.
+#[cfg(feature = "mimalloc")]
 pub use mimalloc::MiMalloc as Allocator;
 
 pub use self::config::Config;

@@ -27,10 +27,10 @@ use crate::config::Config;
 use crate::connections::{Connections, Shutdown, Stage};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::http;
 use crate::model::Loader;
 use crate::pipeline::Pipeline;
 use crate::telemetry;
-use crate::{grpc, http};
 
 /// The command line every service accepts.
 #[derive(Debug, Parser)]
@@ -78,6 +78,9 @@ impl<P: Pipeline> App<P> {
     /// `telemetry.metrics` is off), connects the response cache and builds the router.
     pub(crate) async fn assemble(pipeline: P, config: &Config) -> Result<Self> {
         config.limits.check()?;
+        if config.grpc.enabled && !cfg!(feature = "grpc") {
+            return Err(crate::config::missing_feature("grpc.enabled", "grpc"));
+        }
         let loader = Loader::new(config).await?;
         let admin = config
             .admin
@@ -125,12 +128,13 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
         let listener = bind((config.http.host, port)).await?;
         servers.push(serve_http(listener, http::metrics_router()));
     }
+    #[cfg(feature = "grpc")]
     if config.grpc.enabled {
         let listener = bind((config.http.host, config.grpc.port)).await?;
         let (engine, limits) = (Arc::clone(&engine), config.limits.clone());
         let (connections, shutdown) = (connections.clone(), shutdown.clone());
         servers.push(tokio::spawn(async move {
-            grpc::serve(listener, engine, &limits, connections, shutdown).await
+            crate::grpc::serve(listener, engine, &limits, connections, shutdown).await
         }));
     }
 

@@ -14,6 +14,7 @@
 //!
 //! [`Pipeline::cache_key`]: crate::Pipeline::cache_key
 
+#[cfg(feature = "redis")]
 mod shared;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 
+#[cfg(feature = "redis")]
 use self::shared::SharedCache;
 use crate::config::CacheConfig;
 use crate::error::{Error, Result};
@@ -57,6 +59,27 @@ impl Source {
             Source::Redis => Some("redis"),
             Source::Computed => None,
         }
+    }
+}
+
+/// What stands for the Redis cache in a build without the `redis` feature: a type with no
+/// value, so a `cache.redis_url` is refused at start-up and the lookups provably never run.
+#[cfg(not(feature = "redis"))]
+#[derive(Debug, Clone)]
+enum SharedCache {}
+
+#[cfg(not(feature = "redis"))]
+impl SharedCache {
+    async fn connect(_: &str, _: &str, _: u64, _: Duration) -> Result<Self> {
+        Err(crate::config::missing_feature("cache.redis_url", "redis"))
+    }
+
+    async fn get(&self, _: &[u8; 32]) -> Option<CachedAnswer> {
+        match *self {}
+    }
+
+    async fn put(&self, _: &[u8; 32], _: &CachedAnswer) {
+        match *self {}
     }
 }
 
@@ -147,4 +170,26 @@ pub fn key(pipeline_key: &[u8], versions: &[(String, u64)]) -> [u8; 32] {
 /// [`Pipeline::cache_key`]: crate::Pipeline::cache_key
 pub fn json_key<T: serde::Serialize>(input: &T) -> Option<Vec<u8>> {
     serde_json::to_vec(input).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "redis"))]
+    #[tokio::test]
+    async fn a_build_without_redis_refuses_a_redis_url() {
+        let config = CacheConfig {
+            redis_url: Some(crate::config::Secret::new("redis://127.0.0.1:6379")),
+            ..CacheConfig::default()
+        };
+        let error = ResponseCache::new(&config, "p").await.unwrap_err();
+        assert!(error.to_string().contains("`redis` feature"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_cache_of_no_capacity_is_none() {
+        let config = CacheConfig { capacity: 0, ..CacheConfig::default() };
+        assert!(ResponseCache::new(&config, "p").await.unwrap().is_none());
+    }
 }

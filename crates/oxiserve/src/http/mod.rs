@@ -32,6 +32,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 use utoipa::openapi::InfoBuilder;
 use utoipa_axum::router::OpenApiRouter;
+#[cfg(feature = "swagger-ui")]
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use self::admin::AdminAccess;
@@ -55,7 +56,8 @@ use crate::telemetry::{self, RequestMetrics};
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
-/// Where the API docs UI is served; its assets are inside the binary.
+/// Where the API docs UI is served (with the `swagger-ui` feature); its assets are inside the
+/// binary.
 pub const DOCS_PATH: &str = "/docs";
 
 /// The complete application for `engine`, with the limits of `config.limits`, `GET /metrics`
@@ -85,7 +87,7 @@ pub fn router<P: Pipeline>(
         Router::new()
     };
     routes
-        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api))
+        .merge(docs(api))
         .merge(admin)
         .merge(metrics)
         .fallback(not_found)
@@ -94,6 +96,23 @@ pub fn router<P: Pipeline>(
         .layer(DefaultBodyLimit::max(config.limits.body_bytes))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(status, observe))
+}
+
+/// `GET /openapi.json`, and the docs UI on [`DOCS_PATH`] with the `swagger-ui` feature.
+#[cfg(feature = "swagger-ui")]
+fn docs(api: utoipa::openapi::OpenApi) -> Router {
+    SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api).into()
+}
+
+/// `GET /openapi.json` alone: a build without the `swagger-ui` feature has no docs UI.
+#[cfg(not(feature = "swagger-ui"))]
+fn docs(api: utoipa::openapi::OpenApi) -> Router {
+    let body = axum::body::Bytes::from(api.to_json().unwrap_or_default());
+    let document = move || {
+        let body = body.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+    };
+    Router::new().route(OPENAPI_PATH, get(document))
 }
 
 /// `GET /metrics` alone: what the metrics port (`telemetry.metrics_port`) serves.

@@ -216,6 +216,7 @@ impl Loader {
                 tracing::info!(repository = %root.display(), "models from a local directory");
                 (LocalRepository::new(root), None)
             }
+            #[cfg(feature = "s3")]
             Source::S3 { bucket, prefix } => {
                 let cache = config.models.cache_dir.clone();
                 // Credentials come from the AWS chain, never from the URI: nothing to hide.
@@ -223,6 +224,8 @@ impl Loader {
                 let mirror = S3Mirror::new(bucket, prefix, cache, &config.models.s3).await;
                 (mirror.cache().clone(), Some(mirror))
             }
+            #[cfg(not(feature = "s3"))]
+            Source::S3 { .. } => return Err(crate::config::missing_feature("models.uri", "s3")),
         };
         Ok(Self {
             repository,

@@ -60,6 +60,7 @@ pub(crate) fn read(
 
 /// The contents holding `tensor`'s elements (8 and 16-bit integers widened); `None` for FP16,
 /// which the protocol carries as raw contents only.
+#[cfg(feature = "grpc")]
 pub(crate) fn write(tensor: &Tensor) -> Option<InferTensorContents> {
     fn values<T: Copy, W: From<T>>(array: &ArrayD<T>) -> Vec<W> {
         array.iter().map(|&x| W::from(x)).collect()
@@ -87,6 +88,7 @@ pub(crate) fn write(tensor: &Tensor) -> Option<InferTensorContents> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "grpc")]
     #[test]
     fn contents_round_trip_and_must_fill_the_shape() {
         let tensor = Tensor::from(ndarray::arr2(&[[1i64, 2, 3], [4, 5, 6]]));
@@ -100,6 +102,7 @@ mod tests {
         assert!(error.contains("fp32_contents"), "{error}");
     }
 
+    #[cfg(feature = "grpc")]
     #[test]
     fn small_integers_travel_widened_and_must_fit() {
         let tensor = Tensor::from(ndarray::arr1(&[-128i8, 0, 127]));
@@ -111,6 +114,7 @@ mod tests {
         assert!(error.contains("256") && error.contains("UINT8"), "{error}");
     }
 
+    #[cfg(feature = "grpc")]
     #[test]
     fn text_travels_as_bytes_contents() {
         let text = Tensor::from(ndarray::arr1(&["penguin".to_string(), String::new()]));
@@ -121,6 +125,7 @@ mod tests {
         assert!(read(DataType::Bytes, &[1], binary).unwrap_err().contains("UTF-8"));
     }
 
+    #[cfg(feature = "grpc")]
     #[test]
     fn half_precision_has_no_typed_form() {
         let halves = Tensor::from(ndarray::arr1(&[half::f16::ONE]));

@@ -3,18 +3,42 @@
 //! Every version is loaded from a local directory laid out `<root>/<model>/<version>/`. With a
 //! local `models.uri` that directory is the repository itself; with `s3://bucket/prefix` it is
 //! `models.cache_dir`, into which [`S3Mirror`] copies published versions after checking every
-//! file. The cache is what lets a service restart while S3 is unreachable.
+//! file. The cache is what lets a service restart while S3 is unreachable. S3, and publishing
+//! to it, need the `s3` feature.
 
 mod local;
+#[cfg(feature = "s3")]
 mod publish;
+#[cfg(feature = "s3")]
 pub(crate) mod s3;
 
 use std::path::PathBuf;
 
 pub use self::local::LocalRepository;
+#[cfg(feature = "s3")]
 pub use self::publish::{Progress, Publication};
+#[cfg(feature = "s3")]
 pub use self::s3::S3Mirror;
 use crate::error::{Error, Result};
+
+/// What stands for [`S3Mirror`] in a build without the `s3` feature: a type with no value, so
+/// the loader's code for a remote store is there but provably never runs.
+#[cfg(not(feature = "s3"))]
+#[derive(Debug, Clone)]
+pub enum S3Mirror {}
+
+#[cfg(not(feature = "s3"))]
+impl S3Mirror {
+    /// Never called: there is no mirror.
+    pub async fn versions(&self, _: &str) -> Result<Vec<u64>> {
+        match *self {}
+    }
+
+    /// Never called: there is no mirror.
+    pub async fn mirror(&self, _: &str, _: u64) -> Result<()> {
+        match *self {}
+    }
+}
 
 /// Where `models.uri` points.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use axum::http::{HeaderMap, HeaderValue};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+#[cfg(feature = "otlp")]
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -124,7 +124,11 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service: &str) -> Resu
 
 /// A tracer provider that batches spans to the OTLP/gRPC collector at `endpoint`, keeping
 /// `ratio` of the traces that start here and following the caller's decision for the others.
+#[cfg(feature = "otlp")]
 fn exporting_provider(endpoint: &str, service: &str, ratio: f64) -> Result<SdkTracerProvider> {
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::Sampler;
+
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -140,6 +144,12 @@ fn exporting_provider(endpoint: &str, service: &str, ratio: f64) -> Result<SdkTr
         .with_resource(resource)
         .with_sampler(sampler)
         .build())
+}
+
+/// A build without the `otlp` feature refuses `telemetry.otlp_endpoint`.
+#[cfg(not(feature = "otlp"))]
+fn exporting_provider(_: &str, _: &str, _: f64) -> Result<SdkTracerProvider> {
+    Err(crate::config::missing_feature("telemetry.otlp_endpoint", "otlp"))
 }
 
 /// The id of a request: the caller's `x-request-id` when it is short printable text, else a
@@ -214,6 +224,13 @@ impl Extractor for Headers<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(feature = "otlp"))]
+    #[test]
+    fn a_build_without_otlp_refuses_an_endpoint() {
+        let error = exporting_provider("http://127.0.0.1:4317", "svc", 1.0).unwrap_err();
+        assert!(error.to_string().contains("`otlp` feature"), "{error}");
+    }
 
     #[test]
     fn a_usable_caller_request_id_is_kept_and_others_are_replaced() {

@@ -18,6 +18,7 @@ mod process;
 mod prometheus;
 mod python;
 mod redis;
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::net::SocketAddr;
@@ -39,12 +40,12 @@ pub use self::process::{ServerProcess, free_port};
 pub use self::prometheus::PrometheusServer;
 pub use self::python::{python_checks, schemathesis};
 pub use self::redis::RedisServer;
+#[cfg(feature = "s3")]
 pub use self::s3::S3Server;
 use crate::config::Config;
 use crate::connections::{Connections, Shutdown, Stage};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::grpc;
 use crate::http::{self, PREDICT_PATH, PROBLEM_CONTENT_TYPE, Problem};
 use crate::model::Loader;
 use crate::pipeline::Pipeline;
@@ -169,10 +170,12 @@ impl<P: Pipeline> TestApp<P> {
 
     /// Serves the gRPC services (KServe v2, health, reflection) on a real socket on 127.0.0.1
     /// and a free port, until the returned [`TestServer`] is dropped.
+    #[cfg(feature = "grpc")]
     pub async fn serve_grpc(&self) -> Result<TestServer> {
         let (engine, limits) = (Arc::clone(&self.engine), self.config.limits.clone());
         TestServer::start(&self.config, move |listener, connections, shutdown| async move {
-            if let Err(error) = grpc::serve(listener, engine, &limits, connections, shutdown).await
+            if let Err(error) =
+                crate::grpc::serve(listener, engine, &limits, connections, shutdown).await
             {
                 tracing::error!(%error, "the test gRPC server failed");
             }
