@@ -74,14 +74,14 @@ type EndpointState<P> =
 /// `POST <path>` of one of the pipeline's endpoints.
 async fn endpoint<P: Pipeline>(
     State((engine, route)): State<EndpointState<P>>,
-    headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Response {
-    let input = match route.input(&body, &Context::current()) {
+    let context = Context::current();
+    let input = match route.input(&body, &context) {
         Ok(input) => input,
         Err(error) => return error.into_response(),
     };
-    let requested = match requested_version(&headers) {
+    let requested = match requested_version(context.headers()) {
         Ok(requested) => requested,
         Err(error) => return error.into_response(),
     };
@@ -94,10 +94,10 @@ async fn endpoint<P: Pipeline>(
 
 async fn predict<P: Pipeline>(
     State(engine): State<Arc<Engine<P>>>,
-    headers: HeaderMap,
     JsonBody(input): JsonBody<P::Input>,
 ) -> Response {
-    match requested_version(&headers) {
+    // The request's headers, as its context holds them (no copy of its own).
+    match requested_version(Context::current().headers()) {
         Ok(requested) => {
             let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
             answer(&engine, input, version).await
