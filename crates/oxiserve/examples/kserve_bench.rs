@@ -1,7 +1,7 @@
 //! KServe v2 gRPC throughput of an oxiserve service against MLServer on the same trained model,
 //! run by `cargo xtask bench --kserve`.
 //!
-//! Starts MLServer (`oxiserve::testing::MlServer`, so `MLSERVER` must name its program) serving
+//! Starts MLServer (`oxiserve_test_support::MlServer`, so `MLSERVER` must name its program) serving
 //! the model's pickled estimator (`model.joblib` beside its `model.onnx`), then drives it and
 //! the oxiserve endpoint given (which serves the ONNX graph of the same training run) with
 //! `ModelInfer` calls from N concurrent clients, one connection each, alternating the two
@@ -21,7 +21,7 @@ use oxiserve::grpc::proto::inference::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
 };
 use oxiserve::model::{Manifest, TensorSpec};
-use oxiserve::testing::{MlServer, SklearnModel};
+use oxiserve_test_support::{MlServer, SklearnModel};
 
 /// One run's results.
 #[derive(Debug, serde::Serialize)]

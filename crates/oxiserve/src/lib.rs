@@ -41,8 +41,9 @@
 //! - [`server`]: start-up order, signals and shutdown.
 //! - [`connections`]: the connection limit, connection deadlines and shutdown stages every
 //!   listener shares.
-//! - `testing` (feature `testing`): run any pipeline in-process and call it like a client;
-//!   start a real S3 server (moto) or Redis for tests.
+//! - `testing` (feature `testing`): run any pipeline in-process and call it like a client.
+//!   The real servers oxiserve's own tests start (moto, Redis, MLServer, Prometheus, an OTLP
+//!   receiver) are in the `oxiserve-test-support` crate, which is not published.
 //!
 #![doc = include_str!("../../../docs/writing-a-service.md")]
 #![warn(missing_docs)]

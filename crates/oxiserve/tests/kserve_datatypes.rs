@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use oxiserve::testing::{TestApp, python_checks};
+use oxiserve::testing::TestApp;
 use oxiserve::{Config, Context, Error, Inference, Models, Outputs, Pipeline, Result};
+use oxiserve_test_support::python_checks;
 use serde::{Deserialize, Serialize};
 
 const MODEL: &str = "dtype-echo";

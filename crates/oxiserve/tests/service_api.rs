@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use oxiserve::testing::{TestApp, schemathesis};
+use oxiserve::testing::TestApp;
 use oxiserve::{
     Config, Context, Endpoint, Endpoints, Error, Inference, Models, Outputs, Pipeline, Result,
     Transport,
 };
+use oxiserve_test_support::schemathesis;
 use serde::{Deserialize, Serialize};
 
 /// Greets on behalf of the tenant named in `x-tenant`, after sleeping `work_ms` in its

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use oxiserve::testing::{ServerProcess, free_port};
+use oxiserve_test_support::{ServerProcess, free_port};
 use tabular_scoring::{Mode, PenguinInput, Prediction};
 
 /// Starts the baseline with uvicorn on a free port.

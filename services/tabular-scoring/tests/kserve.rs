@@ -8,7 +8,8 @@
 mod common;
 
 use oxiserve::Config;
-use oxiserve::testing::{TestApp, python_checks};
+use oxiserve::testing::TestApp;
+use oxiserve_test_support::python_checks;
 use tabular_scoring::TabularScoring;
 
 /// Runs `tests/kserve_client.py` with `args` and asserts that every check passed.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use oxiserve::grpc::proto::pipeline::PredictRequest;
 use oxiserve::grpc::proto::pipeline::pipeline_client::PipelineClient;
-use oxiserve::testing::PrometheusServer;
 use oxiserve::testing::TestApp;
+use oxiserve_test_support::PrometheusServer;
 use serde_json::Value;
 use tabular_scoring::{Mode, PenguinInput, TabularScoring};
 

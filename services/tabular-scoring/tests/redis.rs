@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use oxiserve::Config;
 use oxiserve::config::Secret;
-use oxiserve::testing::{RedisServer, TestApp, TestResponse};
+use oxiserve::testing::{TestApp, TestResponse};
+use oxiserve_test_support::RedisServer;
 use tabular_scoring::{FOREST, PenguinInput, TabularScoring};
 
 /// The metrics are process-wide and every test here moves them: one test at a time.

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use oxiserve::config::RemoteConfig;
 use oxiserve::model::{Manifest, TensorSpec};
-use oxiserve::testing::{MlServer, SklearnModel, TestApp};
+use oxiserve::testing::TestApp;
 use oxiserve::{Config, DataType};
+use oxiserve_test_support::{MlServer, SklearnModel};
 use tabular_scoring::{LINEAR, Mode, PenguinInput, TabularScoring};
 
 /// MLServer serving the linear model's estimator, declaring the signature the server really

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use oxiserve::Config;
 use oxiserve::store::Publication;
-use oxiserve::testing::{S3Server, TestApp};
+use oxiserve::testing::TestApp;
+use oxiserve_test_support::S3Server;
 use tabular_scoring::{FOREST, LINEAR, TabularScoring};
 
 const BUCKET: &str = "models";

@@ -206,7 +206,7 @@ fn every_log_line_of_a_request_names_its_request_id() {
 
 #[test]
 fn a_metrics_port_serves_metrics_and_the_traffic_port_does_not() {
-    let port = oxiserve::testing::free_port().unwrap();
+    let port = oxiserve_test_support::free_port().unwrap();
     let (mut child, address, _lines) =
         start_service(&[("OXISERVE_TELEMETRY__METRICS_PORT", &port.to_string())]);
     assert_eq!(http_status(&address, "POST", "/v1/predict", BODY), 200);

@@ -12,7 +12,8 @@ mod common;
 use axum::body::Body;
 use axum::http::Request;
 use oxiserve::config::RemoteConfig;
-use oxiserve::testing::{OtlpReceiver, ReceivedSpan, TestApp};
+use oxiserve::testing::TestApp;
+use oxiserve_test_support::{OtlpReceiver, ReceivedSpan};
 use tabular_scoring::{LINEAR, Mode, PenguinInput, TabularScoring};
 
 /// The caller's trace and span, as in the W3C Trace Context specification's example.

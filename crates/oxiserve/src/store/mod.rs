@@ -18,7 +18,7 @@ pub use self::local::LocalRepository;
 #[cfg(feature = "s3")]
 pub use self::publish::{Progress, Publication};
 #[cfg(feature = "s3")]
-pub use self::s3::S3Mirror;
+pub use self::s3::{S3Mirror, client as s3_client};
 use crate::error::{Error, Result};
 
 /// What stands for [`S3Mirror`] in a build without the `s3` feature: a type with no value, so

@@ -29,7 +29,7 @@ use crate::telemetry;
 /// An S3 client configured from `config` and the standard AWS chain (environment, profile,
 /// instance role); the endpoint from `config.endpoint` or `AWS_ENDPOINT_URL`. Custom endpoints
 /// use path-style addressing. Connects to nothing until used.
-pub(crate) async fn client(config: &S3Config) -> Client {
+pub async fn client(config: &S3Config) -> Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()

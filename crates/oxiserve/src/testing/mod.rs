@@ -12,15 +12,6 @@
 //! # Ok(()) }
 //! ```
 
-mod mlserver;
-mod otlp;
-mod process;
-mod prometheus;
-mod python;
-mod redis;
-#[cfg(feature = "s3")]
-mod s3;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,14 +25,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-pub use self::mlserver::{MlServer, SklearnModel};
-pub use self::otlp::{OtlpReceiver, ReceivedSpan};
-pub use self::process::{ServerProcess, free_port};
-pub use self::prometheus::PrometheusServer;
-pub use self::python::{python_checks, schemathesis};
-pub use self::redis::RedisServer;
-#[cfg(feature = "s3")]
-pub use self::s3::S3Server;
 use crate::config::Config;
 use crate::connections::{Connections, Shutdown, Stage};
 use crate::engine::Engine;

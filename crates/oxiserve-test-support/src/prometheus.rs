@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::process::{self, ServerProcess};
-use crate::error::{Error, Result};
+use crate::process::{self, ServerProcess};
+use anyhow::{Context as _, Result, anyhow};
 
 /// How long Prometheus may take to open its storage and load its rules.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -33,8 +33,7 @@ impl PrometheusServer {
     pub async fn start(targets: &[SocketAddr], rules: &[&Path]) -> Result<Self> {
         let port = process::free_port()?;
         let dir = std::env::temp_dir().join(format!("oxiserve-prometheus-{port}"));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io("creating Prometheus's directory", e))?;
+        std::fs::create_dir_all(&dir).with_context(|| "creating Prometheus's directory")?;
         let list = |items: Vec<String>| format!("[{}]", items.join(", "));
         let targets = list(targets.iter().map(|t| format!("'{t}'")).collect());
         let rules = list(rules.iter().map(|r| format!("'{}'", r.display())).collect());
@@ -45,7 +44,7 @@ impl PrometheusServer {
         );
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config)
-            .map_err(|e| Error::io("writing Prometheus's configuration", e))?;
+            .with_context(|| "writing Prometheus's configuration")?;
         let program = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
         let args = [
             format!("--config.file={}", config_file.display()),
@@ -71,7 +70,7 @@ impl PrometheusServer {
                 return Ok(());
             }
             if start.elapsed() > READY_TIMEOUT {
-                return Err(Error::Remote(format!("Prometheus is not ready: {status:?}")));
+                return Err(anyhow!("Prometheus is not ready: {status:?}"));
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
@@ -83,7 +82,7 @@ impl PrometheusServer {
         let answer = self.get(&format!("/api/v1/query?query={}", encode(promql)))?;
         match answer["status"].as_str() {
             Some("success") => Ok(answer["data"]["result"].as_array().cloned().unwrap_or_default()),
-            _ => Err(Error::Remote(format!("Prometheus rejected `{promql}`: {}", answer["error"]))),
+            _ => Err(anyhow!("Prometheus rejected `{promql}`: {}", answer["error"])),
         }
     }
 
@@ -115,22 +114,21 @@ impl PrometheusServer {
     /// `GET path` as JSON.
     fn get(&self, path: &str) -> Result<Value> {
         let (status, body) = self.request(path)?;
-        serde_json::from_str(&body).map_err(|e| {
-            Error::Remote(format!("Prometheus answered {path} with {status} and non-JSON: {e}"))
-        })
+        serde_json::from_str(&body)
+            .map_err(|e| anyhow!("Prometheus answered {path} with {status} and non-JSON: {e}"))
     }
 
     /// `GET path`: the status and body, over HTTP/1.0 so that the body comes whole, never
     /// chunked.
     fn request(&self, path: &str) -> Result<(u16, String)> {
-        let failed = |e| Error::io("asking Prometheus", e);
+        let failed = |e: std::io::Error| anyhow::Error::from(e).context("asking Prometheus");
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).map_err(failed)?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: prometheus\r\n\r\n");
         stream.write_all(request.as_bytes()).map_err(failed)?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply).map_err(failed)?;
         let status = reply.split(' ').nth(1).and_then(|code| code.parse().ok());
-        let status = status.ok_or_else(|| Error::Remote(format!("not HTTP: {reply}")))?;
+        let status = status.ok_or_else(|| anyhow!("not HTTP: {reply}"))?;
         let body = reply.split_once("\r\n\r\n").map_or("", |(_, body)| body);
         Ok((status, body.to_string()))
     }

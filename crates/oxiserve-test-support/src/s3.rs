@@ -7,10 +7,10 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::process::{self, ServerProcess};
-use crate::config::S3Config;
-use crate::error::{Error, Result};
-use crate::store::s3;
+use crate::process::{self, ServerProcess};
+use anyhow::{Result, anyhow};
+use oxiserve::config::S3Config;
+use oxiserve::store::s3_client;
 
 /// A moto server process.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl S3Server {
 
     /// A client for this server.
     pub async fn client(&self) -> Client {
-        s3::client(&self.config()).await
+        s3_client(&self.config()).await
     }
 
     /// Creates `bucket`.
@@ -78,6 +78,6 @@ impl S3Server {
     }
 }
 
-fn remote(error: &dyn std::error::Error) -> Error {
-    Error::Remote(aws_sdk_s3::error::DisplayErrorContext(error).to_string())
+fn remote(error: &dyn std::error::Error) -> anyhow::Error {
+    anyhow!(aws_sdk_s3::error::DisplayErrorContext(error).to_string())
 }

@@ -5,8 +5,8 @@
 //! another binary. The server keeps nothing on disk, and is stopped when the value is
 //! dropped, even when the test fails.
 
-use super::process::{self, ServerProcess};
-use crate::error::Result;
+use crate::process::{self, ServerProcess};
+use anyhow::Result;
 
 /// A Redis server process that a test can stop, restart on the same port, or freeze.
 #[derive(Debug)]

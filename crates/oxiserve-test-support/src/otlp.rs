@@ -2,6 +2,7 @@
 //! spans across (`telemetry.otlp_endpoint`), kept in memory so tests can read what arrived.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -14,10 +15,10 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use super::TestServer;
-use crate::config::Config;
-use crate::error::Result;
-use crate::manifest::hex;
+use anyhow::{Context as _, Result};
+use oxiserve::manifest::hex;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 /// One span as a collector received it, ids in lowercase hex as in `traceparent`.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +41,9 @@ pub struct ReceivedSpan {
 #[derive(Debug)]
 pub struct OtlpReceiver {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
-    server: TestServer,
+    address: SocketAddr,
+    /// Dropped with the receiver, which stops the server.
+    _stop: oneshot::Sender<()>,
 }
 
 impl OtlpReceiver {
@@ -48,10 +51,11 @@ impl OtlpReceiver {
     pub async fn start() -> Result<Self> {
         let spans = Arc::new(Mutex::new(Vec::new()));
         let service = TraceServiceServer::new(Collector(Arc::clone(&spans)));
-        // The receiver takes tonic's own connections: no limits of ours apply to it.
-        let defaults = Config::default();
-        let server = TestServer::start(&defaults, move |listener, _, shutdown| async move {
-            let stopping = async move { shutdown.aborted().await };
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the receiver")?;
+        let address = listener.local_addr().context("reading the receiver's address")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let stopping = async move { drop(stopped.await) };
             let served = Server::builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopping)
@@ -59,14 +63,13 @@ impl OtlpReceiver {
             if let Err(error) = served {
                 tracing::error!(%error, "the OTLP receiver failed");
             }
-        })
-        .await?;
-        Ok(Self { spans, server })
+        });
+        Ok(Self { spans, address, _stop: stop })
     }
 
     /// The endpoint to export to, as `telemetry.otlp_endpoint` takes it.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.server.address())
+        format!("http://{}", self.address)
     }
 
     /// Every span received so far, in arrival order.

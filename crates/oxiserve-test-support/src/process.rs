@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use anyhow::{Context as _, Result, anyhow};
 
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,7 +24,7 @@ pub fn free_port() -> Result<u16> {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
-        .map_err(|e| Error::io("finding a free port", e))
+        .with_context(|| "finding a free port")
 }
 
 impl ServerProcess {
@@ -41,15 +41,15 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| Error::io(format!("starting {program} ({install_hint})"), e))?;
+            .with_context(|| format!("starting {program} ({install_hint})"))?;
         let server = Self { child, port, program: program.to_string() };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if start.elapsed() > START_TIMEOUT {
-                return Err(Error::Remote(format!(
+                return Err(anyhow!(
                     "{program} did not listen on port {port} within {} s",
                     START_TIMEOUT.as_secs()
-                )));
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -75,8 +75,8 @@ impl ServerProcess {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
-            .map_err(|e| Error::io(format!("signalling {}", self.program), e))?;
-        if status.success() { Ok(()) } else { Err(Error::Remote(format!("kill {signal} failed"))) }
+            .with_context(|| format!("signalling {}", self.program))?;
+        if status.success() { Ok(()) } else { Err(anyhow!("kill {signal} failed")) }
     }
 }
 

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::process::{self, ServerProcess};
-use crate::error::{Error, Result};
-use crate::model::TensorSpec;
+use crate::process::{self, ServerProcess};
+use anyhow::{Context as _, Result};
+use oxiserve::model::TensorSpec;
 
 /// A fitted scikit-learn model for MLServer: its name, the `joblib` file, and the signature the
 /// server declares (MLServer's outputs are `predict` and `predict_proba`).
@@ -75,7 +75,7 @@ impl Drop for MlServer {
 fn write_repository(root: &Path, grpc_port: u16, models: &[SklearnModel]) -> Result<()> {
     let write = |path: PathBuf, value: serde_json::Value| {
         std::fs::write(&path, value.to_string())
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+            .with_context(|| format!("writing {}", path.display()))
     };
     let tensors = |specs: &[TensorSpec]| -> serde_json::Value {
         specs
@@ -83,7 +83,7 @@ fn write_repository(root: &Path, grpc_port: u16, models: &[SklearnModel]) -> Res
             .map(|s| json!({"name": s.name, "datatype": s.datatype, "shape": s.shape}))
             .collect()
     };
-    std::fs::create_dir_all(root).map_err(|e| Error::io("creating MLServer's repository", e))?;
+    std::fs::create_dir_all(root).with_context(|| "creating MLServer's repository")?;
     let settings = json!({
         "debug": false,
         "parallel_workers": 0,
@@ -96,9 +96,9 @@ fn write_repository(root: &Path, grpc_port: u16, models: &[SklearnModel]) -> Res
     write(root.join("settings.json"), settings)?;
     for model in models {
         let dir = root.join(&model.name);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating a model directory", e))?;
+        std::fs::create_dir_all(&dir).with_context(|| "creating a model directory")?;
         std::fs::copy(&model.joblib, dir.join("model.joblib"))
-            .map_err(|e| Error::io(format!("copying {}", model.joblib.display()), e))?;
+            .with_context(|| format!("copying {}", model.joblib.display()))?;
         let settings = json!({
             "name": model.name,
             "implementation": "mlserver_sklearn.SKLearnModel",

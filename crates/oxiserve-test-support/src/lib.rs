@@ -1,0 +1,25 @@
+//! Real servers and tools for oxiserve's own tests, each started on 127.0.0.1 and a free port
+//! and stopped when dropped, even when the test fails: moto for S3 ([`S3Server`]),
+//! `redis-server` ([`RedisServer`]), MLServer ([`MlServer`], a real KServe v2 server),
+//! Prometheus with its rule checks ([`PrometheusServer`]), an OTLP trace receiver
+//! ([`OtlpReceiver`]), Python scripts of checks with real clients ([`python_checks`]) and
+//! schemathesis ([`schemathesis`]). `cargo xtask test` installs what they run.
+//!
+//! Not framework API (`publish = false`): what a service author tests with is
+//! `oxiserve::testing::TestApp`.
+
+mod mlserver;
+mod otlp;
+mod process;
+mod prometheus;
+mod python;
+mod redis;
+mod s3;
+
+pub use self::mlserver::{MlServer, SklearnModel};
+pub use self::otlp::{OtlpReceiver, ReceivedSpan};
+pub use self::process::{ServerProcess, free_port};
+pub use self::prometheus::PrometheusServer;
+pub use self::python::{python_checks, schemathesis};
+pub use self::redis::RedisServer;
+pub use self::s3::S3Server;
