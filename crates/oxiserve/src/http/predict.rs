@@ -170,28 +170,26 @@ fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
     ];
     P::Input::schemas(&mut schemas);
     P::Output::schemas(&mut schemas);
-    let latest = operation(Operated {
-        id: "predict",
-        tag: "predict",
-        summary: summary(pipeline, "the serving model versions"),
-        request: P::Input::name().into_owned(),
-        example: example(pipeline),
-        response: P::Output::name().into_owned(),
-        parameters: vec![version_header()],
-    });
+    let predict = |id, answered_by: &str, parameters| {
+        operation(Operated {
+            id,
+            tag: "predict",
+            summary: format!(
+                "Run the {} pipeline on one input, answered by {answered_by}",
+                pipeline.name()
+            ),
+            request: P::Input::name().into_owned(),
+            example: pipeline.example().and_then(|input| serde_json::to_value(input).ok()),
+            response: P::Output::name().into_owned(),
+            parameters,
+        })
+    };
+    let latest = predict("predict", "the serving model versions", vec![version_header()]);
     let path_parameters = vec![
         parameter("model", ParameterIn::Path, "Model name", Required::True, String::schema()),
         parameter("version", ParameterIn::Path, "A loaded version", Required::True, u64::schema()),
     ];
-    let versioned = operation(Operated {
-        id: "predict_version",
-        tag: "predict",
-        summary: summary(pipeline, "one loaded model version"),
-        request: P::Input::name().into_owned(),
-        example: example(pipeline),
-        response: P::Output::name().into_owned(),
-        parameters: path_parameters,
-    });
+    let versioned = predict("predict_version", "one loaded model version", path_parameters);
     let mut api = OpenApi::default();
     api.paths.add_path_operation(PATH, vec![HttpMethod::Post], latest);
     api.paths.add_path_operation(VERSIONED_PATH, vec![HttpMethod::Post], versioned);
@@ -248,16 +246,6 @@ fn parameter(
         .required(required)
         .schema(Some(schema))
         .build()
-}
-
-/// The summary of a predict operation.
-fn summary<P: Pipeline>(pipeline: &P, answered_by: &str) -> String {
-    format!("Run the {} pipeline on one input, answered by {answered_by}", pipeline.name())
-}
-
-/// The pipeline's example input, as JSON.
-fn example<P: Pipeline>(pipeline: &P) -> Option<serde_json::Value> {
-    pipeline.example().and_then(|input| serde_json::to_value(input).ok())
 }
 
 /// What one operation that runs the pipeline is made of.
