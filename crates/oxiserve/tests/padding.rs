@@ -3,98 +3,17 @@
 //! `trainer/build_token_pool.py`). Also the model card: the vocabulary size in the manifest is
 //! parsed as each version loads, so a version with a bad one never serves.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use oxiserve::model::Manifest;
 use oxiserve::testing::TestApp;
-use oxiserve::{
-    Config, Context, Error, Inference, Model, Models, Outputs, Padding, Pipeline, Result, Tensor,
-};
-use serde::{Deserialize, Serialize};
+use oxiserve::{Config, Padding, Result};
+use serde::Deserialize;
 
-const MODEL: &str = "token-pool";
-
-/// Token ids in, their masked mean embedding and per-token embeddings out. It has no example
-/// (so no warm-up request): only `prepare_model` checks each version's card before it serves.
-struct TokenPool {
-    padding: Padding,
-}
-
-/// The model card: how many token ids the model's embedding table holds.
-struct Vocabulary(i64);
-
-impl Vocabulary {
-    fn from_manifest(manifest: &Manifest) -> Result<Self> {
-        let size = manifest.metadata["vocabulary"].as_i64().filter(|&size| size > 0);
-        size.map(Vocabulary)
-            .ok_or_else(|| Error::pipeline("`vocabulary` is not a positive integer"))
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-struct Tokens {
-    ids: Vec<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-struct Pooled {
-    pooled: Vec<f32>,
-    tokens: Vec<Vec<f32>>,
-}
-
-impl Pipeline for TokenPool {
-    type Input = Tokens;
-    type Output = Pooled;
-
-    fn name(&self) -> &str {
-        "token-pool"
-    }
-
-    fn models(&self) -> Vec<String> {
-        vec![MODEL.into()]
-    }
-
-    fn preprocess(&self, input: &Tokens, _: &Context, models: &Models) -> Result<Inference> {
-        if input.ids.is_empty() {
-            return Err(Error::invalid_field("ids", "must hold at least one token"));
-        }
-        let model = models.get(MODEL)?;
-        let Vocabulary(size) = model.cached(Vocabulary::from_manifest)?;
-        if let Some(id) = input.ids.iter().find(|&&id| !(0..*size).contains(&id)) {
-            return Err(Error::invalid_field(
-                "ids",
-                format!("{id} is not a token id below {size}"),
-            ));
-        }
-        let shape = (1, input.ids.len());
-        let ids = ndarray::Array2::from_shape_vec(shape, input.ids.clone())
-            .map_err(|e| Error::pipeline(e.to_string()))?;
-        let mask = ndarray::Array2::<i64>::ones(shape);
-        Ok(Inference::new().run(
-            &model,
-            [("input_ids", Tensor::from(ids)), ("attention_mask", Tensor::from(mask))],
-        ))
-    }
-
-    fn postprocess(&self, _: Tokens, _: &Context, outputs: Outputs) -> Result<Pooled> {
-        let output = outputs.get(MODEL)?;
-        let pooled = output.tensor("pooled")?.as_f32()?.iter().copied().collect();
-        let tokens = output.tensor("token_embeddings")?.as_f32()?;
-        let tokens = tokens.outer_iter().next().ok_or_else(|| Error::pipeline("no row"))?;
-        let tokens = tokens.outer_iter().map(|token| token.iter().copied().collect()).collect();
-        Ok(Pooled { pooled, tokens })
-    }
-
-    fn padding(&self, _: &str) -> Padding {
-        self.padding.clone()
-    }
-
-    fn prepare_model(&self, model: &Model) -> Result<()> {
-        model.cached(Vocabulary::from_manifest).map(drop)
-    }
-}
+use crate::common::{MODEL, Pooled, TokenPool, Tokens};
 
 /// Pads token ids and the mask with 0, and cuts per-token outputs back.
 fn token_padding() -> Padding {
@@ -121,7 +40,7 @@ fn fixture() -> Fixture {
 
 /// One session that gathers batches for 20 ms, no response cache.
 async fn app(padding: Padding) -> Result<TestApp<TokenPool>> {
-    app_on(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models").as_ref(), padding).await
+    app_on(&common::models_dir(), padding).await
 }
 
 /// [`app`] on the model repository at `root`.
@@ -202,19 +121,10 @@ async fn padding_must_name_variable_length_tensors_of_the_model() {
 #[tokio::test]
 async fn a_version_whose_card_is_bad_fails_its_load_and_the_previous_one_serves() {
     let root = tempfile::tempdir().unwrap();
-    let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models").join(MODEL);
-    for version in [1u64, 2] {
-        let dir = root.path().join(MODEL).join(version.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(bundled.join("1/model.onnx"), dir.join("model.onnx")).unwrap();
-        let text = std::fs::read_to_string(bundled.join("1/manifest.json")).unwrap();
-        let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
-        manifest["version"] = version.into();
-        if version == 2 {
-            manifest["metadata"]["vocabulary"] = "sixty-four".into();
-        }
-        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
-    }
+    common::publish(root.path(), 1, |_| {});
+    common::publish(root.path(), 2, |manifest| {
+        manifest["metadata"]["vocabulary"] = "sixty-four".into();
+    });
     let app = app_on(root.path(), Padding::new()).await.expect("version 1 loads");
     let status = app.engine().models().status(MODEL).unwrap();
     assert_eq!(status.version, Some(1), "{status:?}");

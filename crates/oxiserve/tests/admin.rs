@@ -1,41 +1,68 @@
-//! The admin API: bearer-token access, rollback, pin and unpin, and sync on demand.
+//! The admin API: bearer-token access, rollback, pin and unpin, and sync on demand, on the
+//! test model `token-pool`.
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use oxiserve::config::{Secret, VersionPolicy};
 use oxiserve::testing::{TestApp, TestResponse};
+use oxiserve::{Config, Padding};
 use serde_json::Value;
-use tabular_scoring::{FOREST, TabularScoring};
+
+use crate::common::{MODEL, TokenPool};
 
 const TOKEN: &str = "correct horse battery staple";
 
-/// The service with the admin API on, polling off (syncs happen when asked), keeping two
-/// versions loaded.
-async fn admin_app(root: &std::path::Path) -> TestApp<TabularScoring> {
-    let mut config = common::repository_config(root, Duration::ZERO);
+/// Settings on the repository at `root` (version 1 of `token-pool` published there), one
+/// session, no polling (syncs happen when asked), no response cache.
+fn repository_config(root: &Path) -> Config {
+    common::publish(root, 1, |_| {});
+    let mut config = Config::default();
+    config.models.uri = root.display().to_string();
+    config.models.sessions = 1;
+    config.models.poll_interval = Duration::ZERO;
+    config.cache.capacity = 0;
+    config
+}
+
+fn pipeline() -> TokenPool {
+    TokenPool { padding: Padding::new() }
+}
+
+/// The service with the admin API on, keeping two versions loaded.
+async fn admin_app(root: &Path) -> TestApp<TokenPool> {
+    let mut config = repository_config(root);
     config.admin.token = Some(Secret::new(TOKEN));
     config.models.policy = VersionPolicy::Latest(2);
-    TestApp::with_config(TabularScoring, config).await.unwrap()
+    TestApp::with_config(pipeline(), config).await.unwrap()
+}
+
+/// The version of `token-pool` that answers a request now.
+async fn served_version(app: &TestApp<TokenPool>) -> u64 {
+    let response = app.post_json("/v1/predict", r#"{"ids": [1, 2, 3]}"#).await;
+    assert_eq!(response.status, StatusCode::OK, "predictions keep working");
+    let named = response.headers["x-model-version"].to_str().unwrap();
+    named.strip_prefix("token-pool=").unwrap().parse().unwrap()
 }
 
 async fn admin(
-    app: &TestApp<TabularScoring>,
+    app: &TestApp<TokenPool>,
     action: &str,
     token: Option<&str>,
     body: &str,
 ) -> TestResponse {
-    let mut request = Request::post(format!("/admin/models/{FOREST}/{action}"));
+    let mut request = Request::post(format!("/admin/models/{MODEL}/{action}"));
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     app.request(request.body(Body::from(body.to_string())).unwrap()).await
 }
 
-async fn ok(app: &TestApp<TabularScoring>, action: &str, body: &str) -> Value {
+async fn ok(app: &TestApp<TokenPool>, action: &str, body: &str) -> Value {
     let response = admin(app, action, Some(TOKEN), body).await;
     assert_eq!(response.status, StatusCode::OK, "{action}: {}", response.text());
     response.json()
@@ -53,7 +80,7 @@ async fn admin_routes_need_the_token_and_say_nothing_more() {
     }
     assert_eq!(missing.body, wrong.body, "no hint of which part was wrong");
 
-    let off = common::app().await;
+    let off = TestApp::with_config(pipeline(), repository_config(tmp.path())).await.unwrap();
     assert_eq!(
         admin(&off, "sync", Some(TOKEN), "").await.problem().status,
         404,
@@ -62,7 +89,7 @@ async fn admin_routes_need_the_token_and_say_nothing_more() {
     let unknown = admin_request_for(&app, "nothing").await;
     assert_eq!(unknown.problem().status, 404);
 
-    let get = Request::get("/admin/models/penguins-forest/sync").body(Body::empty()).unwrap();
+    let get = Request::get("/admin/models/token-pool/sync").body(Body::empty()).unwrap();
     let get = app.request(get).await;
     assert_eq!(get.problem().status, 401, "a wrong method without a token learns nothing");
     assert_eq!(get.body, missing.body);
@@ -73,7 +100,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
     let tmp = tempfile::tempdir().unwrap();
     let app = admin_app(tmp.path()).await;
     for scheme in ["bearer", "BEARER", "Bearer"] {
-        let request = Request::post("/admin/models/penguins-forest/sync")
+        let request = Request::post("/admin/models/token-pool/sync")
             .header(header::AUTHORIZATION, format!("{scheme} {TOKEN}"))
             .body(Body::empty())
             .unwrap();
@@ -84,16 +111,17 @@ async fn the_bearer_scheme_is_case_insensitive() {
 #[tokio::test]
 async fn an_empty_or_short_token_is_refused() {
     for token in ["", "short-token"] {
-        let mut config = common::bundled_config();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = repository_config(tmp.path());
         config.admin.token = Some(Secret::new(token));
-        let Err(error) = TestApp::with_config(TabularScoring, config).await else {
+        let Err(error) = TestApp::with_config(pipeline(), config).await else {
             panic!("a token of {} characters was accepted", token.len());
         };
         assert!(error.to_string().contains("admin.token"), "{error}");
     }
 }
 
-async fn admin_request_for(app: &TestApp<TabularScoring>, model: &str) -> TestResponse {
+async fn admin_request_for(app: &TestApp<TokenPool>, model: &str) -> TestResponse {
     let request = Request::post(format!("/admin/models/{model}/pin"))
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Body::empty())
@@ -106,21 +134,21 @@ async fn sync_pin_unpin_and_rollback() {
     let tmp = tempfile::tempdir().unwrap();
     let app = admin_app(tmp.path()).await;
 
-    common::publish(tmp.path(), FOREST, 2);
-    assert_eq!(common::forest_version(&app).await, 1, "polling is off");
+    common::publish(tmp.path(), 2, |_| {});
+    assert_eq!(served_version(&app).await, 1, "polling is off");
     assert_eq!(ok(&app, "sync", "").await["version"], 2);
 
     let pinned = ok(&app, "pin", r#"{"version": 1}"#).await;
     assert_eq!((pinned["version"].as_u64(), pinned["pinned"].as_u64()), (Some(1), Some(1)));
-    common::publish(tmp.path(), FOREST, 3);
+    common::publish(tmp.path(), 3, |_| {});
     let synced = ok(&app, "sync", "").await;
     assert_eq!(synced["version"], 1, "a pin holds while new versions arrive: {synced}");
     assert_eq!(synced["versions"], serde_json::json!([1, 3]), "the pinned version stays loaded");
-    assert_eq!(common::forest_version(&app).await, 1);
+    assert_eq!(served_version(&app).await, 1);
     assert_eq!(admin(&app, "pin", Some(TOKEN), r#"{"version": 2}"#).await.problem().status, 404);
 
     assert_eq!(ok(&app, "unpin", "").await["version"], 3);
-    assert_eq!(common::forest_version(&app).await, 3);
+    assert_eq!(served_version(&app).await, 3);
 
     // Version 2 was unloaded when 3 arrived (two kept, one of them pinned): rollback loads it.
     let rolled = ok(&app, "rollback", "").await;
@@ -129,12 +157,12 @@ async fn sync_pin_unpin_and_rollback() {
     let retired =
         |f: &Value| f["version"] == 3 && f["error"].as_str().unwrap().contains("rolled back");
     assert!(failed.iter().any(retired), "{rolled}");
-    assert_eq!(common::forest_version(&app).await, 2);
+    assert_eq!(served_version(&app).await, 2);
     let synced = ok(&app, "sync", "").await;
     assert_eq!(synced["version"], 2, "a rolled-back version is not adopted again");
 
     assert_eq!(ok(&app, "rollback", "").await["version"], 1);
     let last = admin(&app, "rollback", Some(TOKEN), "").await;
     assert_eq!(last.problem().status, 422, "nothing older than version 1");
-    assert_eq!(common::forest_version(&app).await, 1, "a refused rollback changes nothing");
+    assert_eq!(served_version(&app).await, 1, "a refused rollback changes nothing");
 }

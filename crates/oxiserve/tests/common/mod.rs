@@ -1,0 +1,114 @@
+//! What the core's integration tests share: `TokenPool`, a pipeline on the bundled test model
+//! `token-pool` (token ids in, a pooled embedding and per-token embeddings out, its vocabulary
+//! size read from the manifest as a model card), and model repositories made from it.
+
+#![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
+
+use std::path::{Path, PathBuf};
+
+use oxiserve::model::Manifest;
+use oxiserve::{
+    Context, Error, Inference, Model, Models, Outputs, Padding, Pipeline, Result, Tensor,
+};
+use serde::{Deserialize, Serialize};
+
+pub(crate) const MODEL: &str = "token-pool";
+
+/// Token ids in, their masked mean embedding and per-token embeddings out. It has no example
+/// (so no warm-up request): only `prepare_model` checks each version's card before it serves.
+pub(crate) struct TokenPool {
+    pub(crate) padding: Padding,
+}
+
+/// The model card: how many token ids the model's embedding table holds.
+pub(crate) struct Vocabulary(i64);
+
+impl Vocabulary {
+    fn from_manifest(manifest: &Manifest) -> Result<Self> {
+        let size = manifest.metadata["vocabulary"].as_i64().filter(|&size| size > 0);
+        size.map(Vocabulary)
+            .ok_or_else(|| Error::pipeline("`vocabulary` is not a positive integer"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Tokens {
+    pub(crate) ids: Vec<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Pooled {
+    pub(crate) pooled: Vec<f32>,
+    pub(crate) tokens: Vec<Vec<f32>>,
+}
+
+impl Pipeline for TokenPool {
+    type Input = Tokens;
+    type Output = Pooled;
+
+    fn name(&self) -> &str {
+        "token-pool"
+    }
+
+    fn models(&self) -> Vec<String> {
+        vec![MODEL.into()]
+    }
+
+    fn preprocess(&self, input: &Tokens, _: &Context, models: &Models) -> Result<Inference> {
+        if input.ids.is_empty() {
+            return Err(Error::invalid_field("ids", "must hold at least one token"));
+        }
+        let model = models.get(MODEL)?;
+        let Vocabulary(size) = model.cached(Vocabulary::from_manifest)?;
+        if let Some(id) = input.ids.iter().find(|&&id| !(0..*size).contains(&id)) {
+            return Err(Error::invalid_field(
+                "ids",
+                format!("{id} is not a token id below {size}"),
+            ));
+        }
+        let shape = (1, input.ids.len());
+        let ids = ndarray::Array2::from_shape_vec(shape, input.ids.clone())
+            .map_err(|e| Error::pipeline(e.to_string()))?;
+        let mask = ndarray::Array2::<i64>::ones(shape);
+        Ok(Inference::new().run(
+            &model,
+            [("input_ids", Tensor::from(ids)), ("attention_mask", Tensor::from(mask))],
+        ))
+    }
+
+    fn postprocess(&self, _: Tokens, _: &Context, outputs: Outputs) -> Result<Pooled> {
+        let output = outputs.get(MODEL)?;
+        let pooled = output.tensor("pooled")?.as_f32()?.iter().copied().collect();
+        let tokens = output.tensor("token_embeddings")?.as_f32()?;
+        let tokens = tokens.outer_iter().next().ok_or_else(|| Error::pipeline("no row"))?;
+        let tokens = tokens.outer_iter().map(|token| token.iter().copied().collect()).collect();
+        Ok(Pooled { pooled, tokens })
+    }
+
+    fn padding(&self, _: &str) -> Padding {
+        self.padding.clone()
+    }
+
+    fn prepare_model(&self, model: &Model) -> Result<()> {
+        model.cached(Vocabulary::from_manifest).map(drop)
+    }
+}
+
+/// The bundled test models.
+pub(crate) fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models")
+}
+
+/// Publishes the bundled version 1 of `token-pool` as `version` under `root`, the way a
+/// trainer does (the files first, `manifest.json` last), with `edit` applied to its manifest.
+pub(crate) fn publish(root: &Path, version: u64, edit: impl FnOnce(&mut serde_json::Value)) {
+    let bundled = models_dir().join(MODEL).join("1");
+    let dir = root.join(MODEL).join(version.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(bundled.join("model.onnx"), dir.join("model.onnx")).unwrap();
+    let text = std::fs::read_to_string(bundled.join("manifest.json")).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["version"] = version.into();
+    edit(&mut manifest);
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
