@@ -89,6 +89,12 @@ impl Pipeline for TokenPool {
         self.padding.clone()
     }
 
+    /// Answers depend on the token ids alone: cache them (tests that do not want a cache set
+    /// `cache.capacity` to 0).
+    fn cache_key(&self, input: &Tokens, _: &Context) -> Option<Vec<u8>> {
+        oxiserve::cache::json_key(input)
+    }
+
     fn prepare_model(&self, model: &Model) -> Result<()> {
         model.cached(Vocabulary::from_manifest).map(drop)
     }

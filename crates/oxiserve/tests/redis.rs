@@ -1,38 +1,41 @@
 //! The shared Redis tier of the response cache, against a real `redis-server`: replicas share
-//! answers, and a Redis that is stopped, restarted empty or hung never fails a request.
+//! answers, and a Redis that is stopped, restarted empty or hung never fails a request. On the
+//! test model `token-pool`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use oxiserve::Config;
 use oxiserve::config::Secret;
 use oxiserve::testing::{TestApp, TestResponse};
+use oxiserve::{Config, Padding};
 use oxiserve_test_support::RedisServer;
-use tabular_scoring::{FOREST, PenguinInput, TabularScoring};
+
+use crate::common::{MODEL, TokenPool};
 
 /// The metrics are process-wide and every test here moves them: one test at a time.
 static METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A replica of the service on the bundled models, sharing `redis`.
-async fn replica(redis: &RedisServer) -> TestApp<TabularScoring> {
-    let mut config = common::bundled_config();
+/// A replica of a service on the bundled test model, sharing `redis`.
+async fn replica(redis: &RedisServer) -> TestApp<TokenPool> {
+    let mut config = Config::default();
+    config.models.uri = common::models_dir().display().to_string();
     config.models.sessions = 1;
+    config.models.poll_interval = Duration::ZERO;
     config.cache.redis_url = Some(Secret::new(redis.url()));
-    TestApp::with_config(TabularScoring, config).await.expect("the replica starts")
+    let pipeline = TokenPool { padding: Padding::new() };
+    TestApp::with_config(pipeline, config).await.expect("the replica starts")
 }
 
-/// A request of its own for every `n`, so that no two miss or hit the same entry.
-fn input(n: u32) -> Vec<u8> {
-    let input =
-        PenguinInput { bill_length_mm: Some(40.0 + f64::from(n) / 100.0), ..common::input() };
-    serde_json::to_vec(&input).unwrap()
+/// A request of its own for every `n` below 4096, so that no two miss or hit the same entry.
+fn input(n: u32) -> String {
+    format!(r#"{{"ids": [{}, {}, 1]}}"#, n % 64, n / 64 % 64)
 }
 
-/// Rows the forest of `app` has run so far, warm-up included.
-fn forest_rows(app: &TestApp<TabularScoring>) -> u64 {
-    app.engine().models().get(FOREST).unwrap().stats().rows()
+/// Rows the model of `app` has run so far.
+fn model_rows(app: &TestApp<TokenPool>) -> u64 {
+    app.engine().models().get(MODEL).unwrap().stats().rows()
 }
 
 /// The `Server-Timing` header.
@@ -41,7 +44,7 @@ fn timing(response: &TestResponse) -> &str {
 }
 
 /// The sum of every series of the metric `name` in `/metrics` (0 when absent).
-async fn metric(app: &TestApp<TabularScoring>, name: &str) -> f64 {
+async fn metric(app: &TestApp<TokenPool>, name: &str) -> f64 {
     let text = app.get("/metrics").await.text();
     text.lines()
         .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
@@ -50,7 +53,7 @@ async fn metric(app: &TestApp<TabularScoring>, name: &str) -> f64 {
 }
 
 /// Sends a new request every 20 ms until `/metrics` says Redis is up again.
-async fn wait_until_redis_is_used(app: &TestApp<TabularScoring>, mut n: u32) {
+async fn wait_until_redis_is_used(app: &TestApp<TokenPool>, mut n: u32) {
     let start = Instant::now();
     while metric(app, "oxiserve_cache_redis_up").await != 1.0 {
         assert!(start.elapsed() < Duration::from_secs(10), "Redis was never used again");
@@ -70,13 +73,13 @@ async fn replicas_share_answers_through_redis() {
     assert_eq!(computed.status, StatusCode::OK, "{}", computed.text());
     assert!(timing(&computed).starts_with("pre;dur="), "{}", timing(&computed));
 
-    let rows = forest_rows(&b);
+    let rows = model_rows(&b);
     let shared = b.post_json("/v1/predict", input(1)).await;
     assert_eq!(shared.status, StatusCode::OK);
     assert_eq!(shared.body, computed.body, "the same answer, byte for byte");
     assert_eq!(shared.headers["x-model-version"], computed.headers["x-model-version"]);
     assert!(timing(&shared).starts_with("cache;desc=redis;dur="), "{}", timing(&shared));
-    assert_eq!(forest_rows(&b), rows, "the second replica ran no model");
+    assert_eq!(model_rows(&b), rows, "the second replica ran no model");
 
     let again = b.post_json("/v1/predict", input(1)).await;
     assert!(timing(&again).starts_with("cache;desc=memory;dur="), "then it is kept in memory");
