@@ -1,7 +1,7 @@
 //! Traces across process boundaries, exported over OTLP to a receiver in the test process.
 //!
-//! Two services: `upstream` serves the linear model over KServe v2 gRPC, and `front` runs it
-//! as a remote model on `upstream`. A caller's request into `front` carries a W3C
+//! Two services on the test model `token-pool`: `upstream` serves it over KServe v2 gRPC, and
+//! `front` runs it as a remote model on `upstream`. A caller's request into `front` carries a W3C
 //! `traceparent` and an `x-request-id`; every span of that request, in both services, must
 //! arrive in the caller's trace, each under its parent, and the id must come back. A trace
 //! the caller did not sample is not exported. One test in this binary, since the tracing
@@ -9,12 +9,16 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::Request;
 use oxiserve::config::RemoteConfig;
 use oxiserve::testing::TestApp;
+use oxiserve::{Config, Padding};
 use oxiserve_test_support::{OtlpReceiver, ReceivedSpan};
-use tabular_scoring::{LINEAR, Mode, PenguinInput, TabularScoring};
+
+use crate::common::{MODEL, TokenPool};
 
 /// The caller's trace and span, as in the W3C Trace Context specification's example.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -45,13 +49,16 @@ fn child<'a>(spans: &'a [ReceivedSpan], name: &str, parent: &ReceivedSpan) -> &'
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_trace_runs_through_every_stage_and_into_the_remote_model_server() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let mut config = common::bundled_config();
+    let mut config = Config::default();
+    config.models.uri = common::models_dir().display().to_string();
+    config.models.poll_interval = Duration::ZERO;
     config.cache.capacity = 0;
     config.telemetry.otlp_endpoint = Some(receiver.endpoint());
     let telemetry =
-        oxiserve::telemetry::init(&config.log, &config.telemetry, "tabular-scoring").unwrap();
+        oxiserve::telemetry::init(&config.log, &config.telemetry, "token-pool").unwrap();
+    let pipeline = || TokenPool { padding: Padding::new() };
 
-    let upstream = TestApp::with_config(TabularScoring, config.clone()).await.unwrap();
+    let upstream = TestApp::with_config(pipeline(), config.clone()).await.unwrap();
     let grpc = upstream.serve_grpc().await.unwrap();
     let mut front_config = config;
     let remote = RemoteConfig {
@@ -59,10 +66,10 @@ async fn a_callers_trace_runs_through_every_stage_and_into_the_remote_model_serv
         timeout_ms: 5_000,
         ..RemoteConfig::default()
     };
-    front_config.models.remote.insert(LINEAR.into(), remote);
-    let front = TestApp::with_config(TabularScoring, front_config).await.unwrap();
+    front_config.models.remote.insert(MODEL.into(), remote);
+    let front = TestApp::with_config(pipeline(), front_config).await.unwrap();
 
-    let input = PenguinInput { mode: Some(Mode::Fast), ..common::fixture_inputs()[0].clone() };
+    let input = serde_json::json!({"ids": [1, 2, 3]});
     let request = Request::post("/v1/predict")
         .header("content-type", "application/json")
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
@@ -85,7 +92,7 @@ async fn a_callers_trace_runs_through_every_stage_and_into_the_remote_model_serv
 
     let spans: Vec<ReceivedSpan> =
         received.into_iter().filter(|s| s.trace_id == TRACE_ID).collect();
-    assert!(spans.iter().all(|s| s.service == "tabular-scoring"), "{spans:#?}");
+    assert!(spans.iter().all(|s| s.service == "token-pool"), "{spans:#?}");
     // The front service: the request continues the caller's span, the stages sit under it.
     let request = span(&spans, "request", ("route", "/v1/predict"));
     assert_eq!(request.parent_span_id, CALLER_SPAN);
@@ -93,7 +100,7 @@ async fn a_callers_trace_runs_through_every_stage_and_into_the_remote_model_serv
     child(&spans, "preprocess", request);
     child(&spans, "postprocess", request);
     let model = child(&spans, "model", request);
-    assert_eq!(model.attributes["model"], LINEAR);
+    assert_eq!(model.attributes["model"], MODEL);
     let remote_call = child(&spans, "inference", model);
     // The upstream service's request is a child of the front's inference span: the
     // `traceparent` went out with the remote call.
