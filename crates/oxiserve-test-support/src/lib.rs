@@ -2,12 +2,13 @@
 //! and stopped when dropped, even when the test fails: moto for S3 ([`S3Server`]),
 //! `redis-server` ([`RedisServer`]), MLServer ([`MlServer`], a real KServe v2 server),
 //! Prometheus with its rule checks ([`PrometheusServer`]), an OTLP trace receiver
-//! ([`OtlpReceiver`]), Python scripts of checks with real clients ([`python_checks`]) and
+//! ([`OtlpReceiver`]), a bare HTTP/1.1 client ([`http_request`]), Python scripts of checks with real clients ([`python_checks`]) and
 //! schemathesis ([`schemathesis`]). `cargo xtask test` installs what they run.
 //!
 //! Not framework API (`publish = false`): what a service author tests with is
 //! `oxiserve::testing::TestApp`.
 
+mod http;
 mod mlserver;
 mod otlp;
 mod process;
@@ -16,6 +17,7 @@ mod python;
 mod redis;
 mod s3;
 
+pub use self::http::http_request;
 pub use self::mlserver::{MlServer, SklearnModel};
 pub use self::otlp::{OtlpReceiver, ReceivedSpan};
 pub use self::process::{ServerProcess, free_port};

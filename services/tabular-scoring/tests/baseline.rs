@@ -34,7 +34,8 @@ async fn the_fastapi_baseline_answers_like_the_service() {
             let input = PenguinInput { mode: Some(mode), ..case.clone() };
             let ours = app.predict(&input).await.unwrap_or_else(|p| panic!("{p:?}"));
             let body = serde_json::to_string(&input).unwrap();
-            let (status, text) = common::http_request(&address, "POST", "/v1/predict", &body);
+            let (status, text) =
+                oxiserve_test_support::http_request(&address, "POST", "/v1/predict", &body);
             assert_eq!(status, 200, "{body}: {text}");
             let theirs: Prediction = serde_json::from_str(&text).unwrap();
             assert_eq!(
@@ -50,6 +51,6 @@ async fn the_fastapi_baseline_answers_like_the_service() {
     }
     // Both reject a measurement outside the trained range with 422.
     let bad = r#"{"island": "Dream", "bill_length_mm": 900}"#;
-    assert_eq!(common::http_request(&address, "POST", "/v1/predict", bad).0, 422);
+    assert_eq!(oxiserve_test_support::http_request(&address, "POST", "/v1/predict", bad).0, 422);
     assert_eq!(app.post_json("/v1/predict", bad).await.status, 422);
 }

@@ -113,9 +113,11 @@ async fn silent_connections_cannot_take_the_server() {
     let address = server.address().to_string();
     let live = move |address: String| {
         tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(|| common::http_request(&address, "GET", "/health/live", ""))
-                .map(|(status, _)| status)
-                .ok()
+            std::panic::catch_unwind(|| {
+                oxiserve_test_support::http_request(&address, "GET", "/health/live", "")
+            })
+            .map(|(status, _)| status)
+            .ok()
         })
     };
     // Four connections that never send a byte take every slot: a fifth is closed at once.

@@ -109,7 +109,7 @@ fn an_empty_or_short_admin_token_stops_the_start() {
 
 /// One HTTP/1.1 request on a fresh connection; returns the status code.
 fn http_status(address: &str, method: &str, path: &str, body: &str) -> u16 {
-    common::http_request(address, method, path, body).0
+    oxiserve_test_support::http_request(address, method, path, body).0
 }
 
 /// The log lines of a running service.
@@ -212,7 +212,7 @@ fn a_metrics_port_serves_metrics_and_the_traffic_port_does_not() {
     assert_eq!(http_status(&address, "POST", "/v1/predict", BODY), 200);
     assert_eq!(http_status(&address, "GET", "/metrics", ""), 404);
     let (status, metrics) =
-        common::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", "");
+        oxiserve_test_support::http_request(&format!("127.0.0.1:{port}"), "GET", "/metrics", "");
     assert_eq!(status, 200);
     assert!(metrics.contains(r#"oxiserve_http_requests_total{route="/v1/predict""#), "{metrics}");
     terminate(&child);

@@ -1,5 +1,5 @@
 //! Metrics as operators see them, with the real tools: a Prometheus server (Debian's package)
-//! scrapes the service on loopback with the alert rules of `deploy/observability/` loaded.
+//! scrapes a service (on the test model `token-pool`) on loopback with the alert rules of `deploy/observability/` loaded.
 //! After traffic, its query API answers a p99 over the inference stage, every query of the
 //! Grafana dashboard runs and names only metrics the service exports, and no alert fires on
 //! the healthy service. `promtool` checks the rules and runs their unit tests.
@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use oxiserve::grpc::proto::pipeline::PredictRequest;
 use oxiserve::grpc::proto::pipeline::pipeline_client::PipelineClient;
 use oxiserve::testing::TestApp;
-use oxiserve_test_support::PrometheusServer;
+use oxiserve::{Config, Padding};
+use oxiserve_test_support::{PrometheusServer, http_request};
 use serde_json::Value;
-use tabular_scoring::{Mode, PenguinInput, TabularScoring};
+
+use crate::common::TokenPool;
 
 /// `deploy/observability/`.
 fn observability() -> PathBuf {
@@ -60,7 +62,7 @@ fn metric_names(query: &str) -> BTreeSet<String> {
 }
 
 /// The names of every sample the service exports now.
-async fn exported(app: &TestApp<TabularScoring>) -> BTreeSet<String> {
+async fn exported(app: &TestApp<TokenPool>) -> BTreeSet<String> {
     let text = app.get("/metrics").await.text();
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
@@ -70,7 +72,10 @@ async fn exported(app: &TestApp<TabularScoring>) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_service_and_answers_the_dashboards_queries() {
-    let app = TestApp::with_config(TabularScoring, common::bundled_config()).await.unwrap();
+    let mut config = Config::default();
+    config.models.uri = common::models_dir().display().to_string();
+    config.models.poll_interval = Duration::ZERO;
+    let app = TestApp::with_config(TokenPool { padding: Padding::new() }, config).await.unwrap();
     let http = app.serve().await.unwrap();
     let grpc = app.serve_grpc().await.unwrap();
     let mut client = PipelineClient::connect(format!("http://{}", grpc.address())).await.unwrap();
@@ -89,15 +94,11 @@ async fn prometheus_scrapes_the_service_and_answers_the_dashboards_queries() {
     let start = Instant::now();
     let mut sent = 0u32;
     let p99 = loop {
-        for mode in [Mode::Fast, Mode::Accurate, Mode::Ensemble] {
+        for length in 1..=3 {
             sent += 1;
-            let input = PenguinInput {
-                mode: Some(mode),
-                body_mass_g: Some(3000.0 + f64::from(sent)),
-                ..common::input()
-            };
-            let body = serde_json::to_string(&input).unwrap();
-            let (status, answer) = common::http_request(&address, "POST", "/v1/predict", &body);
+            let ids: Vec<u32> = (0..length).map(|at| (sent + at) % 64).collect();
+            let body = serde_json::json!({ "ids": ids }).to_string();
+            let (status, answer) = http_request(&address, "POST", "/v1/predict", &body);
             assert_eq!(status, 200, "{answer}");
             let request = PredictRequest { input_json: body, model_version: None };
             client.predict(request).await.expect("gRPC predict answers");
