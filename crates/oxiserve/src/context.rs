@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 
-use crate::telemetry::REQUEST_ID_HEADER;
+use crate::telemetry::{self, REQUEST_ID_HEADER};
 
 /// How a request reached the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,18 @@ impl Context {
     /// The time left before the deadline (zero once it has passed).
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The context of a request with `headers` (its id already among them) that came by
+    /// `transport`, must be answered by `deadline`, and is served in `span`.
+    pub(crate) fn of_request(
+        transport: Transport,
+        headers: HeaderMap,
+        deadline: Instant,
+        span: &tracing::Span,
+    ) -> Arc<Self> {
+        let traced = telemetry::traces_stages(span);
+        Arc::new(Self { transport, headers, deadline: Some(deadline), traced })
     }
 
     /// The caller's W3C `traceparent`, passed on to remote servers when spans are not exported.

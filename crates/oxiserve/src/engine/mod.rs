@@ -211,19 +211,25 @@ impl<P: Pipeline> Engine<P> {
         route: Option<&dyn Route<P::Input, P::Output>>,
     ) -> Result<Served, Arc<Error>> {
         let context = Context::current();
-        let key = self.pipeline.cache_key(&input, &context).map(|key| match route {
-            Some(route) => [route.path().as_bytes(), b"\0", &key].concat(),
-            None => key,
+        // The key is only worked out when there is a cache to look in.
+        let keyed = self.cache().and_then(|cache| {
+            let key = self.pipeline.cache_key(&input, &context)?;
+            let key = match route {
+                Some(route) => [route.path().as_bytes(), b"\0", &key].concat(),
+                None => key,
+            };
+            Some((cache, key))
         });
         let encode = |answer: Answer<P::Output>| encode(answer, route, &context);
-        let Some((cache, pipeline_key)) = self.cache().zip(key) else {
-            let answer = self.predict(input, version).await.and_then(encode);
+        let compute = self.predict_in(input, version, Arc::clone(&context));
+        let Some((cache, pipeline_key)) = keyed else {
+            let answer = compute.await.and_then(encode);
             return Ok(Served { answer: Arc::new(answer.map_err(Arc::new)?), cached: None });
         };
         let versions = self.answering_versions(version).map_err(Arc::new)?;
         let start = Instant::now();
         let key = cache::key(&pipeline_key, &versions);
-        let compute = async { self.predict(input, version).await.and_then(encode) };
+        let compute = async { compute.await.and_then(encode) };
         let (answer, source) = cache.get_or_compute(key, compute).await;
         Ok(Served { answer: answer?, cached: source.layer().map(|layer| (layer, start.elapsed())) })
     }
@@ -236,12 +242,22 @@ impl<P: Pipeline> Engine<P> {
         input: P::Input,
         version: Option<(&str, u64)>,
     ) -> Result<Answer<P::Output>> {
+        self.predict_in(input, version, Context::current()).await
+    }
+
+    /// [`Engine::predict`] in `context`.
+    async fn predict_in(
+        &self,
+        input: P::Input,
+        version: Option<(&str, u64)>,
+        context: Arc<Context>,
+    ) -> Result<Answer<P::Output>> {
         self.check_loaded()?;
         let models = match version {
             None => Arc::clone(&self.models),
             Some((name, version)) => Arc::new(self.models.with_version(name, version)?),
         };
-        self.run(input, Context::current(), models).await
+        self.run(input, context, models).await
     }
 
     /// Runs the pipeline on `input` in `context` with `models`: preprocess, the model runs it

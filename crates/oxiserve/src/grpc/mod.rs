@@ -122,24 +122,20 @@ async fn report_health(reporter: HealthReporter, status: StatusState) {
     }
 }
 
-/// The crate's errors as gRPC statuses: the one place they are mapped. Server faults keep
-/// their detail in the log.
+/// The crate's errors as gRPC statuses: the one place they are mapped, from each error's kind
+/// (so a new error of a known kind needs nothing here). Server faults keep their detail in the
+/// log.
 impl From<&Error> for Status {
     fn from(error: &Error) -> Self {
         error.log_answered();
-        let code = match error {
-            Error::InvalidInput { .. }
-            | Error::MalformedBody(_)
-            | Error::MalformedPath(_)
-            | Error::BadHeader { .. } => Code::InvalidArgument,
-            Error::UnknownModel(_) | Error::VersionNotLoaded { .. } => Code::NotFound,
-            Error::NotReady | Error::ModelNotLoaded(_) | Error::RemoteUnavailable { .. } => {
-                Code::Unavailable
-            }
-            Error::Overloaded => Code::ResourceExhausted,
-            Error::Timeout(_) => Code::DeadlineExceeded,
-            Error::PayloadTooLarge => Code::ResourceExhausted,
-            Error::Unauthorized => Code::Unauthenticated,
+        let code = match (error, error.kind().status) {
+            // gRPC's code for a limit: the other 503s are unavailability, retried elsewhere.
+            (Error::Overloaded, _) | (_, 413) => Code::ResourceExhausted,
+            (_, 400 | 415 | 422) => Code::InvalidArgument,
+            (_, 401) => Code::Unauthenticated,
+            (_, 404) => Code::NotFound,
+            (_, 503) => Code::Unavailable,
+            (_, 504) => Code::DeadlineExceeded,
             _ => Code::Internal,
         };
         // A client error says what was wrong and where; a server fault only that it happened.

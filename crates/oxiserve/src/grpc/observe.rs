@@ -11,7 +11,7 @@
 //! It also answers a message over `limits.body_bytes` with `RESOURCE_EXHAUSTED`, gRPC's code
 //! for a limit, where tonic says `OUT_OF_RANGE` (which no service of ours answers otherwise).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -102,12 +102,11 @@ where
         request.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id.clone());
         let start = Instant::now();
         let timeout = grpc_timeout(request.headers()).map_or(self.limit, |t| t.min(self.limit));
-        let mut context =
-            Context::new(Transport::Grpc, request.headers().clone()).with_deadline(start + timeout);
-        context.traced = telemetry::traces_stages(&span);
+        let headers = request.headers().clone();
+        let context = Context::of_request(Transport::Grpc, headers, start + timeout, &span);
         Box::pin(async move {
             let answer = async {
-                let mut answered = Arc::new(context).scope(inner.call(request)).await;
+                let mut answered = context.scope(inner.call(request)).await;
                 let code = answered.as_mut().map_or(Code::Unknown, limit_as_exhausted);
                 let ms = start.elapsed().as_secs_f64() * 1e3;
                 tracing::debug!(code = ?code, ms, "answered");

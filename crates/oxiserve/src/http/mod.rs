@@ -243,10 +243,11 @@ async fn deadline(State(limit_ms): State<u64>, request: Request, next: Next) -> 
         Err(error) => return error.into_response(),
     };
     let timeout = Duration::from_millis(timeout_ms);
-    let mut context = Context::new(Transport::Http, request.headers().clone())
-        .with_deadline(std::time::Instant::now() + timeout);
-    context.traced = telemetry::traces_stages(&tracing::Span::current());
-    let answer = std::sync::Arc::new(context).scope(next.run(request));
+    let deadline = std::time::Instant::now() + timeout;
+    let headers = request.headers().clone();
+    let context =
+        Context::of_request(Transport::Http, headers, deadline, &tracing::Span::current());
+    let answer = context.scope(next.run(request));
     match tokio::time::timeout(timeout, answer).await {
         Ok(response) => response,
         Err(_) => Error::Timeout(timeout_ms).into_response(),

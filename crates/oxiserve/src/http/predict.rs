@@ -76,19 +76,9 @@ async fn endpoint<P: Pipeline>(
     State((engine, route)): State<EndpointState<P>>,
     JsonBytes(body): JsonBytes,
 ) -> Response {
-    let context = Context::current();
-    let input = match route.input(&body, &context) {
-        Ok(input) => input,
-        Err(error) => return error.into_response(),
-    };
-    let requested = match requested_version(context.headers()) {
-        Ok(requested) => requested,
-        Err(error) => return error.into_response(),
-    };
-    let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
-    match engine.answer_through(input, version, Some(route.as_ref())).await {
-        Ok(served) => respond(&served),
-        Err(error) => problem::respond(&error),
+    match route.input(&body, &Context::current()) {
+        Ok(input) => answer_as_asked(&engine, input, Some(route.as_ref())).await,
+        Err(error) => error.into_response(),
     }
 }
 
@@ -96,11 +86,21 @@ async fn predict<P: Pipeline>(
     State(engine): State<Arc<Engine<P>>>,
     JsonBody(input): JsonBody<P::Input>,
 ) -> Response {
-    // The request's headers, as its context holds them (no copy of its own).
+    answer_as_asked(&engine, input, None).await
+}
+
+/// Answers `input` (in the shape of `route`, when given) with the model version the request
+/// asks for in `x-model-version`, if any. The headers are read from the request's context,
+/// which holds them already.
+async fn answer_as_asked<P: Pipeline>(
+    engine: &Engine<P>,
+    input: P::Input,
+    route: Option<&dyn Route<P::Input, P::Output>>,
+) -> Response {
     match requested_version(Context::current().headers()) {
         Ok(requested) => {
             let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
-            answer(&engine, input, version).await
+            answer(engine, input, version, route).await
         }
         Err(error) => error.into_response(),
     }
@@ -112,19 +112,21 @@ async fn predict_version<P: Pipeline>(
     JsonBody(input): JsonBody<P::Input>,
 ) -> Response {
     match version.parse() {
-        Ok(version) => answer(&engine, input, Some((&model, version))).await,
+        Ok(version) => answer(&engine, input, Some((&model, version)), None).await,
         Err(_) => Error::invalid_field("version", format!("`{version}` is not a version number"))
             .into_response(),
     }
 }
 
-/// Runs the pipeline, through the response cache when the pipeline gives a key.
+/// Runs the pipeline, through the response cache when the pipeline gives a key, answering in
+/// the shape of `route` when given.
 async fn answer<P: Pipeline>(
     engine: &Engine<P>,
     input: P::Input,
     version: Option<(&str, u64)>,
+    route: Option<&dyn Route<P::Input, P::Output>>,
 ) -> Response {
-    match engine.answer(input, version).await {
+    match engine.answer_through(input, version, route).await {
         Ok(served) => respond(&served),
         Err(error) => problem::respond(&error),
     }
