@@ -1,8 +1,10 @@
 //! The crate's one error type.
 //!
 //! Every failure, from a malformed request body to a corrupted model file, is a variant of
-//! [`Error`]. Transports map it exactly once: HTTP in `http::problem` (RFC 9457 problem+json).
-//! Client errors carry what was wrong and where; server errors keep internals for the log.
+//! [`Error`]. Each error has a kind (status, machine name, title), a public detail and a log
+//! level, defined here once; the transports build their answers from them: HTTP in
+//! `http::problem` (RFC 9457 problem+json), gRPC statuses in `grpc`. Client errors carry what
+//! was wrong and where; server errors keep internals for the log.
 
 use std::path::PathBuf;
 
