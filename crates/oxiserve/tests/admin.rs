@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use oxiserve::Config;
 use oxiserve::config::{Secret, VersionPolicy};
 use oxiserve::testing::{TestApp, TestResponse};
-use oxiserve::{Config, Padding};
 use serde_json::Value;
 
 use crate::common::{MODEL, TokenPool};
@@ -29,24 +29,12 @@ fn repository_config(root: &Path) -> Config {
     config
 }
 
-fn pipeline() -> TokenPool {
-    TokenPool { padding: Padding::new() }
-}
-
 /// The service with the admin API on, keeping two versions loaded.
 async fn admin_app(root: &Path) -> TestApp<TokenPool> {
     let mut config = repository_config(root);
     config.admin.token = Some(Secret::new(TOKEN));
     config.models.policy = VersionPolicy::Latest(2);
-    TestApp::with_config(pipeline(), config).await.unwrap()
-}
-
-/// The version of `token-pool` that answers a request now.
-async fn served_version(app: &TestApp<TokenPool>) -> u64 {
-    let response = app.post_json("/v1/predict", r#"{"ids": [1, 2, 3]}"#).await;
-    assert_eq!(response.status, StatusCode::OK, "predictions keep working");
-    let named = response.headers["x-model-version"].to_str().unwrap();
-    named.strip_prefix("token-pool=").unwrap().parse().unwrap()
+    TestApp::with_config(TokenPool::new(), config).await.unwrap()
 }
 
 async fn admin(
@@ -80,7 +68,7 @@ async fn admin_routes_need_the_token_and_say_nothing_more() {
     }
     assert_eq!(missing.body, wrong.body, "no hint of which part was wrong");
 
-    let off = TestApp::with_config(pipeline(), repository_config(tmp.path())).await.unwrap();
+    let off = TestApp::with_config(TokenPool::new(), repository_config(tmp.path())).await.unwrap();
     assert_eq!(
         admin(&off, "sync", Some(TOKEN), "").await.problem().status,
         404,
@@ -114,7 +102,7 @@ async fn an_empty_or_short_token_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let mut config = repository_config(tmp.path());
         config.admin.token = Some(Secret::new(token));
-        let Err(error) = TestApp::with_config(pipeline(), config).await else {
+        let Err(error) = TestApp::with_config(TokenPool::new(), config).await else {
             panic!("a token of {} characters was accepted", token.len());
         };
         assert!(error.to_string().contains("admin.token"), "{error}");
@@ -135,7 +123,7 @@ async fn sync_pin_unpin_and_rollback() {
     let app = admin_app(tmp.path()).await;
 
     common::publish(tmp.path(), 2, |_| {});
-    assert_eq!(served_version(&app).await, 1, "polling is off");
+    assert_eq!(common::served_version(&app).await, 1, "polling is off");
     assert_eq!(ok(&app, "sync", "").await["version"], 2);
 
     let pinned = ok(&app, "pin", r#"{"version": 1}"#).await;
@@ -144,11 +132,11 @@ async fn sync_pin_unpin_and_rollback() {
     let synced = ok(&app, "sync", "").await;
     assert_eq!(synced["version"], 1, "a pin holds while new versions arrive: {synced}");
     assert_eq!(synced["versions"], serde_json::json!([1, 3]), "the pinned version stays loaded");
-    assert_eq!(served_version(&app).await, 1);
+    assert_eq!(common::served_version(&app).await, 1);
     assert_eq!(admin(&app, "pin", Some(TOKEN), r#"{"version": 2}"#).await.problem().status, 404);
 
     assert_eq!(ok(&app, "unpin", "").await["version"], 3);
-    assert_eq!(served_version(&app).await, 3);
+    assert_eq!(common::served_version(&app).await, 3);
 
     // Version 2 was unloaded when 3 arrived (two kept, one of them pinned): rollback loads it.
     let rolled = ok(&app, "rollback", "").await;
@@ -157,12 +145,12 @@ async fn sync_pin_unpin_and_rollback() {
     let retired =
         |f: &Value| f["version"] == 3 && f["error"].as_str().unwrap().contains("rolled back");
     assert!(failed.iter().any(retired), "{rolled}");
-    assert_eq!(served_version(&app).await, 2);
+    assert_eq!(common::served_version(&app).await, 2);
     let synced = ok(&app, "sync", "").await;
     assert_eq!(synced["version"], 2, "a rolled-back version is not adopted again");
 
     assert_eq!(ok(&app, "rollback", "").await["version"], 1);
     let last = admin(&app, "rollback", Some(TOKEN), "").await;
     assert_eq!(last.problem().status, 422, "nothing older than version 1");
-    assert_eq!(served_version(&app).await, 1, "a refused rollback changes nothing");
+    assert_eq!(common::served_version(&app).await, 1, "a refused rollback changes nothing");
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use oxiserve::Config;
 use oxiserve::grpc::proto::pipeline::PredictRequest;
 use oxiserve::grpc::proto::pipeline::pipeline_client::PipelineClient;
 use oxiserve::testing::TestApp;
-use oxiserve::{Config, Padding};
 use oxiserve_test_support::{PrometheusServer, http_request};
 use serde_json::Value;
 
@@ -75,7 +75,7 @@ async fn prometheus_scrapes_the_service_and_answers_the_dashboards_queries() {
     let mut config = Config::default();
     config.models.uri = common::models_dir().display().to_string();
     config.models.poll_interval = Duration::ZERO;
-    let app = TestApp::with_config(TokenPool { padding: Padding::new() }, config).await.unwrap();
+    let app = TestApp::with_config(TokenPool::new(), config).await.unwrap();
     let http = app.serve().await.unwrap();
     let grpc = app.serve_grpc().await.unwrap();
     let mut client = PipelineClient::connect(format!("http://{}", grpc.address())).await.unwrap();

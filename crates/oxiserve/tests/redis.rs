@@ -7,9 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use oxiserve::Config;
 use oxiserve::config::Secret;
 use oxiserve::testing::{TestApp, TestResponse};
-use oxiserve::{Config, Padding};
 use oxiserve_test_support::RedisServer;
 
 use crate::common::{MODEL, TokenPool};
@@ -24,7 +24,7 @@ async fn replica(redis: &RedisServer) -> TestApp<TokenPool> {
     config.models.sessions = 1;
     config.models.poll_interval = Duration::ZERO;
     config.cache.redis_url = Some(Secret::new(redis.url()));
-    let pipeline = TokenPool { padding: Padding::new() };
+    let pipeline = TokenPool::new();
     TestApp::with_config(pipeline, config).await.expect("the replica starts")
 }
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use oxiserve::Config;
 use oxiserve::config::RemoteConfig;
 use oxiserve::testing::TestApp;
-use oxiserve::{Config, Padding};
 use oxiserve_test_support::{OtlpReceiver, ReceivedSpan};
 
 use crate::common::{MODEL, TokenPool};
@@ -56,7 +56,7 @@ async fn a_callers_trace_runs_through_every_stage_and_into_the_remote_model_serv
     config.telemetry.otlp_endpoint = Some(receiver.endpoint());
     let telemetry =
         oxiserve::telemetry::init(&config.log, &config.telemetry, "token-pool").unwrap();
-    let pipeline = || TokenPool { padding: Padding::new() };
+    let pipeline = || TokenPool::new();
 
     let upstream = TestApp::with_config(pipeline(), config.clone()).await.unwrap();
     let grpc = upstream.serve_grpc().await.unwrap();

@@ -1,12 +1,18 @@
 //! What the core's integration tests share: `TokenPool`, a pipeline on the bundled test model
 //! `token-pool` (token ids in, a pooled embedding and per-token embeddings out, its vocabulary
-//! size read from the manifest as a model card), and model repositories made from it.
+//! size read from the manifest as a model card), model repositories made from it, and how a
+//! test watches which version serves.
 
 #![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use oxiserve::model::Manifest;
+use oxiserve::testing::TestApp;
 use oxiserve::{
     Context, Error, Inference, Model, Models, Outputs, Padding, Pipeline, Result, Tensor,
 };
@@ -40,6 +46,14 @@ pub(crate) struct Tokens {
 pub(crate) struct Pooled {
     pub(crate) pooled: Vec<f32>,
     pub(crate) tokens: Vec<Vec<f32>>,
+}
+
+impl TokenPool {
+    /// The pipeline with the default padding (no batching across requests of different
+    /// lengths).
+    pub(crate) fn new() -> Self {
+        TokenPool { padding: Padding::new() }
+    }
 }
 
 impl Pipeline for TokenPool {
@@ -117,4 +131,78 @@ pub(crate) fn publish(root: &Path, version: u64, edit: impl FnOnce(&mut serde_js
     manifest["version"] = version.into();
     edit(&mut manifest);
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
+/// A request every version of `token-pool` answers.
+pub(crate) const REQUEST: &str = r#"{"ids": [1, 2, 3]}"#;
+
+/// The version of `token-pool` that answers [`REQUEST`] now.
+pub(crate) async fn served_version(app: &TestApp<TokenPool>) -> u64 {
+    let response = app.post_json("/v1/predict", REQUEST).await;
+    assert_eq!(response.status, StatusCode::OK, "predictions keep working: {}", response.text());
+    version_named(response.headers["x-model-version"].to_str().unwrap())
+}
+
+/// The version in an `x-model-version` response header.
+fn version_named(header: &str) -> u64 {
+    let version = header.strip_prefix("token-pool=").expect("names token-pool");
+    version.parse().expect("a version number")
+}
+
+/// Waits until `version` answers, failing after a generous bound.
+pub(crate) async fn wait_for_version(app: &TestApp<TokenPool>, version: u64) {
+    let start = Instant::now();
+    while served_version(app).await != version {
+        assert!(start.elapsed() < Duration::from_secs(20), "version {version} was never served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The state of `token-pool` in `GET /v1/models`.
+pub(crate) async fn model_status(app: &TestApp<TokenPool>) -> serde_json::Value {
+    let models: serde_json::Value = app.get("/v1/models").await.json();
+    let models = models["models"].as_array().expect("a list of models");
+    models.iter().find(|m| m["name"] == MODEL).expect("token-pool is listed").clone()
+}
+
+/// Fires requests from 8 concurrent clients while `publish` publishes versions 2 to 6, each
+/// waited for until it serves. Asserts that no request failed and that every response names a
+/// published version; returns how many requests were answered.
+pub(crate) async fn swap_under_load<F, Fut>(app: Arc<TestApp<TokenPool>>, publish: F) -> usize
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, done) = (Arc::clone(&app), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let response = app.post_json("/v1/predict", REQUEST).await;
+                    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+                    seen.push(version_named(response.headers["x-model-version"].to_str().unwrap()));
+                    // A cache hit completes without ever waiting: yield, or these in-process
+                    // clients would starve the poll loop that publishes versions.
+                    tokio::task::yield_now().await;
+                }
+                seen
+            })
+        })
+        .collect();
+    let published: Vec<u64> = (2..=6).collect();
+    for &version in &published {
+        publish(version).await;
+        wait_for_version(&app, version).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        for version in client.await.expect("no client saw a failed request") {
+            assert!(version == 1 || published.contains(&version), "served version {version}");
+            answered += 1;
+        }
+    }
+    answered
 }

@@ -3,11 +3,8 @@
 #![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use oxiserve::Config;
 use oxiserve::testing::TestApp;
 use serde_json::Value;
@@ -103,48 +100,4 @@ pub(crate) async fn wait_for_version(app: &TestApp<TabularScoring>, version: u64
 pub(crate) async fn forest_status(app: &TestApp<TabularScoring>) -> Value {
     let models: Value = app.get("/v1/models").await.json();
     models["models"].as_array().unwrap().iter().find(|m| m["name"] == FOREST).unwrap().clone()
-}
-
-/// Fires requests from 8 concurrent clients while `publish` publishes forest versions 2 to 6,
-/// each waited for until it serves. Asserts that no request failed and that every response
-/// names a published version; returns how many requests were answered.
-pub(crate) async fn swap_under_load<F, Fut>(app: Arc<TestApp<TabularScoring>>, publish: F) -> usize
-where
-    F: Fn(u64) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let done = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..8)
-        .map(|_| {
-            let (app, done) = (Arc::clone(&app), Arc::clone(&done));
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while !done.load(Ordering::Relaxed) {
-                    let response =
-                        app.post_json("/v1/predict", serde_json::to_vec(&input()).unwrap()).await;
-                    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
-                    seen.push(response.headers["x-model-version"].to_str().unwrap().to_string());
-                    // A cache hit completes without ever waiting: yield, or these in-process
-                    // clients would starve the poll loop that publishes versions.
-                    tokio::task::yield_now().await;
-                }
-                seen
-            })
-        })
-        .collect();
-    let published: Vec<u64> = (2..=6).collect();
-    for &version in &published {
-        publish(version).await;
-        wait_for_version(&app, version).await;
-    }
-    done.store(true, Ordering::Relaxed);
-    let mut answered = 0;
-    for client in clients {
-        for header in client.await.expect("no client saw a failed request") {
-            let version: u64 = header.strip_prefix("penguins-forest=").unwrap().parse().unwrap();
-            assert!(version == 1 || published.contains(&version), "{header}");
-            answered += 1;
-        }
-    }
-    answered
 }

@@ -1,5 +1,5 @@
-//! The service on an S3 model repository, against a real S3-compatible server (moto): versions
-//! are mirrored into the local cache with every file checked, broken uploads are never served,
+//! A service on an S3 model repository, against a real S3-compatible server (moto), on the test
+//! model `token-pool`: versions are mirrored into the local cache with every file checked, broken uploads are never served,
 //! a hung or stopped store never fails a request, and a restart with the store down serves
 //! from the cache.
 
@@ -14,17 +14,18 @@ use oxiserve::Config;
 use oxiserve::store::Publication;
 use oxiserve::testing::TestApp;
 use oxiserve_test_support::S3Server;
-use tabular_scoring::{FOREST, LINEAR, TabularScoring};
+
+use crate::common::{MODEL, TokenPool};
 
 const BUCKET: &str = "models";
 const URI: &str = "s3://models/prod";
 
-/// Publishes the bundled version 1 of `model` to the S3 repository as `version`.
-async fn publish(s3: &S3Server, model: &str, version: u64) {
+/// Publishes the bundled version 1 of `token-pool` to the S3 repository as `version`.
+async fn publish(s3: &S3Server, version: u64) {
     let publication = Publication {
-        model: model.into(),
+        model: MODEL.into(),
         version,
-        from: common::models_dir().join(model).join("1"),
+        from: common::models_dir().join(MODEL).join("1"),
         to: URI.into(),
         force: false,
         s3: s3.config(),
@@ -32,12 +33,11 @@ async fn publish(s3: &S3Server, model: &str, version: u64) {
     publication.run(&|_, _, _| {}).await.expect("publishing to moto works");
 }
 
-/// A store with version 1 of both models.
+/// A store with version 1 of `token-pool`.
 async fn store() -> S3Server {
     let s3 = S3Server::start().await.expect("moto starts: run `cargo xtask test` to install it");
     s3.create_bucket(BUCKET).await.unwrap();
-    publish(&s3, LINEAR, 1).await;
-    publish(&s3, FOREST, 1).await;
+    publish(&s3, 1).await;
     s3
 }
 
@@ -51,8 +51,8 @@ fn config(endpoint: oxiserve::config::S3Config, cache: &Path) -> Config {
     config
 }
 
-async fn app(s3: &S3Server, cache: &Path) -> TestApp<TabularScoring> {
-    TestApp::with_config(TabularScoring, config(s3.config(), cache))
+async fn app(s3: &S3Server, cache: &Path) -> TestApp<TokenPool> {
+    TestApp::with_config(TokenPool::new(), config(s3.config(), cache))
         .await
         .expect("the service starts")
 }
@@ -62,18 +62,15 @@ async fn published_versions_are_mirrored_checked_and_served() {
     let s3 = store().await;
     let cache = tempfile::tempdir().unwrap();
     let app = app(&s3, cache.path()).await;
-    assert_eq!(common::forest_version(&app).await, 1);
-    assert!(
-        cache.path().join("penguins-forest/1/manifest.json").is_file(),
-        "mirrored into the cache"
-    );
+    assert_eq!(common::served_version(&app).await, 1);
+    assert!(cache.path().join("token-pool/1/manifest.json").is_file(), "mirrored into the cache");
 
     let published = Instant::now();
-    publish(&s3, FOREST, 2).await;
+    publish(&s3, 2).await;
     common::wait_for_version(&app, 2).await;
     eprintln!("manifest upload to first response by v2: {:?}", published.elapsed());
-    assert!(cache.path().join("penguins-forest/2/model.onnx").is_file());
-    assert!(common::forest_status(&app).await["sync_error"].is_null());
+    assert!(cache.path().join("token-pool/2/model.onnx").is_file());
+    assert!(common::model_status(&app).await["sync_error"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,36 +80,36 @@ async fn broken_uploads_are_never_served_and_later_good_versions_are() {
     let app = app(&s3, cache.path()).await;
 
     // v2: a file replaced after its manifest was written (a checksum mismatch).
-    publish(&s3, FOREST, 2).await;
-    s3.put(BUCKET, "prod/penguins-forest/2/model.onnx", b"not the graph".to_vec()).await.unwrap();
+    publish(&s3, 2).await;
+    s3.put(BUCKET, "prod/token-pool/2/model.onnx", b"not the graph".to_vec()).await.unwrap();
     // v3: files without a manifest: an upload still in progress, or abandoned.
-    let graph = std::fs::read(common::models_dir().join("penguins-forest/1/model.onnx")).unwrap();
-    s3.put(BUCKET, "prod/penguins-forest/3/model.onnx", graph).await.unwrap();
+    let graph = std::fs::read(common::models_dir().join("token-pool/1/model.onnx")).unwrap();
+    s3.put(BUCKET, "prod/token-pool/3/model.onnx", graph).await.unwrap();
 
     let start = Instant::now();
     loop {
-        let status = common::forest_status(&app).await;
+        let status = common::model_status(&app).await;
         if let Some(failed) = status["failed_versions"].as_array().filter(|f| !f.is_empty()) {
             assert_eq!(failed[0]["version"], 2, "{status}");
             let error = failed[0]["error"].as_str().unwrap();
             assert!(
                 error.contains("mismatch")
-                    && error.contains("s3://models/prod/penguins-forest/2/model.onnx"),
+                    && error.contains("s3://models/prod/token-pool/2/model.onnx"),
                 "{error}"
             );
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "version 2 was never rejected");
-        assert_eq!(common::forest_version(&app).await, 1);
+        assert_eq!(common::served_version(&app).await, 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!cache.path().join("penguins-forest/2").exists(), "nothing of v2 reaches the cache");
+    assert!(!cache.path().join("token-pool/2").exists(), "nothing of v2 reaches the cache");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(common::forest_version(&app).await, 1, "neither broken version is served");
+    assert_eq!(common::served_version(&app).await, 1, "neither broken version is served");
 
-    publish(&s3, FOREST, 4).await;
+    publish(&s3, 4).await;
     common::wait_for_version(&app, 4).await;
-    let failed = common::forest_status(&app).await["failed_versions"].as_array().unwrap().len();
+    let failed = common::model_status(&app).await["failed_versions"].as_array().unwrap().len();
     assert_eq!(failed, 1, "the manifest-less version was never attempted");
 }
 
@@ -122,7 +119,7 @@ async fn bad_keys_and_manifests_fail_only_their_version() {
     let cache = tempfile::tempdir().unwrap();
     let app = app(&s3, cache.path()).await;
     let manifest_of = |version: u64| {
-        let path = common::models_dir().join(FOREST).join("1/manifest.json");
+        let path = common::models_dir().join(MODEL).join("1/manifest.json");
         let mut manifest: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         manifest["version"] = version.into();
@@ -131,20 +128,20 @@ async fn bad_keys_and_manifests_fail_only_their_version() {
     // `04` is not version 4: read as 4, the mirror asked for `4/manifest.json`, which is not
     // there, and reported the whole store unavailable for good.
     let zero_padded = manifest_of(4).to_string().into_bytes();
-    s3.put(BUCKET, "prod/penguins-forest/04/manifest.json", zero_padded).await.unwrap();
+    s3.put(BUCKET, "prod/token-pool/04/manifest.json", zero_padded).await.unwrap();
     // Version 5 lists `extra` and `extra/words.txt`: no directory can hold both. Moving it into
     // place failed as an I/O error, counted as an unreachable store and retried forever.
     let mut clash = manifest_of(5);
     let entry = serde_json::json!({"sha256": "00", "size": 1});
     clash["files"]["extra"] = entry.clone();
     clash["files"]["extra/words.txt"] = entry;
-    s3.put(BUCKET, "prod/penguins-forest/5/manifest.json", clash.to_string().into_bytes())
+    s3.put(BUCKET, "prod/token-pool/5/manifest.json", clash.to_string().into_bytes())
         .await
         .unwrap();
 
     let start = Instant::now();
     let failed = loop {
-        let status = common::forest_status(&app).await;
+        let status = common::model_status(&app).await;
         if let Some(failed) = status["failed_versions"].as_array().filter(|f| !f.is_empty()) {
             assert!(status["sync_error"].is_null(), "the store is not blamed: {status}");
             break failed.clone();
@@ -155,9 +152,9 @@ async fn bad_keys_and_manifests_fail_only_their_version() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["version"], 5);
     assert!(failed[0]["error"].as_str().unwrap().contains("cannot be a directory"), "{failed:?}");
-    publish(&s3, FOREST, 6).await;
+    publish(&s3, 6).await;
     common::wait_for_version(&app, 6).await;
-    assert!(common::forest_status(&app).await["sync_error"].is_null());
+    assert!(common::model_status(&app).await["sync_error"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +166,7 @@ async fn a_hung_or_stopped_store_never_fails_a_request() {
     s3.pause().unwrap();
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
-        assert_eq!(common::forest_version(&app).await, 1, "a hung store does not stop predictions");
+        assert_eq!(common::served_version(&app).await, 1, "a hung store does not stop predictions");
     }
     s3.resume().unwrap();
 
@@ -177,11 +174,11 @@ async fn a_hung_or_stopped_store_never_fails_a_request() {
     let start = Instant::now();
     loop {
         assert_eq!(
-            common::forest_version(&app).await,
+            common::served_version(&app).await,
             1,
             "a stopped store does not stop predictions"
         );
-        let status = common::forest_status(&app).await;
+        let status = common::model_status(&app).await;
         if let Some(error) = status["sync_error"].as_str() {
             assert!(error.contains("model store unavailable"), "{error}");
             assert_eq!(status["state"], "ready");
@@ -200,14 +197,14 @@ async fn a_restart_with_the_store_down_serves_from_the_cache() {
     let cache = tempfile::tempdir().unwrap();
     let endpoint = {
         let s3 = store().await;
-        publish(&s3, FOREST, 2).await;
+        publish(&s3, 2).await;
         drop(app(&s3, cache.path()).await);
         s3.config()
     }; // the store is gone from here on
-    let restarted = TestApp::with_config(TabularScoring, config(endpoint, cache.path())).await;
+    let restarted = TestApp::with_config(TokenPool::new(), config(endpoint, cache.path())).await;
     let restarted = restarted.expect("the service starts from its cache");
-    assert_eq!(common::forest_version(&restarted).await, 2);
-    let status = common::forest_status(&restarted).await;
+    assert_eq!(common::served_version(&restarted).await, 2);
+    let status = common::model_status(&restarted).await;
     assert!(status["sync_error"].as_str().is_some_and(|e| e.contains("unavailable")), "{status}");
     assert_eq!(restarted.get("/health/ready").await.status, StatusCode::OK);
 }
@@ -217,6 +214,6 @@ async fn hot_swaps_from_s3_under_load_fail_no_request() {
     let s3 = store().await;
     let cache = tempfile::tempdir().unwrap();
     let app = Arc::new(app(&s3, cache.path()).await);
-    let answered = common::swap_under_load(app, |version| publish(&s3, FOREST, version)).await;
+    let answered = common::swap_under_load(app, |version| publish(&s3, version)).await;
     assert!(answered > 100, "the clients kept the service busy: {answered} requests");
 }
