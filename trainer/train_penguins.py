@@ -96,8 +96,8 @@ def export(model, name: str, version: int, out: Path, params: dict, classes: lis
         target_opset=17,
     )
     metadata = {"classes": classes, "preprocessing": params, "training": training}
-    # The fitted estimator itself, for servers that run scikit-learn (MLServer in the remote
-    # backend's tests): the same trained model as the ONNX graph.
+    # The fitted estimator itself, for servers that run scikit-learn (MLServer in
+    # `cargo xtask bench --kserve`): the same trained model as the ONNX graph.
     estimator = io.BytesIO()
     joblib.dump(model, estimator)
     extra = {"model.joblib": estimator.getvalue()}

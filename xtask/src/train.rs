@@ -1,7 +1,8 @@
 //! `cargo xtask train`: rebuild the committed models and parity fixtures with the Python
 //! reference trainer, in its own virtual environment under `trainer/.venv`: the tabular-scoring
-//! models, `token-pool`, the variable-length model of the core crate's padding tests, and
-//! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests.
+//! models, `token-pool`, the variable-length model of the core crate's padding tests,
+//! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests, and `blobs`,
+//! a scikit-learn classifier for the core crate's remote-backend tests.
 
 use std::path::Path;
 
@@ -23,5 +24,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let fixtures = core_tests.join("fixtures/token_pool.json");
     cmd!(sh, "{python} build_token_pool.py --models {models} --fixtures {fixtures}").run()?;
     cmd!(sh, "{python} build_dtype_echo.py --models {models}").run()?;
+    let fixtures = core_tests.join("fixtures/blobs.json");
+    cmd!(sh, "{python} build_blobs.py --models {models} --fixtures {fixtures}").run()?;
     Ok(())
 }
