@@ -1,8 +1,10 @@
 //! `cargo xtask train`: rebuild the committed models and parity fixtures with the Python
 //! reference trainer, in its own virtual environment under `trainer/.venv`: the tabular-scoring
 //! models, `token-pool`, the variable-length model of the core crate's padding tests,
-//! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests, and `blobs`,
-//! a scikit-learn classifier for the core crate's remote-backend tests.
+//! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests, `blobs`,
+//! a scikit-learn classifier for the core crate's remote-backend tests, and `identity` and
+//! `tanh-chain`, a model that costs nothing and a slow one, for the core crate's tests and
+//! benchmarks of where models run.
 
 use std::path::Path;
 
@@ -26,5 +28,6 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     cmd!(sh, "{python} build_dtype_echo.py --models {models}").run()?;
     let fixtures = core_tests.join("fixtures/blobs.json");
     cmd!(sh, "{python} build_blobs.py --models {models} --fixtures {fixtures}").run()?;
+    cmd!(sh, "{python} build_cost_models.py --models {models}").run()?;
     Ok(())
 }

@@ -375,6 +375,8 @@ pub struct RunOverrides {
     pub max_batch_size: Option<usize>,
     /// Replaces `models.batching.max_delay_us`.
     pub max_delay_us: Option<u64>,
+    /// Replaces `models.batching.inline_max_us`.
+    pub inline_max_us: Option<u64>,
 }
 
 impl Default for ModelsConfig {
@@ -441,6 +443,7 @@ impl ModelsConfig {
             batching: BatchingConfig {
                 max_batch_size: overrides.max_batch_size.unwrap_or(self.batching.max_batch_size),
                 max_delay_us: overrides.max_delay_us.unwrap_or(self.batching.max_delay_us),
+                inline_max_us: overrides.inline_max_us.unwrap_or(self.batching.inline_max_us),
             },
             remote: for_model(&self.remote, model).cloned(),
         }
@@ -470,11 +473,16 @@ pub struct BatchingConfig {
     /// How long a worker waits for more requests after the first, in microseconds. 0 batches
     /// only requests already waiting, adding no latency.
     pub max_delay_us: u64,
+    /// A request runs the model on its own thread, skipping the queue and the hand-off to a
+    /// worker thread, when the model's recent runs took less than this many microseconds, no
+    /// job is waiting and a session is free. 0 sends every run through the queue. Models run
+    /// by a remote server always go through the queue.
+    pub inline_max_us: u64,
 }
 
 impl Default for BatchingConfig {
     fn default() -> Self {
-        Self { max_batch_size: 32, max_delay_us: 0 }
+        Self { max_batch_size: 32, max_delay_us: 0, inline_max_us: 100 }
     }
 }
 

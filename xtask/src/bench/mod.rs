@@ -3,10 +3,11 @@
 //! - By default, the HTTP comparison with the service's Python twin (`http`): both servers on
 //!   loopback, driven alternately by wrk at each connection count, results written to
 //!   `bench/results/<timestamp>.json` and summarised as ratios.
-//! - With `--engine`, the criterion suites of `services/tabular-scoring/benches/`: `serving`
-//!   (batching off vs on at 1, 8 and 64 clients, cache hits vs cache off, in process) and
-//!   `inference` (ONNX Runtime alone, the inference ceiling). Arguments after `--` go to
-//!   criterion (`-- --quick`, `-- cache`).
+//! - With `--engine`, the criterion suites: the core's `path` (one request through the engine
+//!   with a model that costs nothing, inline and queued runs; a slow model's batching), and
+//!   those of `services/tabular-scoring/benches/`: `serving` (batching off vs on at 1, 8 and
+//!   64 clients, cache hits vs cache off, in process) and `inference` (ONNX Runtime alone, the
+//!   inference ceiling). Arguments after `--` go to criterion (`-- --quick`, `-- cache`).
 //! - With `--kserve`, KServe v2 gRPC infer throughput against MLServer on the same trained
 //!   model (`kserve`).
 //! - With `--telemetry`, the service's throughput with its telemetry defaults against metrics
@@ -69,6 +70,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     sh.change_dir(root);
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let criterion = &args.criterion;
+    cmd!(sh, "cargo bench --package oxiserve --bench path -- {criterion...}").run()?;
     cmd!(sh, "cargo bench --package tabular-scoring --benches -- {criterion...}").run()?;
     Ok(())
 }

@@ -58,6 +58,8 @@ pub(super) fn sessions(
 }
 
 impl Runner for OnnxSession {
+    const INLINE: bool = true;
+
     fn run(&mut self, inputs: &Tensors, _: &Context) -> Result<Tensors> {
         self.run_session(inputs)
             .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() })

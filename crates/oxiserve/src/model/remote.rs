@@ -236,6 +236,8 @@ fn bind(
 }
 
 impl Runner for RemoteModel {
+    const INLINE: bool = false;
+
     fn run(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors> {
         let request = self.target.request(inputs)?;
         let response = self.call(request, context)?;

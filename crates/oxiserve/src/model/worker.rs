@@ -1,15 +1,23 @@
 //! The worker pool behind every model version: a bounded job queue shared by worker threads,
-//! each owning one [`Runner`] (an ONNX Runtime session, or a connection to a remote server).
+//! and the version's runners (ONNX Runtime sessions, or connections to a remote server), each
+//! behind its own lock.
 //!
 //! A worker takes jobs from the queue, several at a time when they can be batched (see
-//! `model::batch`), runs them, and sends each reply on its oneshot channel. Async request
-//! handlers therefore never block, concurrent requests never wait on a lock, and a full queue
-//! turns into [`Error::Overloaded`] instead of unbounded memory. Dropping the pool closes the
-//! queue: workers finish the jobs already queued, then exit and free their runners, which is
-//! how an old model version drains.
+//! `model::batch`), runs them on its runner, and sends each reply on its oneshot channel.
+//! Async request handlers therefore never wait on a slow model, concurrent requests never
+//! wait on a lock, and a full queue turns into [`Error::Overloaded`] instead of unbounded
+//! memory. Dropping the pool closes the queue: workers finish the jobs already queued, then
+//! exit and free their runners, which is how an old model version drains.
+//!
+//! Handing a job to a worker thread costs tens of microseconds (two channel operations and a
+//! thread wake-up), more than a small model's run. So a request runs the model on its own
+//! thread instead ("inline") when the runner allows it (a local session, not a network call),
+//! no job is waiting, a runner is free this instant, and the model's recent runs took less
+//! than `inline_max_us`: a small model costs the request only its run, and a slow one (or a
+//! busy one, where batching pays) still goes through the queue, off the async runtime.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -23,8 +31,12 @@ use crate::manifest::Manifest;
 use crate::telemetry::ModelMetrics;
 use crate::tensor::{Tensor, Tensors};
 
-/// What runs a model once: owned by one worker thread, so it may be `&mut`.
+/// What runs a model once. A runner is used by one thread at a time, so it may be `&mut`.
 pub(super) trait Runner: Send + 'static {
+    /// Whether a request may run it on its own thread when its runs are short: true for a
+    /// session in process, false for a runner that waits on the network.
+    const INLINE: bool;
+
     /// Runs the model on `inputs` (one job's, or a batch stacked along the first dimension)
     /// and returns every output. `context` is the request's (the first request's, for a batch).
     fn run(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors>;
@@ -34,6 +46,8 @@ pub(super) trait Runner: Send + 'static {
 #[derive(Debug)]
 pub(crate) struct Pool {
     jobs: Sender<Job>,
+    /// The runners, for requests that run the model inline; `None` when they may not.
+    inline: Option<Arc<dyn InlineRun>>,
     label: String,
     stats: Arc<RunStats>,
     metrics: ModelMetrics,
@@ -45,6 +59,7 @@ pub(crate) struct Pool {
 pub struct RunStats {
     runs: AtomicU64,
     rows: AtomicU64,
+    inline: AtomicU64,
 }
 
 impl RunStats {
@@ -56,6 +71,11 @@ impl RunStats {
     /// Rows (requests' first dimensions) run so far.
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Runs that a request made on its own thread, without the queue.
+    pub fn inline_runs(&self) -> u64 {
+        self.inline.load(Ordering::Relaxed)
     }
 
     fn record(&self, rows: usize) {
@@ -74,29 +94,34 @@ impl Pool {
     ) -> Result<Self> {
         let label = manifest.label();
         let (jobs, queue) = crossbeam_channel::bounded(config.queue_capacity);
-        let stats = Arc::new(RunStats::default());
         let batching = &config.batching;
         let batcher = Batcher::new(
             manifest,
             batching.max_batch_size,
             Duration::from_micros(batching.max_delay_us),
         );
-        let metrics = ModelMetrics::new(&manifest.name, manifest.version);
-        for (index, runner) in runners.into_iter().enumerate() {
-            let worker = Worker {
-                runner,
-                batcher,
-                padding: padding.clone(),
-                stats: Arc::clone(&stats),
-                metrics: metrics.clone(),
-            };
+        let count = runners.len();
+        let shared = Arc::new(Runners {
+            runners: runners.into_iter().map(Mutex::new).collect(),
+            next: AtomicUsize::new(0),
+            stats: Arc::default(),
+            metrics: ModelMetrics::new(&manifest.name, manifest.version),
+            run_time: RunTime::default(),
+            inline_max: Duration::from_micros(batching.inline_max_us),
+        });
+        for index in 0..count {
+            let worker =
+                Worker { index, runners: Arc::clone(&shared), batcher, padding: padding.clone() };
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("model-{}-{index}", manifest.name))
                 .spawn(move || worker.serve(queue))
                 .map_err(|e| Error::io("starting an inference worker", e))?;
         }
-        Ok(Self { jobs, label, stats, metrics })
+        let (stats, metrics) = (Arc::clone(&shared.stats), shared.metrics.clone());
+        let inline =
+            (R::INLINE && batching.inline_max_us > 0).then_some(shared as Arc<dyn InlineRun>);
+        Ok(Self { jobs, inline, label, stats, metrics })
     }
 
     /// Run counts of this version's runners.
@@ -109,14 +134,22 @@ impl Pool {
         &self.metrics
     }
 
-    /// Runs the model on `inputs` on a free worker.
+    /// Runs the model on `inputs`: inline when it is short and nothing waits (see the module
+    /// documentation), else on a free worker.
     pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
+        let context = Context::current();
+        if let Some(inline) = &self.inline
+            && self.jobs.is_empty()
+            && let Some(ran) = inline.try_run(&inputs, &context)
+        {
+            return ran;
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs,
             reply,
             span: tracing::Span::current(),
-            context: Context::current(),
+            context,
             queued_at: Instant::now(),
         };
         self.jobs.try_send(job).map_err(|error| match error {
@@ -131,20 +164,133 @@ impl Pool {
     }
 }
 
-/// A worker thread's state: its runner and how it batches.
-struct Worker<R> {
-    runner: R,
-    batcher: Batcher,
-    padding: Padding,
+/// A model run on the request's own thread.
+trait InlineRun: Send + Sync + std::fmt::Debug {
+    /// Runs the model on `inputs` now, if its runs are short and a runner is free; `None`
+    /// when the job must go through the queue.
+    fn try_run(&self, inputs: &Tensors, context: &Context) -> Option<Result<Ran>>;
+}
+
+/// The runners of one version, each behind its own lock, and what their runs are counted in;
+/// shared by the worker threads and by requests that run inline.
+struct Runners<R> {
+    runners: Box<[Mutex<R>]>,
+    /// Where requests start looking for a free runner, so that they spread over all of them.
+    next: AtomicUsize,
     stats: Arc<RunStats>,
     metrics: ModelMetrics,
+    run_time: RunTime,
+    /// Runs expected to take longer than this go through the queue.
+    inline_max: Duration,
+}
+
+impl<R> std::fmt::Debug for Runners<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runners")
+            .field("runners", &self.runners.len())
+            .field("run_time", &self.run_time)
+            .field("inline_max", &self.inline_max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runner> Runners<R> {
+    /// Locks runner `index`, waiting while a request runs it inline.
+    fn lock(&self, index: usize) -> MutexGuard<'_, R> {
+        // A runner whose run panicked holds no broken invariant of ours: keep using it.
+        self.runners[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the model on `runner`, in an `inference` span when the request is traced, and
+    /// counts the run and its time.
+    fn run_counted(&self, runner: &mut R, inputs: &Tensors, context: &Context) -> Result<Tensors> {
+        let rows = inputs.values().next().map_or(0, Tensor::rows);
+        let start = Instant::now();
+        let outputs = if context.traced {
+            tracing::debug_span!("inference", rows).in_scope(|| runner.run(inputs, context))?
+        } else {
+            runner.run(inputs, context)?
+        };
+        self.run_time.record(start.elapsed(), rows);
+        self.stats.record(rows);
+        self.metrics.batch_rows.record(rows as f64);
+        Ok(outputs)
+    }
+}
+
+impl<R: Runner> InlineRun for Runners<R> {
+    fn try_run(&self, inputs: &Tensors, context: &Context) -> Option<Result<Ran>> {
+        let rows = inputs.values().next().map_or(0, Tensor::rows);
+        if self.run_time.expected(rows)? > self.inline_max {
+            return None;
+        }
+        let count = self.runners.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut runner =
+            (0..count).find_map(|i| self.runners[(first + i) % count].try_lock().ok())?;
+        let start = Instant::now();
+        let ran = self.run_counted(&mut runner, inputs, context);
+        let computed = start.elapsed();
+        drop(runner);
+        self.stats.inline.fetch_add(1, Ordering::Relaxed);
+        Some(ran.map(|tensors| Ran { tensors, queued: Duration::ZERO, computed }))
+    }
+}
+
+/// How long a model's runs take lately: moving averages of the time per run and per row, in
+/// nanoseconds, each new run weighing 1/8. Unknown until the first run.
+#[derive(Debug)]
+struct RunTime {
+    per_run: AtomicU64,
+    per_row: AtomicU64,
+}
+
+impl Default for RunTime {
+    fn default() -> Self {
+        Self { per_run: AtomicU64::new(u64::MAX), per_row: AtomicU64::new(u64::MAX) }
+    }
+}
+
+impl RunTime {
+    /// Adds a run of `rows` rows that took `took`. Concurrent runs may overwrite each other's
+    /// update: the average stays one of recent runs, which is all it is for.
+    fn record(&self, took: Duration, rows: usize) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let update = |average: &AtomicU64, sample: u64| {
+            let old = average.load(Ordering::Relaxed);
+            let new = if old == u64::MAX { sample } else { old - old / 8 + sample / 8 };
+            average.store(new, Ordering::Relaxed);
+        };
+        update(&self.per_run, nanos);
+        update(&self.per_row, nanos / rows.max(1) as u64);
+    }
+
+    /// How long a run of `rows` rows should take: the longer of a typical run and `rows`
+    /// typical rows (a batch spreads a run's fixed cost over its rows); `None` before the
+    /// first run.
+    fn expected(&self, rows: usize) -> Option<Duration> {
+        let per_run = self.per_run.load(Ordering::Relaxed);
+        let per_row = self.per_row.load(Ordering::Relaxed);
+        if per_run == u64::MAX {
+            return None;
+        }
+        Some(Duration::from_nanos(per_run.max(per_row.saturating_mul(rows as u64))))
+    }
+}
+
+/// A worker thread's state: which runner is its own, and how it batches.
+struct Worker<R> {
+    index: usize,
+    runners: Arc<Runners<R>>,
+    batcher: Batcher,
+    padding: Padding,
 }
 
 impl<R: Runner> Worker<R> {
     /// Takes batches of jobs until the queue closes.
-    fn serve(mut self, queue: Receiver<Job>) {
+    fn serve(self, queue: Receiver<Job>) {
         while let Some(mut jobs) = self.batcher.next(&queue) {
-            self.metrics.queue_depth.set(queue.len() as f64);
+            self.runners.metrics.queue_depth.set(queue.len() as f64);
             // Clients that gave up (deadline or disconnect) while waiting: skip their work.
             jobs.retain(|job| !job.reply.is_closed());
             match jobs.len() {
@@ -155,10 +301,16 @@ impl<R: Runner> Worker<R> {
         }
     }
 
+    /// Runs `inputs` on this worker's runner.
+    fn run(&self, inputs: &Tensors, context: &Context) -> Result<Tensors> {
+        let mut runner = self.runners.lock(self.index);
+        self.runners.run_counted(&mut runner, inputs, context)
+    }
+
     /// Runs one job on its own.
-    fn answer_alone(&mut self, job: Job) {
+    fn answer_alone(&self, job: Job) {
         let start = Instant::now();
-        let result = job.span.in_scope(|| self.run_counted(&job.inputs, &job.context));
+        let result = job.span.in_scope(|| self.run(&job.inputs, &job.context));
         let ran = result.map(|tensors| Ran {
             tensors,
             queued: start - job.queued_at,
@@ -169,11 +321,11 @@ impl<R: Runner> Worker<R> {
 
     /// Runs several jobs as one batch; if the batch cannot be formed or fails, each job runs
     /// alone, so every client gets its own precise answer.
-    fn answer_batch(&mut self, jobs: Vec<Job>) {
+    fn answer_batch(&self, jobs: Vec<Job>) {
         let start = Instant::now();
         let outputs = jobs[0].span.clone().in_scope(|| {
             batch::merge(&jobs, &self.padding)
-                .and_then(|inputs| self.run_counted(&inputs, &jobs[0].context))
+                .and_then(|inputs| self.run(&inputs, &jobs[0].context))
         });
         let computed = start.elapsed();
         match outputs.and_then(|outputs| batch::split(&jobs, &outputs, &self.padding)) {
@@ -189,19 +341,6 @@ impl<R: Runner> Worker<R> {
             }
         }
     }
-
-    /// Runs the model, in an `inference` span when the request is traced, and counts the run.
-    fn run_counted(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors> {
-        let rows = inputs.values().next().map_or(0, Tensor::rows);
-        let outputs = if context.traced {
-            tracing::debug_span!("inference", rows).in_scope(|| self.runner.run(inputs, context))?
-        } else {
-            self.runner.run(inputs, context)?
-        };
-        self.stats.record(rows);
-        self.metrics.batch_rows.record(rows as f64);
-        Ok(outputs)
-    }
 }
 
 #[cfg(test)]
@@ -213,7 +352,7 @@ mod tests {
         // A pool whose single queue slot nobody drains.
         let (jobs, queue) = crossbeam_channel::bounded(1);
         let metrics = ModelMetrics::new("m", 1);
-        let pool = Pool { jobs, label: "m:1".into(), stats: Arc::default(), metrics };
+        let pool = Pool { jobs, inline: None, label: "m:1".into(), stats: Arc::default(), metrics };
         let inputs = || Tensors::from([("x".to_string(), Tensor::from(ndarray::arr1(&[1.0f32])))]);
         let first = pool.infer(inputs());
         tokio::pin!(first);

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
 
+pub(crate) mod cost;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

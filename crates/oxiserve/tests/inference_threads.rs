@@ -1,0 +1,127 @@
+//! Where a model runs: a model that costs nothing runs on the request's own thread once its
+//! cost is known (no hand-off to an inference thread), unless `inline_max_us` is 0; a slow
+//! model always runs on the inference threads, so that requests to it hold up neither the
+//! health checks nor a cheap request on a runtime with a single thread, and under load its
+//! requests still share batches. On `identity` and `tanh-chain` (`common::cost`).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use oxiserve::Config;
+use oxiserve::testing::TestApp;
+use oxiserve_test_support::http_request;
+
+use crate::common::cost::{Cost, IDENTITY, Row, SLOW};
+
+/// The two models from the test repository, one session each, no response cache (every
+/// request must reach its model).
+fn config() -> Config {
+    let mut config = Config::default();
+    config.models.uri = common::models_dir().display().to_string();
+    config.models.sessions = 1;
+    config.models.poll_interval = Duration::ZERO;
+    config.cache.capacity = 0;
+    config
+}
+
+async fn app(config: Config) -> TestApp<Cost> {
+    TestApp::with_config(Cost, config).await.expect("the cost models load")
+}
+
+/// Sends `count` requests for `model` one after the other; each answers its row unchanged
+/// (`identity`) or changed (`tanh-chain`).
+async fn predict(app: &TestApp<Cost>, model: &str, count: usize) {
+    for i in 0..count {
+        let row = Row::of(model, (i + 1) as f32 / count as f32);
+        let answer = app.predict(&row).await.unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(answer.y == row.x, model == IDENTITY, "{model}: {answer:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_costs_nothing_runs_on_the_request_thread() {
+    let app = app(config()).await;
+    predict(&app, IDENTITY, 20).await;
+    let model = app.engine().models().get(IDENTITY).unwrap();
+    let stats = model.stats();
+    assert_eq!(stats.runs(), 20);
+    // The first run goes through the queue: until then its cost is unknown.
+    assert!((1..20).contains(&stats.inline_runs()), "{} inline runs", stats.inline_runs());
+
+    let mut queued = config();
+    queued.models.batching.inline_max_us = 0;
+    let app = self::app(queued).await;
+    predict(&app, IDENTITY, 20).await;
+    assert_eq!(app.engine().models().get(IDENTITY).unwrap().stats().inline_runs(), 0);
+}
+
+/// One worker thread for the whole runtime: a model run on it would hold up every other
+/// request until it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_slow_model_runs_on_the_inference_threads_and_holds_up_nothing() {
+    let mut config = config();
+    config.models.overrides.entry(SLOW.into()).or_default().max_batch_size = Some(1);
+    let app = app(config).await;
+    predict(&app, SLOW, 3).await; // its cost is known from here on
+    let server = app.serve().await.unwrap();
+    let address = server.url().trim_start_matches("http://").to_string();
+    let request = |row: Row| {
+        let address = address.clone();
+        let body = serde_json::to_string(&row).unwrap();
+        tokio::task::spawn_blocking(move || http_request(&address, "POST", "/v1/predict", &body))
+    };
+
+    // 16 requests of a few milliseconds each, one at a time on the model's single session.
+    let done = Arc::new(AtomicUsize::new(0));
+    let slow: Vec<_> = (0..16)
+        .map(|i| {
+            let (reply, done) = (request(Row::of(SLOW, (i + 1) as f32 / 16.0)), Arc::clone(&done));
+            tokio::spawn(async move {
+                let reply = reply.await.unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+                reply
+            })
+        })
+        .collect();
+    let queue_formed = || app.engine().models().get(SLOW).unwrap().stats().runs() > 3;
+    while !queue_formed() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let address = server.url().trim_start_matches("http://").to_string();
+    let live =
+        tokio::task::spawn_blocking(move || http_request(&address, "GET", "/health/live", ""));
+    assert_eq!(live.await.unwrap().0, 200);
+    let (status, body) = request(Row::of(IDENTITY, 0.5)).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(done.load(Ordering::SeqCst) < 16, "both answered while slow requests still waited");
+
+    for reply in slow {
+        let (status, body) = reply.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let model = app.engine().models().get(SLOW).unwrap();
+    let stats = model.stats();
+    assert_eq!((stats.runs(), stats.inline_runs()), (19, 0), "never inline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_model_under_load_still_runs_batches() {
+    let app = Arc::new(app(config()).await);
+    predict(&app, SLOW, 3).await;
+    let requests = (0..64).map(|i| {
+        let app = Arc::clone(&app);
+        async move { app.predict(&Row::of(SLOW, (i + 1) as f32 / 64.0)).await }
+    });
+    for answer in futures_util::future::join_all(requests).await {
+        answer.unwrap_or_else(|p| panic!("{p:?}"));
+    }
+    let model = app.engine().models().get(SLOW).unwrap();
+    let stats = model.stats();
+    let (runs, rows) = (stats.runs() - 3, stats.rows() - 3);
+    assert_eq!(rows, 64);
+    assert!(runs < 32, "64 concurrent requests in {runs} runs: no batching");
+    assert_eq!(stats.inline_runs(), 0);
+}
