@@ -474,9 +474,9 @@ pub struct BatchingConfig {
     /// only requests already waiting, adding no latency.
     pub max_delay_us: u64,
     /// A request runs the model on its own thread, skipping the queue and the hand-off to a
-    /// worker thread, when the model's recent runs took less than this many microseconds, no
-    /// job is waiting and a session is free. 0 sends every run through the queue. Models run
-    /// by a remote server always go through the queue.
+    /// worker thread, when the model's recent runs took less than this many microseconds and
+    /// no other work is in progress on it (nothing queued or running). 0 sends every run
+    /// through the queue. Models run by a remote server always go through the queue.
     pub inline_max_us: u64,
 }
 

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -35,14 +36,44 @@ pub(super) struct Job {
     pub(super) context: Arc<Context>,
     /// When the job entered the queue.
     pub(super) queued_at: Instant,
+    /// Its count among the version's work in progress, until it is answered or dropped.
+    pub(super) claim: Claim,
+}
+
+/// One unit of a model version's work in progress: a job queued or running, or a run made on
+/// a request's own thread. The count goes back down when the claim is dropped, whatever
+/// becomes of the work (answered, skipped, or dropped with its queue).
+#[derive(Debug)]
+pub(super) struct Claim(Arc<AtomicUsize>);
+
+impl Claim {
+    /// Adds one to `work`.
+    pub(super) fn new(work: &Arc<AtomicUsize>) -> Self {
+        work.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(work))
+    }
+
+    /// Claims `work` only if it is zero: the version is idle.
+    pub(super) fn idle(work: &Arc<AtomicUsize>) -> Option<Self> {
+        work.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        Some(Self(Arc::clone(work)))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Job {
-    /// Sends the job's answer. Its hold on the request's span goes first, so that the span
-    /// can end as soon as the request does.
+    /// Sends the job's answer. Its hold on the request's span and its claim go first, so that
+    /// the span can end as soon as the request does, and the version counts as idle for the
+    /// client's next request.
     pub(super) fn answer(self, ran: Result<Ran>) {
-        let Job { reply, span, .. } = self;
+        let Job { reply, span, claim, .. } = self;
         drop(span);
+        drop(claim);
         // A closed reply channel only means the client went away meanwhile.
         let _ = reply.send(ran);
     }

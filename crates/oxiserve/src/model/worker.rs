@@ -9,12 +9,15 @@
 //! memory. Dropping the pool closes the queue: workers finish the jobs already queued, then
 //! exit and free their runners, which is how an old model version drains.
 //!
-//! Handing a job to a worker thread costs tens of microseconds (two channel operations and a
-//! thread wake-up), more than a small model's run. So a request runs the model on its own
-//! thread instead ("inline") when the runner allows it (a local session, not a network call),
-//! no job is waiting, a runner is free this instant, and the model's recent runs took less
-//! than `inline_max_us`: a small model costs the request only its run, and a slow one (or a
-//! busy one, where batching pays) still goes through the queue, off the async runtime.
+//! Handing a job to an idle worker thread costs tens of microseconds (two channel operations
+//! and two thread wake-ups), more than a small model's run. So a request runs the model on
+//! its own thread instead ("inline") when the runner allows it (a local session, not a
+//! network call), the version has no other work in progress (nothing queued or running,
+//! inline or not), and its recent runs took less than `inline_max_us`. A small model then
+//! costs a request only its run while the service is lightly loaded; under load, requests
+//! meet work in progress and queue, so batches form (which beats running alone once requests
+//! arrive faster than runs end); a slow model always goes through the queue, off the async
+//! runtime.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use super::batch::{self, Batcher, Job, Padding, Ran};
+use super::batch::{self, Batcher, Claim, Job, Padding, Ran};
 use crate::config::RunConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -48,6 +51,8 @@ pub(crate) struct Pool {
     jobs: Sender<Job>,
     /// The runners, for requests that run the model inline; `None` when they may not.
     inline: Option<Arc<dyn InlineRun>>,
+    /// Work in progress: jobs queued or running, and inline runs.
+    work: Arc<AtomicUsize>,
     label: String,
     stats: Arc<RunStats>,
     metrics: ModelMetrics,
@@ -101,9 +106,10 @@ impl Pool {
             Duration::from_micros(batching.max_delay_us),
         );
         let count = runners.len();
+        let work = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Runners {
+            work: Arc::clone(&work),
             runners: runners.into_iter().map(Mutex::new).collect(),
-            next: AtomicUsize::new(0),
             stats: Arc::default(),
             metrics: ModelMetrics::new(&manifest.name, manifest.version),
             run_time: RunTime::default(),
@@ -121,7 +127,7 @@ impl Pool {
         let (stats, metrics) = (Arc::clone(&shared.stats), shared.metrics.clone());
         let inline =
             (R::INLINE && batching.inline_max_us > 0).then_some(shared as Arc<dyn InlineRun>);
-        Ok(Self { jobs, inline, label, stats, metrics })
+        Ok(Self { jobs, inline, work, label, stats, metrics })
     }
 
     /// Run counts of this version's runners.
@@ -134,12 +140,11 @@ impl Pool {
         &self.metrics
     }
 
-    /// Runs the model on `inputs`: inline when it is short and nothing waits (see the module
-    /// documentation), else on a free worker.
+    /// Runs the model on `inputs`: inline when its runs are short and the version is idle
+    /// (see the module documentation), else on a free worker.
     pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
         let context = Context::current();
         if let Some(inline) = &self.inline
-            && self.jobs.is_empty()
             && let Some(ran) = inline.try_run(&inputs, &context)
         {
             return ran;
@@ -151,6 +156,7 @@ impl Pool {
             span: tracing::Span::current(),
             context,
             queued_at: Instant::now(),
+            claim: Claim::new(&self.work),
         };
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => Error::Overloaded,
@@ -166,7 +172,7 @@ impl Pool {
 
 /// A model run on the request's own thread.
 trait InlineRun: Send + Sync + std::fmt::Debug {
-    /// Runs the model on `inputs` now, if its runs are short and a runner is free; `None`
+    /// Runs the model on `inputs` now, if its runs are short and the version is idle; `None`
     /// when the job must go through the queue.
     fn try_run(&self, inputs: &Tensors, context: &Context) -> Option<Result<Ran>>;
 }
@@ -175,8 +181,8 @@ trait InlineRun: Send + Sync + std::fmt::Debug {
 /// shared by the worker threads and by requests that run inline.
 struct Runners<R> {
     runners: Box<[Mutex<R>]>,
-    /// Where requests start looking for a free runner, so that they spread over all of them.
-    next: AtomicUsize,
+    /// The version's work in progress (see [`Claim`]).
+    work: Arc<AtomicUsize>,
     stats: Arc<RunStats>,
     metrics: ModelMetrics,
     run_time: RunTime,
@@ -224,10 +230,10 @@ impl<R: Runner> InlineRun for Runners<R> {
         if self.run_time.expected(rows)? > self.inline_max {
             return None;
         }
-        let count = self.runners.len();
-        let first = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut runner =
-            (0..count).find_map(|i| self.runners[(first + i) % count].try_lock().ok())?;
+        let _claim = Claim::idle(&self.work)?;
+        // With no work in progress every runner is free: the first, warm from the last inline
+        // run, unless a worker has not let go of it yet.
+        let mut runner = self.runners.iter().find_map(|runner| runner.try_lock().ok())?;
         let start = Instant::now();
         let ran = self.run_counted(&mut runner, inputs, context);
         let computed = start.elapsed();
@@ -352,7 +358,8 @@ mod tests {
         // A pool whose single queue slot nobody drains.
         let (jobs, queue) = crossbeam_channel::bounded(1);
         let metrics = ModelMetrics::new("m", 1);
-        let pool = Pool { jobs, inline: None, label: "m:1".into(), stats: Arc::default(), metrics };
+        let (inline, work, label) = (None, Arc::default(), "m:1".into());
+        let pool = Pool { jobs, inline, work, label, stats: Arc::default(), metrics };
         let inputs = || Tensors::from([("x".to_string(), Tensor::from(ndarray::arr1(&[1.0f32])))]);
         let first = pool.infer(inputs());
         tokio::pin!(first);
