@@ -63,6 +63,15 @@ mod tests {
         parse::<Body>(body.as_bytes()).unwrap_err()
     }
 
+    /// Found by schemathesis: `100.00000000000001` read as `100.0` slipped past a `maximum`
+    /// of 100. Numbers read as the closest float to what the client wrote.
+    #[test]
+    fn numbers_read_exactly() {
+        let above: f64 = parse(b"100.00000000000001").unwrap();
+        assert!(above > 100.0, "{above}");
+        assert_eq!(parse::<f64>(b"0.1").unwrap(), 0.1);
+    }
+
     #[test]
     fn syntax_errors_are_malformed_bodies() {
         assert!(matches!(problem("{\"name\": "), Error::MalformedBody(_)));
