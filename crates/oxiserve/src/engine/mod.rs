@@ -29,7 +29,7 @@ use crate::endpoint::Route;
 use crate::error::{Error, Result};
 use crate::model::Models;
 use crate::pipeline::{ModelOutput, Outputs, Pipeline};
-use crate::timings::Timings;
+use crate::timings::{self, Timings};
 
 /// A pipeline with its models and readiness.
 #[derive(Debug)]
@@ -93,7 +93,9 @@ impl Served {
     pub fn server_timing(&self) -> String {
         match self.cached {
             Some((layer, lookup)) => {
-                format!("cache;desc={layer};dur={:.3}", lookup.as_secs_f64() * 1e3)
+                let mut header = format!("cache;desc={layer};dur=");
+                timings::push_millis(&mut header, lookup);
+                header
             }
             None => self.answer.timings.server_timing(),
         }
