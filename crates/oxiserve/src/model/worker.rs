@@ -20,7 +20,7 @@
 //! runtime.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -233,7 +233,12 @@ impl<R: Runner> InlineRun for Runners<R> {
         let _claim = Claim::idle(&self.work)?;
         // With no work in progress every runner is free: the first, warm from the last inline
         // run, unless a worker has not let go of it yet.
-        let mut runner = self.runners.iter().find_map(|runner| runner.try_lock().ok())?;
+        let mut runner = self.runners.iter().find_map(|runner| match runner.try_lock() {
+            Ok(runner) => Some(runner),
+            // As in `lock`: a run that panicked leaves the runner usable.
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        })?;
         let start = Instant::now();
         let ran = self.run_counted(&mut runner, inputs, context);
         let computed = start.elapsed();
