@@ -476,7 +476,8 @@ pub struct BatchingConfig {
     /// A request runs the model on its own thread, skipping the queue and the hand-off to a
     /// worker thread, when the model's recent runs took less than this many microseconds and
     /// no other work is in progress on it (nothing queued or running). 0 sends every run
-    /// through the queue. Models run by a remote server always go through the queue.
+    /// through the queue, and so does a `max_delay_us` above 0 (it asks for batches), or a
+    /// model run by a remote server.
     pub inline_max_us: u64,
 }
 

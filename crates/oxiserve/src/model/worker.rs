@@ -12,8 +12,9 @@
 //! Handing a job to an idle worker thread costs tens of microseconds (two channel operations
 //! and two thread wake-ups), more than a small model's run. So a request runs the model on
 //! its own thread instead ("inline") when the runner allows it (a local session, not a
-//! network call), the version has no other work in progress (nothing queued or running,
-//! inline or not), and its recent runs took less than `inline_max_us`. A small model then
+//! network call), no batching delay is set (`max_delay_us` asks for batches), the version has
+//! no other work in progress (nothing queued or running, inline or not), and its recent runs
+//! took less than `inline_max_us`. A small model then
 //! costs a request only its run while the service is lightly loaded; under load, requests
 //! meet work in progress and queue, so batches form (which beats running alone once requests
 //! arrive faster than runs end); a slow model always goes through the queue, off the async
@@ -125,8 +126,9 @@ impl Pool {
                 .map_err(|e| Error::io("starting an inference worker", e))?;
         }
         let (stats, metrics) = (Arc::clone(&shared.stats), shared.metrics.clone());
-        let inline =
-            (R::INLINE && batching.inline_max_us > 0).then_some(shared as Arc<dyn InlineRun>);
+        // A batching delay asks for batches even at the cost of latency: no inline runs then.
+        let inline = R::INLINE && batching.inline_max_us > 0 && batching.max_delay_us == 0;
+        let inline = inline.then_some(shared as Arc<dyn InlineRun>);
         Ok(Self { jobs, inline, work, label, stats, metrics })
     }
 
