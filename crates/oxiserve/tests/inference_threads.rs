@@ -132,3 +132,35 @@ async fn a_slow_model_under_load_still_runs_batches() {
     assert!(runs < 32, "64 concurrent requests in {runs} runs: no batching");
     assert_eq!(stats.inline_runs(), 0);
 }
+
+/// While requests to a small model come together, the workers batch them and inline runs stop
+/// (a request that finds the version idle for an instant queues too); once they come one at a
+/// time again, the next queued request runs alone and inline runs resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_runs_stop_while_requests_batch_and_resume_after() {
+    // tanh-chain's runs (about a millisecond a row) count as short here, so requests overlap.
+    let mut config = config();
+    config.models.batching.inline_max_us = 1_000_000;
+    let app = Arc::new(app(config).await);
+    predict(&app, SLOW, 3).await; // its cost is known from here on
+    let model = app.engine().models().get(SLOW).unwrap();
+    let stats = model.stats();
+    let (runs, inline) = (stats.runs(), stats.inline_runs());
+    let requests: Vec<_> = (0..32)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move { app.predict(&Row::of(SLOW, (i + 1) as f32 / 32.0)).await })
+        })
+        .collect();
+    for request in requests {
+        request.await.unwrap().unwrap_or_else(|p| panic!("{p:?}"));
+    }
+    let runs = stats.runs() - runs;
+    assert!(runs < 16, "32 concurrent requests in {runs} runs: no batching");
+    assert!(stats.inline_runs() - inline < runs, "every run of the burst ran inline");
+
+    // One at a time again: at most one more request queues before inline runs resume.
+    let inline = stats.inline_runs();
+    predict(&app, SLOW, 2).await;
+    assert!(stats.inline_runs() > inline, "inline runs did not resume after the burst");
+}

@@ -14,13 +14,14 @@
 //! its own thread instead ("inline") when the runner allows it (a local session, not a
 //! network call), no batching delay is set (`max_delay_us` asks for batches), the version has
 //! no other work in progress (nothing queued or running, inline or not), and its recent runs
-//! took less than `inline_max_us`. A small model then
+//! took less than `inline_max_us`, and the workers' last batch held one job. A small model then
 //! costs a request only its run while the service is lightly loaded; under load, requests
 //! meet work in progress and queue, so batches form (which beats running alone once requests
-//! arrive faster than runs end); a slow model always goes through the queue, off the async
-//! runtime.
+//! arrive faster than runs end), and while batches of several jobs form, even a request that
+//! finds the version idle for an instant between two batches queues; a slow model always
+//! goes through the queue, off the async runtime.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,7 @@ impl Pool {
             metrics: ModelMetrics::new(&manifest.name, manifest.version),
             run_time: RunTime::default(),
             inline_max: Duration::from_micros(batching.inline_max_us),
+            batching: AtomicBool::new(false),
         });
         for index in 0..count {
             let worker =
@@ -174,8 +176,8 @@ impl Pool {
 
 /// A model run on the request's own thread.
 trait InlineRun: Send + Sync + std::fmt::Debug {
-    /// Runs the model on `inputs` now, if its runs are short and the version is idle; `None`
-    /// when the job must go through the queue.
+    /// Runs the model on `inputs` now, if its runs are short, the version is idle and its
+    /// requests are not batching; `None` when the job must go through the queue.
     fn try_run(&self, inputs: &Tensors, context: &Context) -> Option<Result<Ran>>;
 }
 
@@ -190,6 +192,9 @@ struct Runners<R> {
     run_time: RunTime,
     /// Runs expected to take longer than this go through the queue.
     inline_max: Duration,
+    /// Whether a worker's last batch held more than one job: requests come faster than runs
+    /// end, so they batch rather than run alone. The next batch of one job clears it.
+    batching: AtomicBool,
 }
 
 impl<R> std::fmt::Debug for Runners<R> {
@@ -229,7 +234,8 @@ impl<R: Runner> Runners<R> {
 impl<R: Runner> InlineRun for Runners<R> {
     fn try_run(&self, inputs: &Tensors, context: &Context) -> Option<Result<Ran>> {
         let rows = inputs.values().next().map_or(0, Tensor::rows);
-        if self.run_time.expected(rows)? > self.inline_max {
+        let batching = self.batching.load(Ordering::Relaxed);
+        if batching || self.run_time.expected(rows)? > self.inline_max {
             return None;
         }
         let _claim = Claim::idle(&self.work)?;
@@ -304,6 +310,7 @@ impl<R: Runner> Worker<R> {
     fn serve(self, queue: Receiver<Job>) {
         while let Some(mut jobs) = self.batcher.next(&queue) {
             self.runners.metrics.queue_depth.set(queue.len() as f64);
+            self.runners.batching.store(jobs.len() > 1, Ordering::Relaxed);
             // Clients that gave up (deadline or disconnect) while waiting: skip their work.
             jobs.retain(|job| !job.reply.is_closed());
             match jobs.len() {
