@@ -6,6 +6,7 @@
 mod bench;
 mod debian;
 mod fuzz;
+mod new;
 mod publish_model;
 mod serve;
 mod setup;
@@ -30,12 +31,15 @@ enum Command {
     Setup,
     /// Build and run a service on its bundled model repository.
     Serve(serve::Args),
-    /// Check formatting and lints, then run every test with the tools they need.
-    Test,
+    /// Check formatting and lints, then run every test with the tools they need; or, with
+    /// `--service NAME`, the checks and tests of one service.
+    Test(test::Args),
+    /// Create a service from a template: `services/NAME/`, tested and served like the others.
+    New(new::Args),
     /// Compare a service with its FastAPI twin over HTTP (release build), or with `--engine`
     /// run the criterion suite; arguments after `--` go to criterion.
     Bench(bench::Args),
-    /// Same as `test`: what CI runs.
+    /// Same as `test` (every test): what CI runs.
     Ci,
     /// The long campaign of the property tests that send hostile inputs to every decoder.
     Fuzz(fuzz::Args),
@@ -50,7 +54,9 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup => setup::run(&root).map(drop),
         Command::Serve(args) => serve::run(&root, &args),
-        Command::Test | Command::Ci => test::run(&root),
+        Command::Test(args) => test::run(&root, &args),
+        Command::Ci => test::run(&root, &test::Args::default()),
+        Command::New(args) => new::run(&root, &args),
         Command::Bench(args) => bench::run(&root, &args),
         Command::Fuzz(args) => fuzz::run(&root, &args),
         Command::Train => train::run(&root),

@@ -6,14 +6,16 @@
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
 //! and the FastAPI baseline, checked against the service), check formatting, run clippy (also on the core with every optional feature off) and rustdoc with warnings denied, then run every
-//! test of the workspace, the hostile-input property tests with a short campaign. Tests start and stop their own servers on 127.0.0.1 and free ports.
+//! test of the workspace, the hostile-input property tests with a short campaign, and last every
+//! service template, generated and checked as a new service (`new::check_templates`). Tests
+//! start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::{debian, fuzz, setup, venv};
+use crate::{debian, fuzz, new, setup, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -26,7 +28,19 @@ const PACKAGES: [(&str, &str); 3] =
 /// The virtual environment of the Python tools the tests call.
 const TEST_VENV: &str = ".cache/test-venv";
 
-pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
+/// Options of `cargo xtask test`.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct Args {
+    /// Check and test this service under `services/` only (its formatting, clippy and its own
+    /// tests), with no tool but ONNX Runtime installed.
+    #[arg(long)]
+    service: Option<String>,
+}
+
+pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    if let Some(service) = &args.service {
+        return run_service(root, service);
+    }
     let library = setup::run(root)?;
     debian::ensure_installed(&PACKAGES)?;
     let sh = Shell::new()?;
@@ -66,5 +80,23 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     // The core's own tests with the optional features off (but `s3`, which its test support
     // crate turns on): settings that need a missing feature are refused.
     cmd!(sh, "cargo test -p oxiserve --no-default-features --lib").run()?;
+    // Every service template, generated and tested as a new service would be.
+    new::check_templates(&sh, root)?;
+    Ok(())
+}
+
+/// The checks and tests of one service: what a team runs while it works on its service.
+fn run_service(root: &Path, service: &str) -> anyhow::Result<()> {
+    let manifest = root.join("services").join(service).join("Cargo.toml");
+    anyhow::ensure!(manifest.is_file(), "no service `{service}` under services/");
+    let library = setup::run(root)?;
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    cmd!(sh, "cargo fmt -p {service} -- --check")
+        .run()
+        .with_context(|| format!("{service} is not formatted: run `cargo fmt -p {service}`"))?;
+    cmd!(sh, "cargo clippy -p {service} --all-targets -- -D warnings").run()?;
+    let _library = sh.push_env("ORT_DYLIB_PATH", &library);
+    cmd!(sh, "cargo test -p {service}").run()?;
     Ok(())
 }
