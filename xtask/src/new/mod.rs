@@ -1,18 +1,20 @@
-//! `cargo xtask new NAME`: a new service from a template under `templates/<kind>/`, written to
-//! `services/NAME/`, a member of this workspace that `cargo xtask serve --service NAME` serves
-//! and `cargo xtask test` tests.
+//! `cargo xtask new NAME`: a new service from a template under `templates/<kind>/` (drawn over
+//! `templates/common/`), or with `--model FILE` around an ONNX model a team has
+//! (`templates/model/`), written to `services/NAME/`: a member of this workspace that
+//! `cargo xtask serve --service NAME` serves and `cargo xtask test` tests.
 //!
 //! Nothing is written unless everything is: the service is rendered into a scratch directory
 //! beside its destination and moved into place last, and a bad name, a name already taken or a
 //! destination that is not empty stops the command before anything is written.
 //!
-//! `cargo xtask test` renders every kind into a scratch workspace and runs the generated
-//! service's own checks ([`check_templates`]), so a change to the core that breaks the template
+//! `cargo xtask test` renders every template into a scratch workspace and runs the generated
+//! services' own checks ([`check_templates`]), so a change to the core that breaks a template
 //! fails CI.
 
+mod model;
 mod template;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
 use xshell::{Shell, cmd};
@@ -26,11 +28,17 @@ pub(crate) struct Args {
     /// digits and dashes, starting with a letter (e.g. `fraud-score`).
     name: String,
     /// Which template to start from.
-    #[arg(long, value_enum, default_value_t = Kind::Blank)]
+    #[arg(long, value_enum, default_value_t = Kind::Blank, conflicts_with = "model")]
     kind: Kind,
+    /// Start from this ONNX model instead: its signature, read by ONNX Runtime, gives the
+    /// manifest and the request and answer fields (FP32 and INT64 tensors with a dynamic
+    /// first dimension).
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
 }
 
-/// The service templates, one directory each under `templates/`.
+/// The service templates chosen with `--kind`, one directory each under `templates/`, drawn
+/// over `templates/common/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Kind {
     /// One model, tensors in and out: the least code.
@@ -46,6 +54,42 @@ impl Kind {
         match self {
             Kind::Blank => "blank",
         }
+    }
+
+    /// The crate's description.
+    fn description(self) -> &'static str {
+        match self {
+            Kind::Blank => "an oxiserve service: one model, tensors in and out",
+        }
+    }
+}
+
+/// What a service is generated from: a template directory, its values beyond the name, and the
+/// files a model import wrote.
+struct Source {
+    directory: &'static str,
+    values: Values,
+    imported: Option<model::Imported>,
+}
+
+impl Source {
+    fn kind(kind: Kind) -> Self {
+        let values = Values::from([("description", kind.description().to_string())]);
+        Self { directory: kind.directory(), values, imported: None }
+    }
+
+    /// The `model` template around `file`, imported first.
+    fn model(root: &Path, file: &Path) -> anyhow::Result<Self> {
+        let imported = model::import(root, file)?;
+        let file_name = file.file_name().map(|name| name.to_string_lossy().into_owned());
+        let mut values = Values::from([
+            ("description", "an oxiserve service around an imported ONNX model".to_string()),
+            ("model", model::MODEL.to_string()),
+            ("model_file", file_name.unwrap_or_default()),
+        ]);
+        let manifest = imported.models().join(model::MODEL).join("1/manifest.json");
+        model::values(&manifest, &mut values)?;
+        Ok(Self { directory: "model", values, imported: Some(imported) })
     }
 }
 
@@ -68,19 +112,18 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     for taken in ["crates", "services"].map(|dir| root.join(dir).join(&args.name)) {
         ensure!(!taken.exists(), "{} exists already: choose another name", taken.display());
     }
+    let source = match &args.model {
+        Some(file) => Source::model(root, file)?,
+        None => Source::kind(args.kind),
+    };
     let destination = root.join("services").join(&args.name);
-    generate(root, args.kind, &args.name, &destination)?;
-    // Lines that hold the name may need wrapping for a long one.
-    let sh = Shell::new()?;
-    sh.change_dir(root);
+    generate(root, &source, &args.name, &destination)?;
     let name = &args.name;
-    cmd!(sh, "cargo fmt -p {name}").run()?;
     println!(
         "Created {} from the {} template. Next:\n  cargo xtask test --service {name}\n  \
          cargo xtask serve --service {name}\nand read services/{name}/README.md.",
         destination.display(),
-        args.kind.directory(),
-        name = args.name,
+        source.directory,
     );
     Ok(())
 }
@@ -119,9 +162,9 @@ fn type_name(name: &str) -> String {
     name.split('-').filter_map(capitalise).collect()
 }
 
-/// Renders the `kind` template as service `name` into `destination`, which must not exist or
-/// be an empty directory; on any failure nothing is left behind.
-fn generate(root: &Path, kind: Kind, name: &str, destination: &Path) -> anyhow::Result<()> {
+/// Renders `source` as service `name` into `destination`, which must not exist or be an empty
+/// directory; on any failure nothing is left behind.
+fn generate(root: &Path, source: &Source, name: &str, destination: &Path) -> anyhow::Result<()> {
     if destination.exists() {
         let empty = std::fs::read_dir(destination).is_ok_and(|mut dir| dir.next().is_none());
         ensure!(empty, "{} exists and is not empty: nothing was written", destination.display());
@@ -129,28 +172,57 @@ fn generate(root: &Path, kind: Kind, name: &str, destination: &Path) -> anyhow::
     let parent = destination.parent().context("the destination has a parent directory")?;
     std::fs::create_dir_all(parent)?;
     let scratch = parent.join(format!(".{name}.new-{}", std::process::id()));
-    let values = Values::from([
-        ("name", name.to_string()),
-        ("crate", crate_name(name)),
-        ("Pipeline", type_name(name)),
-    ]);
-    let template = root.join("templates").join(kind.directory());
-    let written = std::fs::create_dir(&scratch)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| template::render_dir(&template, &scratch, &values))
-        .and_then(|()| {
-            if destination.exists() {
-                std::fs::remove_dir(destination)?;
-            }
-            Ok(std::fs::rename(&scratch, destination)?)
-        });
+    let mut values = source.values.clone();
+    values.insert("name", name.to_string());
+    values.insert("crate", crate_name(name));
+    values.insert("Pipeline", type_name(name));
+    let templates = root.join("templates");
+    let write = || -> anyhow::Result<()> {
+        std::fs::create_dir(&scratch)?;
+        template::render_dir(&templates.join("common"), &scratch, &values)?;
+        template::render_dir(&templates.join(source.directory), &scratch, &values)?;
+        if let Some(imported) = &source.imported {
+            template::copy_dir(&imported.models(), &scratch.join("models"))?;
+            std::fs::create_dir_all(scratch.join("tests/fixtures"))?;
+            std::fs::copy(imported.fixture(), scratch.join("tests/fixtures/parity.json"))?;
+        }
+        // Lines that hold the name, or generated from a model, may need wrapping.
+        format(&scratch)?;
+        if destination.exists() {
+            std::fs::remove_dir(destination)?;
+        }
+        Ok(std::fs::rename(&scratch, destination)?)
+    };
+    let written = write();
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
     written
 }
 
-/// Renders every kind into a scratch workspace under `target/template-check/` that depends on
+/// Formats the Rust files under `dir` with rustfmt (which reads the workspace's
+/// `rustfmt.toml` from the directories above).
+fn format(dir: &Path) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let status =
+        std::process::Command::new("rustfmt").args(["--edition", "2024"]).args(&files).status()?;
+    ensure!(status.success(), "rustfmt failed on the generated service");
+    Ok(())
+}
+
+/// Renders every kind, and `--model` on the reference service's forest, into a scratch
+/// workspace under `target/template-check/` that depends on
 /// this checkout's crates by path, with this workspace's lock file and build directory (so the
 /// dependencies compiled for the workspace's own tests are reused), and runs each generated
 /// service's own checks: formatting, clippy with warnings denied, and its tests.
@@ -164,10 +236,14 @@ pub(crate) fn check_templates(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     for file in ["Cargo.lock", "rustfmt.toml"] {
         std::fs::copy(root.join(file), scratch.join(file))?;
     }
+    let mut sources: Vec<_> = Kind::ALL.into_iter().map(Source::kind).collect();
+    // `--model` on a model no template made: the reference service's forest.
+    let forest = root.join("services/tabular-scoring/models/penguins-forest/1/model.onnx");
+    sources.push(Source::model(root, &forest)?);
     let mut packages = Vec::new();
-    for kind in Kind::ALL {
-        let name = format!("template-{}", kind.directory());
-        generate(root, kind, &name, &scratch.join("services").join(&name))?;
+    for source in &sources {
+        let name = format!("template-{}", source.directory);
+        generate(root, source, &name, &scratch.join("services").join(&name))?;
         packages.extend(["-p".to_string(), name]);
     }
     let packages = &packages;
@@ -228,7 +304,8 @@ mod tests {
         let destination = scratch.join("taken");
         std::fs::create_dir_all(&destination).unwrap();
         std::fs::write(destination.join("keep.txt"), "mine").unwrap();
-        let error = generate(&root, Kind::Blank, "taken", &destination).unwrap_err();
+        let blank = Source::kind(Kind::Blank);
+        let error = generate(&root, &blank, "taken", &destination).unwrap_err();
         assert!(error.to_string().contains("not empty"), "{error}");
         assert_eq!(std::fs::read_to_string(destination.join("keep.txt")).unwrap(), "mine");
         let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
@@ -236,7 +313,7 @@ mod tests {
 
         // An empty destination is filled; the template's files are all there.
         std::fs::remove_file(destination.join("keep.txt")).unwrap();
-        generate(&root, Kind::Blank, "taken", &destination).unwrap();
+        generate(&root, &blank, "taken", &destination).unwrap();
         let lib = std::fs::read_to_string(destination.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct Taken;") && !lib.contains("{{"), "{lib}");
         assert!(destination.join("models/model/1/model.onnx").is_file());

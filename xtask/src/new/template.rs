@@ -18,13 +18,13 @@ const RENDERED: [&str; 3] = ["rs", "toml", "md"];
 pub(crate) type Values = BTreeMap<&'static str, String>;
 
 /// Writes the template at `template` into `out` (which must exist), rendering its text files
-/// with `values`.
+/// with `values`; a template drawn over another adds files to its directories.
 pub(crate) fn render_dir(template: &Path, out: &Path, values: &Values) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(template).with_context(|| template.display().to_string())? {
         let entry = entry?;
         let (from, to) = (entry.path(), out.join(entry.file_name()));
         if entry.file_type()?.is_dir() {
-            std::fs::create_dir(&to)?;
+            std::fs::create_dir_all(&to)?;
             render_dir(&from, &to, values)?;
         } else if from.extension().is_some_and(|ext| RENDERED.iter().any(|r| ext == *r)) {
             let text = std::fs::read_to_string(&from)?;
@@ -32,6 +32,20 @@ pub(crate) fn render_dir(template: &Path, out: &Path, values: &Values) -> anyhow
             std::fs::write(&to, rendered)?;
         } else {
             std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the directory `from` to `to` (which must not exist) as it is.
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| from.display().to_string())? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
         }
     }
     Ok(())
