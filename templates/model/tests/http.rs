@@ -11,11 +11,16 @@ async fn app() -> TestApp<{{crate}}::{{Pipeline}}> {
     app.expect("the bundled model loads")
 }
 
-/// The first case's request of the parity fixture.
-fn request() -> Map<String, Value> {
+/// The parity fixture's first case: its `input` and Python's `output`.
+fn first_case() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity.json");
     let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    fixture["cases"][0]["input"].as_object().unwrap().clone()
+    fixture["cases"][0].clone()
+}
+
+/// The first case's request.
+fn request() -> Map<String, Value> {
+    first_case()["input"].as_object().unwrap().clone()
 }
 
 #[tokio::test]
@@ -25,11 +30,8 @@ async fn a_request_gets_every_output() {
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.headers["x-model-version"], format!("{}=1", {{crate}}::MODEL));
     let output: Map<String, Value> = response.json();
-    let fixture =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parity.json"))
-            .unwrap();
-    let fixture: Value = serde_json::from_str(&fixture).unwrap();
-    let names: Vec<_> = fixture["cases"][0]["output"].as_object().unwrap().keys().collect();
+    let case = first_case();
+    let names: Vec<_> = case["output"].as_object().unwrap().keys().collect();
     assert_eq!(output.keys().collect::<Vec<_>>(), names, "one field per output tensor");
 }
 
