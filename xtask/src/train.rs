@@ -4,7 +4,8 @@
 //! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests, `blobs`,
 //! a scikit-learn classifier for the core crate's remote-backend tests, and `identity` and
 //! `tanh-chain`, a model that costs nothing and a slow one, for the core crate's tests and
-//! benchmarks of where models run; and the model of the `blank` service template.
+//! benchmarks of where models run; and the models of the `tabular` and `blank` service
+//! templates.
 
 use std::path::Path;
 
@@ -29,8 +30,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let fixtures = core_tests.join("fixtures/blobs.json");
     cmd!(sh, "{python} build_blobs.py --models {models} --fixtures {fixtures}").run()?;
     cmd!(sh, "{python} build_cost_models.py --models {models}").run()?;
-    let template = root.join("templates/blank");
-    let (models, fixtures) = (template.join("models"), template.join("tests/fixtures/parity.json"));
-    cmd!(sh, "{python} build_blank.py --models {models} --fixtures {fixtures}").run()?;
+    for (kind, script) in [("tabular", "build_tabular.py"), ("blank", "build_blank.py")] {
+        let template = root.join("templates").join(kind);
+        let models = template.join("models");
+        let fixtures = template.join("tests/fixtures/parity.json");
+        cmd!(sh, "{python} {script} --models {models} --fixtures {fixtures}").run()?;
+    }
     Ok(())
 }

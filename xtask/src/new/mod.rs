@@ -28,7 +28,7 @@ pub(crate) struct Args {
     /// digits and dashes, starting with a letter (e.g. `fraud-score`).
     name: String,
     /// Which template to start from.
-    #[arg(long, value_enum, default_value_t = Kind::Blank, conflicts_with = "model")]
+    #[arg(long, value_enum, default_value_t = Kind::Tabular, conflicts_with = "model")]
     kind: Kind,
     /// Start from this ONNX model instead: its signature, read by ONNX Runtime, gives the
     /// manifest and the request and answer fields (FP32 and INT64 tensors with a dynamic
@@ -41,17 +41,20 @@ pub(crate) struct Args {
 /// over `templates/common/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Kind {
+    /// Named features in; a class, its probabilities and a business rule out.
+    Tabular,
     /// One model, tensors in and out: the least code.
     Blank,
 }
 
 impl Kind {
     /// Every kind, for the template checks.
-    const ALL: [Kind; 1] = [Kind::Blank];
+    const ALL: [Kind; 2] = [Kind::Tabular, Kind::Blank];
 
     /// The template's directory under `templates/`.
     fn directory(self) -> &'static str {
         match self {
+            Kind::Tabular => "tabular",
             Kind::Blank => "blank",
         }
     }
@@ -59,6 +62,7 @@ impl Kind {
     /// The crate's description.
     fn description(self) -> &'static str {
         match self {
+            Kind::Tabular => "an oxiserve service: features in, class probabilities and a rule out",
             Kind::Blank => "an oxiserve service: one model, tensors in and out",
         }
     }
