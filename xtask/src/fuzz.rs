@@ -7,9 +7,8 @@
 
 use std::path::Path;
 
+use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
-
-use crate::setup;
 
 /// Cases per property in `cargo xtask test`.
 pub(crate) const SHORT_CAMPAIGN: u32 = 2_000;
@@ -26,7 +25,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
-    let library = setup::run(root)?;
+    let library = onnxruntime::provision(root)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);

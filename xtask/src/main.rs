@@ -9,7 +9,6 @@ mod fuzz;
 mod new;
 mod publish_model;
 mod serve;
-mod setup;
 mod test;
 mod train;
 mod venv;
@@ -17,6 +16,7 @@ mod venv;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use oxiserve_xtask::onnxruntime;
 
 #[derive(Debug, Parser)]
 #[command(about = "oxiserve project tasks")]
@@ -52,7 +52,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     match Cli::parse().command {
-        Command::Setup => setup::run(&root).map(drop),
+        Command::Setup => onnxruntime::provision(&root).map(drop),
         Command::Serve(args) => serve::run(&root, &args),
         Command::Test(args) => test::run(&root, &args),
         Command::Ci => test::run(&root, &test::Args::default()),

@@ -13,9 +13,10 @@
 use std::path::Path;
 
 use anyhow::Context;
+use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
 
-use crate::{debian, fuzz, new, setup, venv};
+use crate::{debian, fuzz, new, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -41,7 +42,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     if let Some(service) = &args.service {
         return run_service(root, service);
     }
-    let library = setup::run(root)?;
+    let library = onnxruntime::provision(root)?;
     debian::ensure_installed(&PACKAGES)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
@@ -89,14 +90,5 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
 fn run_service(root: &Path, service: &str) -> anyhow::Result<()> {
     let manifest = root.join("services").join(service).join("Cargo.toml");
     anyhow::ensure!(manifest.is_file(), "no service `{service}` under services/");
-    let library = setup::run(root)?;
-    let sh = Shell::new()?;
-    sh.change_dir(root);
-    cmd!(sh, "cargo fmt -p {service} -- --check")
-        .run()
-        .with_context(|| format!("{service} is not formatted: run `cargo fmt -p {service}`"))?;
-    cmd!(sh, "cargo clippy -p {service} --all-targets -- -D warnings").run()?;
-    let _library = sh.push_env("ORT_DYLIB_PATH", &library);
-    cmd!(sh, "cargo test -p {service}").run()?;
-    Ok(())
+    oxiserve_xtask::service::check(root, service)
 }

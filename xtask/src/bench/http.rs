@@ -16,12 +16,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use oxiserve_xtask::onnxruntime;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use super::Args;
 use super::chart::{self, Series};
-use crate::{debian, setup, venv};
+use crate::{debian, venv};
 
 /// The load generator, from Debian.
 const WRK: (&str, &str) = ("wrk", "/usr/bin/wrk");
@@ -56,7 +57,7 @@ struct Run {
 }
 
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
-    let library = setup::run(root)?;
+    let library = onnxruntime::provision(root)?;
     debian::ensure_installed(&[WRK])?;
     let sh = Shell::new()?;
     sh.change_dir(root);

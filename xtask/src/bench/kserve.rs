@@ -10,15 +10,16 @@
 use std::path::Path;
 
 use anyhow::Context;
+use oxiserve_xtask::onnxruntime;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use super::Args;
 use super::http::{free_port, start_rust, target_dir, wait_ready};
-use crate::{setup, venv};
+use crate::venv;
 
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
-    let library = setup::run(root)?;
+    let library = onnxruntime::provision(root)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
     let mlserver = venv::mlserver(&sh, root)?;

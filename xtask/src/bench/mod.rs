@@ -20,10 +20,9 @@ mod telemetry;
 
 use std::path::{Path, PathBuf};
 
+use oxiserve_xtask::onnxruntime;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
-
-use crate::setup;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -65,7 +64,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     if !args.engine {
         return http::run(root, args);
     }
-    let library = setup::run(root)?;
+    let library = onnxruntime::provision(root)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);

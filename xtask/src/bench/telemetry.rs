@@ -22,6 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use oxiserve_xtask::onnxruntime;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
@@ -29,7 +30,7 @@ use super::Args;
 use super::http::{
     Server, drive, free_port, spawn, start_rust, target_dir, update_docs, wait_ready,
 };
-use crate::{debian, setup};
+use crate::debian;
 
 /// Rounds per connection count; the median of each setting's runs is reported.
 const ROUNDS: usize = 3;
@@ -38,7 +39,7 @@ const ROUNDS: usize = 3;
 const SETTINGS: [&str; 5] = ["defaults", "metrics off", "all off", "export", "export 10%"];
 
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
-    let library = setup::run(root)?;
+    let library = onnxruntime::provision(root)?;
     debian::ensure_installed(&[("wrk", "/usr/bin/wrk")])?;
     let sh = Shell::new()?;
     sh.change_dir(root);

@@ -1,8 +1,10 @@
-//! `cargo xtask setup`: provision the ONNX Runtime shared library without any CDN.
+//! The ONNX Runtime shared library, provisioned without any CDN (`cargo xtask setup`).
 //!
 //! The library comes from the PyPI wheel `onnxruntime==1.31.1` (fetched with pip), is taken
-//! out of the wheel into `.cache/onnxruntime/`, and is accepted only if its sha256 matches the
-//! one pinned here. A library already in place with the right checksum is reused.
+//! out of the wheel into the project's `.cache/onnxruntime/` (where the core looks for it), and
+//! is accepted only if its sha256 matches the one pinned here. A library already in place with
+//! the right checksum is reused, and so is the one `ORT_DYLIB_PATH` names if it has that
+//! checksum (a CI cache, or another checkout's).
 
 use std::path::{Path, PathBuf};
 
@@ -17,11 +19,15 @@ const MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
 /// sha256 of that member in the manylinux x86_64 wheel of onnxruntime 1.31.1.
 const SHA256: &str = "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3";
 
-/// Makes sure the library is in the cache and returns its absolute path.
-pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
+/// Makes sure the library is in the cache of the project at `root` (or where `ORT_DYLIB_PATH`
+/// says) and returns its absolute path.
+pub fn provision(root: &Path) -> anyhow::Result<PathBuf> {
     let library = root.join(LIBRARY);
-    if library.is_file() && sha256_file(&library)? == SHA256 {
-        return Ok(library);
+    let named = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
+    for candidate in named.into_iter().chain([library.clone()]) {
+        if candidate.is_file() && sha256_file(&candidate)? == SHA256 {
+            return Ok(candidate);
+        }
     }
     ensure!(
         cfg!(all(target_os = "linux", target_arch = "x86_64")),

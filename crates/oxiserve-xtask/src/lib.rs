@@ -1,0 +1,13 @@
+//! The tasks of an oxiserve service's project, shared by this repository's `cargo xtask` and
+//! by every service generated into a repository of its own (`cargo xtask new NAME
+//! --standalone DIR`), whose `xtask` binary is [`standalone::main`] and nothing else: a fix
+//! here reaches every project with its next upgrade of this crate, and no project carries a
+//! copy.
+//!
+//! - [`onnxruntime`]: the ONNX Runtime library, provisioned from PyPI and pinned by sha256.
+//! - [`service`]: serving one service on its bundled models, and its checks and tests.
+//! - [`standalone`]: the command line of a service in a repository of its own.
+
+pub mod onnxruntime;
+pub mod service;
+pub mod standalone;

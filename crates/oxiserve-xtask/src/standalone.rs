@@ -1,0 +1,38 @@
+//! The command line of a service in a repository of its own, as `cargo xtask new NAME
+//! --standalone DIR` generates it: the service's package at the root of a workspace whose
+//! `xtask` binary calls [`main`]. Its two set-up commands are the ones this repository has:
+//! `cargo xtask serve` (the service on its bundled `models/`) and `cargo xtask test` (what its
+//! `.ci/run` runs).
+
+use std::path::Path;
+
+use clap::{Parser, Subcommand};
+
+use crate::{onnxruntime, service};
+
+#[derive(Debug, Parser)]
+#[command(about = "tasks of an oxiserve service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Provision ONNX Runtime into `.cache/` (run implicitly by `serve` and `test`).
+    Setup,
+    /// Build and run the service on its bundled model repository (`models/`).
+    Serve(service::ServeArgs),
+    /// Check formatting and lints with warnings denied, then run every test: what CI runs.
+    Test,
+}
+
+/// Runs the command on the command line for service `package`, whose project (and package)
+/// root is `root`.
+pub fn main(root: &Path, package: &str) -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => onnxruntime::provision(root).map(drop),
+        Command::Serve(args) => service::serve(root, package, &root.join("models"), &args),
+        Command::Test => service::check(root, package),
+    }
+}
