@@ -34,7 +34,8 @@ enum Command {
     /// Check formatting and lints, then run every test with the tools they need; or, with
     /// `--service NAME`, the checks and tests of one service.
     Test(test::Args),
-    /// Create a service from a template: `services/NAME/`, tested and served like the others.
+    /// Create a service from a template: `services/NAME/`, tested and served like the others,
+    /// or with `--standalone DIR` a repository of its own.
     New(new::Args),
     /// Compare a service with its FastAPI twin over HTTP (release build), or with `--engine`
     /// run the criterion suite; arguments after `--` go to criterion.

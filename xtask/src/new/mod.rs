@@ -1,7 +1,9 @@
 //! `cargo xtask new NAME`: a new service from a template under `templates/<kind>/` (drawn over
 //! `templates/common/`), or with `--model FILE` around an ONNX model a team has
 //! (`templates/model/`), written to `services/NAME/`: a member of this workspace that
-//! `cargo xtask serve --service NAME` serves and `cargo xtask test` tests.
+//! `cargo xtask serve --service NAME` serves and `cargo xtask test` tests. With
+//! `--standalone DIR` the same service is written as a repository of its own (see
+//! `standalone`).
 //!
 //! Nothing is written unless everything is: the service is rendered into a scratch directory
 //! beside its destination and moved into place last, and a bad name, a name already taken or a
@@ -12,6 +14,7 @@
 //! fails CI.
 
 mod model;
+mod standalone;
 mod template;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use xshell::{Shell, cmd};
 
+use self::standalone::Core;
 use self::template::Values;
 
 /// Options of `cargo xtask new`.
@@ -35,6 +39,30 @@ pub(crate) struct Args {
     /// first dimension).
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
+    /// Write the service as a repository of its own in DIR (a new or empty directory): its
+    /// own workspace, `cargo xtask serve` and `test`, `.ci/run`, README and `.gitignore`.
+    #[arg(long, value_name = "DIR")]
+    standalone: Option<PathBuf>,
+    /// With `--standalone`: take the core crates from this checkout of oxiserve, by path.
+    #[arg(long, value_name = "PATH", requires = "standalone", conflicts_with = "oxiserve_git")]
+    oxiserve_path: Option<PathBuf>,
+    /// With `--standalone`: take the core crates from this git repository (default: this
+    /// checkout's `origin` remote).
+    #[arg(long, value_name = "URL", requires = "standalone")]
+    oxiserve_git: Option<String>,
+    /// With `--standalone`: the core's release tag (default: `v` and this checkout's core
+    /// version).
+    #[arg(long, value_name = "TAG", requires = "standalone", conflicts_with = "oxiserve_path")]
+    oxiserve_tag: Option<String>,
+}
+
+/// Where a generated service lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    /// In this workspace, under `services/`.
+    Workspace,
+    /// In a repository of its own, with the core from `Core`.
+    Standalone(Core),
 }
 
 /// The service templates chosen with `--kind`, one directory each under `templates/`, drawn
@@ -113,23 +141,62 @@ const KEYWORDS: [&str; 51] = [
 
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     check_name(&args.name)?;
-    for taken in ["crates", "services"].map(|dir| root.join(dir).join(&args.name)) {
-        ensure!(!taken.exists(), "{} exists already: choose another name", taken.display());
-    }
+    let (layout, destination) = match &args.standalone {
+        Some(dir) => (Layout::Standalone(core(root, args)?), dir.clone()),
+        None => {
+            for taken in ["crates", "services"].map(|dir| root.join(dir).join(&args.name)) {
+                ensure!(!taken.exists(), "{} exists already: choose another name", taken.display());
+            }
+            (Layout::Workspace, root.join("services").join(&args.name))
+        }
+    };
     let source = match &args.model {
         Some(file) => Source::model(root, file)?,
         None => Source::kind(args.kind),
     };
-    let destination = root.join("services").join(&args.name);
-    generate(root, &source, &args.name, &destination)?;
-    let name = &args.name;
+    generate(root, &source, &args.name, &destination, &layout)?;
+    let (name, dir) = (&args.name, destination.display());
+    let (test, serve) = match layout {
+        Layout::Workspace => (format!("test --service {name}"), format!("serve --service {name}")),
+        Layout::Standalone(_) => ("test".into(), "serve".into()),
+    };
     println!(
-        "Created {} from the {} template. Next:\n  cargo xtask test --service {name}\n  \
-         cargo xtask serve --service {name}\nand read services/{name}/README.md.",
-        destination.display(),
+        "Created {dir} from the {} template. Next:\n  cargo xtask {test}\n  cargo xtask {serve}\n\
+         and read {dir}/README.md.",
         source.directory,
     );
     Ok(())
+}
+
+/// Where a standalone service takes the core from: `--oxiserve-path`, else `--oxiserve-git`
+/// (or this checkout's `origin` remote) at `--oxiserve-tag` (or this checkout's version).
+fn core(root: &Path, args: &Args) -> anyhow::Result<Core> {
+    if let Some(path) = &args.oxiserve_path {
+        let path = path.canonicalize().with_context(|| path.display().to_string())?;
+        ensure!(
+            path.join("crates/oxiserve/Cargo.toml").is_file(),
+            "{} is not a checkout of oxiserve (no crates/oxiserve/Cargo.toml)",
+            path.display()
+        );
+        return Ok(Core::Path(path));
+    }
+    let url = match &args.oxiserve_git {
+        Some(url) => url.clone(),
+        None => {
+            let sh = Shell::new()?;
+            sh.change_dir(root);
+            let origin = cmd!(sh, "git remote get-url origin").quiet().ignore_stderr().read();
+            origin.ok().filter(|url| !url.is_empty()).context(
+                "this checkout has no `origin` remote: say where the core comes from with \
+                 --oxiserve-git URL or --oxiserve-path PATH",
+            )?
+        }
+    };
+    let tag = match &args.oxiserve_tag {
+        Some(tag) => tag.clone(),
+        None => standalone::default_tag(root)?,
+    };
+    Ok(Core::Git { url, tag })
 }
 
 /// A service name is a crate name that reads well as a directory and a URL path: lowercase
@@ -166,9 +233,15 @@ fn type_name(name: &str) -> String {
     name.split('-').filter_map(capitalise).collect()
 }
 
-/// Renders `source` as service `name` into `destination`, which must not exist or be an empty
-/// directory; on any failure nothing is left behind.
-fn generate(root: &Path, source: &Source, name: &str, destination: &Path) -> anyhow::Result<()> {
+/// Renders `source` as service `name` into `destination` in `layout`; the destination must not
+/// exist or be an empty directory. On any failure nothing is left behind.
+fn generate(
+    root: &Path,
+    source: &Source,
+    name: &str,
+    destination: &Path,
+    layout: &Layout,
+) -> anyhow::Result<()> {
     if destination.exists() {
         let empty = std::fs::read_dir(destination).is_ok_and(|mut dir| dir.next().is_none());
         ensure!(empty, "{} exists and is not empty: nothing was written", destination.display());
@@ -180,6 +253,15 @@ fn generate(root: &Path, source: &Source, name: &str, destination: &Path) -> any
     values.insert("name", name.to_string());
     values.insert("crate", crate_name(name));
     values.insert("Pipeline", type_name(name));
+    match layout {
+        Layout::Workspace => {
+            values.insert("oxiserve", "[oxiserve](../../README.md)".into());
+            values.insert("serve", format!("cargo xtask serve --service {name}"));
+            values.insert("test", format!("cargo xtask test --service {name}"));
+            values.insert("project_rows", String::new());
+        }
+        Layout::Standalone(_) => standalone::readme_values(&mut values),
+    }
     let templates = root.join("templates");
     let write = || -> anyhow::Result<()> {
         std::fs::create_dir(&scratch)?;
@@ -189,6 +271,9 @@ fn generate(root: &Path, source: &Source, name: &str, destination: &Path) -> any
             template::copy_dir(&imported.models(), &scratch.join("models"))?;
             std::fs::create_dir_all(scratch.join("tests/fixtures"))?;
             std::fs::copy(imported.fixture(), scratch.join("tests/fixtures/parity.json"))?;
+        }
+        if let Layout::Standalone(core) = layout {
+            standalone::add_project(root, &scratch, &values, core)?;
         }
         // Lines that hold the name, or generated from a model, may need wrapping.
         format(&scratch)?;
@@ -229,12 +314,36 @@ fn format(dir: &Path) -> anyhow::Result<()> {
 /// workspace under `target/template-check/` that depends on
 /// this checkout's crates by path, with this workspace's lock file and build directory (so the
 /// dependencies compiled for the workspace's own tests are reused), and runs each generated
-/// service's own checks: formatting, clippy with warnings denied, and its tests.
+/// service's own checks: formatting, clippy with warnings denied, and its tests. Then renders
+/// every kind as a standalone repository depending on this checkout by path
+/// (`target/template-check/standalone-<kind>/`; the in-workspace ones are in
+/// `target/template-check/workspace/`) and runs its `.ci/run` with the same build
+/// directory.
 pub(crate) fn check_templates(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     let scratch = root.join("target/template-check");
     if scratch.exists() {
         std::fs::remove_dir_all(&scratch)?;
     }
+    check_in_workspace(sh, root, &scratch.join("workspace"))?;
+    let _target = sh.push_env("CARGO_TARGET_DIR", root.join("target"));
+    for kind in Kind::ALL {
+        let name = format!("standalone-{}", kind.directory());
+        let dir = scratch.join(&name);
+        generate(
+            root,
+            &Source::kind(kind),
+            &name,
+            &dir,
+            &Layout::Standalone(Core::Path(root.into())),
+        )?;
+        let _dir = sh.push_dir(&dir);
+        cmd!(sh, ".ci/run").run().with_context(|| format!("the standalone {name} fails its CI"))?;
+    }
+    Ok(())
+}
+
+/// The in-workspace half of [`check_templates`], in the scratch workspace at `scratch`.
+fn check_in_workspace(sh: &Shell, root: &Path, scratch: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(scratch.join("services"))?;
     std::fs::write(scratch.join("Cargo.toml"), scratch_manifest(root)?)?;
     for file in ["Cargo.lock", "rustfmt.toml"] {
@@ -247,11 +356,11 @@ pub(crate) fn check_templates(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     let mut packages = Vec::new();
     for source in &sources {
         let name = format!("template-{}", source.directory);
-        generate(root, source, &name, &scratch.join("services").join(&name))?;
+        generate(root, source, &name, &scratch.join("services").join(&name), &Layout::Workspace)?;
         packages.extend(["-p".to_string(), name]);
     }
     let packages = &packages;
-    let _dir = sh.push_dir(&scratch);
+    let _dir = sh.push_dir(scratch);
     let _target = sh.push_env("CARGO_TARGET_DIR", root.join("target"));
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
@@ -309,7 +418,7 @@ mod tests {
         std::fs::create_dir_all(&destination).unwrap();
         std::fs::write(destination.join("keep.txt"), "mine").unwrap();
         let blank = Source::kind(Kind::Blank);
-        let error = generate(&root, &blank, "taken", &destination).unwrap_err();
+        let error = generate(&root, &blank, "taken", &destination, &Layout::Workspace).unwrap_err();
         assert!(error.to_string().contains("not empty"), "{error}");
         assert_eq!(std::fs::read_to_string(destination.join("keep.txt")).unwrap(), "mine");
         let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
@@ -317,10 +426,39 @@ mod tests {
 
         // An empty destination is filled; the template's files are all there.
         std::fs::remove_file(destination.join("keep.txt")).unwrap();
-        generate(&root, &blank, "taken", &destination).unwrap();
+        generate(&root, &blank, "taken", &destination, &Layout::Workspace).unwrap();
         let lib = std::fs::read_to_string(destination.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct Taken;") && !lib.contains("{{"), "{lib}");
         assert!(destination.join("models/model/1/model.onnx").is_file());
+        std::fs::remove_dir_all(&scratch).unwrap();
+    }
+
+    #[test]
+    fn a_standalone_project_is_complete_and_names_its_core() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let scratch = std::env::temp_dir().join(format!("xtask-standalone-{}", std::process::id()));
+        let destination = scratch.join("fraud-score");
+        let layout = Layout::Standalone(Core::Path(root.clone()));
+        generate(&root, &Source::kind(Kind::Tabular), "fraud-score", &destination, &layout)
+            .unwrap();
+        let read = |path: &str| std::fs::read_to_string(destination.join(path)).unwrap();
+        let manifest = read("Cargo.toml");
+        let core = root.join("crates/oxiserve");
+        assert!(
+            manifest.contains(&format!("oxiserve = {{ path = {:?} }}", core.display().to_string()))
+        );
+        assert!(manifest.contains("[workspace]") && manifest.contains("members = [\"xtask\"]"));
+        assert!(read("xtask/src/main.rs").contains("standalone::main(root, \"fraud-score\")"));
+        assert!(read(".cargo/config.toml").contains("--package fraud-score-xtask"));
+        assert!(read(".gitignore").contains("target/"));
+        let readme = read("README.md");
+        assert!(readme.contains("cargo xtask test") && !readme.contains("--service"), "{readme}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(destination.join(".ci/run")).unwrap().permissions().mode();
+        assert!(mode & 0o100 != 0, ".ci/run is executable");
+        for file in ["rustfmt.toml", "Cargo.lock", "models/classifier/1/model.onnx", "src/lib.rs"] {
+            assert!(destination.join(file).is_file(), "{file}");
+        }
         std::fs::remove_dir_all(&scratch).unwrap();
     }
 }
