@@ -6,6 +6,7 @@ publication protocol requires.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hashlib
 import json
@@ -74,3 +75,18 @@ def write_version(
     }
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return model_path
+
+
+def model_and_fixture_args(doc: str) -> argparse.Namespace:
+    """The command line of a script that builds a model and its parity fixture:
+    `--models DIR --fixtures FILE`, described by the first line of the script's `doc`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--models", type=Path, required=True)
+    parser.add_argument("--fixtures", type=Path, required=True)
+    return parser.parse_args()
+
+
+def write_fixture(path: Path, fixture: dict) -> None:
+    """Write a parity fixture (inputs and what Python onnxruntime answered) as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fixture, indent=2) + "\n")

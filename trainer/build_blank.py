@@ -13,9 +13,6 @@ Usage: python build_blank.py --models DIR --fixtures FILE
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -23,7 +20,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.linear_model import LinearRegression
 
-from artifacts import write_version
+from artifacts import model_and_fixture_args, write_fixture, write_version
 
 FEATURES = 4
 TARGETS = 2
@@ -51,10 +48,7 @@ def export(model: LinearRegression) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, required=True)
-    parser.add_argument("--fixtures", type=Path, required=True)
-    args = parser.parse_args()
+    args = model_and_fixture_args(__doc__)
     metadata = {"estimator": "LinearRegression"}
     model_path = write_version(args.models, NAME, 1, export(fit()), metadata)
 
@@ -67,9 +61,8 @@ def main() -> None:
         {"x": [float(v) for v in row], "y": [float(v) for v in out]}
         for row, out in zip(rows, outputs)
     ]
-    args.fixtures.parent.mkdir(parents=True, exist_ok=True)
     fixture = {"model": NAME, "tolerance": 1e-5, "cases": cases}
-    args.fixtures.write_text(json.dumps(fixture, indent=2) + "\n")
+    write_fixture(args.fixtures, fixture)
 
 
 if __name__ == "__main__":

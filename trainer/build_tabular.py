@@ -16,9 +16,6 @@ Usage: python build_tabular.py --models DIR --fixtures FILE
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -30,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from artifacts import write_version
+from artifacts import model_and_fixture_args, write_fixture, write_version
 
 NAME = "classifier"
 # The request's field names, in the order of the model's input columns.
@@ -50,10 +47,7 @@ def export(model: Pipeline) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, required=True)
-    parser.add_argument("--fixtures", type=Path, required=True)
-    args = parser.parse_args()
+    args = model_and_fixture_args(__doc__)
 
     data = load_iris()
     x = data.data.astype(np.float32)
@@ -86,9 +80,8 @@ def main() -> None:
         }
         for row, label, probs in zip(rows, labels, probabilities)
     ]
-    args.fixtures.parent.mkdir(parents=True, exist_ok=True)
     fixture = {"model": NAME, "classes": classes, "tolerance": 1e-5, "cases": cases}
-    args.fixtures.write_text(json.dumps(fixture, indent=2) + "\n")
+    write_fixture(args.fixtures, fixture)
 
 
 if __name__ == "__main__":
