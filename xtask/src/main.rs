@@ -5,10 +5,12 @@
 
 mod bench;
 mod debian;
+mod deploy;
 mod fuzz;
 mod new;
 mod publish_model;
 mod serve;
+mod template;
 mod test;
 mod train;
 mod venv;
@@ -40,6 +42,9 @@ enum Command {
     /// Compare a service with its FastAPI twin over HTTP (release build), or with `--engine`
     /// run the criterion suite; arguments after `--` go to criterion.
     Bench(bench::Args),
+    /// Render a service's Kubernetes manifests for an environment into `target/deploy/` and
+    /// check them (schemas of two Kubernetes versions, and the serving rules).
+    Deploy(deploy::Args),
     /// Same as `test` (every test): what CI runs.
     Ci,
     /// The long campaign of the property tests that send hostile inputs to every decoder.
@@ -58,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(&root, &args),
         Command::Ci => test::run(&root, &test::Args::default()),
         Command::New(args) => new::run(&root, &args),
+        Command::Deploy(args) => deploy::run(&root, &args),
         Command::Bench(args) => bench::run(&root, &args),
         Command::Fuzz(args) => fuzz::run(&root, &args),
         Command::Train => train::run(&root),

@@ -7,7 +7,8 @@
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
 //! and the FastAPI baseline, checked against the service), check formatting, run clippy (also on the core with every optional feature off) and rustdoc with warnings denied, then run every
 //! test of the workspace, the hostile-input property tests with a short campaign, and last every
-//! service template, generated and checked as a new service (`new::check_templates`). Tests
+//! service template, generated and checked as a new service (`new::check_templates`), and every
+//! service's Kubernetes manifests (`deploy::check_all`). Tests
 //! start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
@@ -16,7 +17,7 @@ use anyhow::Context;
 use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
 
-use crate::{debian, fuzz, new, venv};
+use crate::{debian, deploy, fuzz, new, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -83,6 +84,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     cmd!(sh, "cargo test -p oxiserve --no-default-features --lib").run()?;
     // Every service template, generated and tested as a new service would be.
     new::check_templates(&sh, root)?;
+    // Every service's Kubernetes manifests in every environment, rendered and checked.
+    deploy::check_all(&sh, root)?;
     Ok(())
 }
 

@@ -15,7 +15,6 @@
 
 mod model;
 mod standalone;
-mod template;
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +22,7 @@ use anyhow::{Context, bail, ensure};
 use xshell::{Shell, cmd};
 
 use self::standalone::Core;
-use self::template::Values;
+use crate::template::{self, Values};
 
 /// Options of `cargo xtask new`.
 #[derive(Debug, clap::Args)]

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use super::template::Values;
+use crate::template::Values;
 use crate::venv;
 
 /// The model's name in the new service's repository.

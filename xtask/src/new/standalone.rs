@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::template::{self, Values};
+use crate::template::{self, Values};
 
 /// Where a standalone service takes the core crates (`oxiserve`, `oxiserve-xtask`) from.
 #[derive(Debug, Clone, PartialEq, Eq)]

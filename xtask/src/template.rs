@@ -1,6 +1,7 @@
-//! The service templates under `templates/<kind>/`: real files in which `{{key}}` stands for a
-//! value of the new service (its name, crate name, pipeline type). Text files (Rust, TOML,
-//! Markdown) are rendered; every other file (models, fixtures) is copied as it is.
+//! Templates: real files in which `{{key}}` stands for a value (a new service's name, crate
+//! name, pipeline type), as in the service templates under `templates/<kind>/` and the
+//! service configuration of `deploy/k8s/base/config.toml`. Text files (Rust, TOML, Markdown)
+//! are rendered; every other file (models, fixtures) is copied as it is.
 //!
 //! `{{` always opens a placeholder in a rendered file, so templates never use it otherwise; a
 //! placeholder without a value, or one left open, is an error that names its file and line,

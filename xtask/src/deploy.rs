@@ -1,0 +1,457 @@
+//! `cargo xtask deploy --service NAME [--env ENV] [--tag TAG] [--image REPOSITORY]`: a service's
+//! Kubernetes manifests, rendered and checked, into `target/deploy/NAME/ENV/`; nothing outside
+//! `target/` changes.
+//!
+//! Rendering: a Kustomize overlay (`deploy/k8s/overlays/ENV`, over `deploy/k8s/base`) under a
+//! kustomization of the service's own, which prefixes every name with the service's, labels
+//! everything with it, points the image at `REPOSITORY:TAG`, names the service's Secret, and
+//! replaces the ConfigMap with the service's settings (`services/NAME/deploy.toml`, else
+//! `deploy/k8s/base/config.toml` rendered for it). `kubectl kustomize` builds
+//! `manifests.yaml` from it.
+//!
+//! Checking: `kubernetes-validate --strict` against the schemas of two Kubernetes versions
+//! (offline), then the rules a serving Deployment must keep, which no schema knows (see
+//! [`check_rules`]): probes on the health routes, ports that match the settings, a
+//! termination grace period that covers `preStop`, the drain and the request deadline, a
+//! read-only root with a writable model cache, and secrets only by reference.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail, ensure};
+use serde_json::Value;
+use xshell::{Shell, cmd};
+
+use crate::template::{self, Values};
+use crate::venv;
+
+/// The Kubernetes versions whose schemas every rendering must pass.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.34.0"];
+/// The venv of the deploy tools, and its requirements.
+const VENV: &str = ".cache/deploy-venv";
+const REQUIREMENTS: &str = "xtask/deploy-requirements.txt";
+/// The image name in the base Deployment that the rendering replaces.
+const BASE_IMAGE: &str = "oxiserve-service";
+/// Where the ConfigMap is mounted, and the settings file in it.
+const CONFIG_DIR: &str = "/etc/oxiserve";
+const CONFIG_FILE: &str = "/etc/oxiserve/config.toml";
+
+/// Options of `cargo xtask deploy`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The service crate under `services/`.
+    #[arg(long)]
+    service: String,
+    /// The environment: an overlay under `deploy/k8s/overlays/`.
+    #[arg(long, default_value = "dev")]
+    env: String,
+    /// The image tag (default: the service crate's version).
+    #[arg(long)]
+    tag: Option<String>,
+    /// The image repository (default: the service's name).
+    #[arg(long)]
+    image: Option<String>,
+}
+
+pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    let target = Target::new(root, &args.service, &args.env)?;
+    let tag = match &args.tag {
+        Some(tag) => tag.clone(),
+        None => crate_version(&root.join("services").join(&args.service))?,
+    };
+    let image = format!("{}:{tag}", args.image.as_deref().unwrap_or(&args.service));
+    let sh = Shell::new()?;
+    require_kubectl(&sh)?;
+    let python = venv::ensure(&sh, &root.join(VENV), &root.join(REQUIREMENTS))?;
+    println!("deploy: 1/2 render {} for {} ({image})", args.service, args.env);
+    let manifests = render(&sh, root, &target, &image)?;
+    println!("deploy: 2/2 check {}", manifests.display());
+    check(&sh, &python, &manifests)?;
+    println!("deploy: {} is ready to apply (kubectl apply -f)", manifests.display());
+    Ok(())
+}
+
+/// Renders and checks every service in every environment: what `cargo xtask test` runs.
+pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
+    require_kubectl(sh)?;
+    let python = venv::ensure(sh, &root.join(VENV), &root.join(REQUIREMENTS))?;
+    for service in names_in(&root.join("services"))? {
+        for env in names_in(&root.join("deploy/k8s/overlays"))? {
+            let target = Target::new(root, &service, &env)?;
+            let manifests = render(sh, root, &target, &format!("{service}:test"))?;
+            check(sh, &python, &manifests).with_context(|| format!("{service} in {env}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A service and an environment that exist.
+struct Target {
+    service: String,
+    env: String,
+}
+
+impl Target {
+    /// Checks that `service` is a service under `services/` and `env` an overlay, naming the
+    /// ones there are when not.
+    fn new(root: &Path, service: &str, env: &str) -> anyhow::Result<Self> {
+        let services = names_in(&root.join("services"))?;
+        ensure!(
+            services.iter().any(|s| s == service),
+            "no service `{service}` under services/; there are: {}",
+            services.join(", ")
+        );
+        let envs = names_in(&root.join("deploy/k8s/overlays"))?;
+        ensure!(
+            envs.iter().any(|e| e == env),
+            "no environment `{env}` under deploy/k8s/overlays/; there are: {}",
+            envs.join(", ")
+        );
+        Ok(Self { service: service.into(), env: env.into() })
+    }
+}
+
+/// The names of the directories in `dir`, sorted.
+fn names_in(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The `version` of the package whose directory is `dir`.
+fn crate_version(dir: &Path) -> anyhow::Result<String> {
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+    let version = manifest.lines().find_map(|line| line.strip_prefix("version = \""));
+    let version = version.and_then(|rest| rest.strip_suffix('"'));
+    Ok(version.context("the service's Cargo.toml states its version")?.to_string())
+}
+
+fn require_kubectl(sh: &Shell) -> anyhow::Result<()> {
+    let found = cmd!(sh, "kubectl version --client").quiet().ignore_stdout().ignore_stderr().run();
+    found.context("`kubectl` is needed to render the manifests (`kubectl kustomize`): install it")
+}
+
+/// Writes the service's kustomization and settings into `target/deploy/SERVICE/ENV/` and
+/// builds `manifests.yaml` there; returns its path.
+fn render(sh: &Shell, root: &Path, target: &Target, image: &str) -> anyhow::Result<PathBuf> {
+    let dir = root.join("target/deploy").join(&target.service).join(&target.env);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let own = root.join("services").join(&target.service).join("deploy.toml");
+    let config = match std::fs::read_to_string(&own) {
+        Ok(config) => config,
+        Err(_) => {
+            let base = std::fs::read_to_string(root.join("deploy/k8s/base/config.toml"))?;
+            template::render(&base, &Values::from([("name", target.service.clone())]))?
+        }
+    };
+    std::fs::write(dir.join("config.toml"), config)?;
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        kustomization(&target.service, &target.env, image),
+    )?;
+    let manifests = cmd!(sh, "kubectl kustomize {dir}").quiet().read()?;
+    let path = dir.join("manifests.yaml");
+    std::fs::write(&path, manifests + "\n")?;
+    Ok(path)
+}
+
+/// The service's kustomization over the overlay of `env` (four directories up from where it
+/// is written).
+fn kustomization(service: &str, env: &str, image: &str) -> String {
+    let (repository, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+    format!(
+        "# Written by `cargo xtask deploy --service {service} --env {env}`.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         resources:\n  - ../../../../deploy/k8s/overlays/{env}\n\
+         namePrefix: {service}-\n\
+         labels:\n  - pairs:\n      app.kubernetes.io/name: {service}\n    includeSelectors: true\n\
+         \x20 - pairs:\n      app.kubernetes.io/version: {tag:?}\n\
+         images:\n  - name: {BASE_IMAGE}\n    newName: {repository}\n    newTag: {tag:?}\n\
+         configMapGenerator:\n  - name: oxiserve-config\n    behavior: replace\n    files:\n      - config.toml\n\
+         patches:\n  - target:\n      kind: Deployment\n    patch: |-\n\
+         \x20     - op: replace\n        path: /spec/template/spec/containers/0/envFrom/0/secretRef/name\n\
+         \x20       value: {service}-secrets\n"
+    )
+}
+
+/// Validates `manifests` against the schemas, then checks the serving rules.
+fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Result<()> {
+    let validate = python.with_file_name("kubernetes-validate");
+    for version in KUBERNETES_VERSIONS {
+        cmd!(sh, "{validate} --strict --quiet -k {version} {manifests}")
+            .quiet()
+            .run()
+            .with_context(|| {
+                format!("{} is not valid Kubernetes {version}", manifests.display())
+            })?;
+    }
+    let as_json = "import json, sys, tomllib, yaml\n\
+                   docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]\n\
+                   maps = [d for d in docs if d['kind'] == 'ConfigMap']\n\
+                   config = [tomllib.loads(m['data']['config.toml']) for m in maps]\n\
+                   print(json.dumps({'documents': docs, 'config': config}))";
+    let read = cmd!(sh, "{python} -c {as_json} {manifests}").quiet().read()?;
+    let rendered: Value = serde_json::from_str(&read)?;
+    let problems = check_rules(&rendered["documents"], &rendered["config"]);
+    if !problems.is_empty() {
+        bail!("{} breaks the serving rules:\n  {}", manifests.display(), problems.join("\n  "));
+    }
+    Ok(())
+}
+
+/// The rules of a serving Deployment that schemas do not check, on the rendered documents and
+/// the settings in their ConfigMap(s); each broken rule is one line in the answer.
+fn check_rules(documents: &Value, configs: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut say = |problem: String| problems.push(problem);
+    let empty = Vec::new();
+    let documents = documents.as_array().unwrap_or(&empty);
+    let of_kind = |kind: &'static str| documents.iter().filter(move |d| d["kind"] == kind);
+    if let Some(secret) = of_kind("Secret").next() {
+        say(format!(
+            "a Secret is rendered ({}): secrets are referenced, never written",
+            secret["metadata"]["name"]
+        ));
+    }
+    let (Some(deployment), Some(config)) = (of_kind("Deployment").next(), configs.get(0)) else {
+        say("no Deployment and ConfigMap with config.toml are rendered".into());
+        return problems;
+    };
+    let name = &deployment["metadata"]["name"];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let Some(container) = pod["containers"].get(0) else {
+        say("the Deployment has no container".into());
+        return problems;
+    };
+    // Settings, with oxiserve's defaults where the file is silent.
+    let setting =
+        |section: &str, key: &str, default: i64| config[section][key].as_i64().unwrap_or(default);
+    if config["http"]["host"] != "0.0.0.0" {
+        say("http.host must be 0.0.0.0: the default 127.0.0.1 is unreachable from outside the pod"
+            .into());
+    }
+    if config["telemetry"]["metrics_port"].is_null() {
+        say("telemetry.metrics_port must be set: the Service has a metrics port".into());
+    }
+    let ports = [
+        ("http", setting("http", "port", 8080)),
+        ("grpc", setting("grpc", "port", 8081)),
+        ("metrics", setting("telemetry", "metrics_port", 0)),
+    ];
+    for (port_name, wanted) in ports {
+        let ports = container["ports"].as_array().unwrap_or(&empty);
+        let port = ports.iter().find(|p| p["name"] == port_name);
+        if port.and_then(|p| p["containerPort"].as_i64()) != Some(wanted) {
+            say(format!("container port `{port_name}` must be {wanted}, as the settings say"));
+        }
+    }
+    for (probe, path) in [
+        ("startupProbe", "/health/ready"),
+        ("readinessProbe", "/health/ready"),
+        ("livenessProbe", "/health/live"),
+    ] {
+        let get = &container[probe]["httpGet"];
+        if get["path"] != path || get["port"] != "http" {
+            say(format!("{probe} must GET {path} on the http port"));
+        }
+    }
+    let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"].as_i64().unwrap_or(0);
+    let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+    let drain_ms = pre_stop * 1000
+        + setting("http", "shutdown_grace_ms", 2000)
+        + setting("limits", "request_timeout_ms", 10_000);
+    if pre_stop == 0 {
+        say("the container needs a preStop sleep: endpoints must drop the pod before SIGTERM"
+            .into());
+    }
+    if grace * 1000 <= drain_ms {
+        say(format!(
+            "terminationGracePeriodSeconds {grace} must exceed preStop, http.shutdown_grace_ms \
+             and limits.request_timeout_ms together ({drain_ms} ms)"
+        ));
+    }
+    let resources = &container["resources"];
+    for bound in ["requests", "limits"] {
+        if resources[bound]["cpu"].is_null() || resources[bound]["memory"].is_null() {
+            say(format!("the container needs cpu and memory {bound}"));
+        }
+    }
+    let security = &container["securityContext"];
+    if security["readOnlyRootFilesystem"] != true || pod["securityContext"]["runAsNonRoot"] != true
+    {
+        say("the container must run as non-root on a read-only root filesystem".into());
+    }
+    let mounts = container["volumeMounts"].as_array().unwrap_or(&empty);
+    let mounted = |path: &str| {
+        mounts.iter().any(|m| m["mountPath"].as_str().is_some_and(|at| path.starts_with(at)))
+    };
+    let cache = config["models"]["cache_dir"].as_str().unwrap_or(".cache/models");
+    if !cache.starts_with('/') || !mounted(cache) {
+        say(format!("models.cache_dir ({cache}) must be an absolute path on a mounted volume"));
+    }
+    let args: Vec<&str> =
+        container["args"].as_array().unwrap_or(&empty).iter().filter_map(Value::as_str).collect();
+    if !mounted(CONFIG_DIR) || !args.windows(2).any(|w| w == ["--config", CONFIG_FILE]) {
+        say(format!(
+            "the settings must be mounted at {CONFIG_DIR} and passed as --config {CONFIG_FILE}"
+        ));
+    }
+    for variable in container["env"].as_array().unwrap_or(&empty) {
+        let key = variable["name"].as_str().unwrap_or_default();
+        let secret =
+            ["TOKEN", "SECRET", "PASSWORD", "KEY", "REDIS_URL"].iter().any(|s| key.contains(s));
+        if secret && !variable["value"].is_null() {
+            say(format!("{key} is written in the manifest: take it from a Secret (valueFrom)"));
+        }
+    }
+    let selects_pods = |selector: &Value| {
+        selector.as_object().is_some_and(|selector| {
+            !selector.is_empty() && selector.iter().all(|(key, value)| &labels[key] == value)
+        })
+    };
+    for service in of_kind("Service") {
+        if !selects_pods(&service["spec"]["selector"]) {
+            say("the Service's selector must match the Deployment's pods".into());
+        }
+    }
+    for budget in of_kind("PodDisruptionBudget") {
+        if !selects_pods(&budget["spec"]["selector"]["matchLabels"]) {
+            say("the PodDisruptionBudget's selector must match the Deployment's pods".into());
+        }
+    }
+    for autoscaler in of_kind("HorizontalPodAutoscaler") {
+        if &autoscaler["spec"]["scaleTargetRef"]["name"] != name {
+            say("the HorizontalPodAutoscaler must scale the Deployment".into());
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A rendering that keeps every rule, as the base renders (cut to what the rules read).
+    fn rendering() -> (Value, Value) {
+        let labels =
+            json!({"app.kubernetes.io/name": "demo", "app.kubernetes.io/component": "inference"});
+        let probe = |path: &str| json!({"httpGet": {"path": path, "port": "http"}});
+        let deployment = json!({
+            "kind": "Deployment",
+            "metadata": {"name": "demo-oxiserve"},
+            "spec": {"template": {"metadata": {"labels": labels}, "spec": {
+                "terminationGracePeriodSeconds": 30,
+                "securityContext": {"runAsNonRoot": true},
+                "containers": [{
+                    "args": ["--config", "/etc/oxiserve/config.toml"],
+                    "ports": [
+                        {"name": "http", "containerPort": 8080},
+                        {"name": "grpc", "containerPort": 8081},
+                        {"name": "metrics", "containerPort": 9090}
+                    ],
+                    "startupProbe": probe("/health/ready"),
+                    "readinessProbe": probe("/health/ready"),
+                    "livenessProbe": probe("/health/live"),
+                    "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                    "resources": {
+                        "requests": {"cpu": "500m", "memory": "256Mi"},
+                        "limits": {"cpu": "2", "memory": "1Gi"}
+                    },
+                    "securityContext": {"readOnlyRootFilesystem": true},
+                    "volumeMounts": [
+                        {"mountPath": "/etc/oxiserve"},
+                        {"mountPath": "/var/cache/oxiserve"}
+                    ]
+                }]
+            }}}
+        });
+        let documents = json!([
+            deployment,
+            {"kind": "Service", "spec": {"selector": labels}},
+            {"kind": "PodDisruptionBudget", "spec": {"selector": {"matchLabels": labels}}},
+            {"kind": "HorizontalPodAutoscaler", "spec": {"scaleTargetRef": {"name": "demo-oxiserve"}}}
+        ]);
+        let config = json!([{
+            "http": {"host": "0.0.0.0", "port": 8080, "shutdown_grace_ms": 5000},
+            "grpc": {"port": 8081},
+            "limits": {"request_timeout_ms": 10000},
+            "telemetry": {"metrics_port": 9090},
+            "models": {"cache_dir": "/var/cache/oxiserve/models"}
+        }]);
+        (documents, config)
+    }
+
+    /// The one problem found after `change`, which must name `expected`.
+    fn broken(change: impl FnOnce(&mut Value, &mut Value), expected: &str) {
+        let (mut documents, mut config) = rendering();
+        change(&mut documents, &mut config);
+        let problems = check_rules(&documents, &config);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains(expected), "{problems:?}");
+    }
+
+    #[test]
+    fn the_base_rendering_keeps_the_rules() {
+        let (documents, config) = rendering();
+        assert_eq!(check_rules(&documents, &config), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_broken_rule_is_named() {
+        fn container(documents: &mut Value) -> &mut Value {
+            &mut documents[0]["spec"]["template"]["spec"]["containers"][0]
+        }
+        broken(|_, c| c[0]["http"]["host"] = json!("127.0.0.1"), "http.host");
+        broken(|_, c| c[0]["grpc"]["port"] = json!(9000), "`grpc` must be 9000");
+        broken(
+            |d, _| container(d)["livenessProbe"]["httpGet"]["path"] = json!("/"),
+            "livenessProbe",
+        );
+        broken(
+            |_, c| c[0]["limits"]["request_timeout_ms"] = json!(30000),
+            "terminationGracePeriodSeconds",
+        );
+        broken(|d, _| container(d)["securityContext"] = json!({}), "read-only root");
+        broken(|_, c| c[0]["models"]["cache_dir"] = json!("/srv/models"), "models.cache_dir");
+        broken(|d, _| container(d)["resources"]["limits"] = json!({}), "limits");
+        broken(
+            |d, _| container(d)["env"] = json!([{"name": "OXISERVE_ADMIN__TOKEN", "value": "x"}]),
+            "OXISERVE_ADMIN__TOKEN",
+        );
+        broken(|d, _| d[1]["spec"]["selector"] = json!({"app": "other"}), "Service's selector");
+        broken(|d, _| d[3]["spec"]["scaleTargetRef"]["name"] = json!("x"), "scale the Deployment");
+        broken(
+            |d, _| {
+                d.as_array_mut().unwrap().push(json!({"kind": "Secret", "metadata": {"name": "s"}}))
+            },
+            "a Secret is rendered",
+        );
+    }
+
+    #[test]
+    fn the_service_kustomization_names_its_image_secret_and_overlay() {
+        let text = kustomization("demo", "prod", "registry:5000/demo:1.2.0");
+        for part in [
+            "../../../../deploy/k8s/overlays/prod",
+            "namePrefix: demo-",
+            "newName: registry:5000/demo",
+            "newTag: \"1.2.0\"",
+            "value: demo-secrets",
+            "behavior: replace",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+    }
+}
