@@ -42,8 +42,8 @@ enum Command {
     /// Compare a service with its FastAPI twin over HTTP (release build), or with `--engine`
     /// run the criterion suite; arguments after `--` go to criterion.
     Bench(bench::Args),
-    /// Render a service's Kubernetes manifests for an environment into `target/deploy/` and
-    /// check them (schemas of two Kubernetes versions, and the serving rules).
+    /// Build a service's image (and push it with `--push`), then render its Kubernetes
+    /// manifests for an environment into `target/deploy/` and check them.
     Deploy(deploy::Args),
     /// Same as `test` (every test): what CI runs.
     Ci,

@@ -2,7 +2,8 @@
 //!
 //! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
 //! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests,
-//! `prometheus` with `promtool` for the scrape test and the alert rules), create
+//! `prometheus` with `promtool` for the scrape test and the alert rules, buildah, podman,
+//! skopeo, runc and `docker-registry` for the deployed image's test), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
 //! and the FastAPI baseline, checked against the service), check formatting, run clippy (also on the core with every optional feature off) and rustdoc with warnings denied, then run every
@@ -24,9 +25,18 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where Debian's prometheus package puts the server and its rule checker.
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
-/// Debian packages the tests run, each with a file that shows it is installed.
-const PACKAGES: [(&str, &str); 3] =
-    [("chromium", CHROMIUM), ("redis-server", "/usr/bin/redis-server"), ("prometheus", PROMETHEUS)];
+/// Debian packages the tests run, each with a file that shows it is installed: the container
+/// tools and the registry are for the image of `cargo xtask deploy` (`xtask/tests/image.rs`).
+const PACKAGES: [(&str, &str); 8] = [
+    ("chromium", CHROMIUM),
+    ("redis-server", "/usr/bin/redis-server"),
+    ("prometheus", PROMETHEUS),
+    ("buildah", "/usr/bin/buildah"),
+    ("podman", "/usr/bin/podman"),
+    ("skopeo", "/usr/bin/skopeo"),
+    ("runc", "/usr/sbin/runc"),
+    ("docker-registry", "/usr/bin/docker-registry"),
+];
 /// The virtual environment of the Python tools the tests call.
 const TEST_VENV: &str = ".cache/test-venv";
 

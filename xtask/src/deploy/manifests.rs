@@ -1,144 +1,50 @@
-//! `cargo xtask deploy --service NAME [--env ENV] [--tag TAG] [--image REPOSITORY]`: a service's
-//! Kubernetes manifests, rendered and checked, into `target/deploy/NAME/ENV/`; nothing outside
-//! `target/` changes.
+//! A service's Kubernetes manifests: rendered from a Kustomize overlay
+//! (`deploy/k8s/overlays/ENV`, over `deploy/k8s/base`) under a kustomization of the service's
+//! own, which prefixes every name with the service's, labels everything with it, points the
+//! image at the one built, names the service's Secret, and replaces the ConfigMap with the
+//! service's settings (`services/NAME/deploy.toml`, else `deploy/k8s/base/config.toml`
+//! rendered for it). `kubectl kustomize` builds `manifests.yaml` from it.
 //!
-//! Rendering: a Kustomize overlay (`deploy/k8s/overlays/ENV`, over `deploy/k8s/base`) under a
-//! kustomization of the service's own, which prefixes every name with the service's, labels
-//! everything with it, points the image at `REPOSITORY:TAG`, names the service's Secret, and
-//! replaces the ConfigMap with the service's settings (`services/NAME/deploy.toml`, else
-//! `deploy/k8s/base/config.toml` rendered for it). `kubectl kustomize` builds
-//! `manifests.yaml` from it.
-//!
-//! Checking: `kubernetes-validate --strict` against the schemas of two Kubernetes versions
-//! (offline), then the rules a serving Deployment must keep, which no schema knows (see
-//! [`check_rules`]): probes on the health routes, ports that match the settings, a
+//! Checked with `kubernetes-validate --strict` against the schemas of two Kubernetes versions
+//! (offline), then against the rules a serving Deployment must keep, which no schema knows
+//! (see [`check_rules`]): probes on the health routes, ports that match the settings, a
 //! termination grace period that covers `preStop`, the drain and the request deadline, a
 //! read-only root with a writable model cache, and secrets only by reference.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
+use super::Target;
 use crate::template::{self, Values};
-use crate::venv;
 
 /// The Kubernetes versions whose schemas every rendering must pass.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.34.0"];
 /// The venv of the deploy tools, and its requirements.
-const VENV: &str = ".cache/deploy-venv";
-const REQUIREMENTS: &str = "xtask/deploy-requirements.txt";
+pub(super) const VENV: &str = ".cache/deploy-venv";
+pub(super) const REQUIREMENTS: &str = "xtask/deploy-requirements.txt";
 /// The image name in the base Deployment that the rendering replaces.
 const BASE_IMAGE: &str = "oxiserve-service";
-/// Where the ConfigMap is mounted, and the settings file in it.
+/// Where the ConfigMap is mounted, and the settings file in it (the Deployment's `--config`).
 const CONFIG_DIR: &str = "/etc/oxiserve";
 const CONFIG_FILE: &str = "/etc/oxiserve/config.toml";
 
-/// Options of `cargo xtask deploy`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// The service crate under `services/`.
-    #[arg(long)]
-    service: String,
-    /// The environment: an overlay under `deploy/k8s/overlays/`.
-    #[arg(long, default_value = "dev")]
-    env: String,
-    /// The image tag (default: the service crate's version).
-    #[arg(long)]
-    tag: Option<String>,
-    /// The image repository (default: the service's name).
-    #[arg(long)]
-    image: Option<String>,
-}
-
-pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
-    let target = Target::new(root, &args.service, &args.env)?;
-    let tag = match &args.tag {
-        Some(tag) => tag.clone(),
-        None => crate_version(&root.join("services").join(&args.service))?,
-    };
-    let image = format!("{}:{tag}", args.image.as_deref().unwrap_or(&args.service));
-    let sh = Shell::new()?;
-    require_kubectl(&sh)?;
-    let python = venv::ensure(&sh, &root.join(VENV), &root.join(REQUIREMENTS))?;
-    println!("deploy: 1/2 render {} for {} ({image})", args.service, args.env);
-    let manifests = render(&sh, root, &target, &image)?;
-    println!("deploy: 2/2 check {}", manifests.display());
-    check(&sh, &python, &manifests)?;
-    println!("deploy: {} is ready to apply (kubectl apply -f)", manifests.display());
-    Ok(())
-}
-
-/// Renders and checks every service in every environment: what `cargo xtask test` runs.
-pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
-    require_kubectl(sh)?;
-    let python = venv::ensure(sh, &root.join(VENV), &root.join(REQUIREMENTS))?;
-    for service in names_in(&root.join("services"))? {
-        for env in names_in(&root.join("deploy/k8s/overlays"))? {
-            let target = Target::new(root, &service, &env)?;
-            let manifests = render(sh, root, &target, &format!("{service}:test"))?;
-            check(sh, &python, &manifests).with_context(|| format!("{service} in {env}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// A service and an environment that exist.
-struct Target {
-    service: String,
-    env: String,
-}
-
-impl Target {
-    /// Checks that `service` is a service under `services/` and `env` an overlay, naming the
-    /// ones there are when not.
-    fn new(root: &Path, service: &str, env: &str) -> anyhow::Result<Self> {
-        let services = names_in(&root.join("services"))?;
-        ensure!(
-            services.iter().any(|s| s == service),
-            "no service `{service}` under services/; there are: {}",
-            services.join(", ")
-        );
-        let envs = names_in(&root.join("deploy/k8s/overlays"))?;
-        ensure!(
-            envs.iter().any(|e| e == env),
-            "no environment `{env}` under deploy/k8s/overlays/; there are: {}",
-            envs.join(", ")
-        );
-        Ok(Self { service: service.into(), env: env.into() })
-    }
-}
-
-/// The names of the directories in `dir`, sorted.
-fn names_in(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// The `version` of the package whose directory is `dir`.
-fn crate_version(dir: &Path) -> anyhow::Result<String> {
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
-    let version = manifest.lines().find_map(|line| line.strip_prefix("version = \""));
-    let version = version.and_then(|rest| rest.strip_suffix('"'));
-    Ok(version.context("the service's Cargo.toml states its version")?.to_string())
-}
-
-fn require_kubectl(sh: &Shell) -> anyhow::Result<()> {
+/// Fails with what to do when `kubectl` is missing.
+pub(super) fn require_kubectl(sh: &Shell) -> anyhow::Result<()> {
     let found = cmd!(sh, "kubectl version --client").quiet().ignore_stdout().ignore_stderr().run();
     found.context("`kubectl` is needed to render the manifests (`kubectl kustomize`): install it")
 }
 
 /// Writes the service's kustomization and settings into `target/deploy/SERVICE/ENV/` and
 /// builds `manifests.yaml` there; returns its path.
-fn render(sh: &Shell, root: &Path, target: &Target, image: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn render(
+    sh: &Shell,
+    root: &Path,
+    target: &Target,
+    image: &str,
+) -> anyhow::Result<PathBuf> {
     let dir = root.join("target/deploy").join(&target.service).join(&target.env);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -184,7 +90,7 @@ fn kustomization(service: &str, env: &str, image: &str) -> String {
 }
 
 /// Validates `manifests` against the schemas, then checks the serving rules.
-fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Result<()> {
+pub(super) fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Result<()> {
     let validate = python.with_file_name("kubernetes-validate");
     for version in KUBERNETES_VERSIONS {
         cmd!(sh, "{validate} --strict --quiet -k {version} {manifests}")

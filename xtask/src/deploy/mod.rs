@@ -1,0 +1,158 @@
+//! `cargo xtask deploy --service NAME [--env ENV] [--tag TAG] [--image REPOSITORY]
+//! [--bundle-models] [--push REGISTRY]`: a service made ready to ship, step by step. Nothing
+//! outside `target/` and the local image store changes (the registry too with `--push`).
+//!
+//! 1. the binary, built in release (`--debug`: the dev profile, faster to build);
+//! 2. the OCI image (`image`): assembled from local files by `deploy/Containerfile` with
+//!    buildah, since no base image can be pulled here;
+//! 3. with `--push`, the image copied to a registry (skopeo);
+//! 4. the Kubernetes manifests (`manifests`), rendered into `target/deploy/NAME/ENV/` and
+//!    checked.
+//!
+//! An unknown service or environment, or a missing tool, stops the command before anything is
+//! built.
+
+mod image;
+mod manifests;
+
+use std::path::Path;
+
+use anyhow::{Context, ensure};
+use xshell::{Shell, cmd};
+
+use crate::venv;
+
+/// Options of `cargo xtask deploy`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The service crate under `services/`.
+    #[arg(long)]
+    service: String,
+    /// The environment: an overlay under `deploy/k8s/overlays/`.
+    #[arg(long, default_value = "dev")]
+    env: String,
+    /// The image tag (default: the service crate's version).
+    #[arg(long)]
+    tag: Option<String>,
+    /// The image repository (default: the service's name).
+    #[arg(long)]
+    image: Option<String>,
+    /// Put the service's bundled models in the image (`/srv/models`, which the default
+    /// `models.uri` finds); by default the image pulls its models from `models.uri` at start.
+    #[arg(long)]
+    bundle_models: bool,
+    /// Build the binary with the dev profile: faster to build, slower to serve (for tests).
+    #[arg(long)]
+    debug: bool,
+    /// Push the image to this registry (`host:port`; TLS is not required on loopback).
+    #[arg(long, value_name = "REGISTRY")]
+    push: Option<String>,
+}
+
+pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    let target = Target::new(root, &args.service, &args.env)?;
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    manifests::require_kubectl(&sh)?;
+    image::require_tools(&sh, args.push.is_some())?;
+    let tag = match &args.tag {
+        Some(tag) => tag.clone(),
+        None => crate_version(&root.join("services").join(&args.service))?,
+    };
+    let repository = args.image.as_deref().unwrap_or(&args.service);
+    let python =
+        venv::ensure(&sh, &root.join(manifests::VENV), &root.join(manifests::REQUIREMENTS))?;
+    let build = image::Build {
+        service: &args.service,
+        repository,
+        tag: &tag,
+        bundle_models: args.bundle_models,
+        debug: args.debug,
+    };
+    let steps = if args.push.is_some() { 5 } else { 4 };
+    println!("deploy: 1/{steps} build {} ({})", args.service, build.profile());
+    let binary = image::build_binary(&sh, root, &build)?;
+    println!("deploy: 2/{steps} image {}", build.local_name());
+    let built = image::build(&sh, root, &build, &binary)?;
+    println!("deploy:   {} ({:.1} MB)", built.name, built.bytes as f64 / 1e6);
+    let mut reference = built.name.clone();
+    if let Some(registry) = &args.push {
+        println!("deploy: 3/{steps} push to {registry}");
+        reference = image::push(&sh, root, &built, registry)?;
+        println!("deploy:   {reference}");
+    }
+    println!("deploy: {}/{steps} render the manifests for {}", steps - 1, args.env);
+    let manifests = manifests::render(&sh, root, &target, &reference)?;
+    println!("deploy: {steps}/{steps} check {}", manifests.display());
+    manifests::check(&sh, &python, &manifests)?;
+    println!("deploy: done; apply with `kubectl apply -f {}`", manifests.display());
+    Ok(())
+}
+
+/// Renders and checks every service in every environment: what `cargo xtask test` runs.
+pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
+    manifests::require_kubectl(sh)?;
+    let python =
+        venv::ensure(sh, &root.join(manifests::VENV), &root.join(manifests::REQUIREMENTS))?;
+    for service in names_in(&root.join("services"))? {
+        for env in names_in(&root.join("deploy/k8s/overlays"))? {
+            let target = Target::new(root, &service, &env)?;
+            let rendered = manifests::render(sh, root, &target, &format!("{service}:test"))?;
+            manifests::check(sh, &python, &rendered)
+                .with_context(|| format!("{service} in {env}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A service and an environment that exist.
+struct Target {
+    service: String,
+    env: String,
+}
+
+impl Target {
+    /// Checks that `service` is a service under `services/` and `env` an overlay, naming the
+    /// ones there are when not.
+    fn new(root: &Path, service: &str, env: &str) -> anyhow::Result<Self> {
+        let services = names_in(&root.join("services"))?;
+        ensure!(
+            services.iter().any(|s| s == service),
+            "no service `{service}` under services/; there are: {}",
+            services.join(", ")
+        );
+        let envs = names_in(&root.join("deploy/k8s/overlays"))?;
+        ensure!(
+            envs.iter().any(|e| e == env),
+            "no environment `{env}` under deploy/k8s/overlays/; there are: {}",
+            envs.join(", ")
+        );
+        Ok(Self { service: service.into(), env: env.into() })
+    }
+}
+
+/// The names of the directories in `dir`, sorted.
+fn names_in(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The `version` of the package whose directory is `dir`.
+fn crate_version(dir: &Path) -> anyhow::Result<String> {
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+    let version = manifest.lines().find_map(|line| line.strip_prefix("version = \""));
+    let version = version.and_then(|rest| rest.strip_suffix('"'));
+    Ok(version.context("the service's Cargo.toml states its version")?.to_string())
+}
+
+/// Whether `program` runs (`program --version` succeeds).
+fn runs(sh: &Shell, program: &str) -> bool {
+    cmd!(sh, "{program} --version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
