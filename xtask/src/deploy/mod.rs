@@ -1,13 +1,15 @@
 //! `cargo xtask deploy --service NAME [--env ENV] [--tag TAG] [--image REPOSITORY]
-//! [--bundle-models] [--push REGISTRY]`: a service made ready to ship, step by step. Nothing
-//! outside `target/` and the local image store changes (the registry too with `--push`).
+//! [--bundle-models] [--push REGISTRY] [--apply]`: a service shipped, step by step. Without
+//! `--push` and `--apply`, nothing outside `target/` and the local image store changes.
 //!
 //! 1. the binary, built in release (`--debug`: the dev profile, faster to build);
 //! 2. the OCI image (`image`): assembled from local files by `deploy/Containerfile` with
 //!    buildah, since no base image can be pulled here;
 //! 3. with `--push`, the image copied to a registry (skopeo);
 //! 4. the Kubernetes manifests (`manifests`), rendered into `target/deploy/NAME/ENV/` and
-//!    checked.
+//!    checked;
+//! 5. with `--apply`, the manifests applied to kubectl's current context, after the cluster
+//!    accepted them in a server-side dry run.
 //!
 //! An unknown service or environment, or a missing tool, stops the command before anything is
 //! built.
@@ -47,6 +49,9 @@ pub(crate) struct Args {
     /// Push the image to this registry (`host:port`; TLS is not required on loopback).
     #[arg(long, value_name = "REGISTRY")]
     push: Option<String>,
+    /// Apply the manifests to kubectl's current context (after a server-side dry run).
+    #[arg(long)]
+    apply: bool,
 }
 
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
@@ -55,6 +60,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     sh.change_dir(root);
     manifests::require_kubectl(&sh)?;
     image::require_tools(&sh, args.push.is_some())?;
+    let context = if args.apply { Some(current_context(&sh)?) } else { None };
     let tag = match &args.tag {
         Some(tag) => tag.clone(),
         None => crate_version(&root.join("services").join(&args.service))?,
@@ -69,7 +75,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         bundle_models: args.bundle_models,
         debug: args.debug,
     };
-    let steps = if args.push.is_some() { 5 } else { 4 };
+    let steps = 4 + usize::from(args.push.is_some()) + usize::from(args.apply);
     println!("deploy: 1/{steps} build {} ({})", args.service, build.profile());
     let binary = image::build_binary(&sh, root, &build)?;
     println!("deploy: 2/{steps} image {}", build.local_name());
@@ -81,12 +87,34 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         reference = image::push(&sh, root, &built, registry)?;
         println!("deploy:   {reference}");
     }
-    println!("deploy: {}/{steps} render the manifests for {}", steps - 1, args.env);
+    let step = 3 + usize::from(args.push.is_some());
+    println!("deploy: {step}/{steps} render the manifests for {}", args.env);
     let manifests = manifests::render(&sh, root, &target, &reference)?;
-    println!("deploy: {steps}/{steps} check {}", manifests.display());
+    println!("deploy: {}/{steps} check {}", step + 1, manifests.display());
     manifests::check(&sh, &python, &manifests)?;
-    println!("deploy: done; apply with `kubectl apply -f {}`", manifests.display());
+    let Some(context) = context else {
+        println!("deploy: done; apply with `kubectl apply -f {}`", manifests.display());
+        return Ok(());
+    };
+    println!("deploy: {steps}/{steps} apply to the kubectl context `{context}`");
+    cmd!(sh, "kubectl apply --dry-run=server -f {manifests}").run().with_context(|| {
+        format!(
+            "the cluster of `{context}` refused the manifests in a dry run: nothing was applied"
+        )
+    })?;
+    cmd!(sh, "kubectl apply -f {manifests}").run()?;
+    let deployment = format!("deployment/{}-oxiserve", args.service);
+    println!("deploy: applied; watch the rollout with `kubectl rollout status {deployment}`");
     Ok(())
+}
+
+/// kubectl's current context, or what to do without one.
+fn current_context(sh: &Shell) -> anyhow::Result<String> {
+    let context = cmd!(sh, "kubectl config current-context").quiet().ignore_stderr().read();
+    context.ok().filter(|context| !context.is_empty()).context(
+        "--apply needs a kubectl context to apply to, and kubectl has no current one: set one \
+         with `kubectl config use-context NAME` (or KUBECONFIG)",
+    )
 }
 
 /// Renders and checks every service in every environment: what `cargo xtask test` runs.
