@@ -156,19 +156,20 @@ async fn the_deployed_image_is_pushed_pulled_served_and_stopped_cleanly() {
     assert!(said.contains("MB)") && said.contains("3/5 push"), "{said}");
 
     // What was pushed comes back, with the local copy gone.
-    let image = format!("{pushed_to}/{SERVICE}:{tag}");
+    let pulled = Pulled(format!("{pushed_to}/{SERVICE}:{tag}"));
+    let image = &pulled.0;
     succeed(podman().args(["rmi", "--force", &format!("localhost/{SERVICE}:{tag}")]));
-    succeed(podman().args(["pull", "--quiet", "--tls-verify=false", &image]));
+    succeed(podman().args(["pull", "--quiet", "--tls-verify=false", image]));
     let labels =
-        succeed(podman().args(["image", "inspect", "--format", "{{json .Labels}}", &image]));
+        succeed(podman().args(["image", "inspect", "--format", "{{json .Labels}}", image]));
     let labels: serde_json::Value = serde_json::from_slice(&labels.stdout).unwrap();
     assert_eq!(labels["org.opencontainers.image.version"], tag.as_str(), "{labels}");
     assert_eq!(labels["org.opencontainers.image.title"], SERVICE, "{labels}");
-    let user = succeed(podman().args(["image", "inspect", "--format", "{{.Config.User}}", &image]));
+    let user = succeed(podman().args(["image", "inspect", "--format", "{{.Config.User}}", image]));
     assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532:65532");
 
     // The bundled models answer.
-    let bundled = Container::start(&image, &[]);
+    let bundled = Container::start(image, &[]);
     bundled.wait_ready();
     let (status, answer) = bundled.predict();
     assert_eq!(status, 200, "{answer}");
@@ -238,7 +239,7 @@ async fn the_deployed_image_is_pushed_pulled_served_and_stopped_cleanly() {
         ("AWS_SECRET_ACCESS_KEY", setting("AWS_SECRET_ACCESS_KEY", "oxiserve-test")),
         ("AWS_REGION", setting("AWS_REGION", "us-east-1")),
     ];
-    let from_s3 = Container::start(&image, &environment);
+    let from_s3 = Container::start(image, &environment);
     from_s3.wait_ready();
     let (status, answer) = from_s3.predict();
     assert_eq!(status, 200, "{answer}");
@@ -246,6 +247,13 @@ async fn the_deployed_image_is_pushed_pulled_served_and_stopped_cleanly() {
         answer.contains("penguins-forest=7") && answer.contains("penguins-linear=7"),
         "{answer}"
     );
-    drop(from_s3);
-    let _ = podman().args(["rmi", "--force", &image]).output();
+}
+
+/// An image pulled into the local store, removed from it when dropped.
+struct Pulled(String);
+
+impl Drop for Pulled {
+    fn drop(&mut self) {
+        let _ = podman().args(["rmi", "--force", &self.0]).output();
+    }
 }

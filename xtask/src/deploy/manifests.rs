@@ -31,6 +31,16 @@ const BASE_IMAGE: &str = "oxiserve-service";
 const CONFIG_DIR: &str = "/etc/oxiserve";
 const CONFIG_FILE: &str = "/etc/oxiserve/config.toml";
 
+/// The PrometheusRule's file in a rendering, and the Python that writes it from the alert
+/// rules (`alerts.yml` in, the rule out).
+const PROMETHEUS_RULE: &str = "prometheusrule.yaml";
+const ALERTS_AS_RULE: &str = "import sys, yaml\n\
+    groups = yaml.safe_load(open(sys.argv[1]))['groups']\n\
+    rule = {'apiVersion': 'monitoring.coreos.com/v1', 'kind': 'PrometheusRule',\n\
+    \x20       'metadata': {'name': 'oxiserve-alerts'}, 'spec': {'groups': groups}}\n\
+    text = yaml.safe_dump(rule, sort_keys=False, width=1000)\n\
+    open(sys.argv[2], 'w').write('# From deploy/observability/alerts.yml.\\n' + text)";
+
 /// Fails with what to do when `kubectl` is missing.
 pub(super) fn require_kubectl(sh: &Shell) -> anyhow::Result<()> {
     let found = cmd!(sh, "kubectl version --client").quiet().ignore_stdout().ignore_stderr().run();
@@ -39,11 +49,15 @@ pub(super) fn require_kubectl(sh: &Shell) -> anyhow::Result<()> {
 
 /// Writes the service's kustomization and settings into `target/deploy/SERVICE/ENV/` and
 /// builds `manifests.yaml` there; returns its path.
+/// With `monitoring`, the Prometheus Operator's objects are added: the ServiceMonitor of
+/// `deploy/k8s/components/monitoring` and a PrometheusRule of `deploy/observability/alerts.yml`.
 pub(super) fn render(
     sh: &Shell,
     root: &Path,
+    python: &Path,
     target: &Target,
     image: &str,
+    monitoring: bool,
 ) -> anyhow::Result<PathBuf> {
     let dir = root.join("target/deploy").join(&target.service).join(&target.env);
     if dir.exists() {
@@ -59,10 +73,13 @@ pub(super) fn render(
         }
     };
     std::fs::write(dir.join("config.toml"), config)?;
-    std::fs::write(
-        dir.join("kustomization.yaml"),
-        kustomization(&target.service, &target.env, image),
-    )?;
+    if monitoring {
+        let alerts = root.join("deploy/observability/alerts.yml");
+        let rule = dir.join(PROMETHEUS_RULE);
+        cmd!(sh, "{python} -c {ALERTS_AS_RULE} {alerts} {rule}").quiet().run()?;
+    }
+    let text = kustomization(&target.service, &target.env, image, monitoring);
+    std::fs::write(dir.join("kustomization.yaml"), text)?;
     let manifests = cmd!(sh, "kubectl kustomize {dir}").quiet().read()?;
     let path = dir.join("manifests.yaml");
     std::fs::write(&path, manifests + "\n")?;
@@ -71,14 +88,21 @@ pub(super) fn render(
 
 /// The service's kustomization over the overlay of `env` (four directories up from where it
 /// is written).
-fn kustomization(service: &str, env: &str, image: &str) -> String {
+fn kustomization(service: &str, env: &str, image: &str, monitoring: bool) -> String {
     let (repository, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
-    format!(
+    let mut text = format!(
         "# Written by `cargo xtask deploy --service {service} --env {env}`.\n\
          apiVersion: kustomize.config.k8s.io/v1beta1\n\
          kind: Kustomization\n\
-         resources:\n  - ../../../../deploy/k8s/overlays/{env}\n\
-         namePrefix: {service}-\n\
+         resources:\n  - ../../../../deploy/k8s/overlays/{env}\n"
+    );
+    if monitoring {
+        text += &format!(
+            "  - {PROMETHEUS_RULE}\ncomponents:\n  - ../../../../deploy/k8s/components/monitoring\n"
+        );
+    }
+    text += &format!(
+        "namePrefix: {service}-\n\
          labels:\n  - pairs:\n      app.kubernetes.io/name: {service}\n    includeSelectors: true\n\
          \x20 - pairs:\n      app.kubernetes.io/version: {tag:?}\n\
          images:\n  - name: {BASE_IMAGE}\n    newName: {repository}\n    newTag: {tag:?}\n\
@@ -86,14 +110,25 @@ fn kustomization(service: &str, env: &str, image: &str) -> String {
          patches:\n  - target:\n      kind: Deployment\n    patch: |-\n\
          \x20     - op: replace\n        path: /spec/template/spec/containers/0/envFrom/0/secretRef/name\n\
          \x20       value: {service}-secrets\n"
-    )
+    );
+    if monitoring {
+        // Kustomize does not know the ServiceMonitor's selector: the service's name goes in here.
+        text += &format!(
+            "  - target:\n      kind: ServiceMonitor\n    patch: |-\n\
+             \x20     - op: add\n        path: /spec/selector/matchLabels/app.kubernetes.io~1name\n\
+             \x20       value: {service}\n"
+        );
+    }
+    text
 }
 
 /// Validates `manifests` against the schemas, then checks the serving rules.
 pub(super) fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Result<()> {
     let validate = python.with_file_name("kubernetes-validate");
     for version in KUBERNETES_VERSIONS {
-        cmd!(sh, "{validate} --strict --quiet -k {version} {manifests}")
+        // The Prometheus Operator's kinds have no schema there (a warning, hidden): the rules
+        // below and promtool check them.
+        cmd!(sh, "{validate} --strict --quiet --no-warn -k {version} {manifests}")
             .quiet()
             .run()
             .with_context(|| {
@@ -110,6 +145,15 @@ pub(super) fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Resu
     let problems = check_rules(&rendered["documents"], &rendered["config"]);
     if !problems.is_empty() {
         bail!("{} breaks the serving rules:\n  {}", manifests.display(), problems.join("\n  "));
+    }
+    let documents = rendered["documents"].as_array().into_iter().flatten();
+    for rule in documents.filter(|document| document["kind"] == "PrometheusRule") {
+        let file = manifests.with_file_name("rules.check.yml");
+        std::fs::write(&file, serde_json::to_string(&rule["spec"])?)?;
+        let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+        cmd!(sh, "{promtool} check rules {file}").quiet().ignore_stdout().run().with_context(
+            || format!("promtool refuses the PrometheusRule of {}", manifests.display()),
+        )?;
     }
     Ok(())
 }
@@ -240,6 +284,23 @@ fn check_rules(documents: &Value, configs: &Value) -> Vec<String> {
             say("the HorizontalPodAutoscaler must scale the Deployment".into());
         }
     }
+    for monitor in of_kind("ServiceMonitor") {
+        let selector = &monitor["spec"]["selector"]["matchLabels"];
+        let scraped = of_kind("Service").any(|service| {
+            let labels = &service["metadata"]["labels"];
+            let selected = selector
+                .as_object()
+                .is_some_and(|selector| selector.iter().all(|(key, value)| &labels[key] == value));
+            let ports = service["spec"]["ports"].as_array().unwrap_or(&empty);
+            let endpoints = monitor["spec"]["endpoints"].as_array().unwrap_or(&empty);
+            selected
+                && !endpoints.is_empty()
+                && endpoints.iter().all(|e| ports.iter().any(|p| p["name"] == e["port"]))
+        });
+        if selector.get("app.kubernetes.io/name").is_none() || !scraped {
+            say("the ServiceMonitor must select this service's Service by name and scrape a port it has".into());
+        }
+    }
     problems
 }
 
@@ -347,8 +408,33 @@ mod tests {
     }
 
     #[test]
-    fn the_service_kustomization_names_its_image_secret_and_overlay() {
-        let text = kustomization("demo", "prod", "registry:5000/demo:1.2.0");
+    fn a_service_monitor_must_scrape_this_service() {
+        let (mut documents, config) = rendering();
+        let labels =
+            json!({"app.kubernetes.io/name": "demo", "app.kubernetes.io/component": "inference"});
+        documents[1]["metadata"] = json!({"labels": labels});
+        documents[1]["spec"]["ports"] = json!([{"name": "http"}, {"name": "metrics"}]);
+        let monitor = |selector: Value, port: &str| {
+            let spec =
+                json!({"selector": {"matchLabels": selector}, "endpoints": [{"port": port}]});
+            json!({"kind": "ServiceMonitor", "spec": spec})
+        };
+        for (selector, port, keeps) in [
+            (json!({"app.kubernetes.io/name": "demo"}), "metrics", true),
+            (json!({"app.kubernetes.io/name": "demo"}), "http-metrics", false),
+            (json!({"app.kubernetes.io/name": "other"}), "metrics", false),
+            (json!({"app.kubernetes.io/component": "inference"}), "metrics", false),
+        ] {
+            let mut documents = documents.clone();
+            documents.as_array_mut().unwrap().push(monitor(selector.clone(), port));
+            let problems = check_rules(&documents, &config);
+            assert_eq!(problems.is_empty(), keeps, "{selector} {port}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn the_service_kustomization_names_its_image_secret_overlay_and_monitoring() {
+        let text = kustomization("demo", "prod", "registry:5000/demo:1.2.0", true);
         for part in [
             "../../../../deploy/k8s/overlays/prod",
             "namePrefix: demo-",
@@ -356,6 +442,9 @@ mod tests {
             "newTag: \"1.2.0\"",
             "value: demo-secrets",
             "behavior: replace",
+            "  - prometheusrule.yaml",
+            "../../../../deploy/k8s/components/monitoring",
+            "path: /spec/selector/matchLabels/app.kubernetes.io~1name",
         ] {
             assert!(text.contains(part), "{part}: {text}");
         }

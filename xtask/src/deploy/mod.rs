@@ -1,5 +1,5 @@
 //! `cargo xtask deploy --service NAME [--env ENV] [--tag TAG] [--image REPOSITORY]
-//! [--bundle-models] [--push REGISTRY] [--apply]`: a service shipped, step by step. Without
+//! [--bundle-models] [--push REGISTRY] [--apply] [--monitoring]`: a service shipped, step by step. Without
 //! `--push` and `--apply`, nothing outside `target/` and the local image store changes.
 //!
 //! 1. the binary, built in release (`--debug`: the dev profile, faster to build);
@@ -52,6 +52,10 @@ pub(crate) struct Args {
     /// Apply the manifests to kubectl's current context (after a server-side dry run).
     #[arg(long)]
     apply: bool,
+    /// Add a ServiceMonitor and a PrometheusRule (of `deploy/observability/alerts.yml`), for
+    /// clusters that run the Prometheus Operator.
+    #[arg(long)]
+    monitoring: bool,
 }
 
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
@@ -60,6 +64,14 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     sh.change_dir(root);
     manifests::require_kubectl(&sh)?;
     image::require_tools(&sh, args.push.is_some())?;
+    if args.monitoring {
+        let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+        ensure!(
+            runs(&sh, &promtool),
+            "--monitoring needs promtool to check the alert rules (Debian: apt-get install \
+             prometheus)"
+        );
+    }
     let context = if args.apply { Some(current_context(&sh)?) } else { None };
     let tag = match &args.tag {
         Some(tag) => tag.clone(),
@@ -89,7 +101,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     }
     let step = 3 + usize::from(args.push.is_some());
     println!("deploy: {step}/{steps} render the manifests for {}", args.env);
-    let manifests = manifests::render(&sh, root, &target, &reference)?;
+    let manifests = manifests::render(&sh, root, &python, &target, &reference, args.monitoring)?;
     println!("deploy: {}/{steps} check {}", step + 1, manifests.display());
     manifests::check(&sh, &python, &manifests)?;
     let Some(context) = context else {
@@ -117,7 +129,8 @@ fn current_context(sh: &Shell) -> anyhow::Result<String> {
     )
 }
 
-/// Renders and checks every service in every environment: what `cargo xtask test` runs.
+/// Renders and checks every service in every environment, with and without the monitoring
+/// objects: what `cargo xtask test` runs.
 pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     manifests::require_kubectl(sh)?;
     let python =
@@ -125,9 +138,12 @@ pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     for service in names_in(&root.join("services"))? {
         for env in names_in(&root.join("deploy/k8s/overlays"))? {
             let target = Target::new(root, &service, &env)?;
-            let rendered = manifests::render(sh, root, &target, &format!("{service}:test"))?;
-            manifests::check(sh, &python, &rendered)
-                .with_context(|| format!("{service} in {env}"))?;
+            for monitoring in [false, true] {
+                let image = format!("{service}:test");
+                let rendered = manifests::render(sh, root, &python, &target, &image, monitoring)?;
+                let what = || format!("{service} in {env} (monitoring: {monitoring})");
+                manifests::check(sh, &python, &rendered).with_context(what)?;
+            }
         }
     }
     Ok(())
