@@ -41,6 +41,11 @@ const ALERTS_AS_RULE: &str = "import sys, yaml\n\
     text = yaml.safe_dump(rule, sort_keys=False, width=1000)\n\
     open(sys.argv[2], 'w').write('# From deploy/observability/alerts.yml.\\n' + text)";
 
+/// The rule checker of Prometheus: `PROMTOOL`, else `promtool` on the PATH.
+pub(super) fn promtool() -> String {
+    std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into())
+}
+
 /// Fails with what to do when `kubectl` is missing.
 pub(super) fn require_kubectl(sh: &Shell) -> anyhow::Result<()> {
     let found = cmd!(sh, "kubectl version --client").quiet().ignore_stdout().ignore_stderr().run();
@@ -150,7 +155,7 @@ pub(super) fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Resu
     for rule in documents.filter(|document| document["kind"] == "PrometheusRule") {
         let file = manifests.with_file_name("rules.check.yml");
         std::fs::write(&file, serde_json::to_string(&rule["spec"])?)?;
-        let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+        let promtool = promtool();
         cmd!(sh, "{promtool} check rules {file}").quiet().ignore_stdout().run().with_context(
             || format!("promtool refuses the PrometheusRule of {}", manifests.display()),
         )?;

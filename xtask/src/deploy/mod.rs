@@ -65,9 +65,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     manifests::require_kubectl(&sh)?;
     image::require_tools(&sh, args.push.is_some())?;
     if args.monitoring {
-        let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
         ensure!(
-            runs(&sh, &promtool),
+            runs(&sh, &manifests::promtool()),
             "--monitoring needs promtool to check the alert rules (Debian: apt-get install \
              prometheus)"
         );
