@@ -9,6 +9,7 @@ mod deploy;
 mod fuzz;
 mod new;
 mod publish_model;
+mod release;
 mod serve;
 mod template;
 mod test;
@@ -53,6 +54,8 @@ enum Command {
     Train,
     /// Publish a model version to a repository: files first, manifest last.
     PublishModel(publish_model::Args),
+    /// Cut a release of the core crates: checks, version bump, CHANGELOG.md, commit and tag.
+    Release(release::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,11 +71,16 @@ fn main() -> anyhow::Result<()> {
         Command::Fuzz(args) => fuzz::run(&root, &args),
         Command::Train => train::run(&root),
         Command::PublishModel(args) => publish_model::run(&root, &args),
+        Command::Release(args) => release::run(&root, &args),
     }
 }
 
-/// The repository root: the parent of this crate's directory.
+/// The repository root: `XTASK_ROOT` when set (the tests of a command run it on a throwaway
+/// repository), else the parent of this crate's directory.
 fn workspace_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("XTASK_ROOT") {
+        return PathBuf::from(root);
+    }
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the workspace root")

@@ -1,0 +1,215 @@
+//! `cargo xtask release VERSION`: cuts a release of the core crates (`oxiserve` and
+//! `oxiserve-xtask`, which share one version).
+//!
+//! The tag scheme is `vMAJOR.MINOR.PATCH`, an annotated tag on the release commit. Tags may not
+//! travel with the repository, so the record is kept in the tree too: every release heading in
+//! `CHANGELOG.md` (Keep a Changelog) is followed by the commit the release was cut from
+//! (`Cut from <commit>.`), where later tools find their baseline ([`released`]).
+//!
+//! In order, stopping at the first that fails, with nothing changed: VERSION is above the last
+//! release and not below the crates' version; the tree is clean; `Unreleased` says something;
+//! `cargo xtask test` passes (`--skip-tests` is for the command's own tests). Then the
+//! crates' versions and the lock file are bumped, `Unreleased` moves under VERSION, and the
+//! commit `Release vVERSION` is made and tagged.
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+use xshell::{Shell, cmd};
+
+/// The manifests of the crates a release versions.
+const CORE: [&str; 2] = ["crates/oxiserve/Cargo.toml", "crates/oxiserve-xtask/Cargo.toml"];
+/// The heading of the changes not released yet.
+const UNRELEASED: &str = "## [Unreleased]";
+
+/// Options of `cargo xtask release`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The version to release, `MAJOR.MINOR.PATCH`.
+    version: String,
+    /// Do not run `cargo xtask test` first (for the tests of this command).
+    #[arg(long)]
+    skip_tests: bool,
+}
+
+/// A semantic version without pre-release or build parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Version(u64, u64, u64);
+
+impl Version {
+    /// Parses `MAJOR.MINOR.PATCH`.
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Self> {
+        let parts: Vec<u64> = text
+            .split('.')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()
+            .filter(|parts: &Vec<u64>| parts.len() == 3)
+            .with_context(|| format!("`{text}` is not a version MAJOR.MINOR.PATCH (e.g. 0.2.0)"))?;
+        Ok(Self(parts[0], parts[1], parts[2]))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// A release recorded in the changelog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Release {
+    pub(crate) version: Version,
+    /// The commit it was cut from, if the changelog says.
+    pub(crate) commit: Option<String>,
+}
+
+pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    let version = Version::parse(&args.version)?;
+    let path = root.join("CHANGELOG.md");
+    let changelog = std::fs::read_to_string(&path).context("reading CHANGELOG.md")?;
+    let last = released(&changelog).into_iter().next();
+    if let Some(last) = &last {
+        ensure!(
+            version > last.version,
+            "{version} is not above the last release, {}",
+            last.version
+        );
+    }
+    let current = crate_version(&std::fs::read_to_string(root.join(CORE[0]))?)?;
+    ensure!(version >= current, "{version} is below the crates' version, {current}");
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    let dirty = cmd!(sh, "git status --porcelain").quiet().read()?;
+    ensure!(
+        dirty.is_empty(),
+        "the tree has uncommitted changes: commit or stash them first\n{dirty}"
+    );
+    let notes = unreleased(&changelog)?;
+    ensure!(
+        !notes.is_empty(),
+        "`{UNRELEASED}` in CHANGELOG.md is empty: say what the release changes"
+    );
+    if !args.skip_tests {
+        crate::test::run(root, &crate::test::Args::default())
+            .context("the tests fail: no release")?;
+    }
+    let commit = cmd!(sh, "git rev-parse --short=12 HEAD").quiet().read()?;
+    for manifest in CORE {
+        let text = std::fs::read_to_string(root.join(manifest))?;
+        std::fs::write(root.join(manifest), set_version(&text, version)?)?;
+    }
+    cmd!(sh, "cargo update --workspace --offline --quiet").run()?;
+    let date = cmd!(sh, "date -u +%Y-%m-%d").quiet().read()?;
+    std::fs::write(&path, cut(&changelog, version, &date, &commit)?)?;
+    let tag = format!("v{version}");
+    cmd!(sh, "git add CHANGELOG.md Cargo.lock {CORE...}").quiet().run()?;
+    cmd!(sh, "git commit --quiet --message {tag}").quiet().run()?;
+    let message = format!("oxiserve {version}");
+    cmd!(sh, "git tag --annotate {tag} --message {message}").quiet().run()?;
+    println!("release: {tag} tagged; CHANGELOG.md records it as cut from {commit}");
+    if let Some(Release { version, commit: Some(since) }) = last {
+        println!("release: its changes are those since v{version}, cut from {since}");
+    }
+    Ok(())
+}
+
+/// The releases recorded in `changelog`, newest first.
+pub(crate) fn released(changelog: &str) -> Vec<Release> {
+    let mut releases: Vec<Release> = Vec::new();
+    for line in changelog.lines() {
+        let heading = line.strip_prefix("## [").and_then(|rest| rest.split_once(']'));
+        if let Some((version, _)) = heading {
+            if let Ok(version) = Version::parse(version) {
+                releases.push(Release { version, commit: None });
+            }
+        } else if let Some(commit) = line.strip_prefix("Cut from ")
+            && let Some(release) = releases.last_mut().filter(|r| r.commit.is_none())
+        {
+            release.commit = Some(commit.trim_end_matches('.').to_string());
+        }
+    }
+    releases
+}
+
+/// What `Unreleased` says, trimmed.
+fn unreleased(changelog: &str) -> anyhow::Result<&str> {
+    let start = changelog.find(UNRELEASED).context("CHANGELOG.md has no `## [Unreleased]`")?;
+    let body = &changelog[start + UNRELEASED.len()..];
+    let end = body.find("\n## [").map_or(body.len(), |at| at + 1);
+    Ok(body[..end].trim())
+}
+
+/// `changelog` with what `Unreleased` says moved under a heading of its own for `version`.
+fn cut(changelog: &str, version: Version, date: &str, commit: &str) -> anyhow::Result<String> {
+    let notes = unreleased(changelog)?;
+    let start = changelog.find(UNRELEASED).context("CHANGELOG.md has no `## [Unreleased]`")?;
+    let after = &changelog[start + UNRELEASED.len()..];
+    let rest = after.find("\n## [").map_or("", |at| &after[at + 1..]);
+    let release = format!("## [{version}] - {date}\n\nCut from {commit}.\n\n{notes}\n");
+    let rest = if rest.is_empty() { String::new() } else { format!("\n{rest}") };
+    Ok(format!("{}{UNRELEASED}\n\n{release}{rest}", &changelog[..start]))
+}
+
+/// The `[package]` version of the manifest `text`.
+fn crate_version(text: &str) -> anyhow::Result<Version> {
+    let line = text.lines().find_map(|line| line.strip_prefix("version = \""));
+    Version::parse(
+        line.and_then(|rest| rest.strip_suffix('"')).context("a manifest states its version")?,
+    )
+}
+
+/// The manifest `text` with its `[package]` version set to `version`.
+fn set_version(text: &str, version: Version) -> anyhow::Result<String> {
+    let Some(line) = text.lines().find(|line| line.starts_with("version = \"")) else {
+        bail!("a manifest without a version line");
+    };
+    Ok(text.replacen(line, &format!("version = \"{version}\""), 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHANGELOG: &str = "# Changelog\n\nIntro.\n\n## [Unreleased]\n\n### Added\n\n- b\n\n\
+                             ## [0.1.0] - 2026-12-01\n\nCut from abc123.\n\n### Added\n\n- a\n";
+
+    #[test]
+    fn versions_parse_and_order() {
+        assert!(Version::parse("0.10.0").unwrap() > Version::parse("0.9.3").unwrap());
+        assert_eq!(Version::parse("1.2.3").unwrap().to_string(), "1.2.3");
+        for bad in ["1.2", "v1.2.3", "1.2.3-rc.1", "1.2.x", ""] {
+            assert!(Version::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_changelog_records_releases_and_their_commits() {
+        let releases = released(CHANGELOG);
+        let first = Release { version: Version(0, 1, 0), commit: Some("abc123".into()) };
+        assert_eq!(releases, [first]);
+        assert_eq!(unreleased(CHANGELOG).unwrap(), "### Added\n\n- b");
+    }
+
+    #[test]
+    fn a_release_moves_unreleased_under_its_heading() {
+        let cut = cut(CHANGELOG, Version(0, 2, 0), "2026-12-02", "def456").unwrap();
+        let expected = "# Changelog\n\nIntro.\n\n## [Unreleased]\n\n## [0.2.0] - 2026-12-02\n\n\
+                        Cut from def456.\n\n### Added\n\n- b\n\n## [0.1.0] - 2026-12-01\n\n\
+                        Cut from abc123.\n\n### Added\n\n- a\n";
+        assert_eq!(cut, expected);
+        let releases = released(&cut);
+        assert_eq!(releases[0].version, Version(0, 2, 0));
+        assert_eq!(releases[0].commit.as_deref(), Some("def456"));
+        assert_eq!(unreleased(&cut).unwrap(), "");
+    }
+
+    #[test]
+    fn the_package_version_is_set() {
+        let manifest = "[package]\nname = \"oxiserve\"\nversion = \"0.1.0\"\n\n[dependencies]\nx = { version = \"1\" }\n";
+        let bumped = set_version(manifest, Version(0, 2, 0)).unwrap();
+        assert_eq!(crate_version(&bumped).unwrap(), Version(0, 2, 0));
+        assert!(bumped.contains("x = { version = \"1\" }"));
+    }
+}
