@@ -152,12 +152,24 @@ fn cut(changelog: &str, version: Version, date: &str, commit: &str) -> anyhow::R
     Ok(format!("{}{UNRELEASED}\n\n{release}{rest}", &changelog[..start]))
 }
 
+/// The `[package]` version stated in the manifest `text`, as written there.
+fn stated_version(text: &str) -> Option<&str> {
+    let line = text.lines().find_map(|line| line.strip_prefix("version = \""));
+    line.and_then(|rest| rest.strip_suffix('"'))
+}
+
+/// The version of the package whose directory is `dir`, as its `Cargo.toml` states it.
+pub(crate) fn package_version(dir: &Path) -> anyhow::Result<String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let version = stated_version(&text).map(str::to_string);
+    version.with_context(|| format!("{} states no version", manifest.display()))
+}
+
 /// The `[package]` version of the manifest `text`.
 fn crate_version(text: &str) -> anyhow::Result<Version> {
-    let line = text.lines().find_map(|line| line.strip_prefix("version = \""));
-    Version::parse(
-        line.and_then(|rest| rest.strip_suffix('"')).context("a manifest states its version")?,
-    )
+    Version::parse(stated_version(text).context("a manifest states its version")?)
 }
 
 /// The manifest `text` with its `[package]` version set to `version`.

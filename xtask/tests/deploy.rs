@@ -2,12 +2,12 @@
 //! `--apply` without a cluster to apply to stops it with a message saying what to do, exit
 //! code 1, before anything is built or rendered.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").into()
-}
+use self::common::{podman, root};
+
+mod common;
 
 /// Runs `xtask deploy` with `args` (and `environment`): its exit code and what it said.
 fn deploy(args: &[&str], environment: &[(&str, &Path)]) -> (Option<i32>, String) {
@@ -75,10 +75,5 @@ fn apply_stops_when_the_cluster_refuses_a_dry_run() {
         "{said}"
     );
     assert!(said.contains("refused the manifests in a dry run: nothing was applied"), "{said}");
-    let settings = root().join("deploy/containers");
-    let _ = Command::new("podman")
-        .env("CONTAINERS_CONF", settings.join("containers.conf"))
-        .env("CONTAINERS_STORAGE_CONF", settings.join("storage.conf"))
-        .args(["rmi", "--force", &format!("localhost/tabular-scoring:{tag}")])
-        .output();
+    let _ = podman().args(["rmi", "--force", &format!("localhost/tabular-scoring:{tag}")]).output();
 }

@@ -6,7 +6,7 @@
 //! and the registry.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +16,12 @@ use oxiserve::config::S3Config;
 use oxiserve::store::Publication;
 use oxiserve_test_support::{S3Server, ServerProcess, free_port};
 
+use self::common::{podman, root};
+
+mod common;
+
 const SERVICE: &str = "tabular-scoring";
 const MODELS: [&str; 2] = ["penguins-linear", "penguins-forest"];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").into()
-}
 
 /// Runs `command`, failing the test with its output unless it succeeds.
 fn succeed(command: &mut Command) -> Output {
@@ -33,16 +33,6 @@ fn succeed(command: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// podman with the project's container settings, as `cargo xtask deploy` runs it.
-fn podman() -> Command {
-    let settings = root().join("deploy/containers");
-    let mut command = Command::new("podman");
-    command
-        .env("CONTAINERS_CONF", settings.join("containers.conf"))
-        .env("CONTAINERS_STORAGE_CONF", settings.join("storage.conf"));
-    command
 }
 
 /// A registry on 127.0.0.1 and a free port, storing into a temporary directory; stopped when

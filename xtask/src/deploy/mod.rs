@@ -74,7 +74,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let context = if args.apply { Some(current_context(&sh)?) } else { None };
     let tag = match &args.tag {
         Some(tag) => tag.clone(),
-        None => crate_version(&root.join("services").join(&args.service))?,
+        None => crate::release::package_version(&root.join("services").join(&args.service))?,
     };
     let repository = args.image.as_deref().unwrap_or(&args.service);
     let python =
@@ -185,14 +185,6 @@ fn names_in(dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-/// The `version` of the package whose directory is `dir`.
-fn crate_version(dir: &Path) -> anyhow::Result<String> {
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
-    let version = manifest.lines().find_map(|line| line.strip_prefix("version = \""));
-    let version = version.and_then(|rest| rest.strip_suffix('"'));
-    Ok(version.context("the service's Cargo.toml states its version")?.to_string())
 }
 
 /// Whether `program` runs (`program --version` succeeds).

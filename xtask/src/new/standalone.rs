@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::template::{self, Values};
 
@@ -41,13 +41,7 @@ impl Core {
 /// The core's default tag for `--oxiserve-git`: `v` and the version of the `oxiserve` crate of
 /// this checkout.
 pub(super) fn default_tag(root: &Path) -> anyhow::Result<String> {
-    let manifest = std::fs::read_to_string(root.join("crates/oxiserve/Cargo.toml"))?;
-    let version = manifest
-        .lines()
-        .find_map(|line| line.strip_prefix("version = \""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .context("crates/oxiserve/Cargo.toml states its version")?;
-    Ok(format!("v{version}"))
+    Ok(format!("v{}", crate::release::package_version(&root.join("crates/oxiserve"))?))
 }
 
 /// The values of a standalone service's README: its commands, and the files around it.
