@@ -8,12 +8,14 @@ mod debian;
 mod deploy;
 mod fuzz;
 mod new;
+mod npm;
 mod publish_model;
 mod release;
 mod serve;
 mod template;
 mod test;
 mod train;
+mod upgrade_check;
 mod venv;
 
 use std::path::PathBuf;

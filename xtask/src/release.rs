@@ -4,7 +4,7 @@
 //! The tag scheme is `vMAJOR.MINOR.PATCH`, an annotated tag on the release commit. Tags may not
 //! travel with the repository, so the record is kept in the tree too: every release heading in
 //! `CHANGELOG.md` (Keep a Changelog) is followed by the commit the release was cut from
-//! (`Cut from <commit>.`), where later tools find their baseline ([`released`]).
+//! (`Cut from <commit>.`), where later tools find their baseline (`oxiserve_xtask::changelog::released`).
 //!
 //! In order, stopping at the first that fails, with nothing changed: VERSION is above the last
 //! release and not below the crates' version; the tree is clean; `Unreleased` says something;
@@ -12,10 +12,10 @@
 //! crates' versions and the lock file are bumped, `Unreleased` moves under VERSION, and the
 //! commit `Release vVERSION` is made and tagged.
 
-use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
+use oxiserve_xtask::changelog::{Release, Version, released};
 use xshell::{Shell, cmd};
 
 /// The manifests of the crates a release versions.
@@ -33,36 +33,12 @@ pub(crate) struct Args {
     skip_tests: bool,
 }
 
-/// A semantic version without pre-release or build parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Version(u64, u64, u64);
-
-impl Version {
-    /// Parses `MAJOR.MINOR.PATCH`.
-    pub(crate) fn parse(text: &str) -> anyhow::Result<Self> {
-        let parts: Vec<u64> = text
-            .split('.')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .ok()
-            .filter(|parts: &Vec<u64>| parts.len() == 3)
-            .with_context(|| format!("`{text}` is not a version MAJOR.MINOR.PATCH (e.g. 0.2.0)"))?;
-        Ok(Self(parts[0], parts[1], parts[2]))
+impl Args {
+    /// Releasing `version` without running the tests first: for the checks of the commands
+    /// that read releases, on throwaway repositories.
+    pub(crate) fn untested(version: Version) -> Self {
+        Self { version: version.to_string(), skip_tests: true }
     }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
-
-/// A release recorded in the changelog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Release {
-    pub(crate) version: Version,
-    /// The commit it was cut from, if the changelog says.
-    pub(crate) commit: Option<String>,
 }
 
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
@@ -103,7 +79,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     cmd!(sh, "cargo update --workspace --offline --quiet").run()?;
     let date = cmd!(sh, "date -u +%Y-%m-%d").quiet().read()?;
     std::fs::write(&path, cut(&changelog, version, &date, &commit)?)?;
-    let tag = format!("v{version}");
+    let tag = version.tag();
     cmd!(sh, "git add CHANGELOG.md Cargo.lock {CORE...}").quiet().run()?;
     cmd!(sh, "git commit --quiet --message {tag}").quiet().run()?;
     let message = format!("oxiserve {version}");
@@ -113,24 +89,6 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         println!("release: its changes are those since v{version}, cut from {since}");
     }
     Ok(())
-}
-
-/// The releases recorded in `changelog`, newest first.
-pub(crate) fn released(changelog: &str) -> Vec<Release> {
-    let mut releases: Vec<Release> = Vec::new();
-    for line in changelog.lines() {
-        let heading = line.strip_prefix("## [").and_then(|rest| rest.split_once(']'));
-        if let Some((version, _)) = heading {
-            if let Ok(version) = Version::parse(version) {
-                releases.push(Release { version, commit: None });
-            }
-        } else if let Some(commit) = line.strip_prefix("Cut from ")
-            && let Some(release) = releases.last_mut().filter(|r| r.commit.is_none())
-        {
-            release.commit = Some(commit.trim_end_matches('.').to_string());
-        }
-    }
-    releases
 }
 
 /// What `Unreleased` says, trimmed.
@@ -188,19 +146,7 @@ mod tests {
                              ## [0.1.0] - 2026-12-01\n\nCut from abc123.\n\n### Added\n\n- a\n";
 
     #[test]
-    fn versions_parse_and_order() {
-        assert!(Version::parse("0.10.0").unwrap() > Version::parse("0.9.3").unwrap());
-        assert_eq!(Version::parse("1.2.3").unwrap().to_string(), "1.2.3");
-        for bad in ["1.2", "v1.2.3", "1.2.3-rc.1", "1.2.x", ""] {
-            assert!(Version::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_changelog_records_releases_and_their_commits() {
-        let releases = released(CHANGELOG);
-        let first = Release { version: Version(0, 1, 0), commit: Some("abc123".into()) };
-        assert_eq!(releases, [first]);
+    fn unreleased_is_what_comes_before_the_first_release() {
         assert_eq!(unreleased(CHANGELOG).unwrap(), "### Added\n\n- b");
     }
 

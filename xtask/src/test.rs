@@ -18,7 +18,7 @@ use anyhow::Context;
 use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
 
-use crate::{debian, deploy, fuzz, new, venv};
+use crate::{debian, deploy, fuzz, new, upgrade_check, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -52,6 +52,11 @@ pub(crate) struct Args {
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     if let Some(service) = &args.service {
         return run_service(root, service);
+    }
+    if std::env::var_os("TMP_UPGRADE_ONLY").is_some() {
+        let sh = Shell::new()?;
+        sh.change_dir(root);
+        return upgrade_check::run(&sh, root);
     }
     let library = onnxruntime::provision(root)?;
     debian::ensure_installed(&PACKAGES)?;
@@ -94,6 +99,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     cmd!(sh, "cargo test -p oxiserve --no-default-features --lib").run()?;
     // Every service template, generated and tested as a new service would be.
     new::check_templates(&sh, root)?;
+    // `cargo xtask upgrade` of a standalone service across three releases of a throwaway core.
+    upgrade_check::run(&sh, root)?;
     // Every service's Kubernetes manifests in every environment, rendered and checked.
     deploy::check_all(&sh, root)?;
     Ok(())

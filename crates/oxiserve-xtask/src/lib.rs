@@ -4,10 +4,14 @@
 //! here reaches every project with its next upgrade of this crate, and no project carries a
 //! copy.
 //!
+//! - [`changelog`]: the core's releases as `CHANGELOG.md` records them.
 //! - [`onnxruntime`]: the ONNX Runtime library, provisioned from PyPI and pinned by sha256.
 //! - [`service`]: serving one service on its bundled models, and its checks and tests.
 //! - [`standalone`]: the command line of a service in a repository of its own.
+//! - [`upgrade`]: moving such a service to a newer release of the core.
 
+pub mod changelog;
 pub mod onnxruntime;
 pub mod service;
 pub mod standalone;
+pub mod upgrade;

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
+use crate::service::Deprecated;
+use crate::upgrade::{self, UpgradeArgs};
 use crate::{onnxruntime, service};
 
 #[derive(Debug, Parser)]
@@ -23,8 +25,13 @@ enum Command {
     Setup,
     /// Build and run the service on its bundled model repository (`models/`).
     Serve(service::ServeArgs),
-    /// Check formatting and lints with warnings denied, then run every test: what CI runs.
+    /// Check formatting and lints with warnings denied (but deprecations, which stay warnings
+    /// until the service moves off them), then run every test: what CI runs.
     Test,
+    /// Move the core crates to a newer release (the newest unless `--to`), build, run the
+    /// tests, and print what changed and the deprecated items the service uses; on failure
+    /// `Cargo.toml` and `Cargo.lock` stay as they were.
+    Upgrade(UpgradeArgs),
 }
 
 /// Runs the command on the command line for service `package`, whose project (and package)
@@ -33,6 +40,7 @@ pub fn main(root: &Path, package: &str) -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup => onnxruntime::provision(root).map(drop),
         Command::Serve(args) => service::serve(root, package, &root.join("models"), &args),
-        Command::Test => service::check(root, package),
+        Command::Test => service::check_with(root, package, Deprecated::Warn),
+        Command::Upgrade(args) => upgrade::upgrade(root, &args),
     }
 }

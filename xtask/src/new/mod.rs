@@ -232,6 +232,19 @@ fn type_name(name: &str) -> String {
     name.split('-').filter_map(capitalise).collect()
 }
 
+/// Renders the `kind` template as service `name`, a repository of its own in `destination`
+/// whose core crates come from the git repository `url` at `tag`.
+pub(crate) fn standalone_from_git(
+    root: &Path,
+    kind: Kind,
+    name: &str,
+    destination: &Path,
+    (url, tag): (&str, &str),
+) -> anyhow::Result<()> {
+    let core = Core::Git { url: url.into(), tag: tag.into() };
+    generate(root, &Source::kind(kind), name, destination, &Layout::Standalone(core))
+}
+
 /// Renders `source` as service `name` into `destination` in `layout`; the destination must not
 /// exist or be an empty directory. On any failure nothing is left behind.
 fn generate(

@@ -51,8 +51,11 @@ pub(super) fn readme_values(values: &mut Values) {
     values.insert("test", "cargo xtask test".into());
     let rows = "| `Cargo.toml` | the service's package, and the workspace: the core crates' source \
                 (`oxiserve`, `oxiserve-xtask`), versions, lints, profiles |\n\
-                | `xtask/` | `cargo xtask setup`, `serve`, `test`: the tasks of the \
+                | `xtask/` | `cargo xtask setup`, `serve`, `test`, and `upgrade [--to VERSION]` \
+                (moves the core to a newer release, builds, tests, prints the changelog and the \
+                deprecated items the service uses; undone on failure): the tasks of the \
                 `oxiserve-xtask` crate |\n\
+                | `renovate.json` | core releases as pull requests (both core crates in one) |\n\
                 | `.ci/run` | what CI runs: `cargo xtask test` |\n";
     values.insert("project_rows", rows.into());
 }
