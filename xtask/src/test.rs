@@ -53,11 +53,6 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     if let Some(service) = &args.service {
         return run_service(root, service);
     }
-    if std::env::var_os("TMP_UPGRADE_ONLY").is_some() {
-        let sh = Shell::new()?;
-        sh.change_dir(root);
-        return upgrade_check::run(&sh, root);
-    }
     let library = onnxruntime::provision(root)?;
     debian::ensure_installed(&PACKAGES)?;
     let sh = Shell::new()?;
