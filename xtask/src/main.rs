@@ -3,6 +3,7 @@
 //! One module per subcommand. Every command works from a fresh clone: whatever it needs that
 //! is not in the repository (the ONNX Runtime library, a browser for tests) it provisions.
 
+mod api_check;
 mod bench;
 mod debian;
 mod deploy;

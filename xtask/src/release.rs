@@ -8,15 +8,19 @@
 //!
 //! In order, stopping at the first that fails, with nothing changed: VERSION is above the last
 //! release and not below the crates' version; the tree is clean; `Unreleased` says something;
-//! `cargo xtask test` passes (`--skip-tests` is for the command's own tests). Then the
-//! crates' versions and the lock file are bumped, `Unreleased` moves under VERSION, and the
-//! commit `Release vVERSION` is made and tagged.
+//! the core's public API since the last release fits the kind of release VERSION is (major,
+//! minor, patch; `crate::api_check`, where `--skip-api-check` is for the command's own tests);
+//! `cargo xtask test` passes (`--skip-tests`, likewise). Then the crates' versions and the lock
+//! file are bumped, `Unreleased` moves under VERSION, and the commit `vVERSION` is made and
+//! tagged.
 
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
 use oxiserve_xtask::changelog::{Release, Version, released};
 use xshell::{Shell, cmd};
+
+use crate::api_check::{self, ReleaseType};
 
 /// The manifests of the crates a release versions.
 const CORE: [&str; 2] = ["crates/oxiserve/Cargo.toml", "crates/oxiserve-xtask/Cargo.toml"];
@@ -31,13 +35,16 @@ pub(crate) struct Args {
     /// Do not run `cargo xtask test` first (for the tests of this command).
     #[arg(long)]
     skip_tests: bool,
+    /// Do not check the public API against the last release (for the tests of this command).
+    #[arg(long)]
+    skip_api_check: bool,
 }
 
 impl Args {
-    /// Releasing `version` without running the tests first: for the checks of the commands
-    /// that read releases, on throwaway repositories.
+    /// Releasing `version` without running the tests or the API check first: for the checks
+    /// of the commands that read releases, on throwaway repositories.
     pub(crate) fn untested(version: Version) -> Self {
-        Self { version: version.to_string(), skip_tests: true }
+        Self { version: version.to_string(), skip_tests: true, skip_api_check: true }
     }
 }
 
@@ -67,6 +74,21 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         !notes.is_empty(),
         "`{UNRELEASED}` in CHANGELOG.md is empty: say what the release changes"
     );
+    if let Some(Release { version: last, commit: Some(baseline) }) = &last
+        && !args.skip_api_check
+    {
+        let kind = ReleaseType::between(*last, version);
+        let findings = api_check::check(&sh, root, baseline, kind)?;
+        let misfits: Vec<String> =
+            findings.iter().filter(|finding| !finding.fits).map(ToString::to_string).collect();
+        ensure!(
+            misfits.is_empty(),
+            "{version} after {last} may {}, but the public API changed more than that: release \
+             a bigger version, or deprecate instead of breaking\n{}",
+            kind.allows(),
+            misfits.join("\n")
+        );
+    }
     if !args.skip_tests {
         crate::test::run(root, &crate::test::Args::default())
             .context("the tests fail: no release")?;

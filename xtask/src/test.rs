@@ -6,11 +6,15 @@
 //! skopeo, runc and `docker-registry` for the deployed image's test), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
-//! and the FastAPI baseline, checked against the service), check formatting, run clippy (also on the core with every optional feature off) and rustdoc with warnings denied, then run every
-//! test of the workspace, the hostile-input property tests with a short campaign, and last every
-//! service template, generated and checked as a new service (`new::check_templates`), and every
-//! service's Kubernetes manifests (`deploy::check_all`). Tests
-//! start and stop their own servers on 127.0.0.1 and free ports.
+//! and the FastAPI baseline, checked against the service), install cargo-semver-checks (for
+//! the release command's test and the API report), check formatting, run clippy (also on the
+//! core with every optional feature off) and rustdoc with warnings denied, then run every test
+//! of the workspace, the hostile-input property tests with a short campaign, and last every
+//! service template, generated and checked as a new service (`new::check_templates`),
+//! `cargo xtask upgrade` across three releases of a throwaway core, with Renovate on the
+//! generated service (`upgrade_check`), every service's Kubernetes manifests
+//! (`deploy::check_all`), and the report of the core's API against its last release
+//! (`api_check::report`). Tests start and stop their own servers on 127.0.0.1 and free ports.
 
 use std::path::Path;
 
@@ -18,7 +22,7 @@ use anyhow::Context;
 use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
 
-use crate::{debian, deploy, fuzz, new, upgrade_check, venv};
+use crate::{api_check, debian, deploy, fuzz, new, upgrade_check, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -81,6 +85,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let _baseline = sh.push_env("BASELINE_PYTHON", &baseline);
     let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));
     let _mlserver = sh.push_env("MLSERVER", &mlserver);
+    let _semver = sh.push_env(api_check::BINARY_VARIABLE, api_check::tool(&sh, root)?);
     // Tests talk to moto only: fixed dummy credentials, and no instance-metadata lookups.
     let _key = sh.push_env("AWS_ACCESS_KEY_ID", "oxiserve-test");
     let _secret = sh.push_env("AWS_SECRET_ACCESS_KEY", "oxiserve-test");
@@ -96,6 +101,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     new::check_templates(&sh, root)?;
     // `cargo xtask upgrade` of a standalone service across three releases of a throwaway core.
     upgrade_check::run(&sh, root)?;
+    // The core's public API against its last release: reported, for the next release to fit.
+    api_check::report(&sh, root)?;
     // Every service's Kubernetes manifests in every environment, rendered and checked.
     deploy::check_all(&sh, root)?;
     Ok(())
