@@ -68,7 +68,9 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
-    cmd!(sh, "cargo clippy --workspace --all-targets --all-features -- -D warnings").run()?;
+    cmd!(sh, "cargo clippy --workspace --all-targets --all-features -- -D warnings")
+        .run()
+        .map_err(|error| name_broken_services(&sh, root, error))?;
     // The core with every optional feature off (the test harness on): the feature gates build
     // and leave nothing unused.
     cmd!(sh, "cargo clippy -p oxiserve --no-default-features --features testing -- -D warnings")
@@ -106,6 +108,34 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     // Every service's Kubernetes manifests in every environment, rendered and checked.
     deploy::check_all(&sh, root)?;
     Ok(())
+}
+
+/// `error` (the workspace failed to build or lint), saying which services fail on their own
+/// while the core crates pass: what a change to the core broke.
+fn name_broken_services(sh: &Shell, root: &Path, error: xshell::Error) -> anyhow::Error {
+    let lint = |package: &str| {
+        cmd!(sh, "cargo clippy --quiet -p {package} --all-targets --all-features -- -D warnings")
+            .quiet()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    };
+    let core_passes = ["oxiserve", "oxiserve-xtask"].into_iter().all(lint);
+    let services = std::fs::read_dir(root.join("services")).into_iter().flatten().flatten();
+    let mut names: Vec<String> =
+        services.map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let broken: Vec<String> = names.into_iter().filter(|name| !lint(name)).collect();
+    let error = anyhow::Error::new(error);
+    match (core_passes, broken.is_empty()) {
+        (true, false) => error.context(format!(
+            "the core crates build and lint clean, but these services do not: {} (a core \
+             change broke them: update them in the same change)",
+            broken.join(", ")
+        )),
+        (false, _) => error.context("the core crates themselves fail to build or lint"),
+        (true, true) => error,
+    }
 }
 
 /// The checks and tests of one service: what a team runs while it works on its service.

@@ -105,8 +105,8 @@ pub fn upgrade(root: &Path, args: &UpgradeArgs) -> anyhow::Result<()> {
         println!("upgrade: the service uses no deprecated item of the core");
     } else {
         println!(
-            "upgrade: the service uses {} deprecated item(s) of the core; each goes away in a \
-             later release, so move to what its note says:\n",
+            "upgrade: the service has {} use(s) of deprecated core items; each item goes away \
+             in a later release, so move to what its note says:\n",
             deprecations.len()
         );
         for warning in &deprecations {
@@ -116,6 +116,7 @@ pub fn upgrade(root: &Path, args: &UpgradeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Success for a file that was not there to remove.
 fn ignore_missing(error: std::io::Error) -> std::io::Result<()> {
     if error.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(error) }
 }
