@@ -6,10 +6,10 @@
 //! skopeo, runc and `docker-registry` for the deployed image's test), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
-//! and the FastAPI baseline, checked against the service), install cargo-semver-checks (for
-//! the release command's test and the API report), check formatting, run clippy (also on the
-//! core with every optional feature off) and rustdoc with warnings denied, then run every test
-//! of the workspace, the hostile-input property tests with a short campaign, and last every
+//! and the FastAPI baseline, checked against the service), check formatting, run clippy (also
+//! on the core with every optional feature off; on failure, name the services a core change
+//! broke) and rustdoc with warnings denied, install cargo-semver-checks (for the release
+//! command's test and the API report), then run every test of the workspace, the hostile-input property tests with a short campaign, and last every
 //! service template, generated and checked as a new service (`new::check_templates`),
 //! `cargo xtask upgrade` across three releases of a throwaway core, with Renovate on the
 //! generated service (`upgrade_check`), every service's Kubernetes manifests
