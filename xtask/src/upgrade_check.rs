@@ -171,10 +171,8 @@ fn core_repository(
         template::copy_dir(&root.join(part), &dir.join(part))?;
     }
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))?;
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
-    let members = "members = [\"crates/*\", \"services/*\", \"xtask\"]";
-    ensure!(manifest.contains(members), "the workspace's members line changed: update {members}");
-    std::fs::write(dir.join("Cargo.toml"), manifest.replace(members, "members = [\"crates/*\"]"))?;
+    let manifest = new::manifest_with_members(root, "\"crates/*\"")?;
+    std::fs::write(dir.join("Cargo.toml"), manifest)?;
     let library = dir.join("crates/oxiserve/src/lib.rs");
     let core = std::fs::read_to_string(&library)?;
     let _dir = sh.push_dir(dir);

@@ -385,14 +385,18 @@ fn check_in_workspace(sh: &Shell, root: &Path, scratch: &Path) -> anyhow::Result
 /// This workspace's manifest, with the generated services as its only members and its own
 /// crates named by absolute path.
 fn scratch_manifest(root: &Path) -> anyhow::Result<String> {
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
-    let members = "members = [\"crates/*\", \"services/*\", \"xtask\"]";
-    ensure!(manifest.contains(members), "the workspace's members line changed: update {members}");
+    let manifest = manifest_with_members(root, "\"services/*\"")?;
     let crates = root.join("crates");
     let crates = crates.to_str().context("the checkout's path is UTF-8")?;
-    Ok(manifest
-        .replace(members, "members = [\"services/*\"]")
-        .replace("path = \"crates/", &format!("path = \"{crates}/")))
+    Ok(manifest.replace("path = \"crates/", &format!("path = \"{crates}/")))
+}
+
+/// This workspace's manifest with `members` (the inside of the list) as its members.
+pub(crate) fn manifest_with_members(root: &Path, members: &str) -> anyhow::Result<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let ours = "members = [\"crates/*\", \"services/*\", \"xtask\"]";
+    ensure!(manifest.contains(ours), "the workspace's members line changed: update {ours}");
+    Ok(manifest.replace(ours, &format!("members = [{members}]")))
 }
 
 #[cfg(test)]
