@@ -2,7 +2,9 @@
 //!
 //! The manifest names every file with its sha256, declares the model's signature (input and
 //! output names, datatypes and shapes, checked against the real session at load time), and
-//! carries free-form metadata such as the preprocessing parameters a pipeline needs.
+//! carries free-form metadata such as the preprocessing parameters a pipeline needs. It may
+//! also carry golden examples: inputs with the outputs the trainer's runtime gave, which the
+//! server runs at load and compares before it adopts the version.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,6 +48,57 @@ pub struct Manifest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// Inputs with the outputs the trainer's runtime gave: a version whose own outputs differ
+    /// beyond the tolerance is refused at load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub golden: Option<Golden>,
+}
+
+/// Golden examples of a version and how far its outputs may be from them.
+///
+/// A value passes when `|actual - expected| <= absolute + relative * |expected|`; text and
+/// booleans must be equal, and so must every shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Golden {
+    /// The absolute tolerance.
+    #[serde(default = "Golden::default_absolute")]
+    pub absolute: f64,
+    /// The tolerance relative to the expected value.
+    #[serde(default)]
+    pub relative: f64,
+    /// The examples, each one model run.
+    pub examples: Vec<GoldenExample>,
+}
+
+impl Golden {
+    /// The absolute tolerance when the manifest gives none: float rounding between runtimes
+    /// and instruction sets, far below what a broken export changes.
+    pub const DEFAULT_ABSOLUTE: f64 = 1e-4;
+
+    fn default_absolute() -> f64 {
+        Self::DEFAULT_ABSOLUTE
+    }
+}
+
+/// One model run: its inputs, and the outputs it must give (all or some of the model's).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct GoldenExample {
+    /// Every input of the model, by name.
+    pub inputs: BTreeMap<String, GoldenTensor>,
+    /// Expected outputs, by name.
+    pub outputs: BTreeMap<String, GoldenTensor>,
+}
+
+/// A tensor written out in a manifest, as KServe v2 JSON writes one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct GoldenTensor {
+    /// Element type.
+    pub datatype: DataType,
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// The elements, flat or nested, in row-major order.
+    #[schema(value_type = Vec<Object>)]
+    pub data: serde_json::Value,
 }
 
 /// What a file of a version must be: checked before the file is used.

@@ -171,3 +171,64 @@ async fn cached_answers_are_identical_computed_once_and_dropped_by_a_swap() {
     let after_swap = app.post_json("/v1/predict", REQUEST).await;
     assert_eq!(after_swap.headers["x-model-version"], "token-pool=2");
 }
+
+/// Golden examples for `token-pool` from the parity fixture (what Python onnxruntime gave),
+/// with `shift` added to the first expected value.
+fn golden(shift: f64) -> serde_json::Value {
+    let fixture = common::models_dir().join("../fixtures/token_pool.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let examples: Vec<serde_json::Value> = fixture["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|case| {
+            let ids = case["ids"].as_array().unwrap();
+            let mut pooled = case["pooled"].clone();
+            pooled[0] = (pooled[0].as_f64().unwrap() + shift).into();
+            let ints = |data: serde_json::Value| {
+                serde_json::json!({"datatype": "INT64", "shape": [1, ids.len()], "data": data})
+            };
+            serde_json::json!({
+                "inputs": {"input_ids": ints(ids.clone().into()), "attention_mask": ints(vec![1; ids.len()].into())},
+                "outputs": {"pooled": {"datatype": "FP32", "shape": [1, 8], "data": pooled}},
+            })
+        })
+        .collect();
+    serde_json::json!({"absolute": 1e-5, "examples": examples})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_does_not_reproduce_its_golden_outputs_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = polling_app(tmp.path()).await;
+    // Version 2 reproduces what Python onnxruntime gave: adopted.
+    common::publish(tmp.path(), 2, |manifest| manifest["golden"] = golden(0.0));
+    common::wait_for_version(&app, 2).await;
+
+    // Version 3 is the same graph, but its manifest expects one value 0.001 off: refused at
+    // load, with the value named, while version 2 keeps answering.
+    common::publish(tmp.path(), 3, |manifest| manifest["golden"] = golden(0.001));
+    let start = Instant::now();
+    let failed = loop {
+        let status = common::model_status(&app).await;
+        if let Some(failed) = status["failed_versions"].as_array().filter(|f| !f.is_empty()) {
+            break failed[0].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "version 3 was never refused");
+        assert_eq!(common::served_version(&app).await, 2);
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(failed["version"], 3);
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("does not reproduce its golden outputs"), "{error}");
+    assert!(error.contains("golden example 1 of 3: output `pooled` differs at 1 of 8"), "{error}");
+    tokio::time::sleep(POLL * 4).await;
+    assert_eq!(common::served_version(&app).await, 2, "the refused version is never served");
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics.lines().any(|l| l == "oxiserve_model_golden_failures_total{model=\"token-pool\"} 1"),
+        "{metrics}"
+    );
+}

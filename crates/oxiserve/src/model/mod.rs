@@ -5,6 +5,7 @@
 //! throughout, and a version that is replaced stays alive until its last request is done.
 
 mod batch;
+mod golden;
 mod onnx;
 mod registry;
 mod remote;
@@ -28,7 +29,7 @@ use crate::config::{ModelsConfig, RunConfig, VersionPolicy};
 use crate::error::{Error, Result};
 pub use crate::manifest::{self, Manifest, TensorSpec};
 use crate::store::{LocalRepository, S3Mirror, Source};
-use crate::telemetry::VersionInfo;
+use crate::telemetry::{VersionInfo, store as store_metrics};
 use crate::tensor::Tensors;
 
 /// One loaded, verified and warmed-up version of a model.
@@ -335,15 +336,21 @@ impl Loader {
     }
 
     /// Loads `name` at `version` from the local repository off the runtime (see
-    /// `off_runtime`), batching variable-length inputs with `padding`.
+    /// `off_runtime`), batching variable-length inputs with `padding`, then runs the golden
+    /// examples of its manifest: a version that does not reproduce them is refused (and
+    /// counted in `oxiserve_model_golden_failures_total`).
     pub async fn load(&self, name: &str, version: u64, padding: Padding) -> Result<Arc<Model>> {
         let model = name.to_string();
-        self.off_runtime(name, move |loader| {
-            let run = loader.config.run_config(&model);
-            let (repository, environment) = (&loader.repository, &loader.environment);
-            Model::load(repository, &model, version, &run, &padding, environment).map(Arc::new)
-        })
-        .await
+        let model = self
+            .off_runtime(name, move |loader| {
+                let run = loader.config.run_config(&model);
+                let (repository, environment) = (&loader.repository, &loader.environment);
+                Model::load(repository, &model, version, &run, &padding, environment).map(Arc::new)
+            })
+            .await?;
+        let manifest = self.repository.version_dir(name, version).join(manifest::FILE_NAME);
+        golden::check(&model, &manifest).await.inspect_err(|_| store_metrics::golden_failed(name))?;
+        Ok(model)
     }
 }
 

@@ -167,7 +167,7 @@ impl Drop for VersionInfo {
 }
 
 /// The model store's record of each model: sync attempts, failures by reason, the time of the
-/// last success and bytes downloaded.
+/// last success, bytes downloaded, and versions refused for their golden outputs.
 pub(crate) mod store {
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -184,6 +184,16 @@ pub(crate) mod store {
             failures(model, reason).increment(0);
         }
         downloaded(model, 0);
+        golden_failures(model).increment(0);
+    }
+
+    /// Counts a version of `model` refused because it did not reproduce its golden outputs.
+    pub(crate) fn golden_failed(model: &str) {
+        golden_failures(model).increment(1);
+    }
+
+    fn golden_failures(model: &str) -> metrics::Counter {
+        metrics::counter!("oxiserve_model_golden_failures_total", "model" => model.to_string())
     }
 
     /// Counts a failed sync of `model` for `reason`, one of `unreachable` and `rejected`.
