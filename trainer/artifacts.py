@@ -1,7 +1,8 @@
 """Writing a model version the way the server reads it: `<out>/<name>/<version>/` holding
 `model.onnx` and `manifest.json` (sha256 and size of every file, the signature read from a real
-onnxruntime session, free-form metadata). Files are written first and the manifest last, as the
-publication protocol requires.
+onnxruntime session, free-form metadata, and optionally golden examples: inputs with the
+outputs this onnxruntime gave, which the server reproduces before it adopts the version).
+Files are written first and the manifest last, as the publication protocol requires.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import onnxruntime as ort
 MANIFEST_FORMAT = 1
 
 
-def file_entry(path: Path) -> dict:
+def file_entry(data: bytes) -> dict:
     """What the manifest records of a file: checked by the server before the file is used."""
-    data = path.read_bytes()
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
@@ -48,6 +48,55 @@ def signature(session: ort.InferenceSession) -> tuple[list, list]:
     return [describe(a) for a in session.get_inputs()], [describe(a) for a in session.get_outputs()]
 
 
+def manifest(
+    name: str, version: int, files: dict, metadata: dict, golden: dict | None = None
+) -> dict:
+    """The manifest of a version whose `files` (name -> bytes) hold `model.onnx`: every
+    file's sha256 and size, the graph's signature from a real session, `metadata`, and the
+    `golden` examples when given (see `golden_examples`)."""
+    inputs, outputs = signature(ort.InferenceSession(files["model.onnx"]))
+    written = {
+        "format_version": MANIFEST_FORMAT,
+        "name": name,
+        "version": version,
+        "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "files": {file_name: file_entry(data) for file_name, data in files.items()},
+        "inputs": inputs,
+        "outputs": outputs,
+        "metadata": metadata,
+    }
+    if golden is not None:
+        written["golden"] = golden
+    return written
+
+
+def golden_examples(graph: bytes, feeds: list, absolute: float = 1e-5) -> dict:
+    """A manifest's `golden` section: each of `feeds` (input name -> numpy array, one model
+    run each) with every output this onnxruntime gives for it."""
+    session = ort.InferenceSession(graph)
+    inputs, outputs = signature(session)
+    datatypes = {spec["name"]: spec["datatype"] for spec in inputs + outputs}
+    names = [output.name for output in session.get_outputs()]
+
+    def tensor(name, array):
+        return {
+            "datatype": datatypes[name],
+            "shape": list(array.shape),
+            "data": array.reshape(-1).tolist(),
+        }
+
+    examples = []
+    for feed in feeds:
+        outputs = session.run(names, feed)
+        examples.append(
+            {
+                "inputs": {name: tensor(name, array) for name, array in feed.items()},
+                "outputs": {name: tensor(name, array) for name, array in zip(names, outputs)},
+            }
+        )
+    return {"absolute": absolute, "relative": 0.0, "examples": examples}
+
+
 def write_version(
     out: Path, name: str, version: int, graph: bytes, metadata: dict, extra: dict | None = None
 ) -> Path:
@@ -55,26 +104,12 @@ def write_version(
     manifest; returns the model's path."""
     directory = out / name / str(version)
     directory.mkdir(parents=True, exist_ok=True)
-    model_path = directory / "model.onnx"
-    model_path.write_bytes(graph)
-    extra = extra or {}
-    for file_name, data in extra.items():
+    files = {"model.onnx": graph, **(extra or {})}
+    for file_name, data in files.items():
         (directory / file_name).write_bytes(data)
-    inputs, outputs = signature(ort.InferenceSession(str(model_path)))
-    manifest = {
-        "format_version": MANIFEST_FORMAT,
-        "name": name,
-        "version": version,
-        "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "files": {
-            file_name: file_entry(directory / file_name) for file_name in ["model.onnx", *extra]
-        },
-        "inputs": inputs,
-        "outputs": outputs,
-        "metadata": metadata,
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return model_path
+    written = manifest(name, version, files, metadata)
+    (directory / "manifest.json").write_text(json.dumps(written, indent=2) + "\n")
+    return directory / "model.onnx"
 
 
 def model_and_fixture_args(doc: str) -> argparse.Namespace:

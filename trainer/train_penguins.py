@@ -18,101 +18,38 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 from pathlib import Path
 
 import joblib
-import numpy as np
 import onnxruntime as ort
 import sklearn
 import skl2onnx
 from palmerpenguins import load_penguins
-from skl2onnx.common.data_types import FloatTensorType
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from artifacts import write_version
-
-NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
-CATEGORICAL = ["island", "sex"]
-TARGET = "species"
-SEED = 7
-
-
-def fit_preprocessing(train) -> dict:
-    """Learn imputation, scaling and vocabularies from the training split only."""
-    numeric = []
-    for name in NUMERIC:
-        column = train[name]
-        median = float(column.median())
-        imputed = column.fillna(median).to_numpy(dtype=np.float64)
-        observed_max = float(column.max())
-        numeric.append(
-            {
-                "name": name,
-                "impute": median,
-                "mean": float(imputed.mean()),
-                "std": float(imputed.std()),
-                # Requests outside this range are rejected as client errors.
-                "min": 0.0,
-                "max": observed_max * 2.0,
-            }
-        )
-    categorical = [
-        {"name": name, "vocabulary": sorted(train[name].dropna().unique().tolist())}
-        for name in CATEGORICAL
-    ]
-    order = [n["name"] for n in numeric] + [
-        f"{c['name']}={v}" for c in categorical for v in c["vocabulary"]
-    ]
-    return {"numeric": numeric, "categorical": categorical, "feature_order": order}
-
-
-def is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def preprocess(row: dict, params: dict) -> np.ndarray:
-    """One request body to one feature row: impute, standardise, one-hot (unknown -> zeros)."""
-    features = []
-    for spec in params["numeric"]:
-        value = row.get(spec["name"])
-        value = spec["impute"] if is_missing(value) else float(value)
-        features.append((value - spec["mean"]) / spec["std"])
-    for spec in params["categorical"]:
-        value = row.get(spec["name"])
-        features.extend(1.0 if value == v else 0.0 for v in spec["vocabulary"])
-    return np.asarray(features, dtype=np.float64).astype(np.float32)
+from penguins import (
+    SEED,
+    TARGET,
+    estimator,
+    fit_preprocessing,
+    matrix,
+    preprocess,
+    request_body,
+    to_onnx,
+)
 
 
 def export(model, name: str, version: int, out: Path, params: dict, classes: list, training: dict):
     """Write `<out>/<name>/<version>/model.onnx` and its manifest (files first, manifest last)."""
-    width = len(params["feature_order"])
-    onx = skl2onnx.to_onnx(
-        model,
-        initial_types=[("features", FloatTensorType([None, width]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=17,
-    )
+    graph = to_onnx(model, len(params["feature_order"]))
     metadata = {"classes": classes, "preprocessing": params, "training": training}
     # The fitted estimator itself, for servers that run scikit-learn (MLServer in
     # `cargo xtask bench --kserve`): the same trained model as the ONNX graph.
-    estimator = io.BytesIO()
-    joblib.dump(model, estimator)
-    extra = {"model.joblib": estimator.getvalue()}
-    return write_version(out, name, version, onx.SerializeToString(), metadata, extra)
-
-
-def request_body(row) -> dict:
-    """A dataset row as the service's JSON request body (missing values are left out)."""
-    body = {}
-    for name in NUMERIC + CATEGORICAL:
-        value = row[name]
-        if isinstance(value, float) and math.isnan(value) or value is None:
-            continue
-        body[name] = value if name in CATEGORICAL else float(value)
-    return body
+    pickled = io.BytesIO()
+    joblib.dump(model, pickled)
+    extra = {"model.joblib": pickled.getvalue()}
+    return write_version(out, name, version, graph, metadata, extra)
 
 
 def main() -> None:
@@ -127,17 +64,11 @@ def main() -> None:
     train, test = train_test_split(frame, test_size=0.3, random_state=SEED, stratify=frame[TARGET])
     params = fit_preprocessing(train)
 
-    def matrix(part):
-        return np.stack([preprocess(r, params) for r in part.to_dict("records")])
-
-    x_train, x_test = matrix(train), matrix(test)
+    x_train, x_test = matrix(train, params), matrix(test, params)
     y_train = train[TARGET].map(classes.index).to_numpy()
     y_test = test[TARGET].map(classes.index).to_numpy()
 
-    models = {
-        "penguins-linear": LogisticRegression(max_iter=1000, C=0.5),
-        "penguins-forest": RandomForestClassifier(n_estimators=25, max_depth=5, random_state=SEED),
-    }
+    models = {name: estimator(name) for name in ["penguins-linear", "penguins-forest"]}
     sessions = {}
     for name, model in models.items():
         model.fit(x_train, y_train)

@@ -9,7 +9,9 @@
 //! and the FastAPI baseline, checked against the service), check formatting, run clippy (also
 //! on the core with every optional feature off; on failure, name the services a core change
 //! broke) and rustdoc with warnings denied, install cargo-semver-checks (for the release
-//! command's test and the API report), then run every test of the workspace, the hostile-input property tests with a short campaign, and last every
+//! command's test and the API report), then run every test of the workspace, the hostile-input
+//! property tests with a short campaign, the training service's tests (`trainer/tests`, in its
+//! own venv, against moto), and last every
 //! service template, generated and checked as a new service (`new::check_templates`),
 //! `cargo xtask upgrade` across three releases of a throwaway core, with Renovate on the
 //! generated service (`upgrade_check`), every service's Kubernetes manifests
@@ -22,7 +24,7 @@ use anyhow::Context;
 use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
 
-use crate::{api_check, debian, deploy, fuzz, new, upgrade_check, venv};
+use crate::{api_check, debian, deploy, fuzz, new, train, upgrade_check, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -99,6 +101,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     // The core's own tests with the optional features off (but `s3`, which its test support
     // crate turns on): settings that need a missing feature are refused.
     cmd!(sh, "cargo test -p oxiserve --no-default-features --lib").run()?;
+    // The training service, against moto.
+    train::test(&sh, root)?;
     // Every service template, generated and tested as a new service would be.
     new::check_templates(&sh, root)?;
     // `cargo xtask upgrade` of a standalone service across three releases of a throwaway core.

@@ -5,7 +5,7 @@
 //! a scikit-learn classifier for the core crate's remote-backend tests, and `identity` and
 //! `tanh-chain`, a model that costs nothing and a slow one, for the core crate's tests and
 //! benchmarks of where models run; and the models of the `tabular` and `blank` service
-//! templates.
+//! templates. Also the training service's own tests (`test`).
 
 use std::path::Path;
 
@@ -36,5 +36,14 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         let fixtures = template.join("tests/fixtures/parity.json");
         cmd!(sh, "{python} {script} --models {models} --fixtures {fixtures}").run()?;
     }
+    Ok(())
+}
+
+/// Runs the training service's tests (`trainer/tests`, pytest) in its venv: real moto (the
+/// `MOTO_SERVER` program, which the caller sets) and the service under uvicorn.
+pub(crate) fn test(sh: &Shell, root: &Path) -> anyhow::Result<()> {
+    let python = venv::trainer(sh, root)?;
+    let _dir = sh.push_dir(root.join("trainer"));
+    cmd!(sh, "{python} -m pytest -q -p no:cacheprovider tests").run()?;
     Ok(())
 }

@@ -15,6 +15,11 @@ pub(crate) const MLSERVER: &str = ".cache/mlserver-venv";
 /// MLServer's requirements.
 pub(crate) const MLSERVER_REQUIREMENTS: &str = "xtask/mlserver-requirements.txt";
 
+/// The venv of the training service (`trainer/service`).
+pub(crate) const TRAINER: &str = ".cache/trainer-venv";
+/// The training service's requirements (the reference trainer's, and its web stack).
+pub(crate) const TRAINER_REQUIREMENTS: &str = "trainer/service/requirements.txt";
+
 /// What a venv was last installed from: a copy of its requirements file, written once pip
 /// succeeded.
 const INSTALLED: &str = "requirements.installed";
@@ -40,6 +45,11 @@ pub(crate) fn ensure(sh: &Shell, venv: &Path, requirements: &Path) -> anyhow::Re
 /// The FastAPI baseline's python, its venv made ready.
 pub(crate) fn baseline(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
     ensure(sh, &root.join(BASELINE), &root.join(BASELINE_REQUIREMENTS))
+}
+
+/// The training service's python, its venv made ready.
+pub(crate) fn trainer(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
+    ensure(sh, &root.join(TRAINER), &root.join(TRAINER_REQUIREMENTS))
 }
 
 /// MLServer's `mlserver` program, its venv made ready.
