@@ -302,6 +302,64 @@ pub struct ModelsConfig {
     /// Models that run on a KServe v2 gRPC server (Triton, MLServer) instead of in process,
     /// by model name. Their manifests still come from `uri`.
     pub remote: BTreeMap<String, RemoteConfig>,
+    /// The automatic rollback of every model without its own entry in `watches`.
+    pub watch: WatchConfig,
+    /// Automatic rollback settings by model name.
+    pub watches: BTreeMap<String, WatchConfig>,
+}
+
+/// The automatic rollback: for `window` after a version adopted from the store starts
+/// serving, its requests are compared with its predecessor's. If its share of failed requests
+/// (500s) is higher by more than `error_margin` (judged as soon as `min_requests` were seen),
+/// or its p99 latency over the window more than `latency_factor` times its predecessor's
+/// (judged when the window ends), the predecessor serves again and the new version is never
+/// adopted.
+///
+/// On by default: a version that fails requests should stop serving without waiting for an
+/// operator, and the margins are wide enough that noise does not trigger it (five points more
+/// failures over at least `min_requests` requests, a p99 twice the old one over a whole
+/// window).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// Whether newly adopted versions are watched and rolled back on their own.
+    pub enabled: bool,
+    /// How long a new version is watched after it starts serving, as `5m`.
+    #[serde(with = "duration_text")]
+    pub window: Duration,
+    /// Requests the new version must have taken part in before it is judged.
+    pub min_requests: u64,
+    /// How much higher the new version's share of failed requests may be than its
+    /// predecessor's: 0.05 is five percentage points.
+    pub error_margin: f64,
+    /// How many times its predecessor's p99 latency the new version's may reach (at least 1).
+    pub latency_factor: f64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: Duration::from_secs(300),
+            min_requests: 50,
+            error_margin: 0.05,
+            latency_factor: 2.0,
+        }
+    }
+}
+
+impl WatchConfig {
+    /// Fails, naming `key`, on a margin that would roll back every version or none.
+    fn check(&self, key: &str) -> Result<()> {
+        let problem = if !(0.0..1.0).contains(&self.error_margin) {
+            Some(format!("{key}.error_margin must be in [0, 1), not {}", self.error_margin))
+        } else if self.latency_factor.is_nan() || self.latency_factor < 1.0 {
+            Some(format!("{key}.latency_factor must be at least 1, not {}", self.latency_factor))
+        } else {
+            None
+        };
+        problem.map_or(Ok(()), |detail| Err(figment::Error::from(detail).into()))
+    }
 }
 
 /// A model run by a remote KServe v2 server over gRPC. The manifest (signature, metadata) still
@@ -395,6 +453,8 @@ impl Default for ModelsConfig {
             policies: BTreeMap::new(),
             overrides: BTreeMap::new(),
             remote: BTreeMap::new(),
+            watch: WatchConfig::default(),
+            watches: BTreeMap::new(),
         }
     }
 }
@@ -405,13 +465,24 @@ impl ModelsConfig {
         for_model(&self.policies, model).unwrap_or(&self.policy)
     }
 
-    /// Fails, naming the key, if `models.policies`, `models.overrides` or `models.remote`
-    /// speaks of a model that is not among `models` (a typo would otherwise be ignored).
+    /// The automatic rollback settings of `model`.
+    pub fn watch_for(&self, model: &str) -> &WatchConfig {
+        for_model(&self.watches, model).unwrap_or(&self.watch)
+    }
+
+    /// Fails, naming the key, if `models.policies`, `models.overrides`, `models.remote` or
+    /// `models.watches` speaks of a model that is not among `models` (a typo would otherwise
+    /// be ignored), or if a watch's margins are out of range.
     pub fn check_model_names(&self, models: &[String]) -> Result<()> {
+        self.watch.check("models.watch")?;
+        for (name, watch) in &self.watches {
+            watch.check(&format!("models.watches.{name}"))?;
+        }
         let keys = [
             ("policies", self.policies.keys().collect::<Vec<_>>()),
             ("overrides", self.overrides.keys().collect()),
             ("remote", self.remote.keys().collect()),
+            ("watches", self.watches.keys().collect()),
         ];
         for (table, names) in keys {
             for name in names {

@@ -251,6 +251,12 @@ impl Error {
         }
     }
 
+    /// Whether the server is at fault (a 500): not the client's mistake, nor an overload, a
+    /// timeout or a model that is not there.
+    pub(crate) fn is_server_fault(&self) -> bool {
+        self.kind().status == 500
+    }
+
     /// What the client is told: the whole error when it is the client's to fix or a refusal,
     /// only [`SERVER_FAULT_DETAIL`] for a fault.
     pub(crate) fn public_detail(&self) -> String {

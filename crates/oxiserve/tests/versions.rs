@@ -228,7 +228,76 @@ async fn a_version_that_does_not_reproduce_its_golden_outputs_is_refused() {
     assert_eq!(common::served_version(&app).await, 2, "the refused version is never served");
     let metrics = app.get("/metrics").await.text();
     assert!(
-        metrics.lines().any(|l| l == "oxiserve_model_golden_failures_total{model=\"token-pool\"} 1"),
+        metrics
+            .lines()
+            .any(|l| l == "oxiserve_model_golden_failures_total{model=\"token-pool\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_that_fails_requests_is_rolled_back_on_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = repository_config(tmp.path());
+    config.cache.capacity = 0;
+    config.models.watch.min_requests = 20;
+    config.models.watch.window = Duration::from_secs(60);
+    let app = Arc::new(TestApp::with_config(TokenPool::new(), config).await.unwrap());
+
+    // Clients keep asking: for ids the model has (always answered) and for id 100, which v1's
+    // card (vocabulary 64) refuses as the client's mistake.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (app, done) = (Arc::clone(&app), Arc::clone(&done));
+            tokio::spawn(async move {
+                let body = if client % 2 == 0 { REQUEST } else { r#"{"ids": [100]}"# };
+                let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = app.post_json("/v1/predict", body).await.status.as_u16();
+                    *statuses.entry(status).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Version 2 is the same graph with a card that claims 1000 token ids: it loads and its
+    // signature matches, but every request for an id past the graph's 64 rows now reaches
+    // ONNX Runtime and fails there (a 500), half of all requests.
+    common::publish(tmp.path(), 2, |manifest| manifest["metadata"]["vocabulary"] = 1000.into());
+    common::wait_for_version(&app, 2).await;
+    let start = Instant::now();
+    let retired = loop {
+        let status = common::model_status(&app).await;
+        let failed = status["failed_versions"].as_array().unwrap().clone();
+        if let Some(retired) = failed.into_iter().find(|f| f["version"] == 2) {
+            break retired;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "v2 was never rolled back: {status}");
+        tokio::time::sleep(POLL).await;
+    };
+    let reason = retired["error"].as_str().unwrap();
+    assert!(reason.starts_with("rolled back automatically: "), "{reason}");
+    assert!(reason.contains("requests failed, against 0.0% for v1"), "{reason}");
+    assert_eq!(common::served_version(&app).await, 1, "v1 serves again");
+
+    // Never adopted again, though it is still the newest published version.
+    tokio::time::sleep(POLL * 6).await;
+    assert_eq!(common::served_version(&app).await, 1);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for client in clients {
+        for (status, count) in client.await.unwrap() {
+            *statuses.entry(status).or_default() += count;
+        }
+    }
+    assert!(statuses[&500] >= 1 && statuses[&422] >= 1 && statuses[&200] > 20, "{statuses:?}");
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics.lines().any(|l| l == "oxiserve_model_rollbacks_total{model=\"token-pool\"} 1"),
         "{metrics}"
     );
 }

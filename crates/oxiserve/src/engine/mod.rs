@@ -8,15 +8,19 @@
 //! for), [`Engine::sync`] later adopts newly published ones, and the operator calls (rollback,
 //! pin, unpin, sync now) serve the admin API. A new version is verified,
 //! loaded, warmed up through the whole pipeline, and only then swapped in; a version that fails
-//! any step is recorded and never served, and the one serving keeps serving.
+//! any step is recorded and never served, and the one serving keeps serving. Once serving, a
+//! version adopted from the store is watched (`watch`) and rolled back on its own if its
+//! requests fail more often or take longer than its predecessor's.
 
 mod status;
 mod versions;
+mod watch;
 
 pub(crate) use self::status::{ServiceStatus, StatusState};
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
@@ -24,11 +28,11 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::cache::{self, CachedAnswer, ResponseCache};
-use crate::context::Context;
+use crate::context::{Context, Transport};
 use crate::endpoint::Route;
 use crate::error::{Error, Result};
-use crate::model::Models;
-use crate::pipeline::{ModelOutput, Outputs, Pipeline};
+use crate::model::{Model, Models};
+use crate::pipeline::{Inference, ModelOutput, Outputs, Pipeline};
 use crate::timings::{self, Timings};
 
 /// A pipeline with its models and readiness.
@@ -46,6 +50,8 @@ pub struct Engine<P> {
     stages: PipelineStages,
     /// `oxiserve_ready`: 1 from the end of [`Engine::load`] until draining starts.
     ready_gauge: metrics::Gauge,
+    /// The versions adopted from the store that are still under watch, by model name.
+    watches: Mutex<BTreeMap<String, watch::Watch>>,
 }
 
 /// The pipeline's own stages, as `oxiserve_pipeline_stage_seconds{pipeline, stage}`.
@@ -123,6 +129,7 @@ impl<P: Pipeline> Engine<P> {
             cache: None,
             stages,
             ready_gauge,
+            watches: Mutex::default(),
         }
     }
 
@@ -283,6 +290,33 @@ impl<P: Pipeline> Engine<P> {
         let (input, inference) = self.stage(span, prepared).await?;
         let inference = inference?;
         let pre = start.elapsed();
+        if context.transport() == Transport::Internal {
+            return self.finish(input, inference, context, pre).await;
+        }
+        // What each version does with real requests: the automatic rollback's evidence.
+        let used: Vec<Arc<Model>> = inference.runs.iter().map(|r| Arc::clone(&r.model)).collect();
+        let answer = self.finish(input, inference, context, pre).await;
+        let took = start.elapsed();
+        for model in &used {
+            match &answer {
+                Ok(_) => model.health().succeeded(took),
+                Err(error) if error.is_server_fault() => model.health().failed(),
+                Err(_) => {}
+            }
+        }
+        answer
+    }
+
+    /// The rest of [`Engine::run`] once `preprocess` (which took `pre`) asked for `inference`:
+    /// the model runs, concurrently, then postprocess.
+    async fn finish(
+        &self,
+        input: P::Input,
+        inference: Inference,
+        context: Arc<Context>,
+        pre: Duration,
+    ) -> Result<Answer<P::Output>> {
+        let traced = context.traced;
         let runs = try_join_all(inference.runs.into_iter().map(|run| {
             let span = stage_span(traced, || {
                 let (model, version) = (run.model.name(), run.model.version());

@@ -1,9 +1,11 @@
 //! The version lifecycle of an engine's models: loading at start-up, adopting newly published
-//! versions (the poll loop), and the operator's rollback, pin, unpin and sync. A new version
-//! is verified, loaded, prepared by the pipeline, warmed up through the whole pipeline, and
-//! only then swapped in; a version that fails any step is recorded and never served, and the
-//! one serving keeps serving.
+//! versions (the poll loop), watching them once they serve and rolling back the ones worse
+//! than their predecessor (see `watch`), and the operator's rollback, pin, unpin and sync. A
+//! new version is verified, loaded, prepared by the pipeline, warmed up through the whole
+//! pipeline, and only then swapped in; a version that fails any step is recorded and never
+//! served, and the one serving keeps serving.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{join_all, try_join_all};
 
 use super::Engine;
+use super::watch::{Verdict, Watch};
 use crate::config::VersionPolicy;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -18,6 +21,9 @@ use crate::manifest::FILE_NAME as MANIFEST;
 use crate::model::{FetchError, Loader, Model, ModelStatus};
 use crate::pipeline::Pipeline;
 use crate::telemetry::store as sync_metrics;
+
+/// How often a version under watch is judged.
+const WATCH_TICK: Duration = Duration::from_millis(100);
 
 impl<P: Pipeline> Engine<P> {
     /// Brings every model up with the versions its policy asks for (with S3, after fetching the
@@ -54,14 +60,60 @@ impl<P: Pipeline> Engine<P> {
 
     /// Runs [`Engine::sync`] every `interval`, forever; the caller aborts the task to stop it.
     /// While the remote store is unreachable the wait doubles, up to a minute (or `interval`
-    /// if longer), and returns to `interval` after the first success.
+    /// if longer), and returns to `interval` after the first success. While a new version is
+    /// under watch, its record is looked at every [`WATCH_TICK`] in between.
     pub async fn poll(&self, loader: &Loader, interval: Duration) {
         let longest = interval.max(Duration::from_secs(60));
         let mut wait = interval;
+        let mut next_sync = Instant::now() + wait;
         loop {
-            tokio::time::sleep(wait).await;
-            wait = if self.sync(loader).await { interval } else { (wait * 2).min(longest) };
+            let watching = !self.watches().is_empty();
+            let until =
+                if watching { next_sync.min(Instant::now() + WATCH_TICK) } else { next_sync };
+            tokio::time::sleep_until(until.into()).await;
+            if watching {
+                self.check_watches(loader).await;
+            }
+            if Instant::now() >= next_sync {
+                wait = if self.sync(loader).await { interval } else { (wait * 2).min(longest) };
+                next_sync = Instant::now() + wait;
+            }
         }
+    }
+
+    /// Judges every version under watch: rolls back the ones worse than their predecessor,
+    /// ends the watches whose window passed, and drops the ones whose version no longer
+    /// serves (replaced, rolled back or pinned away).
+    async fn check_watches(&self, loader: &Loader) {
+        let now = Instant::now();
+        let mut rollbacks = Vec::new();
+        self.watches().retain(|name, watch| {
+            let serving = self.models.get(name).ok().filter(|m| m.version() == watch.version);
+            let Some(model) = serving else { return false };
+            match watch.judge(&model.health().snapshot(), now) {
+                Verdict::Wait => true,
+                Verdict::Keep => {
+                    tracing::info!(model = %name, version = watch.version, "watch ended: kept");
+                    false
+                }
+                Verdict::RollBack(reason) => {
+                    rollbacks.push((name.clone(), watch.version, reason));
+                    false
+                }
+            }
+        });
+        for (name, version, reason) in rollbacks {
+            let reason = format!("rolled back automatically: {reason}");
+            tracing::warn!(model = %name, version, %reason, "new version worse than its predecessor");
+            sync_metrics::rolled_back(&name);
+            if let Err(error) = self.roll_back(loader, &name, &reason).await {
+                tracing::error!(model = %name, version, %error, "automatic rollback failed");
+            }
+        }
+    }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Watch>> {
+        self.watches.lock().expect("no code panics while holding the watches")
     }
 
     /// Brings the newest acceptable remote version of `name` into the local repository,
@@ -164,9 +216,18 @@ impl<P: Pipeline> Engine<P> {
             VersionPolicy::Latest(keep) => Some(*keep),
             VersionPolicy::Pinned(_) => None,
         };
+        let previous = self.models.get(&name).ok();
         if let Err(error) = self.adopt(loader, &name, version, keep).await {
             tracing::error!(model = %name, version, %error, "version rejected");
             self.models.fail(&name, Some(version), &error);
+            return;
+        }
+        let settings = loader.watch(&name);
+        let serving = self.models.get(&name).ok().filter(|m| m.version() == version);
+        if let (true, Some(previous), Some(new)) = (settings.enabled, previous, serving) {
+            let (start, baseline) = (new.health().snapshot(), previous.health().snapshot());
+            let watch = Watch::new(version, start, previous.version(), baseline, settings);
+            self.watches().insert(name, watch);
         }
     }
 
@@ -175,6 +236,13 @@ impl<P: Pipeline> Engine<P> {
     /// in the local repository, that has not failed; one not loaded is loaded and warmed up
     /// first. Any pin is lifted.
     pub async fn rollback(&self, loader: &Loader, name: &str) -> Result<ModelStatus> {
+        self.roll_back(loader, name, "rolled back by an operator").await?;
+        self.status(name)
+    }
+
+    /// Serves the previous good version of `name` (see [`Engine::rollback`]) and retires the
+    /// one serving for `reason`.
+    async fn roll_back(&self, loader: &Loader, name: &str, reason: &str) -> Result<()> {
         let current = self.serving_version(name)?;
         let loaded = self.models.loaded_versions(name);
         let mut older: Vec<u64> =
@@ -205,9 +273,9 @@ impl<P: Pipeline> Engine<P> {
             )));
         }
         self.models.unpin(name);
-        self.models.retire(name, current, "rolled back by an operator");
-        tracing::warn!(model = name, version = current, "rolled back");
-        self.status(name)
+        self.models.retire(name, current, reason);
+        tracing::warn!(model = name, version = current, reason, "rolled back");
+        Ok(())
     }
 
     /// Operator: makes `version` (default: the one serving now) of `name` serve until

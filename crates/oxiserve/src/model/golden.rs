@@ -31,8 +31,8 @@ pub(super) async fn check(model: &Model, manifest: &Path) -> Result<()> {
             .inputs
             .iter()
             .map(|(name, tensor)| {
-                let tensor =
-                    tensor_of(tensor).map_err(|e| error(format!("{which}: input `{name}`: {e}")))?;
+                let tensor = tensor_of(tensor)
+                    .map_err(|e| error(format!("{which}: input `{name}`: {e}")))?;
                 Ok((name.clone(), tensor))
             })
             .collect::<Result<Tensors>>()?;
@@ -71,9 +71,8 @@ fn compare(actual: &Tensor, expected: &GoldenTensor, golden: &Golden) -> Result<
         _ => Vec::new(),
     };
     let (actual, expected) = (flat(actual), flat(&expected_values));
-    let outside: Vec<usize> = (0..expected.len())
-        .filter(|&i| !within(&actual[i], &expected[i], golden))
-        .collect();
+    let outside: Vec<usize> =
+        (0..expected.len()).filter(|&i| !within(&actual[i], &expected[i], golden)).collect();
     match outside.first() {
         None => Ok(()),
         Some(&first) => Err(format!(

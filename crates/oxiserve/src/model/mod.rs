@@ -6,6 +6,7 @@
 
 mod batch;
 mod golden;
+pub(crate) mod health;
 mod onnx;
 mod registry;
 mod remote;
@@ -22,10 +23,11 @@ use ort::environment::Environment;
 
 pub use self::batch::Padding;
 use self::batch::Ran;
+use self::health::Health;
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
 use self::worker::Pool;
 pub use self::worker::RunStats;
-use crate::config::{ModelsConfig, RunConfig, VersionPolicy};
+use crate::config::{ModelsConfig, RunConfig, VersionPolicy, WatchConfig};
 use crate::error::{Error, Result};
 pub use crate::manifest::{self, Manifest, TensorSpec};
 use crate::store::{LocalRepository, S3Mirror, Source};
@@ -40,6 +42,8 @@ pub struct Model {
     /// For a remote model, whether its server answers.
     availability: Option<remote::Availability>,
     cached: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// How this version does with the requests it takes part in.
+    health: Health,
     /// Shows this version in `oxiserve_model_version_info` while it is loaded.
     _info: VersionInfo,
 }
@@ -84,7 +88,8 @@ impl Model {
         };
         tracing::info!(model = name, version, sessions = config.sessions, "model loaded");
         let info = VersionInfo::loaded(&manifest);
-        Ok(Self { manifest, backend, availability, cached: OnceLock::new(), _info: info })
+        let cached = OnceLock::new();
+        Ok(Self { manifest, backend, availability, cached, health: Health::default(), _info: info })
     }
 
     /// Whether the model can run now: always for a local model; for a remote one, whether its
@@ -111,6 +116,11 @@ impl Model {
     /// The manifest this version was loaded with.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// How this version does with the requests it takes part in.
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Runs the model. The inputs must match the manifest's names and datatypes; a mismatch is
@@ -310,6 +320,11 @@ impl Loader {
         self.config.policy_for(name)
     }
 
+    /// The automatic rollback settings of `name`.
+    pub fn watch(&self, name: &str) -> &WatchConfig {
+        self.config.watch_for(name)
+    }
+
     /// The versions of `name` ready to load locally, in increasing order.
     pub async fn versions(&self, name: &str) -> Result<Vec<u64>> {
         let model = name.to_string();
@@ -349,7 +364,9 @@ impl Loader {
             })
             .await?;
         let manifest = self.repository.version_dir(name, version).join(manifest::FILE_NAME);
-        golden::check(&model, &manifest).await.inspect_err(|_| store_metrics::golden_failed(name))?;
+        golden::check(&model, &manifest)
+            .await
+            .inspect_err(|_| store_metrics::golden_failed(name))?;
         Ok(model)
     }
 }

@@ -167,7 +167,8 @@ impl Drop for VersionInfo {
 }
 
 /// The model store's record of each model: sync attempts, failures by reason, the time of the
-/// last success, bytes downloaded, and versions refused for their golden outputs.
+/// last success, bytes downloaded, versions refused for their golden outputs, and automatic
+/// rollbacks.
 pub(crate) mod store {
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -185,6 +186,16 @@ pub(crate) mod store {
         }
         downloaded(model, 0);
         golden_failures(model).increment(0);
+        rollbacks(model).increment(0);
+    }
+
+    /// Counts an automatic rollback of `model`: a new version served worse than the one before.
+    pub(crate) fn rolled_back(model: &str) {
+        rollbacks(model).increment(1);
+    }
+
+    fn rollbacks(model: &str) -> metrics::Counter {
+        metrics::counter!("oxiserve_model_rollbacks_total", "model" => model.to_string())
     }
 
     /// Counts a version of `model` refused because it did not reproduce its golden outputs.
