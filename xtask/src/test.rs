@@ -6,7 +6,8 @@
 //! skopeo, runc and `docker-registry` for the deployed image's test), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
-//! and the FastAPI baseline, checked against the service), check formatting, run clippy (also
+//! the FastAPI baseline, checked against the service; the training service, for its own tests
+//! and the retraining loop's), check formatting, run clippy (also
 //! on the core with every optional feature off; on failure, name the services a core change
 //! broke) and rustdoc with warnings denied, install cargo-semver-checks (for the release
 //! command's test and the API report), then run every test of the workspace, the hostile-input
@@ -67,6 +68,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let python = venv::ensure(&sh, &root.join(TEST_VENV), &requirements)?;
     let baseline = venv::baseline(&sh, root)?;
     let mlserver = venv::mlserver(&sh, root)?;
+    let trainer = venv::trainer(&sh, root)?;
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
@@ -89,6 +91,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let _baseline = sh.push_env("BASELINE_PYTHON", &baseline);
     let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));
     let _mlserver = sh.push_env("MLSERVER", &mlserver);
+    let _trainer = sh.push_env("TRAINER_PYTHON", &trainer);
     let _semver = sh.push_env(api_check::BINARY_VARIABLE, api_check::tool(&sh, root)?);
     // Tests talk to moto only: fixed dummy credentials, and no instance-metadata lookups.
     let _key = sh.push_env("AWS_ACCESS_KEY_ID", "oxiserve-test");
@@ -101,8 +104,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     // The core's own tests with the optional features off (but `s3`, which its test support
     // crate turns on): settings that need a missing feature are refused.
     cmd!(sh, "cargo test -p oxiserve --no-default-features --lib").run()?;
-    // The training service, against moto.
-    train::test(&sh, root)?;
+    // The training service's own tests, against moto.
+    train::test(&sh, &trainer)?;
     // Every service template, generated and tested as a new service would be.
     new::check_templates(&sh, root)?;
     // `cargo xtask upgrade` of a standalone service across three releases of a throwaway core.

@@ -39,11 +39,10 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the training service's tests (`trainer/tests`, pytest) in its venv: real moto (the
-/// `MOTO_SERVER` program, which the caller sets) and the service under uvicorn.
-pub(crate) fn test(sh: &Shell, root: &Path) -> anyhow::Result<()> {
-    let python = venv::trainer(sh, root)?;
-    let _dir = sh.push_dir(root.join("trainer"));
+/// Runs the training service's tests (`trainer/tests`, pytest) with `python`, its venv's: real
+/// moto (the `MOTO_SERVER` program, which the caller sets) and the service under uvicorn.
+pub(crate) fn test(sh: &Shell, python: &Path) -> anyhow::Result<()> {
+    let _dir = sh.push_dir("trainer");
     cmd!(sh, "{python} -m pytest -q -p no:cacheprovider tests").run()?;
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! and stopped when dropped, even when the test fails: moto for S3 ([`S3Server`]),
 //! `redis-server` ([`RedisServer`]), MLServer ([`MlServer`], a real KServe v2 server),
 //! Prometheus with its rule checks ([`PrometheusServer`]), an OTLP trace receiver
-//! ([`OtlpReceiver`]), a bare HTTP/1.1 client ([`http_request`]), Python scripts of checks with real clients ([`python_checks`]) and
-//! schemathesis ([`schemathesis`]). `cargo xtask test` installs what they run.
+//! ([`OtlpReceiver`]), the project's training service ([`TrainingService`]), a bare HTTP/1.1
+//! client ([`http_request`]), Python scripts of checks with real clients ([`python_checks`])
+//! and schemathesis ([`schemathesis`]). `cargo xtask test` installs what they run.
 //!
 //! Not framework API (`publish = false`): what a service author tests with is
 //! `oxiserve::testing::TestApp`.
@@ -16,6 +17,7 @@ mod prometheus;
 mod python;
 mod redis;
 mod s3;
+mod trainer;
 
 pub use self::http::http_request;
 pub use self::mlserver::{MlServer, SklearnModel};
@@ -25,3 +27,4 @@ pub use self::prometheus::PrometheusServer;
 pub use self::python::{python_checks, schemathesis};
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
+pub use self::trainer::TrainingService;

@@ -36,13 +36,21 @@ impl ServerProcess {
         port: u16,
         install_hint: &str,
     ) -> Result<Self> {
-        let child = Command::new(program)
-            .args(args)
+        let mut command = Command::new(program);
+        command.args(args);
+        Self::spawn(command, port, install_hint).await
+    }
+
+    /// Starts `command` (with its environment and directory), which makes it listen on
+    /// `port`, and waits until it does.
+    pub async fn spawn(mut command: Command, port: u16, install_hint: &str) -> Result<Self> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {program} ({install_hint})"))?;
-        let server = Self { child, port, program: program.to_string() };
+        let server = Self { child, port, program: program.clone() };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if start.elapsed() > START_TIMEOUT {
