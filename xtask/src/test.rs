@@ -2,7 +2,8 @@
 //!
 //! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
 //! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests,
-//! `prometheus` with `promtool` for the scrape test and the alert rules, buildah, podman,
+//! `prometheus` with `promtool` for the scrape test and the alert rules,
+//! `prometheus-alertmanager` with `amtool` for the retraining alert path, buildah, podman,
 //! skopeo, runc and `docker-registry` for the deployed image's test), create
 //! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
 //! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
@@ -32,12 +33,16 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where Debian's prometheus package puts the server and its rule checker.
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
+/// Where Debian's prometheus-alertmanager package puts the server and its config checker.
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+const AMTOOL: &str = "/usr/bin/amtool";
 /// Debian packages the tests run, each with a file that shows it is installed: the container
 /// tools and the registry are for the image of `cargo xtask deploy` (`xtask/tests/image.rs`).
-const PACKAGES: [(&str, &str); 8] = [
+const PACKAGES: [(&str, &str); 9] = [
     ("chromium", CHROMIUM),
     ("redis-server", "/usr/bin/redis-server"),
     ("prometheus", PROMETHEUS),
+    ("prometheus-alertmanager", ALERTMANAGER),
     ("buildah", "/usr/bin/buildah"),
     ("podman", "/usr/bin/podman"),
     ("skopeo", "/usr/bin/skopeo"),
@@ -87,6 +92,8 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
     let _prometheus = sh.push_env("PROMETHEUS", PROMETHEUS);
     let _promtool = sh.push_env("PROMTOOL", PROMTOOL);
+    let _alertmanager = sh.push_env("ALERTMANAGER", ALERTMANAGER);
+    let _amtool = sh.push_env("AMTOOL", AMTOOL);
     let _python = sh.push_env("XTASK_TEST_PYTHON", &python);
     let _baseline = sh.push_env("BASELINE_PYTHON", &baseline);
     let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));

@@ -1,7 +1,8 @@
 //! Real servers and tools for oxiserve's own tests, each started on 127.0.0.1 and a free port
 //! and stopped when dropped, even when the test fails: moto for S3 ([`S3Server`]),
 //! `redis-server` ([`RedisServer`]), MLServer ([`MlServer`], a real KServe v2 server),
-//! Prometheus with its rule checks ([`PrometheusServer`]), an OTLP trace receiver
+//! Prometheus with its rule checks ([`PrometheusServer`]), Alertmanager
+//! ([`AlertmanagerServer`]), an OTLP trace receiver
 //! ([`OtlpReceiver`]), the project's training service ([`TrainingService`]), a bare HTTP/1.1
 //! client ([`http_request`]), Python scripts of checks with real clients ([`python_checks`])
 //! and schemathesis ([`schemathesis`]). `cargo xtask test` installs what they run.
@@ -9,6 +10,7 @@
 //! Not framework API (`publish = false`): what a service author tests with is
 //! `oxiserve::testing::TestApp`.
 
+mod alertmanager;
 mod http;
 mod mlserver;
 mod otlp;
@@ -19,6 +21,7 @@ mod redis;
 mod s3;
 mod trainer;
 
+pub use self::alertmanager::AlertmanagerServer;
 pub use self::http::http_request;
 pub use self::mlserver::{MlServer, SklearnModel};
 pub use self::otlp::{OtlpReceiver, ReceivedSpan};

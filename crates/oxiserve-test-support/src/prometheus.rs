@@ -1,6 +1,6 @@
 //! [`PrometheusServer`]: a real Prometheus (Debian's `prometheus` package) on 127.0.0.1 and a
-//! free port, scraping the given targets every second and evaluating the given rule files, with
-//! its HTTP query API for tests.
+//! free port, scraping the given targets every second and evaluating the given rule files
+//! (sending alerts to an Alertmanager when given one), with its HTTP query API for tests.
 //!
 //! `cargo xtask test` installs the package when it is missing; `PROMETHEUS` may name another
 //! binary. Its configuration and storage live in a private temporary directory, removed with
@@ -31,17 +31,32 @@ impl PrometheusServer {
     /// Starts Prometheus scraping `/metrics` of every target each second, with the alerting
     /// and recording `rules` files loaded, and waits until it listens.
     pub async fn start(targets: &[SocketAddr], rules: &[&Path]) -> Result<Self> {
+        Self::start_alerting(targets, rules, None).await
+    }
+
+    /// [`PrometheusServer::start`], sending its firing alerts to the Alertmanager at
+    /// `alertmanager` (`host:port`) when one is given.
+    pub async fn start_alerting(
+        targets: &[SocketAddr],
+        rules: &[&Path],
+        alertmanager: Option<&str>,
+    ) -> Result<Self> {
         let port = process::free_port()?;
         let dir = std::env::temp_dir().join(format!("oxiserve-prometheus-{port}"));
         std::fs::create_dir_all(&dir).with_context(|| "creating Prometheus's directory")?;
         let list = |items: Vec<String>| format!("[{}]", items.join(", "));
         let targets = list(targets.iter().map(|t| format!("'{t}'")).collect());
         let rules = list(rules.iter().map(|r| format!("'{}'", r.display())).collect());
-        let config = format!(
+        let mut config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files: {rules}\n\
              scrape_configs:\n  - job_name: oxiserve\n    static_configs:\n      - targets: {targets}\n"
         );
+        if let Some(alertmanager) = alertmanager {
+            config.push_str(&format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n"
+            ));
+        }
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config)
             .with_context(|| "writing Prometheus's configuration")?;

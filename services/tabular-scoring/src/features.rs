@@ -10,6 +10,7 @@ use oxiserve::{Error, Result};
 use serde::Deserialize;
 
 use crate::PenguinInput;
+use crate::answers::Answers;
 
 /// What the trainer recorded about one model version: class names and preprocessing.
 #[derive(Debug, Deserialize)]
@@ -18,6 +19,9 @@ pub(crate) struct ModelCard {
     pub(crate) classes: Vec<String>,
     /// How to turn a request into features.
     pub(crate) preprocessing: Preprocessing,
+    /// The answers this model took part in, by whether they need review.
+    #[serde(skip)]
+    pub(crate) answers: Answers,
 }
 
 /// Preprocessing parameters, learnt on the training split.
@@ -47,7 +51,7 @@ struct CategoricalFeature {
 impl ModelCard {
     /// Reads and checks the card in `manifest.metadata`.
     pub(crate) fn from_manifest(manifest: &Manifest) -> Result<Self> {
-        let card: ModelCard = serde_json::from_value(manifest.metadata.clone()).map_err(|e| {
+        let mut card: ModelCard = serde_json::from_value(manifest.metadata.clone()).map_err(|e| {
             Error::pipeline(format!("{}: metadata is not a model card: {e}", manifest.label()))
         })?;
         let p = &card.preprocessing;
@@ -71,6 +75,7 @@ impl ModelCard {
         for feature in &p.numeric {
             PenguinInput::measurement_by_name(&feature.name, &PenguinInput::default())?;
         }
+        card.answers = Answers::of(&manifest.name);
         Ok(card)
     }
 }

@@ -10,6 +10,7 @@
 //! - this file: the request and response types and the [`Pipeline`] impl;
 //! - `features`: the model card in the manifest, and the encoding of a request.
 
+mod answers;
 mod features;
 
 use std::collections::BTreeMap;
@@ -241,11 +242,15 @@ impl Pipeline for TabularScoring {
         if imputed_share > 0.5 {
             review_reasons.push(ReviewReason::MostlyImputed);
         }
+        let needs_review = !review_reasons.is_empty();
+        for output in outputs.iter() {
+            output.model().cached(ModelCard::from_manifest)?.answers.record(needs_review);
+        }
         Ok(Prediction {
             species: species.clone(),
             confidence,
             probabilities: classes.iter().cloned().zip(probabilities.iter().copied()).collect(),
-            needs_review: !review_reasons.is_empty(),
+            needs_review,
             review_reasons,
             models,
         })

@@ -2,7 +2,9 @@
 //! service (FastAPI) publishing there, and the service polling it under load from concurrent
 //! clients. A job asked for on demand is served within the poll interval plus warm-up with no
 //! failed request; a version whose golden outputs were tampered with is refused while the
-//! one serving goes on.
+//! one serving goes on; and the quality signal starts a job by itself: Prometheus evaluates
+//! the deployed rule (`deploy/observability/retraining.yml`) over the service's metrics and
+//! Alertmanager, with the deployed routing, posts to the training service's webhook.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use oxiserve::testing::TestApp;
-use oxiserve_test_support::{S3Server, TrainingService};
+use oxiserve_test_support::{AlertmanagerServer, PrometheusServer, S3Server, TrainingService};
 use serde_json::Value;
 use tabular_scoring::{FOREST, LINEAR, TabularScoring};
 
@@ -53,13 +55,15 @@ async fn model_status(app: &TestApp<TabularScoring>, model: &str) -> Value {
     models.iter().find(|m| m["name"] == model).unwrap().clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_on_demand_is_served_under_load_and_a_tampered_version_is_refused() {
+/// moto with the bundled models published, the training service publishing there, and the
+/// service polling it every [`POLL`] with its response cache off. The temporary directory is
+/// the service's model cache.
+async fn retraining_loop() -> (S3Server, TrainingService, TestApp<TabularScoring>, tempfile::TempDir)
+{
     let s3 = S3Server::start().await.unwrap();
     s3.create_bucket(BUCKET).await.unwrap();
     publish_bundled(&s3).await;
     let trainer = TrainingService::start("s3://models/prod", &s3).await.unwrap();
-
     let cache = tempfile::tempdir().unwrap();
     let mut config = common::bundled_config();
     config.models.uri = "s3://models/prod".into();
@@ -67,7 +71,14 @@ async fn a_job_on_demand_is_served_under_load_and_a_tampered_version_is_refused(
     config.models.cache_dir = cache.path().to_path_buf();
     config.models.poll_interval = POLL;
     config.cache.capacity = 0;
-    let app = Arc::new(TestApp::with_config(TabularScoring, config).await.unwrap());
+    let app = TestApp::with_config(TabularScoring, config).await.unwrap();
+    (s3, trainer, app, cache)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_on_demand_is_served_under_load_and_a_tampered_version_is_refused() {
+    let (s3, trainer, app, _cache) = retraining_loop().await;
+    let app = Arc::new(app);
 
     // Four clients ask for ensemble predictions (both models) all along, recording every
     // status and every forest version that answered.
@@ -148,4 +159,71 @@ async fn a_job_on_demand_is_served_under_load_and_a_tampered_version_is_refused(
     assert_eq!(statuses.keys().copied().collect::<Vec<_>>(), [200], "no request failed: {statuses:?}");
     assert!(seen.contains(&1) && seen.contains(&2) && !seen.contains(&3), "versions answered");
     println!("v2 served {served_after:?} after the job published it; {statuses:?}");
+}
+
+/// `text` with every `from` replaced by `to`, which must occur.
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "`{from}` is not in the deployed file");
+    text.replace(from, to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_need_review_raise_the_alert_that_starts_a_job_which_publishes() {
+    let (_s3, trainer, app, _cache) = retraining_loop().await;
+    let observability = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/observability");
+
+    // The deployed routing, checked by amtool, pointed at this training service and with its
+    // half-minute group wait cut to a second.
+    let routing = observability.join("alertmanager.yml");
+    let amtool = std::env::var("AMTOOL").unwrap_or_else(|_| "amtool".into());
+    let checked = std::process::Command::new(amtool).arg("check-config").arg(&routing).output();
+    let checked = checked.expect("amtool runs (cargo xtask test installs it)");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+    let routing = std::fs::read_to_string(routing).unwrap();
+    let routing = replaced(&routing, "http://oxiserve-trainer:8000", &format!("http://{}", trainer.address()));
+    let routing = replaced(&routing, "group_wait: 30s", "group_wait: 1s");
+    let alertmanager = AlertmanagerServer::start(&routing).await.unwrap();
+
+    // The deployed rule with its half-hour windows cut to seconds.
+    let rules = std::fs::read_to_string(observability.join("retraining.yml")).unwrap();
+    let rules = replaced(&replaced(&rules, "[30m]", "[10s]"), "for: 30m", "for: 0s");
+    let dir = tempfile::tempdir().unwrap();
+    let rules_file = dir.path().join("retraining.yml");
+    std::fs::write(&rules_file, rules).unwrap();
+    let http = app.serve().await.unwrap();
+    let prometheus = PrometheusServer::start_alerting(
+        &[http.address()],
+        &[rules_file.as_path()],
+        Some(&alertmanager.address()),
+    )
+    .await
+    .unwrap();
+
+    // Every answer asks for 99.9% confidence, so nearly all need review.
+    let unsure = tabular_scoring::PenguinInput { min_confidence: Some(0.999), ..common::input() };
+    let body = serde_json::to_string(&unsure).unwrap();
+    let start = Instant::now();
+    let job = loop {
+        for _ in 0..10 {
+            assert_eq!(app.post_json("/v1/predict", body.clone()).await.status, 200);
+        }
+        let jobs = trainer.jobs().unwrap();
+        let alerted = jobs.iter().find(|job| job["trigger"] == "alert TabularScoringNeedsReviewHigh");
+        if let Some(job) = alerted {
+            break job.clone();
+        }
+        let waited = start.elapsed();
+        let alerts = prometheus.active_alerts().unwrap();
+        assert!(waited < Duration::from_secs(90), "no job after {waited:?}; alerts {alerts:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let model = job["model"].as_str().unwrap().to_string();
+    let job = trainer.finished(job["id"].as_str().unwrap(), Duration::from_secs(120)).await.unwrap();
+    assert_eq!(job["state"], "published", "{job}");
+    assert_eq!(job["data"]["source"], "bundled", "{job}");
+    let start = Instant::now();
+    while model_status(&app, &model).await["version"] != job["version"] {
+        assert!(start.elapsed() < Duration::from_secs(20), "the retrained {model} never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
