@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -195,3 +197,18 @@ def test_an_alert_starts_one_job_per_model(trainer):
     assert answer["started"][0]["trigger"] == "alert OxiserveLowConfidence"
     assert answer["already_running"] == [{"model": "penguins-forest", "job": answer["started"][0]["id"]}]
     assert finished(trainer, answer["started"][0]["id"])["state"] in ("published", "rejected")
+
+
+def test_the_scheduled_run_starts_a_job_of_every_model_and_waits_for_them(trainer):
+    before = {job["id"] for job in jobs(trainer)}
+    env = {**os.environ, "TRAINER_URL": trainer}
+    run = subprocess.run(
+        [sys.executable, "-m", "service.schedule", "--wait", "120"],
+        cwd=TRAINER, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    started = [job for job in jobs(trainer) if job["id"] not in before]
+    assert sorted(job["model"] for job in started) == ["penguins-forest", "penguins-linear"]
+    assert all(job["state"] in ("published", "rejected") for job in started), started
+    for job in started:
+        assert f"{job['model']}: {job['state']}" in run.stdout, run.stdout

@@ -51,9 +51,10 @@ struct CategoricalFeature {
 impl ModelCard {
     /// Reads and checks the card in `manifest.metadata`.
     pub(crate) fn from_manifest(manifest: &Manifest) -> Result<Self> {
-        let mut card: ModelCard = serde_json::from_value(manifest.metadata.clone()).map_err(|e| {
-            Error::pipeline(format!("{}: metadata is not a model card: {e}", manifest.label()))
-        })?;
+        let mut card: ModelCard =
+            serde_json::from_value(manifest.metadata.clone()).map_err(|e| {
+                Error::pipeline(format!("{}: metadata is not a model card: {e}", manifest.label()))
+            })?;
         let p = &card.preprocessing;
         let expected: Vec<String> = p
             .numeric

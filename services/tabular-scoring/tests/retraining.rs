@@ -25,7 +25,8 @@ const POLL: Duration = Duration::from_millis(200);
 async fn publish_bundled(s3: &S3Server) {
     for model in [LINEAR, FOREST] {
         let dir = common::models_dir().join(model).join("1");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort_by_key(|path| path.ends_with("manifest.json"));
         for path in files {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -126,7 +127,8 @@ async fn a_job_on_demand_is_served_under_load_and_a_tampered_version_is_refused(
     // v3: v2's graph, with a manifest whose first golden probability is off by 0.01. The
     // graph is valid; only the golden check can tell. Refused, and v2 goes on serving.
     let graph = read(&s3, FOREST, 2, "model.onnx").await;
-    let mut manifest: Value = serde_json::from_slice(&read(&s3, FOREST, 2, "manifest.json").await).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&read(&s3, FOREST, 2, "manifest.json").await).unwrap();
     manifest["version"] = 3.into();
     let first = &mut manifest["golden"]["examples"][0]["outputs"]["probabilities"]["data"][0];
     *first = (first.as_f64().unwrap() + 0.01).into();
@@ -153,10 +155,16 @@ async fn a_job_on_demand_is_served_under_load_and_a_tampered_version_is_refused(
     let mut seen = Vec::new();
     for client in clients {
         let (answered, versions) = client.await.unwrap();
-        answered.into_iter().for_each(|(status, count)| *statuses.entry(status).or_default() += count);
+        answered
+            .into_iter()
+            .for_each(|(status, count)| *statuses.entry(status).or_default() += count);
         seen.extend(versions);
     }
-    assert_eq!(statuses.keys().copied().collect::<Vec<_>>(), [200], "no request failed: {statuses:?}");
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "no request failed: {statuses:?}"
+    );
     assert!(seen.contains(&1) && seen.contains(&2) && !seen.contains(&3), "versions answered");
     println!("v2 served {served_after:?} after the job published it; {statuses:?}");
 }
@@ -170,7 +178,8 @@ fn replaced(text: &str, from: &str, to: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_that_need_review_raise_the_alert_that_starts_a_job_which_publishes() {
     let (_s3, trainer, app, _cache) = retraining_loop().await;
-    let observability = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/observability");
+    let observability =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/observability");
 
     // The deployed routing, checked by amtool, pointed at this training service and with its
     // half-minute group wait cut to a second.
@@ -180,7 +189,11 @@ async fn answers_that_need_review_raise_the_alert_that_starts_a_job_which_publis
     let checked = checked.expect("amtool runs (cargo xtask test installs it)");
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
     let routing = std::fs::read_to_string(routing).unwrap();
-    let routing = replaced(&routing, "http://oxiserve-trainer:8000", &format!("http://{}", trainer.address()));
+    let routing = replaced(
+        &routing,
+        "http://oxiserve-trainer:8000",
+        &format!("http://{}", trainer.address()),
+    );
     let routing = replaced(&routing, "group_wait: 30s", "group_wait: 1s");
     let alertmanager = AlertmanagerServer::start(&routing).await.unwrap();
 
@@ -208,7 +221,8 @@ async fn answers_that_need_review_raise_the_alert_that_starts_a_job_which_publis
             assert_eq!(app.post_json("/v1/predict", body.clone()).await.status, 200);
         }
         let jobs = trainer.jobs().unwrap();
-        let alerted = jobs.iter().find(|job| job["trigger"] == "alert TabularScoringNeedsReviewHigh");
+        let alerted =
+            jobs.iter().find(|job| job["trigger"] == "alert TabularScoringNeedsReviewHigh");
         if let Some(job) = alerted {
             break job.clone();
         }
@@ -218,7 +232,8 @@ async fn answers_that_need_review_raise_the_alert_that_starts_a_job_which_publis
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let model = job["model"].as_str().unwrap().to_string();
-    let job = trainer.finished(job["id"].as_str().unwrap(), Duration::from_secs(120)).await.unwrap();
+    let job =
+        trainer.finished(job["id"].as_str().unwrap(), Duration::from_secs(120)).await.unwrap();
     assert_eq!(job["state"], "published", "{job}");
     assert_eq!(job["data"]["source"], "bundled", "{job}");
     let start = Instant::now();

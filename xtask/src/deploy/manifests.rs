@@ -127,12 +127,13 @@ fn kustomization(service: &str, env: &str, image: &str, monitoring: bool) -> Str
     text
 }
 
-/// Validates `manifests` against the schemas, then checks the serving rules.
-pub(super) fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Result<()> {
+/// Validates `manifests` against the schemas of every Kubernetes version we support, offline
+/// (`python` is the deploy tools' venv's).
+pub(super) fn validate(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Result<()> {
     let validate = python.with_file_name("kubernetes-validate");
     for version in KUBERNETES_VERSIONS {
         // The Prometheus Operator's kinds have no schema there (a warning, hidden): the rules
-        // below and promtool check them.
+        // and promtool check them.
         cmd!(sh, "{validate} --strict --quiet --no-warn -k {version} {manifests}")
             .quiet()
             .run()
@@ -140,6 +141,12 @@ pub(super) fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Resu
                 format!("{} is not valid Kubernetes {version}", manifests.display())
             })?;
     }
+    Ok(())
+}
+
+/// Validates `manifests` against the schemas, then checks the serving rules.
+pub(super) fn check(sh: &Shell, python: &Path, manifests: &Path) -> anyhow::Result<()> {
+    validate(sh, python, manifests)?;
     let as_json = "import json, sys, tomllib, yaml\n\
                    docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]\n\
                    maps = [d for d in docs if d['kind'] == 'ConfigMap']\n\

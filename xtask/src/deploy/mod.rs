@@ -16,6 +16,7 @@
 
 mod image;
 mod manifests;
+mod trainer;
 
 use std::path::Path;
 
@@ -129,7 +130,7 @@ fn current_context(sh: &Shell) -> anyhow::Result<String> {
 }
 
 /// Renders and checks every service in every environment, with and without the monitoring
-/// objects: what `cargo xtask test` runs.
+/// objects, and the training service's manifests: what `cargo xtask test` runs.
 pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     manifests::require_kubectl(sh)?;
     let python =
@@ -145,7 +146,7 @@ pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    trainer::check(sh, root, &python).context("the training service's manifests")
 }
 
 /// A service and an environment that exist.
