@@ -2,7 +2,7 @@
 //!
 //! `preprocess` and `postprocess` run inline on the request's task, or on a blocking thread
 //! when the pipeline declares them heavy ([`Pipeline::heavy_stages`]); the model runs an
-//! [`Inference`](crate::Inference) asks for execute concurrently on their backends.
+//! [`Inference`] asks for execute concurrently on their backends.
 //!
 //! Versions (`versions`): [`Engine::load`] brings every model up at start-up (the versions its policy asks
 //! for), [`Engine::sync`] later adopts newly published ones, and the operator calls (rollback,

@@ -61,7 +61,7 @@ impl<P: Pipeline> Engine<P> {
     /// Runs [`Engine::sync`] every `interval`, forever; the caller aborts the task to stop it.
     /// While the remote store is unreachable the wait doubles, up to a minute (or `interval`
     /// if longer), and returns to `interval` after the first success. While a new version is
-    /// under watch, its record is looked at every [`WATCH_TICK`] in between.
+    /// under watch, its record is looked at every 100 ms in between.
     pub async fn poll(&self, loader: &Loader, interval: Duration) {
         let longest = interval.max(Duration::from_secs(60));
         let mut wait = interval;
