@@ -3,6 +3,8 @@
 - `POST /v1/jobs` queues a training job (the model, the bundled data or a CSV, hyperparameters,
   the quality gate's metric and tolerance): 202 with the job; data that cannot be trained on
   is a 422 naming the problem, and no job starts.
+- `POST /v1/jobs/upload`: the same with a CSV file sent as a multipart form (`model`, `file`,
+  and optionally `settings`, the other fields of a job as JSON).
 - `GET /v1/jobs/{id}` and `GET /v1/jobs`: state, stage, metrics, the version published or why
   none was.
 - `POST /v1/alerts`: Alertmanager's webhook; every firing alert with a `model` label starts a
@@ -16,12 +18,14 @@ Errors are RFC 9457 problem+json.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -145,9 +149,48 @@ def rows_of(request: JobRequest):
         raise Problem(422, "Unusable training data", str(error)) from error
 
 
+# The largest CSV file an upload may carry.
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
 @app.post("/v1/jobs", status_code=202)
 def create_job(body: JobRequest, request: Request):
     """Queues a training job; it runs in the background (`GET /v1/jobs/{id}` follows it)."""
+    return submit(body, request)
+
+
+@app.post("/v1/jobs/upload", status_code=202)
+async def upload_job(
+    request: Request,
+    model: str = Form(..., description="penguins-linear or penguins-forest"),
+    file: UploadFile = File(..., description="the training data, a CSV with a header row"),
+    settings: str = Form("{}", description="the job's other fields as JSON, e.g. "
+                         '{"hyperparameters": {"n_estimators": 40}, "gate": {"tolerance": 0.02}}'),
+):
+    """Queues a training job on an uploaded CSV file (`curl -F model=penguins-forest -F
+    file=@data.csv .../v1/jobs/upload`)."""
+    raw = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise Problem(413, "Upload too large", f"the CSV may have at most {MAX_UPLOAD_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+        extra = json.loads(settings)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise Problem(422, "Invalid upload", f"{type(error).__name__}: {error}") from error
+    if not isinstance(extra, dict) or "model" in extra:
+        raise Problem(422, "Invalid upload", "`settings` must be a JSON object without `model`")
+    job_data = {**extra.pop("data", {}), "source": "csv", "csv": text}
+    try:
+        body = JobRequest(model=model, data=job_data, **extra)
+    except ValidationError as error:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise Problem(422, "Invalid request", detail) from error
+    # Parsing and checking the rows is CPU work: off the event loop.
+    return await run_in_threadpool(submit, body, request)
+
+
+def submit(body: JobRequest, request: Request) -> JSONResponse:
+    """Checks a job's hyperparameters and data, then queues it: 202 with the job."""
     try:
         hyperparameters = HYPERPARAMETERS[body.model](**body.hyperparameters).model_dump()
     except ValidationError as error:

@@ -60,7 +60,7 @@ def csv_of(frame) -> str:
 def test_health_and_openapi(trainer):
     assert requests.get(f"{trainer}/healthz", timeout=5).json()["status"] == "ok"
     spec = requests.get(f"{trainer}/openapi.json", timeout=5).json()
-    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/alerts", "/healthz"} <= set(spec["paths"])
+    assert {"/v1/jobs", "/v1/jobs/upload", "/v1/jobs/{job_id}", "/v1/alerts", "/healthz"} <= set(spec["paths"])
 
 
 @pytest.mark.parametrize(
@@ -212,3 +212,26 @@ def test_the_scheduled_run_starts_a_job_of_every_model_and_waits_for_them(traine
     assert all(job["state"] in ("published", "rejected") for job in started), started
     for job in started:
         assert f"{job['model']}: {job['state']}" in run.stdout, run.stdout
+
+
+def test_a_csv_file_can_be_uploaded_as_a_form(trainer, s3):
+    frame = bundled()
+    upload = {"file": ("penguins.csv", csv_of(frame).encode(), "text/csv")}
+    settings = json.dumps({"hyperparameters": {"n_estimators": 5}, "gate": {"tolerance": 1.0}})
+    form = {"model": "penguins-forest", "settings": settings}
+    response = requests.post(f"{trainer}/v1/jobs/upload", data=form, files=upload, timeout=30)
+    assert response.status_code == 202, response.text
+    job = finished(trainer, response.json()["id"])
+    assert job["state"] == "published", job
+    assert job["data"]["source"] == "csv" and job["data"]["rows"] == len(frame)
+    assert job["hyperparameters"]["n_estimators"] == 5
+    # The same checks as inline CSVs, and the form's own.
+    one_class = {"file": ("a.csv", csv_of(frame[frame["species"] == "Gentoo"]).encode(), "text/csv")}
+    refused = requests.post(f"{trainer}/v1/jobs/upload", data={"model": "penguins-forest"}, files=one_class, timeout=30)
+    assert refused.status_code == 422 and "one class only (`Gentoo`)" in refused.json()["detail"]
+    bad_settings = {"model": "penguins-forest", "settings": "{not json"}
+    refused = requests.post(f"{trainer}/v1/jobs/upload", data=bad_settings, files=upload, timeout=30)
+    assert refused.status_code == 422 and "JSONDecodeError" in refused.json()["detail"]
+    unknown = {"model": "penguins-tree"}
+    refused = requests.post(f"{trainer}/v1/jobs/upload", data=unknown, files=upload, timeout=30)
+    assert refused.status_code == 422 and "model" in refused.json()["detail"], refused.text
