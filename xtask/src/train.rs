@@ -5,7 +5,8 @@
 //! a scikit-learn classifier for the core crate's remote-backend tests, and `identity` and
 //! `tanh-chain`, a model that costs nothing and a slow one, for the core crate's tests and
 //! benchmarks of where models run; and the models of the `tabular` and `blank` service
-//! templates. Also the training service's own tests (`test`).
+//! templates; and the parity fixture of `services/text-embedding` on its fetched model. Also
+//! the training service's own tests (`test`).
 
 use std::path::Path;
 
@@ -36,6 +37,15 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         let fixtures = template.join("tests/fixtures/parity.json");
         cmd!(sh, "{python} {script} --models {models} --fixtures {fixtures}").run()?;
     }
+    crate::models::provision(root)?;
+    let minilm = root.join("services/text-embedding/models/minilm/1");
+    let (graph, tokenizer) = (minilm.join("model.onnx"), minilm.join("tokenizer.json"));
+    let fixture = root.join("services/text-embedding/tests/fixtures/parity.json");
+    cmd!(
+        sh,
+        "{python} build_minilm_fixture.py --model {graph} --tokenizer {tokenizer} --out {fixture}"
+    )
+    .run()?;
     Ok(())
 }
 

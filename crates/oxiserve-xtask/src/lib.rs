@@ -9,9 +9,11 @@
 //! - [`service`]: serving one service on its bundled models, and its checks and tests.
 //! - [`standalone`]: the command line of a service in a repository of its own.
 //! - [`upgrade`]: moving such a service to a newer release of the core.
+//! - [`wheel`]: files taken out of PyPI wheels, pinned by sha256.
 
 pub mod changelog;
 pub mod onnxruntime;
 pub mod service;
 pub mod standalone;
 pub mod upgrade;
+pub mod wheel;

@@ -86,6 +86,39 @@ pub trait Endpoint: Send + Sync + 'static {
     fn example(&self) -> Option<Self::Request> {
         None
     }
+
+    /// How this route answers an error, for clients that expect another shape than RFC 9457
+    /// problem+json (OpenAI's clients read `{"error": {"message": ...}}`): the status and
+    /// JSON body to send for `failure`. `None`, the default, answers problem+json. Errors of
+    /// the request's framing (a body too large, a content type that is not JSON) are answered
+    /// before the route is known, as problem+json.
+    fn error(&self, failure: &Failure<'_>) -> Option<ErrorReply> {
+        let _ = failure;
+        None
+    }
+}
+
+/// An error as problem+json would describe it, for [`Endpoint::error`] to write in its own
+/// shape. Server errors carry only the kind of failure, never internals.
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    /// The HTTP status problem+json would answer.
+    pub status: u16,
+    /// The machine name of the kind of problem (`invalid-input`, `overloaded`, ...).
+    pub kind: &'a str,
+    /// What went wrong, as the client may be told.
+    pub detail: &'a str,
+    /// The JSON path of the offending request field, when there is one.
+    pub field: Option<&'a str>,
+}
+
+/// An error answered in a route's own shape (see [`Endpoint::error`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: serde_json::Value,
 }
 
 /// The endpoints of a pipeline with input `I` and output `O`, built with [`Endpoints::post`].
@@ -135,6 +168,8 @@ pub(crate) trait Route<I, O>: Send + Sync {
     fn respond(&self, output: O, context: &Context) -> Result<Vec<u8>>;
     /// The request and response schema names, every schema they use, and the example.
     fn schemas(&self) -> Schemas;
+    /// The route's own answer to an error, if it has one (see [`Endpoint::error`]).
+    fn error(&self, failure: &Failure<'_>) -> Option<ErrorReply>;
 }
 
 /// What the OpenAPI document needs of a route's types.
@@ -182,5 +217,9 @@ impl<E: Endpoint> Route<E::Input, E::Output> for E {
             all,
             example: Endpoint::example(self).and_then(|r| serde_json::to_value(r).ok()),
         }
+    }
+
+    fn error(&self, failure: &Failure<'_>) -> Option<ErrorReply> {
+        Endpoint::error(self, failure)
     }
 }

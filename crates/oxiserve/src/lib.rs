@@ -84,7 +84,7 @@ pub use mimalloc::MiMalloc as Allocator;
 
 pub use self::config::Config;
 pub use self::context::{Context, Transport};
-pub use self::endpoint::{Endpoint, Endpoints};
+pub use self::endpoint::{Endpoint, Endpoints, ErrorReply, Failure};
 pub use self::engine::{Answer, Engine, Served};
 pub use self::error::{Error, Result};
 pub use self::model::{Loader, Model, Models, Padding};

@@ -78,7 +78,7 @@ async fn endpoint<P: Pipeline>(
 ) -> Response {
     match route.input(&body, &Context::current()) {
         Ok(input) => answer_as_asked(&engine, input, Some(route.as_ref())).await,
-        Err(error) => error.into_response(),
+        Err(error) => problem::respond_on(route.as_ref(), &error),
     }
 }
 
@@ -102,7 +102,10 @@ async fn answer_as_asked<P: Pipeline>(
             let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
             answer(engine, input, version, route).await
         }
-        Err(error) => error.into_response(),
+        Err(error) => match route {
+            Some(route) => problem::respond_on(route, &error),
+            None => error.into_response(),
+        },
     }
 }
 
@@ -126,9 +129,10 @@ async fn answer<P: Pipeline>(
     version: Option<(&str, u64)>,
     route: Option<&dyn Route<P::Input, P::Output>>,
 ) -> Response {
-    match engine.answer_through(input, version, route).await {
-        Ok(served) => respond(&served),
-        Err(error) => problem::respond(&error),
+    match (engine.answer_through(input, version, route).await, route) {
+        (Ok(served), _) => respond(&served),
+        (Err(error), Some(route)) => problem::respond_on(route, &error),
+        (Err(error), None) => problem::respond(&error),
     }
 }
 

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::endpoint::{Failure, Route};
 use crate::error::Error;
 
 /// The media type of problem details.
@@ -82,6 +83,26 @@ impl IntoResponse for Error {
 pub(crate) fn respond(error: &Error) -> Response {
     error.log_answered();
     Problem::from(error).into_response()
+}
+
+/// [`respond`] for an error on `route`, in the route's own shape when it has one
+/// ([`Endpoint::error`](crate::Endpoint::error)).
+pub(crate) fn respond_on<I, O>(route: &dyn Route<I, O>, error: &Error) -> Response {
+    let problem = Problem::from(error);
+    let failure = Failure {
+        status: problem.status,
+        kind: problem.kind.rsplit(':').next().unwrap_or_default(),
+        detail: &problem.detail,
+        field: problem.field.as_deref(),
+    };
+    let Some(reply) = route.error(&failure) else { return respond(error) };
+    error.log_answered();
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(reply.body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ use crate::tensor::Tensors;
 #[derive(Debug)]
 pub struct Model {
     manifest: Manifest,
+    /// The local directory of the version's files.
+    dir: std::path::PathBuf,
     backend: Pool,
     /// For a remote model, whether its server answers.
     availability: Option<remote::Availability>,
@@ -89,7 +91,8 @@ impl Model {
         tracing::info!(model = name, version, sessions = config.sessions, "model loaded");
         let info = VersionInfo::loaded(&manifest);
         let cached = OnceLock::new();
-        Ok(Self { manifest, backend, availability, cached, health: Health::default(), _info: info })
+        let health = Health::default();
+        Ok(Self { manifest, dir, backend, availability, cached, health, _info: info })
     }
 
     /// Whether the model can run now: always for a local model; for a remote one, whether its
@@ -116,6 +119,15 @@ impl Model {
     /// The manifest this version was loaded with.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// One of the version's files (a tokenizer, a vocabulary, a label map), read whole and
+    /// checked against the manifest's size and sha256. A file the manifest does not list is
+    /// an error. Pipelines read their files once per version, in
+    /// [`Pipeline::prepare_model`](crate::Pipeline::prepare_model) through
+    /// [`Model::cached`].
+    pub fn read_file(&self, name: &str) -> Result<Vec<u8>> {
+        self.manifest.read_verified(&self.dir, name)
     }
 
     /// How this version does with the requests it takes part in.
