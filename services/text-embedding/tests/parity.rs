@@ -138,3 +138,27 @@ async fn bad_inputs_are_422s_naming_the_input() {
     let output = embed(&app, json!({"inputs": [long]})).await;
     assert_eq!(output.tokens, [256]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tei_route_answers_bare_vectors_and_refuses_long_texts_unless_told_to_truncate() {
+    let app = app().await;
+    let fixture = fixture();
+    let case = &fixture["cases"][1];
+    let one = app.post_json("/embed", json!({"inputs": case["text"]}).to_string()).await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    let vectors: Vec<Vec<f32>> = one.json();
+    assert_eq!(vectors.len(), 1);
+    assert!(cosine(&vectors[0], &floats(&case["embedding"])) >= 0.99999);
+    // Not normalised: the same direction, another length.
+    let body = json!({"inputs": [case["text"], "x"], "normalize": false}).to_string();
+    let raw: Vec<Vec<f32>> = app.post_json("/embed", body).await.json();
+    let length = raw[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((length - 1.0).abs() > 0.01 && cosine(&raw[0], &vectors[0]) >= 0.99999, "{length}");
+    // TEI refuses a text past the model's limit unless `truncate` is set.
+    let long = "embedding ".repeat(400);
+    let refused = app.post_json("/embed", json!({"inputs": [long]}).to_string()).await;
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    let cut =
+        app.post_json("/embed", json!({"inputs": [long], "truncate": true}).to_string()).await;
+    assert_eq!(cut.status, 200);
+}
