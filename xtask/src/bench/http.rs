@@ -7,8 +7,8 @@
 //! records requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
 //! processes); each server's peak RSS is read at the end. Everything goes to
 //! `bench/results/<timestamp>.json`, with a chart beside it (`.svg`, also copied to
-//! `docs/bench-http.svg`); the ratios (oxiserve / FastAPI) are printed and replace the table
-//! between the `bench:http` markers of `docs/benchmarks.md`.
+//! `docs/bench-http-<service>.svg`); the ratios (oxiserve / FastAPI) are printed and replace
+//! the table between the `bench:http:<service>` markers of `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -121,10 +121,10 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let path = super::save(root, &results, "")?;
     let svg = chart(service, &runs, &args.connections, &results["machine"]);
     std::fs::write(path.with_extension("svg"), &svg)?;
-    std::fs::write(root.join("docs/bench-http.svg"), &svg)?;
-    let table = table(&results, &runs, &ratios);
+    std::fs::write(root.join(format!("docs/bench-http-{service}.svg")), &svg)?;
+    let table = table(service, &results, &runs, &ratios);
     println!("{table}");
-    update_docs(&root.join("docs/benchmarks.md"), "http", &table)?;
+    update_docs(&root.join("docs/benchmarks.md"), &format!("http:{service}"), &table)?;
     eprintln!("bench: results in {}, table in docs/benchmarks.md", path.display());
     Ok(())
 }
@@ -378,13 +378,13 @@ fn ratios(runs: &[Run], connections: &[u32]) -> Vec<Value> {
 }
 
 /// The Markdown summary: when, where, how, and the ratios with the numbers behind them.
-fn table(results: &Value, runs: &[Run], ratios: &[Value]) -> String {
+fn table(service: &str, results: &Value, runs: &[Run], ratios: &[Value]) -> String {
     let machine = &results["machine"];
     let text_of = |value: &Value| value.as_str().unwrap_or_default().to_string();
     let mut text = format!(
         "Run {} on {} ({} cores, kernel {}), {}; FastAPI with {} uvicorn workers.\n\
          Command: `{}`. Raw results: `bench/results/{}.json`.\n\n\
-         ![throughput and p99 against connections](bench-http.svg)\n\n\
+         ![throughput and p99 against connections](bench-http-{service}.svg)\n\n\
          | connections | throughput oxiserve / FastAPI | p99 FastAPI / oxiserve | \
          CPU per request FastAPI / oxiserve | oxiserve / HTTP ceiling | \
          oxiserve req/s, p99 | FastAPI req/s, p99 | HTTP ceiling req/s, p99 | errors |\n\
