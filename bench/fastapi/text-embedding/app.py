@@ -126,6 +126,11 @@ def encode(vector: np.ndarray, encoding: str):
     return vector.tolist()
 
 
+@app.get("/health/ready")
+async def ready() -> dict:
+    return {"status": "ready"}
+
+
 @app.post("/v1/predict")
 def predict(body: PredictInput):
     ids = MODEL.ids(body.inputs, body.truncate)
