@@ -1,10 +1,24 @@
--- wrk script of `cargo xtask bench`: POSTs the JSON body in the file named by BENCH_BODY and,
--- when done, prints one line `BENCH {json}` with throughput, latency percentiles (µs) and errors.
-local file = assert(io.open(os.getenv("BENCH_BODY"), "r"))
+-- wrk script of `cargo xtask bench`: POSTs the JSON bodies in the file named by BENCH_BODY (one
+-- per line, sent in turn; a file of one line sends the same body every time) and, when done,
+-- prints one line `BENCH {json}` with throughput, latency percentiles (µs) and errors.
+local bodies = {}
+for line in io.lines(os.getenv("BENCH_BODY")) do
+  if line:match("%S") then
+    bodies[#bodies + 1] = line
+  end
+end
+assert(#bodies > 0, "BENCH_BODY holds no request body")
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = file:read("*a")
-file:close()
+wrk.body = bodies[1]
+
+if #bodies > 1 then
+  local next_body = 0
+  request = function()
+    next_body = next_body % #bodies + 1
+    return wrk.format(nil, nil, nil, bodies[next_body])
+  end
+end
 
 done = function(summary, latency, requests)
   local seconds = summary.duration / 1e6

@@ -88,19 +88,22 @@ class Model:
             result.append(ids)
         return result
 
-    def embed(self, ids: list[list[int]], normalize: bool) -> np.ndarray:
-        """One padded run over every input; mean over real tokens; L2 when asked."""
+    @staticmethod
+    def feed(ids: list[list[int]]) -> dict[str, np.ndarray]:
+        """The model's inputs for one run over every input, padded to the longest."""
         length = max(len(row) for row in ids)
         batch = np.zeros((len(ids), length), dtype=np.int64)
         mask = np.zeros_like(batch)
         for row, tokens in enumerate(ids):
             batch[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = 1
-        (hidden,) = self.session.run(
-            ["last_hidden_state"],
-            {"input_ids": batch, "attention_mask": mask, "token_type_ids": np.zeros_like(batch)},
-        )
-        weights = mask[:, :, None].astype(np.float32)
+        return {"input_ids": batch, "attention_mask": mask, "token_type_ids": np.zeros_like(batch)}
+
+    def embed(self, ids: list[list[int]], normalize: bool) -> np.ndarray:
+        """One padded run over every input; mean over real tokens; L2 when asked."""
+        feed = self.feed(ids)
+        (hidden,) = self.session.run(["last_hidden_state"], feed)
+        weights = feed["attention_mask"][:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
         if normalize:
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)

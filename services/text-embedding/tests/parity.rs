@@ -162,3 +162,49 @@ async fn the_tei_route_answers_bare_vectors_and_refuses_long_texts_unless_told_t
         app.post_json("/embed", json!({"inputs": [long], "truncate": true}).to_string()).await;
     assert_eq!(cut.status, 200);
 }
+
+/// The raw model over KServe v2: the caller tokenises and pools, as a client of Triton would.
+/// Two texts of different lengths in one padded request give Python's embeddings once their
+/// states are mean-pooled over the real tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raw_model_answers_over_kserve_v2_with_pythons_states() {
+    let app = app().await;
+    let fixture = fixture();
+    let cases = [&fixture["cases"][0], &fixture["cases"][1]];
+    let ids: Vec<Vec<i64>> = cases
+        .iter()
+        .map(|c| c["ids"].as_array().unwrap().iter().map(|i| i.as_i64().unwrap()).collect())
+        .collect();
+    let width = ids.iter().map(Vec::len).max().unwrap();
+    let padded = |value: &dyn Fn(i64) -> i64| -> Vec<i64> {
+        ids.iter()
+            .flat_map(|row| (0..width).map(|i| row.get(i).map_or(0, |&id| value(id))))
+            .collect()
+    };
+    let (tokens, mask) = (padded(&|id| id), padded(&|_| 1));
+    let tensor = |name: &str, data: &[i64]| json!({"name": name, "shape": [2, width], "datatype": "INT64", "data": data});
+    let body = json!({"inputs": [
+        tensor("input_ids", &tokens),
+        tensor("attention_mask", &mask),
+        tensor("token_type_ids", &vec![0; tokens.len()]),
+    ]});
+    let response = app.post_json("/v2/models/minilm/infer", body.to_string()).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let reply: Value = response.json();
+    let output = &reply["outputs"][0];
+    assert_eq!(output["name"], "last_hidden_state");
+    assert_eq!(output["shape"], json!([2, width, 384]));
+    let states = floats(&output["data"]);
+    for (row, case) in cases.iter().enumerate() {
+        let real = ids[row].len();
+        let mut pooled = vec![0f32; 384];
+        for token in 0..real {
+            let start = (row * width + token) * 384;
+            for (sum, state) in pooled.iter_mut().zip(&states[start..start + 384]) {
+                *sum += state / real as f32;
+            }
+        }
+        let similarity = cosine(&pooled, &floats(&case["embedding"]));
+        assert!(similarity >= 0.99999, "{}: cosine {similarity}", case["text"]);
+    }
+}

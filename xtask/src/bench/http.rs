@@ -1,14 +1,18 @@
 //! The HTTP comparison of a service with its Python twin (`bench/fastapi/<service>/`).
 //!
-//! Builds the service in release, starts it, the twin (uvicorn, one worker per core) and the
-//! HTTP ceiling (`crates/oxiserve/examples/http_ceiling.rs`: axum answering a fixed real
-//! response) on loopback and free ports, warms them up, then drives each with wrk at every
-//! connection count, rotating which goes first so that drift on a noisy machine hits all. Each run
-//! records requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
-//! processes); each server's peak RSS is read at the end. Everything goes to
-//! `bench/results/<timestamp>.json`, with a chart beside it (`.svg`, also copied to
-//! `docs/bench-http-<service>.svg`); the ratios (oxiserve / FastAPI) are printed and replace
-//! the table between the `bench:http:<service>` markers of `docs/benchmarks.md`.
+//! Builds the service in release, starts it and the twin (uvicorn, one worker per core) on
+//! loopback and free ports, with what the service is held against: for a service with one
+//! request (`workload`), the HTTP ceiling (`crates/oxiserve/examples/http_ceiling.rs`: axum
+//! answering a fixed real response); for a service with a corpus, oxiserve with batching off
+//! as a third server, and afterwards ONNX Runtime alone on the same requests
+//! (`bench/fastapi/<service>/onnxruntime_alone.py`). It warms the servers up, then drives each
+//! with wrk on every workload at every connection count, rotating which goes first so that
+//! drift on a noisy machine hits all. Each run records requests/s, p50, p99 and p99.9 latency,
+//! errors, and the server's CPU seconds (all its processes); each server's peak RSS is read at
+//! the end. Everything goes to `bench/results/<timestamp>.json`, with a chart per workload
+//! beside it (`.svg`, also copied to `docs/bench-http-<service>[-<workload>].svg`); the ratios
+//! are printed and replace the table between the `bench:http:<service>` markers of
+//! `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,7 +26,8 @@ use xshell::{Shell, cmd};
 
 use super::Args;
 use super::chart::{self, Series};
-use crate::{debian, venv};
+use super::workload::{self, Source, Workload};
+use crate::{debian, models, venv};
 
 /// The load generator, from Debian.
 const WRK: (&str, &str) = ("wrk", "/usr/bin/wrk");
@@ -50,52 +55,95 @@ impl Drop for Server {
 
 /// One wrk run against one server.
 struct Run {
+    workload: String,
     server: &'static str,
     connections: u32,
     report: Value,
     cpu_seconds: f64,
 }
 
+/// What a service's throughput is held against.
+enum Ceiling {
+    /// The HTTP ceiling server, loaded like the others.
+    Http,
+    /// ONNX Runtime alone on the same requests (`bench/fastapi/<service>/onnxruntime_alone.py`),
+    /// in as many processes as requests can be in flight, up to one per core.
+    OnnxRuntime(Vec<CeilingRun>),
+}
+
+/// One measurement of ONNX Runtime alone on a workload's requests.
+struct CeilingRun {
+    workload: String,
+    processes: usize,
+    report: Value,
+}
+
+/// The name of oxiserve with batching off in results (corpus workloads only).
+const UNBATCHED: &str = "oxiserve-unbatched";
+
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let library = onnxruntime::provision(root)?;
+    models::provision(root)?;
     debian::ensure_installed(&[WRK])?;
     let sh = Shell::new()?;
     sh.change_dir(root);
     let service = &args.service;
     let twin = root.join("bench/fastapi").join(service);
-    let body = root.join("bench/requests").join(format!("{service}.json"));
-    anyhow::ensure!(twin.is_dir() && body.is_file(), "{service} has no FastAPI twin and request");
+    anyhow::ensure!(twin.is_dir(), "{service} has no FastAPI twin in bench/fastapi/{service}");
+    let (source, workloads) = workload::of_service(root, service, &target_dir(root).join("bench"))?;
     let python = venv::baseline(&sh, root)?;
     cmd!(sh, "cargo build --release --quiet --package {service}").run()?;
-    cmd!(sh, "cargo build --release --quiet --package oxiserve --example http_ceiling").run()?;
 
     let models = root.join("services").join(service).join("models");
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let rust = start_rust(root, service, &models, &library, 0, ("oxiserve", &[]))?;
     wait_ready(&rust)?;
-    // The ceiling answers with a real response of this service, so payloads are the same.
-    let response = target_dir(root).join("bench-response.json");
-    std::fs::write(
-        &response,
-        request(rust.port, "POST", "/v1/predict", &std::fs::read(&body)?)?.1,
-    )?;
-    let servers =
-        [rust, start_python(&python, &twin, &models, workers)?, start_ceiling(root, &response)?];
+    let mut servers = vec![rust, start_python(&python, &twin, &models, workers)?];
+    match source {
+        Source::Request => {
+            cmd!(sh, "cargo build --release --quiet --package oxiserve --example http_ceiling")
+                .run()?;
+            // The ceiling answers with a real response of this service, so payloads are the
+            // same.
+            let response = target_dir(root).join("bench-response.json");
+            let first = workload::first_body(&workloads[0])?;
+            std::fs::write(
+                &response,
+                request(servers[0].port, "POST", workloads[0].path, &first)?.1,
+            )?;
+            servers.push(start_ceiling(root, &response)?);
+        }
+        Source::Corpus => {
+            let unbatched = [("OXISERVE_MODELS__BATCHING__MAX_BATCH_SIZE", "1")];
+            servers.push(start_rust(root, service, &models, &library, 0, (UNBATCHED, &unbatched))?);
+        }
+    }
     for server in &servers {
         wait_ready(server)?;
-        drive(root, &body, server.port, 8, WARM_UP_SECONDS)?;
+        drive(root, &workloads[0], server.port, 8, WARM_UP_SECONDS)?;
     }
 
     let mut runs = Vec::new();
-    for (round, &connections) in args.connections.iter().enumerate() {
-        // Each round starts with the next server, so that drift hits all of them.
-        let order = (0..servers.len()).map(|i| &servers[(round + i) % servers.len()]);
-        for server in order {
-            let before = cpu_seconds(server.child.id())?;
-            let report = drive(root, &body, server.port, connections, args.duration)?;
-            let cpu_seconds = cpu_seconds(server.child.id())? - before;
-            eprintln!("bench: {} at {connections} connections: {report}", server.name);
-            runs.push(Run { server: server.name, connections, report, cpu_seconds });
+    for workload in &workloads {
+        for (round, &connections) in args.connections.iter().enumerate() {
+            // Each round starts with the next server, so that drift hits all of them.
+            let order = (0..servers.len()).map(|i| &servers[(round + i) % servers.len()]);
+            for server in order {
+                let before = cpu_seconds(server.child.id())?;
+                let report = drive(root, workload, server.port, connections, args.duration)?;
+                let cpu_seconds = cpu_seconds(server.child.id())? - before;
+                eprintln!(
+                    "bench: {} on {} at {connections} connections: {report}",
+                    server.name, workload.name
+                );
+                runs.push(Run {
+                    workload: workload.name.clone(),
+                    server: server.name,
+                    connections,
+                    report,
+                    cpu_seconds,
+                });
+            }
         }
     }
     let peak_rss: Vec<Value> = servers
@@ -103,12 +151,41 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         .map(|s| Ok(json!({"server": s.name, "peak_rss_mb": peak_rss_mb(s.child.id())?})))
         .collect::<anyhow::Result<_>>()?;
     drop(servers);
+    let ceiling = match source {
+        Source::Request => Ceiling::Http,
+        Source::Corpus => {
+            let mut counts: Vec<usize> =
+                args.connections.iter().map(|&c| (c as usize).min(workers)).collect();
+            counts.dedup();
+            let mut alone = Vec::new();
+            for workload in &workloads {
+                for &processes in &counts {
+                    let report = onnxruntime_alone(
+                        &python,
+                        &twin,
+                        &models,
+                        workload,
+                        processes,
+                        args.duration,
+                    )?;
+                    eprintln!(
+                        "bench: ONNX Runtime alone on {}, {processes} processes: {report}",
+                        workload.name
+                    );
+                    alone.push(CeilingRun { workload: workload.name.clone(), processes, report });
+                }
+            }
+            Ceiling::OnnxRuntime(alone)
+        }
+    };
 
-    let ratios = ratios(&runs, &args.connections);
+    let ratios = ratios(&runs, &ceiling, &workloads, &args.connections, workers);
     let command = format!("cargo xtask bench --service {service} {}", args.load_flags());
-    let fields = json!({
+    let mut fields = json!({
         "fastapi_workers": workers,
+        "workloads": workloads.iter().map(|w| json!({"name": w.name, "path": w.path})).collect::<Vec<_>>(),
         "runs": runs.iter().map(|r| json!({
+            "workload": r.workload,
             "server": r.server,
             "connections": r.connections,
             "wrk": r.report,
@@ -117,24 +194,135 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         "peak_rss": peak_rss,
         "ratios": ratios,
     });
+    if let Ceiling::OnnxRuntime(alone) = &ceiling {
+        fields["onnxruntime_alone"] = alone
+            .iter()
+            .map(|c| json!({"workload": c.workload, "processes": c.processes, "report": c.report}))
+            .collect();
+    }
     let results = super::results(&sh, service, command, fields)?;
     let path = super::save(root, &results, "")?;
-    let svg = chart(service, &runs, &args.connections, &results["machine"]);
-    std::fs::write(path.with_extension("svg"), &svg)?;
-    std::fs::write(root.join(format!("docs/bench-http-{service}.svg")), &svg)?;
-    let table = table(service, &results, &runs, &ratios);
+    for (index, workload) in workloads.iter().enumerate() {
+        let svg = chart(
+            service,
+            workload,
+            &runs,
+            &ceiling,
+            &args.connections,
+            &results["machine"],
+            workers,
+        );
+        let suffix = chart_suffix(index, workload);
+        std::fs::write(
+            path.with_file_name(format!(
+                "{}{suffix}.svg",
+                results["timestamp"].as_str().unwrap_or("undated")
+            )),
+            &svg,
+        )?;
+        std::fs::write(root.join(format!("docs/bench-http-{service}{suffix}.svg")), &svg)?;
+    }
+    let table = table(service, &results, (&workloads, &runs), &ceiling, &ratios);
     println!("{table}");
     update_docs(&root.join("docs/benchmarks.md"), &format!("http:{service}"), &table)?;
     eprintln!("bench: results in {}, table in docs/benchmarks.md", path.display());
     Ok(())
 }
 
-/// Throughput and p99 of both servers against connections.
-fn chart(service: &str, runs: &[Run], connections: &[u32], machine: &Value) -> String {
+/// What follows the service's name in the file name of `workload`'s chart: nothing for the
+/// first workload, `-<name>` for the others.
+fn chart_suffix(index: usize, workload: &Workload) -> String {
+    if index == 0 { String::new() } else { format!("-{}", workload.name) }
+}
+
+/// ONNX Runtime alone on `workload`'s requests in `processes` processes for `seconds`: the
+/// report its script prints.
+fn onnxruntime_alone(
+    python: &Path,
+    twin: &Path,
+    models: &Path,
+    workload: &Workload,
+    processes: usize,
+    seconds: u64,
+) -> anyhow::Result<Value> {
+    let output = Command::new(python)
+        .arg(twin.join("onnxruntime_alone.py"))
+        .arg("--bodies")
+        .arg(&workload.bodies)
+        .args(["--seconds", &seconds.to_string(), "--processes", &processes.to_string()])
+        .env("MODELS_DIR", models)
+        .output()
+        .context("running onnxruntime_alone.py")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("CEILING ")).with_context(|| {
+        format!(
+            "onnxruntime_alone.py printed no report: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    Ok(serde_json::from_str(line)?)
+}
+
+impl Ceiling {
+    /// Its name in tables and charts.
+    fn label(&self) -> &'static str {
+        match self {
+            Ceiling::Http => "HTTP ceiling",
+            Ceiling::OnnxRuntime(_) => "ONNX Runtime alone",
+        }
+    }
+
+    /// Its requests/s and p99 (ms; none for ONNX Runtime alone) on `workload` at
+    /// `connections`, of which at most `cores` are in flight in ONNX Runtime alone.
+    fn at(
+        &self,
+        runs: &[Run],
+        workload: &str,
+        connections: u32,
+        cores: usize,
+    ) -> Option<(f64, Option<f64>)> {
+        match self {
+            Ceiling::Http => find(runs, workload, HTTP_CEILING, connections).map(|run| {
+                (
+                    number(&run.report, "requests_per_second"),
+                    Some(number(&run.report, "p99_us") / 1000.0),
+                )
+            }),
+            Ceiling::OnnxRuntime(alone) => {
+                let processes = (connections as usize).min(cores);
+                alone
+                    .iter()
+                    .find(|c| c.workload == workload && c.processes == processes)
+                    .map(|c| (number(&c.report, "requests_per_second"), None))
+            }
+        }
+    }
+}
+
+/// The run of `server` on `workload` at `connections`.
+fn find<'a>(runs: &'a [Run], workload: &str, server: &str, connections: u32) -> Option<&'a Run> {
+    runs.iter()
+        .find(|r| r.workload == workload && r.server == server && r.connections == connections)
+}
+
+/// A number of a report, NaN when absent.
+fn number(report: &Value, key: &str) -> f64 {
+    report[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Throughput and p99 of the servers and the ceiling against connections, on `workload`.
+fn chart(
+    service: &str,
+    workload: &Workload,
+    runs: &[Run],
+    ceiling: &Ceiling,
+    connections: &[u32],
+    machine: &Value,
+    cores: usize,
+) -> String {
     let series = |server: &'static str, colour: &'static str| {
         let of = |c: u32, key: &str| {
-            let run = runs.iter().find(|r| r.server == server && r.connections == c);
-            run.and_then(|r| r.report[key].as_f64()).unwrap_or(0.0)
+            find(runs, &workload.name, server, c).map_or(0.0, |r| number(&r.report, key))
         };
         Series {
             name: server,
@@ -144,15 +332,29 @@ fn chart(service: &str, runs: &[Run], connections: &[u32], machine: &Value) -> S
         }
     };
     let title = format!(
-        "{service}: oxiserve vs FastAPI ({} cores, {})",
+        "{service}, {}: oxiserve vs FastAPI ({} cores, {})",
+        workload.name,
         machine["cores"],
         machine["cpu"].as_str().unwrap_or("unknown CPU")
     );
-    let lines = [
-        series("oxiserve", "#d9480f"),
-        series("fastapi", "#1c7ed6"),
-        series(HTTP_CEILING, "#868e96"),
-    ];
+    let mut lines = vec![series("oxiserve", "#d9480f"), series("fastapi", "#1c7ed6")];
+    match ceiling {
+        Ceiling::Http => lines.push(series(HTTP_CEILING, "#868e96")),
+        Ceiling::OnnxRuntime(_) => {
+            lines.push(series(UNBATCHED, "#f59f00"));
+            let at = |c: u32| ceiling.at(runs, &workload.name, c, cores);
+            lines.push(Series {
+                name: "onnxruntime-alone",
+                colour: "#868e96",
+                throughput: connections
+                    .iter()
+                    .map(|&c| at(c).map_or(0.0, |(rate, _)| rate))
+                    .collect(),
+                // No latency: it is not a server.
+                p99_ms: Vec::new(),
+            });
+        }
+    }
     chart::render(&title, connections, &lines)
 }
 
@@ -262,10 +464,10 @@ pub(super) fn wait_ready(server: &Server) -> anyhow::Result<()> {
     }
 }
 
-/// One wrk run; returns the report its script prints.
+/// One wrk run of `workload`; returns the report its script prints.
 pub(super) fn drive(
     root: &Path,
-    body: &Path,
+    workload: &Workload,
     port: u16,
     connections: u32,
     seconds: u64,
@@ -276,8 +478,8 @@ pub(super) fn drive(
         .arg(format!("-t{}", connections.min(2)))
         .args([&format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
         .arg(script)
-        .arg(format!("http://127.0.0.1:{port}/v1/predict"))
-        .env("BENCH_BODY", body)
+        .arg(format!("http://127.0.0.1:{port}{}", workload.path))
+        .env("BENCH_BODY", &workload.bodies)
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -352,43 +554,60 @@ pub(super) fn machine(sh: &Shell) -> anyhow::Result<Value> {
     }))
 }
 
-/// oxiserve over FastAPI at each connection count: throughput, and p99 the other way round
-/// (above 1 means oxiserve is faster on both).
-fn ratios(runs: &[Run], connections: &[u32]) -> Vec<Value> {
-    let find =
-        |server: &str, c: u32| runs.iter().find(|r| r.server == server && r.connections == c);
-    connections
+/// oxiserve over FastAPI on each workload at each connection count: throughput, p99 the
+/// other way round and CPU per request (above 1 means oxiserve is better on each), and
+/// oxiserve's share of the ceiling; with corpus workloads, what batching buys (oxiserve over
+/// oxiserve with batching off).
+fn ratios(
+    runs: &[Run],
+    ceiling: &Ceiling,
+    workloads: &[Workload],
+    connections: &[u32],
+    cores: usize,
+) -> Vec<Value> {
+    let cpu_per_request = |run: &Run| run.cpu_seconds / number(&run.report, "requests");
+    let rate = |run: &Run| number(&run.report, "requests_per_second");
+    workloads
         .iter()
-        .filter_map(|&c| {
-            let (ours, theirs) = (find("oxiserve", c)?, find("fastapi", c)?);
-            let number = |run: &Run, key: &str| run.report[key].as_f64().unwrap_or(f64::NAN);
-            Some(json!({
+        .flat_map(|w| connections.iter().map(move |&c| (w.name.as_str(), c)))
+        .filter_map(|(workload, c)| {
+            let (ours, theirs) =
+                (find(runs, workload, "oxiserve", c)?, find(runs, workload, "fastapi", c)?);
+            let mut ratio = json!({
+                "workload": workload,
                 "connections": c,
-                "throughput": number(ours, "requests_per_second") / number(theirs, "requests_per_second"),
-                "p99_fastapi_over_oxiserve": number(theirs, "p99_us") / number(ours, "p99_us"),
-                "oxiserve_share_of_http_ceiling": find(HTTP_CEILING, c).map(|ceiling| {
-                    number(ours, "requests_per_second") / number(ceiling, "requests_per_second")
-                }),
-                "cpu_per_request_fastapi_over_oxiserve":
-                    (theirs.cpu_seconds / number(theirs, "requests"))
-                        / (ours.cpu_seconds / number(ours, "requests")),
-            }))
+                "throughput": rate(ours) / rate(theirs),
+                "p99_fastapi_over_oxiserve":
+                    number(&theirs.report, "p99_us") / number(&ours.report, "p99_us"),
+                "oxiserve_share_of_ceiling":
+                    ceiling.at(runs, workload, c, cores).map(|(bound, _)| rate(ours) / bound),
+                "cpu_per_request_fastapi_over_oxiserve": cpu_per_request(theirs) / cpu_per_request(ours),
+                "oxiserve_cpu_ms_per_request": cpu_per_request(ours) * 1000.0,
+            });
+            if let Some(unbatched) = find(runs, workload, UNBATCHED, c) {
+                ratio["batching_on_over_off"] = json!(rate(ours) / rate(unbatched));
+            }
+            Some(ratio)
         })
         .collect()
 }
 
 /// The Markdown summary: when, where, how, and the ratios with the numbers behind them.
-fn table(service: &str, results: &Value, runs: &[Run], ratios: &[Value]) -> String {
+fn table(
+    service: &str,
+    results: &Value,
+    (workloads, runs): (&[Workload], &[Run]),
+    ceiling: &Ceiling,
+    ratios: &[Value],
+) -> String {
     let machine = &results["machine"];
     let text_of = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    let cores = machine["cores"].as_u64().unwrap_or(1) as usize;
+    let batching = matches!(ceiling, Ceiling::OnnxRuntime(_));
+    let bound = ceiling.label();
     let mut text = format!(
         "Run {} on {} ({} cores, kernel {}), {}; FastAPI with {} uvicorn workers.\n\
-         Command: `{}`. Raw results: `bench/results/{}.json`.\n\n\
-         ![throughput and p99 against connections](bench-http-{service}.svg)\n\n\
-         | connections | throughput oxiserve / FastAPI | p99 FastAPI / oxiserve | \
-         CPU per request FastAPI / oxiserve | oxiserve / HTTP ceiling | \
-         oxiserve req/s, p99 | FastAPI req/s, p99 | HTTP ceiling req/s, p99 | errors |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         Command: `{}`. Raw results: `bench/results/{}.json`.\n\n",
         text_of(&results["timestamp"]),
         text_of(&machine["cpu"]),
         machine["cores"],
@@ -398,29 +617,69 @@ fn table(service: &str, results: &Value, runs: &[Run], ratios: &[Value]) -> Stri
         text_of(&results["command"]),
         text_of(&results["timestamp"]),
     );
+    for (index, workload) in workloads.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "![{}: throughput and p99 against connections](bench-http-{service}{}.svg)\n",
+            workload.name,
+            chart_suffix(index, workload)
+        );
+    }
+    let mut header = vec![
+        "workload",
+        "connections",
+        "throughput oxiserve / FastAPI",
+        "p99 FastAPI / oxiserve",
+        "CPU per request FastAPI / oxiserve",
+    ];
+    let share = format!("oxiserve / {bound}");
+    header.push(&share);
+    if batching {
+        header.push("batching on / off");
+    }
+    header.extend(["oxiserve req/s, p99", "oxiserve CPU per request", "FastAPI req/s, p99"]);
+    let bound_cell = format!("{bound} req/s{}", if batching { "" } else { ", p99" });
+    header.push(&bound_cell);
+    header.push("errors");
+    let _ = writeln!(text, "| {} |", header.join(" | "));
+    let _ = writeln!(text, "|{}", " --- |".repeat(header.len()));
     for ratio in ratios {
-        let number = |key: &str| ratio[key].as_f64().unwrap_or(f64::NAN);
-        let connections = ratio["connections"].as_u64().unwrap_or_default();
+        let value = |key: &str| ratio[key].as_f64().unwrap_or(f64::NAN);
+        let workload = text_of(&ratio["workload"]);
+        let connections = ratio["connections"].as_u64().unwrap_or_default() as u32;
         let cell = |server: &str| {
-            let run =
-                runs.iter().find(|r| r.server == server && u64::from(r.connections) == connections);
-            run.map_or(("n/a".to_string(), 0), |r| {
-                let rate = r.report["requests_per_second"].as_f64().unwrap_or(f64::NAN);
-                let p99 = r.report["p99_us"].as_f64().unwrap_or(f64::NAN) / 1000.0;
+            find(runs, &workload, server, connections).map_or(("n/a".to_string(), 0), |r| {
+                let p99 = number(&r.report, "p99_us") / 1000.0;
+                let rate = number(&r.report, "requests_per_second");
                 (format!("{rate:.0}, {p99:.1} ms"), r.report["errors"].as_u64().unwrap_or(0))
             })
         };
         let ((ours, our_errors), (theirs, their_errors)) = (cell("oxiserve"), cell("fastapi"));
-        let (ceiling, ceiling_errors) = cell(HTTP_CEILING);
-        let _ = writeln!(
-            text,
-            "| {connections} | {:.1} | {:.1} | {:.1} | {:.2} | {ours} | {theirs} | {ceiling} | {} |",
-            number("throughput"),
-            number("p99_fastapi_over_oxiserve"),
-            number("cpu_per_request_fastapi_over_oxiserve"),
-            number("oxiserve_share_of_http_ceiling"),
-            our_errors + their_errors + ceiling_errors
-        );
+        let errors = our_errors + their_errors + cell(HTTP_CEILING).1 + cell(UNBATCHED).1;
+        let bound = match ceiling.at(runs, &workload, connections, cores) {
+            Some((rate, Some(p99))) => format!("{rate:.0}, {p99:.1} ms"),
+            Some((rate, None)) => format!("{rate:.0}"),
+            None => "n/a".into(),
+        };
+        let mut cells = vec![
+            workload.clone(),
+            connections.to_string(),
+            format!("{:.1}", value("throughput")),
+            format!("{:.1}", value("p99_fastapi_over_oxiserve")),
+            format!("{:.1}", value("cpu_per_request_fastapi_over_oxiserve")),
+            format!("{:.2}", value("oxiserve_share_of_ceiling")),
+        ];
+        if batching {
+            cells.push(format!("{:.2}", value("batching_on_over_off")));
+        }
+        cells.extend([
+            ours,
+            format!("{:.3} ms", value("oxiserve_cpu_ms_per_request")),
+            theirs,
+            bound,
+            errors.to_string(),
+        ]);
+        let _ = writeln!(text, "| {} |", cells.join(" | "));
     }
     text
 }

@@ -17,6 +17,7 @@ mod chart;
 mod http;
 mod kserve;
 mod telemetry;
+mod workload;
 
 use std::path::{Path, PathBuf};
 

@@ -30,6 +30,7 @@ use super::Args;
 use super::http::{
     Server, drive, free_port, spawn, start_rust, target_dir, update_docs, wait_ready,
 };
+use super::workload;
 use crate::debian;
 
 /// Rounds per connection count; the median of each setting's runs is reported.
@@ -44,7 +45,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(root);
     let service = &args.service;
-    let body = root.join("bench/requests").join(format!("{service}.json"));
+    let workload = workload::request(root, service)?;
     cmd!(sh, "cargo build --release --quiet --package {service}").run()?;
     cmd!(sh, "cargo build --release --quiet --package oxiserve --example otlp_sink").run()?;
     let sink = start_sink(root)?;
@@ -69,7 +70,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     for server in &servers {
         wait_ready(server)?;
-        drive(root, &body, server.port, 8, 2)?;
+        drive(root, &workload, server.port, 8, 2)?;
     }
 
     let mut runs = Vec::new();
@@ -77,7 +78,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         for round in 0..ROUNDS {
             for index in 0..servers.len() {
                 let server = &servers[(round + index) % servers.len()];
-                let report = drive(root, &body, server.port, connections, args.duration)?;
+                let report = drive(root, &workload, server.port, connections, args.duration)?;
                 eprintln!("bench: {} at {connections} connections: {report}", server.name);
                 runs.push(
                     json!({"setting": server.name, "connections": connections, "wrk": report}),
