@@ -3,8 +3,8 @@
 Written the way a competent team would write it: the same `tokenizers` library and
 `tokenizer.json` as the Rust service (its Rust core does the tokenising, batched), one
 onnxruntime session created at start-up (one intra-op thread, one worker process per core),
-every text of a request in one padded run, the pooling in numpy, and pydantic models for the
-contract. Same model files, same routes and JSON (`/v1/embeddings` as OpenAI's, `/embed` as
+a request's texts sorted by length and run in padded groups of similar lengths, the pooling
+in numpy, and pydantic models for the contract. Same model files, same routes and JSON (`/v1/embeddings` as OpenAI's, `/embed` as
 TEI's, `/v1/predict`); `services/text-embedding/tests/baseline.rs` checks both answer alike.
 What it cannot do without much more machinery is batch texts across concurrent requests.
 
@@ -35,6 +35,21 @@ REPOSITORY = Path(
 )
 MAX_ITEMS, MAX_CHARS = 256, 20_000
 MODEL_ID = "all-MiniLM-L6-v2"
+DIMENSION = 384
+
+
+def similar_lengths(ids: list[list[int]]) -> list[list[int]]:
+    """Indexes of `ids` sorted by length and cut into groups of similar lengths, as the Rust
+    core cuts padded batches: a group's longest is at most a quarter plus 8 tokens longer than
+    its shortest. One long text then does not make the short ones run at its length."""
+    groups: list[list[int]] = []
+    for index in sorted(range(len(ids)), key=lambda i: len(ids[i])):
+        shortest = len(ids[groups[-1][0]]) if groups else None
+        if shortest is not None and len(ids[index]) <= shortest + shortest // 4 + 8:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
 
 
 class Model:
@@ -100,11 +115,13 @@ class Model:
         return {"input_ids": batch, "attention_mask": mask, "token_type_ids": np.zeros_like(batch)}
 
     def embed(self, ids: list[list[int]], normalize: bool) -> np.ndarray:
-        """One padded run over every input; mean over real tokens; L2 when asked."""
-        feed = self.feed(ids)
-        (hidden,) = self.session.run(["last_hidden_state"], feed)
-        weights = feed["attention_mask"][:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+        """One padded run per group of similar lengths; mean over real tokens; L2 when asked."""
+        pooled = np.empty((len(ids), DIMENSION), dtype=np.float32)
+        for group in similar_lengths(ids):
+            feed = self.feed([ids[i] for i in group])
+            (hidden,) = self.session.run(["last_hidden_state"], feed)
+            weights = feed["attention_mask"][:, :, None].astype(np.float32)
+            pooled[group] = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
         if normalize:
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return pooled.astype(np.float32)

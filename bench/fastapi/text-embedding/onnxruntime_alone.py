@@ -3,7 +3,8 @@
 `cargo xtask bench --service text-embedding` runs it next to the HTTP load. It reads the
 request bodies the load sends (one OpenAI `/v1/embeddings` body per line), tokenises each
 request's texts once with the twin's own `Model` (same tokenizer, truncation and padding),
-then runs the session on them in turn, one padded run per request, in `--processes` processes
+then runs the session on them in turn (a request's texts in padded runs of similar lengths,
+as the twin and the Rust core group them), in `--processes` processes
 of one intra-op thread each, for `--seconds`. No HTTP, JSON, tokenising or pooling is timed:
 what it reports is how many of these requests the model alone can answer per second.
 
@@ -18,16 +19,18 @@ import multiprocessing
 import time
 
 
-def feeds(bodies: str) -> list[tuple[int, dict]]:
-    """(texts, model inputs) of every request in the file."""
-    from app import MODEL
+def feeds(bodies: str) -> list[tuple[int, list[dict]]]:
+    """(texts, model inputs of each run) of every request in the file."""
+    from app import MODEL, similar_lengths
 
     result = []
     with open(bodies) as lines:
         for line in filter(str.strip, lines):
             texts = json.loads(line)["input"]
             texts = [texts] if isinstance(texts, str) else texts
-            result.append((len(texts), MODEL.feed(MODEL.ids(texts, truncate=True))))
+            ids = MODEL.ids(texts, truncate=True)
+            runs = [MODEL.feed([ids[i] for i in group]) for group in similar_lengths(ids)]
+            result.append((len(texts), runs))
     return result
 
 
@@ -36,15 +39,16 @@ def worker(bodies: str, seconds: float, offset: int, ready, start, counts) -> No
     from app import MODEL
 
     work = feeds(bodies)
-    MODEL.session.run(None, work[0][1])
+    MODEL.session.run(None, work[0][1][0])
     ready.put(offset)
     start.wait()
     requests = texts = 0
     deadline = time.perf_counter() + seconds
     index = offset
     while time.perf_counter() < deadline:
-        count, feed = work[index % len(work)]
-        MODEL.session.run(None, feed)
+        count, runs = work[index % len(work)]
+        for feed in runs:
+            MODEL.session.run(None, feed)
         requests, texts, index = requests + 1, texts + count, index + 1
     counts.put((requests, texts))
 

@@ -125,7 +125,8 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
 
     let mut runs = Vec::new();
     for workload in &workloads {
-        for (round, &connections) in args.connections.iter().enumerate() {
+        for (round, connections) in workload.connections(&args.connections).into_iter().enumerate()
+        {
             // Each round starts with the next server, so that drift hits all of them.
             let order = (0..servers.len()).map(|i| &servers[(round + i) % servers.len()]);
             for server in order {
@@ -154,11 +155,14 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let ceiling = match source {
         Source::Request => Ceiling::Http,
         Source::Corpus => {
-            let mut counts: Vec<usize> =
-                args.connections.iter().map(|&c| (c as usize).min(workers)).collect();
-            counts.dedup();
             let mut alone = Vec::new();
             for workload in &workloads {
+                let mut counts: Vec<usize> = workload
+                    .connections(&args.connections)
+                    .into_iter()
+                    .map(|c| (c as usize).min(workers))
+                    .collect();
+                counts.dedup();
                 for &processes in &counts {
                     let report = onnxruntime_alone(
                         &python,
@@ -208,7 +212,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             workload,
             &runs,
             &ceiling,
-            &args.connections,
+            &workload.connections(&args.connections),
             &results["machine"],
             workers,
         );
@@ -477,6 +481,8 @@ pub(super) fn drive(
         // wrk needs at least one connection per thread.
         .arg(format!("-t{}", connections.min(2)))
         .args([&format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
+        // Requests of a slow model may take seconds under load: slow answers, not errors.
+        .args(["--timeout", "30s"])
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}{}", workload.path))
         .env("BENCH_BODY", &workload.bodies)
@@ -569,7 +575,7 @@ fn ratios(
     let rate = |run: &Run| number(&run.report, "requests_per_second");
     workloads
         .iter()
-        .flat_map(|w| connections.iter().map(move |&c| (w.name.as_str(), c)))
+        .flat_map(|w| w.connections(connections).into_iter().map(move |c| (w.name.as_str(), c)))
         .filter_map(|(workload, c)| {
             let (ours, theirs) =
                 (find(runs, workload, "oxiserve", c)?, find(runs, workload, "fastapi", c)?);

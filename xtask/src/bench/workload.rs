@@ -4,7 +4,8 @@
 //! A service has either one request, `bench/requests/<service>.json`, sent to `/v1/predict`
 //! over and over, or a corpus of texts, `bench/corpus/<service>.txt` (one text per line), from
 //! which two workloads are made for the OpenAI route `/v1/embeddings`: `single` (one text per
-//! request) and `batch-32` (32 texts per request), each text in turn.
+//! request) and `batch-32` (32 texts per request, at 8 connections at most), each text in
+//! turn.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,10 @@ use serde_json::json;
 
 /// Texts per request of the corpus's batched workload.
 const BATCH: usize = 32;
+
+/// The most connections the batched workload runs with: 8 requests of 32 texts keep 256
+/// texts in flight, enough to fill any batch.
+const BATCH_CONNECTIONS: u32 = 8;
 
 /// The model name corpus requests give (a service answers any name with its own model).
 const CORPUS_MODEL: &str = "all-MiniLM-L6-v2";
@@ -25,6 +30,16 @@ pub(super) struct Workload {
     pub(super) path: &'static str,
     /// One request body per line.
     pub(super) bodies: PathBuf,
+    /// The most connections it is run with: many requests of many texts each would only
+    /// queue for seconds.
+    pub(super) max_connections: u32,
+}
+
+impl Workload {
+    /// Those of `connections` it is run with.
+    pub(super) fn connections(&self, connections: &[u32]) -> Vec<u32> {
+        connections.iter().copied().filter(|&c| c <= self.max_connections).collect()
+    }
 }
 
 /// Where a service's workloads come from, which decides what its ceiling is.
@@ -47,12 +62,12 @@ pub(super) fn of_service(
         let text = std::fs::read_to_string(&corpus)?;
         let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         std::fs::create_dir_all(scratch)?;
-        let workloads = [("single", 1), ("batch-32", BATCH)]
+        let workloads = [("single", 1, u32::MAX), ("batch-32", BATCH, BATCH_CONNECTIONS)]
             .into_iter()
-            .map(|(name, per_request)| {
+            .map(|(name, per_request, max_connections)| {
                 let bodies = scratch.join(format!("{service}-{name}.jsonl"));
                 std::fs::write(&bodies, corpus_bodies(&texts, per_request)?)?;
-                Ok(Workload { name: name.into(), path: "/v1/embeddings", bodies })
+                Ok(Workload { name: name.into(), path: "/v1/embeddings", bodies, max_connections })
             })
             .collect::<anyhow::Result<_>>()?;
         return Ok((Source::Corpus, workloads));
@@ -66,7 +81,7 @@ pub(super) fn request(root: &Path, service: &str) -> anyhow::Result<Workload> {
     if !bodies.is_file() {
         bail!("{service} has neither bench/requests/{service}.json nor bench/corpus/{service}.txt");
     }
-    Ok(Workload { name: "predict".into(), path: "/v1/predict", bodies })
+    Ok(Workload { name: "predict".into(), path: "/v1/predict", bodies, max_connections: u32::MAX })
 }
 
 /// OpenAI embeddings bodies, one per line, of `per_request` texts each: every text once, in

@@ -9,7 +9,10 @@
 //! Variable-length inputs (token sequences) stack only with a [`Padding`], which the
 //! pipeline supplies per model: the inputs it names are padded along dimension 1 to the
 //! longest in the batch, and the outputs it names are cut back to each job's own length.
-//! Without one, jobs whose shapes differ cannot be stacked and run one by one.
+//! Without one, jobs whose shapes differ cannot be stacked and run one by one. Padding is
+//! work the model does for nothing (and attention's cost grows with the square of the
+//! length), so the jobs gathered are sorted by length and run in groups of similar lengths
+//! ([`by_length`]): one long text no longer makes thirty short ones run at its length.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -202,6 +205,38 @@ impl Padding {
     }
 }
 
+/// How much longer than the shortest job of a padded batch its longest may be: a quarter of
+/// the shortest's length, plus this many positions (so that short texts of a few tokens'
+/// difference still share a run, whose fixed cost is then spread over them).
+const LENGTH_SLACK: usize = 8;
+
+/// The jobs gathered for one run, split into the batches they should run as: for a model with
+/// [`Padding`], sorted by length (shortest first) and cut wherever the next job is longer than
+/// a quarter plus [`LENGTH_SLACK`] positions over its batch's shortest; otherwise as they are.
+pub(super) fn by_length(jobs: Vec<Job>, padding: &Padding) -> Vec<Vec<Job>> {
+    if padding.inputs.is_empty() {
+        return vec![jobs];
+    }
+    similar_lengths(jobs, |job| padding.length(&job.inputs).unwrap_or_default())
+}
+
+/// `items` sorted by `length` and cut into runs of similar lengths, as [`by_length`] says.
+fn similar_lengths<T>(mut items: Vec<T>, length: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    items.sort_by_key(&length);
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let fits = groups.last().and_then(|group| group.first()).is_some_and(|shortest| {
+            let shortest = length(shortest);
+            length(&item) <= shortest + shortest / 4 + LENGTH_SLACK
+        });
+        match groups.last_mut() {
+            Some(group) if fits => group.push(item),
+            _ => groups.push(vec![item]),
+        }
+    }
+    groups
+}
+
 /// The jobs' inputs stacked into one batch, input by input, padded per `padding`.
 pub(super) fn merge(jobs: &[Job], padding: &Padding) -> Result<Tensors> {
     let first = jobs.first().ok_or_else(|| Error::internal("an empty batch"))?;
@@ -276,4 +311,19 @@ fn split_rows(outputs: &Tensors, rows: &[usize]) -> Result<Vec<Tensors>> {
             part
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_jobs_run_in_groups_of_similar_lengths_shortest_first() {
+        let lengths = vec![200, 9, 30, 12, 1, 256, 40, 14, 31];
+        let groups = similar_lengths(lengths, |&length| length);
+        // 1 takes up to 9; 12 up to 23; 30 up to 45; 200 up to 258.
+        assert_eq!(groups, [vec![1, 9], vec![12, 14], vec![30, 31, 40], vec![200, 256]]);
+        assert_eq!(similar_lengths(Vec::<usize>::new(), |&l| l), Vec::<Vec<usize>>::new());
+        assert_eq!(similar_lengths(vec![5; 40], |&l| l), [vec![5; 40]], "equal lengths stay one");
+    }
 }

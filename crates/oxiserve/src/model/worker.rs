@@ -313,10 +313,12 @@ impl<R: Runner> Worker<R> {
             self.runners.batching.store(jobs.len() > 1, Ordering::Relaxed);
             // Clients that gave up (deadline or disconnect) while waiting: skip their work.
             jobs.retain(|job| !job.reply.is_closed());
-            match jobs.len() {
-                0 => {}
-                1 => self.answer_alone(jobs.remove(0)),
-                _ => self.answer_batch(jobs),
+            for mut jobs in batch::by_length(jobs, &self.padding) {
+                match jobs.len() {
+                    0 => {}
+                    1 => self.answer_alone(jobs.remove(0)),
+                    _ => self.answer_batch(jobs),
+                }
             }
         }
     }
