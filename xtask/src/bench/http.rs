@@ -480,9 +480,10 @@ pub(super) fn drive(
     let output = Command::new(WRK.1)
         // wrk needs at least one connection per thread.
         .arg(format!("-t{}", connections.min(2)))
-        .args([&format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
+        .args([&format!("-c{connections}"), &format!("-d{seconds}s")])
         // Requests of a slow model may take seconds under load: slow answers, not errors.
-        .args(["--timeout", "30s"])
+        .arg("-T30s")
+        .arg("-s")
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}{}", workload.path))
         .env("BENCH_BODY", &workload.bodies)
@@ -657,14 +658,17 @@ fn table(
             find(runs, &workload, server, connections).map_or(("n/a".to_string(), 0), |r| {
                 let p99 = number(&r.report, "p99_us") / 1000.0;
                 let rate = number(&r.report, "requests_per_second");
-                (format!("{rate:.0}, {p99:.1} ms"), r.report["errors"].as_u64().unwrap_or(0))
+                (
+                    format!("{}, {p99:.1} ms", rate_text(rate)),
+                    r.report["errors"].as_u64().unwrap_or(0),
+                )
             })
         };
         let ((ours, our_errors), (theirs, their_errors)) = (cell("oxiserve"), cell("fastapi"));
         let errors = our_errors + their_errors + cell(HTTP_CEILING).1 + cell(UNBATCHED).1;
         let bound = match ceiling.at(runs, &workload, connections, cores) {
-            Some((rate, Some(p99))) => format!("{rate:.0}, {p99:.1} ms"),
-            Some((rate, None)) => format!("{rate:.0}"),
+            Some((rate, Some(p99))) => format!("{}, {p99:.1} ms", rate_text(rate)),
+            Some((rate, None)) => rate_text(rate),
             None => "n/a".into(),
         };
         let mut cells = vec![
@@ -688,6 +692,11 @@ fn table(
         let _ = writeln!(text, "| {} |", cells.join(" | "));
     }
     text
+}
+
+/// Requests per second as a table shows them: one decimal below 100.
+fn rate_text(rate: f64) -> String {
+    if rate < 100.0 { format!("{rate:.1}") } else { format!("{rate:.0}") }
 }
 
 /// Replaces the text between the `bench:<marker>` markers of `docs` with `table`.
