@@ -12,7 +12,9 @@
 //! Without one, jobs whose shapes differ cannot be stacked and run one by one. Padding is
 //! work the model does for nothing (and attention's cost grows with the square of the
 //! length), so the jobs gathered are sorted by length and run in groups of similar lengths
-//! ([`by_length`]): one long text no longer makes thirty short ones run at its length.
+//! ([`by_length`]): one long text no longer makes thirty short ones run at its length. The
+//! worker that gathered them runs the first group and hands the others to the version's
+//! workers (itself included), so that an idle one takes the next group at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -117,10 +119,25 @@ impl Batcher {
         Self { max_rows: if batchable { max_rows.max(1) } else { 1 }, max_delay }
     }
 
-    /// The next batch: blocks for a first job, then gathers more. `None` once the queue is
-    /// closed and empty.
-    pub(super) fn next(&self, queue: &Receiver<Job>) -> Option<Vec<Job>> {
-        let first = queue.recv().ok()?;
+    /// The next batch: a group another worker split off a batch it gathered ([`by_length`]),
+    /// taken first and run as it is; else a first job from `queue` (blocking until one of the
+    /// two comes), then more. `None` once the queue is closed and empty and no group waits.
+    pub(super) fn next(
+        &self,
+        queue: &Receiver<Job>,
+        groups: &Receiver<Vec<Job>>,
+    ) -> Option<Vec<Job>> {
+        if let Ok(group) = groups.try_recv() {
+            return Some(group);
+        }
+        let first = crossbeam_channel::select! {
+            recv(groups) -> group => return group.ok(),
+            recv(queue) -> job => match job {
+                Ok(job) => job,
+                // Closed: a group sent meanwhile still runs.
+                Err(_) => return groups.try_recv().ok(),
+            },
+        };
         let mut rows = first.rows();
         let mut jobs = vec![first];
         let deadline = Instant::now() + self.max_delay;

@@ -108,6 +108,8 @@ impl Pool {
             Duration::from_micros(batching.max_delay_us),
         );
         let count = runners.len();
+        // Length groups split off a gathered batch, for any worker to take (see `batch`).
+        let (regrouped, groups) = crossbeam_channel::unbounded();
         let work = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Runners {
             work: Arc::clone(&work),
@@ -119,12 +121,17 @@ impl Pool {
             batching: AtomicBool::new(false),
         });
         for index in 0..count {
-            let worker =
-                Worker { index, runners: Arc::clone(&shared), batcher, padding: padding.clone() };
-            let queue = queue.clone();
+            let worker = Worker {
+                index,
+                runners: Arc::clone(&shared),
+                batcher,
+                padding: padding.clone(),
+                regrouped: regrouped.clone(),
+            };
+            let (queue, groups) = (queue.clone(), groups.clone());
             std::thread::Builder::new()
                 .name(format!("model-{}-{index}", manifest.name))
-                .spawn(move || worker.serve(queue))
+                .spawn(move || worker.serve(&queue, &groups))
                 .map_err(|e| Error::io("starting an inference worker", e))?;
         }
         let (stats, metrics) = (Arc::clone(&shared.stats), shared.metrics.clone());
@@ -303,22 +310,31 @@ struct Worker<R> {
     runners: Arc<Runners<R>>,
     batcher: Batcher,
     padding: Padding,
+    /// Where the length groups after the first of a gathered batch go, for any worker.
+    regrouped: Sender<Vec<Job>>,
 }
 
 impl<R: Runner> Worker<R> {
     /// Takes batches of jobs until the queue closes.
-    fn serve(self, queue: Receiver<Job>) {
-        while let Some(mut jobs) = self.batcher.next(&queue) {
+    fn serve(self, queue: &Receiver<Job>, groups: &Receiver<Vec<Job>>) {
+        while let Some(mut jobs) = self.batcher.next(queue, groups) {
             self.runners.metrics.queue_depth.set(queue.len() as f64);
             self.runners.batching.store(jobs.len() > 1, Ordering::Relaxed);
             // Clients that gave up (deadline or disconnect) while waiting: skip their work.
             jobs.retain(|job| !job.reply.is_closed());
-            for mut jobs in batch::by_length(jobs, &self.padding) {
-                match jobs.len() {
-                    0 => {}
-                    1 => self.answer_alone(jobs.remove(0)),
-                    _ => self.answer_batch(jobs),
+            let mut batches = batch::by_length(jobs, &self.padding).into_iter();
+            let Some(mut jobs) = batches.next() else { continue };
+            // The other groups go to whichever worker is free first; this one comes back for
+            // them, so none is left behind when the queue closes.
+            for group in batches {
+                if let Err(returned) = self.regrouped.send(group) {
+                    returned.0.into_iter().for_each(|job| self.answer_alone(job));
                 }
+            }
+            match jobs.len() {
+                0 => {}
+                1 => self.answer_alone(jobs.remove(0)),
+                _ => self.answer_batch(jobs),
             }
         }
     }
