@@ -119,24 +119,30 @@ impl Batcher {
         Self { max_rows: if batchable { max_rows.max(1) } else { 1 }, max_delay }
     }
 
-    /// The next batch: a group another worker split off a batch it gathered ([`by_length`]),
-    /// taken first and run as it is; else a first job from `queue` (blocking until one of the
-    /// two comes), then more. `None` once the queue is closed and empty and no group waits.
+    /// The next batch: blocks for a first job, then gathers more. For a padded model (when
+    /// `groups` is given), a group another worker split off a batch it gathered
+    /// ([`by_length`]) comes first and runs as it is; else the first job of `queue`, whichever
+    /// of the two comes first. `None` once the queue is closed and empty and no group waits.
     pub(super) fn next(
         &self,
         queue: &Receiver<Job>,
-        groups: &Receiver<Vec<Job>>,
+        groups: Option<&Receiver<Vec<Job>>>,
     ) -> Option<Vec<Job>> {
-        if let Ok(group) = groups.try_recv() {
-            return Some(group);
-        }
-        let first = crossbeam_channel::select! {
-            recv(groups) -> group => return group.ok(),
-            recv(queue) -> job => match job {
-                Ok(job) => job,
-                // Closed: a group sent meanwhile still runs.
-                Err(_) => return groups.try_recv().ok(),
-            },
+        let first = match groups {
+            None => queue.recv().ok()?,
+            Some(groups) => {
+                if let Ok(group) = groups.try_recv() {
+                    return Some(group);
+                }
+                crossbeam_channel::select! {
+                    recv(groups) -> group => return group.ok(),
+                    recv(queue) -> job => match job {
+                        Ok(job) => job,
+                        // Closed: a group sent meanwhile still runs.
+                        Err(_) => return groups.try_recv().ok(),
+                    },
+                }
+            }
         };
         let mut rows = first.rows();
         let mut jobs = vec![first];
@@ -215,6 +221,11 @@ impl Padding {
         Ok(())
     }
 
+    /// Whether it pads any input.
+    pub(super) fn pads(&self) -> bool {
+        !self.inputs.is_empty()
+    }
+
     /// The length of a job: dimension 1 of its first padded input (`None` without padding).
     fn length(&self, inputs: &Tensors) -> Option<usize> {
         let name = self.inputs.keys().next()?;
@@ -231,7 +242,7 @@ const LENGTH_SLACK: usize = 8;
 /// [`Padding`], sorted by length (shortest first) and cut wherever the next job is longer than
 /// a quarter plus [`LENGTH_SLACK`] positions over its batch's shortest; otherwise as they are.
 pub(super) fn by_length(jobs: Vec<Job>, padding: &Padding) -> Vec<Vec<Job>> {
-    if padding.inputs.is_empty() {
+    if !padding.pads() {
         return vec![jobs];
     }
     similar_lengths(jobs, |job| padding.length(&job.inputs).unwrap_or_default())

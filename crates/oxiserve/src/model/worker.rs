@@ -317,19 +317,15 @@ struct Worker<R> {
 impl<R: Runner> Worker<R> {
     /// Takes batches of jobs until the queue closes.
     fn serve(self, queue: &Receiver<Job>, groups: &Receiver<Vec<Job>>) {
+        // Only padded batches are split into groups; other models wait on the queue alone.
+        let groups = self.padding.pads().then_some(groups);
         while let Some(mut jobs) = self.batcher.next(queue, groups) {
             self.runners.metrics.queue_depth.set(queue.len() as f64);
             self.runners.batching.store(jobs.len() > 1, Ordering::Relaxed);
             // Clients that gave up (deadline or disconnect) while waiting: skip their work.
             jobs.retain(|job| !job.reply.is_closed());
-            let mut batches = batch::by_length(jobs, &self.padding).into_iter();
-            let Some(mut jobs) = batches.next() else { continue };
-            // The other groups go to whichever worker is free first; this one comes back for
-            // them, so none is left behind when the queue closes.
-            for group in batches {
-                if let Err(returned) = self.regrouped.send(group) {
-                    returned.0.into_iter().for_each(|job| self.answer_alone(job));
-                }
+            if groups.is_some() {
+                jobs = self.first_group(jobs);
             }
             match jobs.len() {
                 0 => {}
@@ -337,6 +333,20 @@ impl<R: Runner> Worker<R> {
                 _ => self.answer_batch(jobs),
             }
         }
+    }
+
+    /// Splits padded `jobs` into groups of similar lengths and keeps the first; the others go
+    /// to whichever worker is free first. This one comes back for them too, so none is left
+    /// behind when the queue closes.
+    fn first_group(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let mut groups = batch::by_length(jobs, &self.padding).into_iter();
+        let first = groups.next().unwrap_or_default();
+        for group in groups {
+            if let Err(returned) = self.regrouped.send(group) {
+                returned.0.into_iter().for_each(|job| self.answer_alone(job));
+            }
+        }
+        first
     }
 
     /// Runs `inputs` on this worker's runner.
