@@ -45,14 +45,19 @@ async fn app(padding: Padding) -> Result<TestApp<TokenPool>> {
 
 /// [`app`] on the model repository at `root`.
 async fn app_on(root: &std::path::Path, padding: Padding) -> Result<TestApp<TokenPool>> {
+    TestApp::with_config(TokenPool { padding }, config(root, 1)).await
+}
+
+/// `sessions` sessions of the models at `root` that gather batches for 20 ms, no cache.
+fn config(root: &std::path::Path, sessions: usize) -> Config {
     let mut config = Config::default();
     config.models.uri = root.display().to_string();
-    config.models.sessions = 1;
+    config.models.sessions = sessions;
     config.models.poll_interval = Duration::ZERO;
     config.models.batching.max_batch_size = 64;
     config.models.batching.max_delay_us = 20_000;
     config.cache.capacity = 0;
-    TestApp::with_config(TokenPool { padding }, config).await
+    config
 }
 
 fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
@@ -91,12 +96,35 @@ async fn mixed_lengths_share_padded_batches_and_match_single_runs() {
     let (runs, rows) = (model.stats().runs() - runs, model.stats().rows() - rows);
     assert_eq!(rows, fixture.cases.len() as u64);
     assert!(runs < rows, "lengths 1 to 16 were batched together: {rows} rows in {runs} runs");
+    // Lengths 1 to 9 and 10 to 16 make two groups of similar lengths: at least two runs.
+    assert!(runs >= 2, "one run padded every case to 16: {rows} rows in {runs} runs");
 
     for (index, (case, output)) in fixture.cases.iter().zip(&batched).enumerate() {
         assert_matches(output, case, fixture.tolerance, &format!("batched case {index}"));
         let alone = app.predict(&Tokens { ids: case.ids.clone() }).await.unwrap();
         assert_close(&output.pooled, &alone.pooled, 1e-6, "batched vs alone");
         assert_eq!(output.tokens, alone.tokens, "padded positions change no token embedding");
+    }
+}
+
+/// With two sessions, the length groups of one gathered batch are shared between both
+/// workers; every case still gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn length_groups_shared_between_workers_answer_every_case() {
+    let fixture = fixture();
+    let config = config(&common::models_dir(), 2);
+    let app = TestApp::with_config(TokenPool { padding: token_padding() }, config).await;
+    let app = Arc::new(app.expect("token-pool loads"));
+    for round in 0..3 {
+        let outputs = all_at_once(&app, &fixture.cases).await;
+        for (index, (case, output)) in fixture.cases.iter().zip(&outputs).enumerate() {
+            assert_matches(
+                output,
+                case,
+                fixture.tolerance,
+                &format!("round {round}, case {index}"),
+            );
+        }
     }
 }
 
