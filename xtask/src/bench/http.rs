@@ -160,7 +160,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 let mut counts: Vec<usize> = workload
                     .connections(&args.connections)
                     .into_iter()
-                    .map(|c| (c as usize).min(workers))
+                    .map(|c| alone_processes(c, workers))
                     .collect();
                 counts.dedup();
                 for &processes in &counts {
@@ -217,13 +217,8 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             workers,
         );
         let suffix = chart_suffix(index, workload);
-        std::fs::write(
-            path.with_file_name(format!(
-                "{}{suffix}.svg",
-                results["timestamp"].as_str().unwrap_or("undated")
-            )),
-            &svg,
-        )?;
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        std::fs::write(path.with_file_name(format!("{stem}{suffix}.svg")), &svg)?;
         std::fs::write(root.join(format!("docs/bench-http-{service}{suffix}.svg")), &svg)?;
     }
     let table = table(service, &results, (&workloads, &runs), &ceiling, &ratios);
@@ -257,12 +252,18 @@ fn onnxruntime_alone(
         .env("MODELS_DIR", models)
         .output()
         .context("running onnxruntime_alone.py")?;
+    printed_report(&output, "CEILING ", "onnxruntime_alone.py")
+}
+
+/// The JSON report that `program` printed on its line starting with `prefix`.
+fn printed_report(
+    output: &std::process::Output,
+    prefix: &str,
+    program: &str,
+) -> anyhow::Result<Value> {
     let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find_map(|l| l.strip_prefix("CEILING ")).with_context(|| {
-        format!(
-            "onnxruntime_alone.py printed no report: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
+    let line = text.lines().find_map(|l| l.strip_prefix(prefix)).with_context(|| {
+        format!("{program} printed no report: {text}{}", String::from_utf8_lossy(&output.stderr))
     })?;
     Ok(serde_json::from_str(line)?)
 }
@@ -293,7 +294,7 @@ impl Ceiling {
                 )
             }),
             Ceiling::OnnxRuntime(alone) => {
-                let processes = (connections as usize).min(cores);
+                let processes = alone_processes(connections, cores);
                 alone
                     .iter()
                     .find(|c| c.workload == workload && c.processes == processes)
@@ -301,6 +302,12 @@ impl Ceiling {
             }
         }
     }
+}
+
+/// The processes ONNX Runtime alone runs in to match `connections` on `cores`: one per request
+/// in flight, up to one per core.
+fn alone_processes(connections: u32, cores: usize) -> usize {
+    (connections as usize).min(cores)
 }
 
 /// The run of `server` on `workload` at `connections`.
@@ -489,11 +496,7 @@ pub(super) fn drive(
         .env("BENCH_BODY", &workload.bodies)
         .output()
         .context("running wrk")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find_map(|l| l.strip_prefix("BENCH ")).with_context(|| {
-        format!("wrk printed no report: {text}{}", String::from_utf8_lossy(&output.stderr))
-    })?;
-    Ok(serde_json::from_str(line)?)
+    printed_report(&output, "BENCH ", "wrk")
 }
 
 /// `pid` and all its descendants.
@@ -580,14 +583,16 @@ fn ratios(
         .filter_map(|(workload, c)| {
             let (ours, theirs) =
                 (find(runs, workload, "oxiserve", c)?, find(runs, workload, "fastapi", c)?);
+            let bound = ceiling.at(runs, workload, c, cores);
             let mut ratio = json!({
                 "workload": workload,
                 "connections": c,
                 "throughput": rate(ours) / rate(theirs),
                 "p99_fastapi_over_oxiserve":
                     number(&theirs.report, "p99_us") / number(&ours.report, "p99_us"),
-                "oxiserve_share_of_ceiling":
-                    ceiling.at(runs, workload, c, cores).map(|(bound, _)| rate(ours) / bound),
+                "oxiserve_share_of_ceiling": bound.map(|(bound, _)| rate(ours) / bound),
+                "ceiling_requests_per_second": bound.map(|(bound, _)| bound),
+                "ceiling_p99_ms": bound.and_then(|(_, p99)| p99),
                 "cpu_per_request_fastapi_over_oxiserve": cpu_per_request(theirs) / cpu_per_request(ours),
                 "oxiserve_cpu_ms_per_request": cpu_per_request(ours) * 1000.0,
             });
@@ -609,8 +614,7 @@ fn table(
 ) -> String {
     let machine = &results["machine"];
     let text_of = |value: &Value| value.as_str().unwrap_or_default().to_string();
-    let cores = machine["cores"].as_u64().unwrap_or(1) as usize;
-    let batching = matches!(ceiling, Ceiling::OnnxRuntime(_));
+    let batching = runs.iter().any(|r| r.server == UNBATCHED);
     let bound = ceiling.label();
     let mut text = format!(
         "Run {} on {} ({} cores, kernel {}), {}; FastAPI with {} uvicorn workers.\n\
@@ -645,7 +649,8 @@ fn table(
         header.push("batching on / off");
     }
     header.extend(["oxiserve req/s, p99", "oxiserve CPU per request", "FastAPI req/s, p99"]);
-    let bound_cell = format!("{bound} req/s{}", if batching { "" } else { ", p99" });
+    let p99 = matches!(ceiling, Ceiling::Http);
+    let bound_cell = format!("{bound} req/s{}", if p99 { ", p99" } else { "" });
     header.push(&bound_cell);
     header.push("errors");
     let _ = writeln!(text, "| {} |", header.join(" | "));
@@ -666,11 +671,13 @@ fn table(
         };
         let ((ours, our_errors), (theirs, their_errors)) = (cell("oxiserve"), cell("fastapi"));
         let errors = our_errors + their_errors + cell(HTTP_CEILING).1 + cell(UNBATCHED).1;
-        let bound = match ceiling.at(runs, &workload, connections, cores) {
-            Some((rate, Some(p99))) => format!("{}, {p99:.1} ms", rate_text(rate)),
-            Some((rate, None)) => rate_text(rate),
-            None => "n/a".into(),
-        };
+        let bound =
+            match (ratio["ceiling_requests_per_second"].as_f64(), ratio["ceiling_p99_ms"].as_f64())
+            {
+                (Some(rate), Some(p99)) => format!("{}, {p99:.1} ms", rate_text(rate)),
+                (Some(rate), None) => rate_text(rate),
+                (None, _) => "n/a".into(),
+            };
         let mut cells = vec![
             workload.clone(),
             connections.to_string(),

@@ -238,13 +238,10 @@ impl Padding {
 /// difference still share a run, whose fixed cost is then spread over them).
 const LENGTH_SLACK: usize = 8;
 
-/// The jobs gathered for one run, split into the batches they should run as: for a model with
-/// [`Padding`], sorted by length (shortest first) and cut wherever the next job is longer than
-/// a quarter plus [`LENGTH_SLACK`] positions over its batch's shortest; otherwise as they are.
+/// The jobs gathered for one run of a model with a [`Padding`], split into the batches they
+/// should run as: sorted by length (shortest first) and cut wherever the next job is longer
+/// than a quarter plus [`LENGTH_SLACK`] positions over its batch's shortest.
 pub(super) fn by_length(jobs: Vec<Job>, padding: &Padding) -> Vec<Vec<Job>> {
-    if !padding.pads() {
-        return vec![jobs];
-    }
     similar_lengths(jobs, |job| padding.length(&job.inputs).unwrap_or_default())
 }
 

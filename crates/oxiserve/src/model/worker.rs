@@ -342,9 +342,8 @@ impl<R: Runner> Worker<R> {
         let mut groups = batch::by_length(jobs, &self.padding).into_iter();
         let first = groups.next().unwrap_or_default();
         for group in groups {
-            if let Err(returned) = self.regrouped.send(group) {
-                returned.0.into_iter().for_each(|job| self.answer_alone(job));
-            }
+            // Cannot fail while this worker, which holds a receiver, runs.
+            let _ = self.regrouped.send(group);
         }
         first
     }
