@@ -51,13 +51,17 @@ async fn broken_versions_are_never_served_and_do_not_block_later_ones() {
 
     // Version 2: a checksum mismatch. Version 3: files without a manifest (an upload that
     // never finished), so not published at all.
-    common::publish(tmp.path(), 2, |_| {});
+    // Both are made before a manifest could be read: a poll never sees them half made.
     let graph = tmp.path().join(MODEL).join("2/model.onnx");
-    let mut bytes = std::fs::read(&graph).unwrap();
-    bytes.truncate(bytes.len() / 2);
-    std::fs::write(&graph, bytes).unwrap();
-    common::publish(tmp.path(), 3, |_| {});
-    std::fs::remove_file(tmp.path().join(MODEL).join("3/manifest.json")).unwrap();
+    common::publish(tmp.path(), 2, |_| {
+        let mut bytes = std::fs::read(&graph).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&graph, bytes).unwrap();
+    });
+    let unfinished = tmp.path().join(MODEL).join("3");
+    std::fs::create_dir_all(&unfinished).unwrap();
+    let bundled = common::models_dir().join(MODEL).join("1/model.onnx");
+    std::fs::copy(bundled, unfinished.join("model.onnx")).unwrap();
 
     let start = Instant::now();
     loop {

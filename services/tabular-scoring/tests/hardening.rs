@@ -156,23 +156,20 @@ async fn the_store_reads_only_regular_files_inside_the_repository() {
     let app =
         oxiserve::testing::TestApp::with_config(tabular_scoring::TabularScoring, config).await;
     let app = app.unwrap();
-    let forest = root.join(tabular_scoring::FOREST);
     // 2: the graph is a link to a file outside the repository (its size and sha256 were
     // reported to anyone); 3: a link to /dev/zero (read whole, it took 3 GB in 5 s); 4: a
     // FIFO (the read hung the poll loop of every model, and shutdown).
     let secret = tmp.path().join("secret.bin");
     std::fs::write(&secret, b"not a model").unwrap();
     for (version, target) in [(2, secret.as_path()), (3, std::path::Path::new("/dev/zero"))] {
-        common::publish(&root, tabular_scoring::FOREST, version);
-        let graph = forest.join(format!("{version}/model.onnx"));
-        std::fs::remove_file(&graph).unwrap();
-        std::os::unix::fs::symlink(target, &graph).unwrap();
+        common::publish_with_graph(&root, tabular_scoring::FOREST, version, |_, graph| {
+            std::os::unix::fs::symlink(target, graph).unwrap();
+        });
     }
-    common::publish(&root, tabular_scoring::FOREST, 4);
-    let fifo = forest.join("4/model.onnx");
-    std::fs::remove_file(&fifo).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(made.success());
+    common::publish_with_graph(&root, tabular_scoring::FOREST, 4, |_, fifo| {
+        let made = std::process::Command::new("mkfifo").arg(fifo).status().unwrap();
+        assert!(made.success());
+    });
 
     let status = wait_for_failures(&app, 3).await;
     let failed = status["failed_versions"].as_array().unwrap();

@@ -64,10 +64,24 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
 /// Publishes a copy of the bundled version 1 of `model` as `version` under `root`, the way a
 /// trainer does: the files first, `manifest.json` last.
 pub(crate) fn publish(root: &Path, model: &str, version: u64) {
+    publish_with_graph(root, model, version, |from, to| {
+        std::fs::copy(from, to).unwrap();
+    });
+}
+
+/// Publishes `version` of `model` like [`publish`], with `place_graph(bundled, target)` putting
+/// something at the graph's path (a copy, a link, a FIFO) before the manifest is written, so a
+/// poll never sees the version half made.
+pub(crate) fn publish_with_graph(
+    root: &Path,
+    model: &str,
+    version: u64,
+    place_graph: impl FnOnce(&Path, &Path),
+) {
     let from = models_dir().join(model).join("1");
     let to = root.join(model).join(version.to_string());
     std::fs::create_dir_all(&to).unwrap();
-    std::fs::copy(from.join("model.onnx"), to.join("model.onnx")).unwrap();
+    place_graph(&from.join("model.onnx"), &to.join("model.onnx"));
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(from.join("manifest.json")).unwrap())
             .unwrap();
