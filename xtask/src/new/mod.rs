@@ -19,6 +19,7 @@ mod standalone;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
+use oxiserve_xtask::changelog::Version;
 use xshell::{Shell, cmd};
 
 use self::standalone::Core;
@@ -72,17 +73,21 @@ pub(crate) enum Kind {
     Tabular,
     /// One model, tensors in and out: the least code.
     Blank,
+    /// Texts in, sentence embeddings out: tokenising, batching texts of different lengths,
+    /// pooling; the model is fetched at set-up.
+    Text,
 }
 
 impl Kind {
     /// Every kind, for the template checks.
-    const ALL: [Kind; 2] = [Kind::Tabular, Kind::Blank];
+    const ALL: [Kind; 3] = [Kind::Tabular, Kind::Blank, Kind::Text];
 
     /// The template's directory under `templates/`.
     fn directory(self) -> &'static str {
         match self {
             Kind::Tabular => "tabular",
             Kind::Blank => "blank",
+            Kind::Text => "text",
         }
     }
 
@@ -91,6 +96,25 @@ impl Kind {
         match self {
             Kind::Tabular => "an oxiserve service: features in, class probabilities and a rule out",
             Kind::Blank => "an oxiserve service: one model, tensors in and out",
+            Kind::Text => "an oxiserve service: texts in, sentence embeddings out",
+        }
+    }
+
+    /// The features of the `oxiserve` dependency beyond its defaults.
+    fn core_features(self) -> &'static str {
+        match self {
+            Kind::Text => ", features = [\"text\"]",
+            Kind::Tabular | Kind::Blank => "",
+        }
+    }
+
+    /// The first core release that carries what the template uses, when that is not the
+    /// first release.
+    fn first_core(self) -> Option<Version> {
+        match self {
+            // `oxiserve::text`, `Model::read_file` and fetched models came after 0.1.0.
+            Kind::Text => Some(Version(0, 2, 0)),
+            Kind::Tabular | Kind::Blank => None,
         }
     }
 }
@@ -105,7 +129,10 @@ struct Source {
 
 impl Source {
     fn kind(kind: Kind) -> Self {
-        let values = Values::from([("description", kind.description().to_string())]);
+        let values = Values::from([
+            ("description", kind.description().to_string()),
+            ("core_features", kind.core_features().to_string()),
+        ]);
         Self { directory: kind.directory(), values, imported: None }
     }
 
@@ -115,6 +142,7 @@ impl Source {
         let file_name = file.file_name().map(|name| name.to_string_lossy().into_owned());
         let mut values = Values::from([
             ("description", "an oxiserve service around an imported ONNX model".to_string()),
+            ("core_features", String::new()),
             ("model", model::MODEL.to_string()),
             ("model_file", file_name.unwrap_or_default()),
         ]);
@@ -149,6 +177,9 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             (Layout::Workspace, root.join("services").join(&args.name))
         }
     };
+    if let (Layout::Standalone(Core::Git { tag, .. }), None) = (&layout, &args.model) {
+        check_core_release(args.kind, tag)?;
+    }
     let source = match &args.model {
         Some(file) => Source::model(root, file)?,
         None => Source::kind(args.kind),
@@ -163,6 +194,19 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         "Created {dir} from the {} template. Next:\n  cargo xtask {test}\n  cargo xtask {serve}\n\
          and read {dir}/README.md.",
         source.directory,
+    );
+    Ok(())
+}
+
+/// Refuses a core release tag older than what the `kind` template needs, naming both.
+fn check_core_release(kind: Kind, tag: &str) -> anyhow::Result<()> {
+    let Some(first) = kind.first_core() else { return Ok(()) };
+    let version = Version::from_tag(tag)?;
+    ensure!(
+        version >= first,
+        "the {} template needs oxiserve {first} or later, and {tag} is older: choose a newer \
+         release with --oxiserve-tag, or take the core from a checkout with --oxiserve-path",
+        kind.directory(),
     );
     Ok(())
 }
@@ -371,6 +415,7 @@ fn check_in_workspace(sh: &Shell, root: &Path, scratch: &Path) -> anyhow::Result
         generate(root, source, &name, &scratch.join("services").join(&name), &Layout::Workspace)?;
         packages.extend(["-p".to_string(), name]);
     }
+    crate::models::provision_under(&scratch.join("services"), &root.join(".cache/wheels"))?;
     let packages = &packages;
     let _dir = sh.push_dir(scratch);
     let _target = sh.push_env("CARGO_TARGET_DIR", root.join("target"));
@@ -424,6 +469,14 @@ mod tests {
     fn names_become_crate_and_type_names() {
         assert_eq!(crate_name("fraud-score-v2"), "fraud_score_v2");
         assert_eq!(type_name("fraud-score-v2"), "FraudScoreV2");
+    }
+
+    #[test]
+    fn a_template_asks_for_the_core_release_that_carries_what_it_uses() {
+        let error = check_core_release(Kind::Text, "v0.1.0").unwrap_err().to_string();
+        assert!(error.contains("needs oxiserve 0.2.0") && error.contains("v0.1.0"), "{error}");
+        check_core_release(Kind::Text, "v0.2.0").unwrap();
+        check_core_release(Kind::Tabular, "v0.1.0").unwrap();
     }
 
     #[test]
