@@ -392,7 +392,110 @@ impl<R: Runner> Worker<R> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Condvar;
+
     use super::*;
+
+    /// A runner that notes which worker ran each batch and at what length, then waits while
+    /// the gate is closed, and answers its input `x` as its output.
+    struct Noting {
+        worker: usize,
+        runs: Arc<Mutex<Vec<(usize, usize)>>>,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl Runner for Noting {
+        const INLINE: bool = false;
+
+        fn run(&mut self, inputs: &Tensors, _: &Context) -> Result<Tensors> {
+            let length = inputs["x"].shape()[1];
+            self.runs.lock().unwrap().push((self.worker, length));
+            let (open, opened) = &*self.gate;
+            let _open = opened.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
+            Ok(inputs.clone())
+        }
+    }
+
+    #[test]
+    fn length_groups_of_one_batch_run_on_every_free_worker() {
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "name": "m", "version": 1, "created_at": "2026-12-03T00:00:00Z",
+            "files": {},
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}],
+            "outputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}],
+        }))
+        .unwrap();
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let runner = |worker| Noting { worker, runs: Arc::clone(&runs), gate: Arc::clone(&gate) };
+        let work = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Runners {
+            runners: vec![Mutex::new(runner(0)), Mutex::new(runner(1))].into_boxed_slice(),
+            work: Arc::clone(&work),
+            stats: Arc::default(),
+            metrics: ModelMetrics::new("m", 1),
+            run_time: RunTime::default(),
+            inline_max: Duration::ZERO,
+            batching: AtomicBool::new(false),
+        });
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let (regrouped, groups) = crossbeam_channel::unbounded();
+        let padding = Padding::new().input("x", 0.0).output("x");
+        let worker = |index| Worker {
+            index,
+            runners: Arc::clone(&shared),
+            batcher: Batcher::new(&manifest, 64, Duration::ZERO),
+            padding: padding.clone(),
+            regrouped: regrouped.clone(),
+        };
+        // Sixteen jobs of lengths 1 to 16 (each row holds its length), queued before any
+        // worker runs: the first worker gathers them all and cuts them into groups.
+        let mut answers = Vec::new();
+        for length in 1..=16usize {
+            let (reply, answer) = oneshot::channel();
+            let row = ndarray::Array2::from_elem((1, length), length as f32);
+            let inputs = Tensors::from([("x".to_string(), Tensor::from(row))]);
+            let context = Context::internal();
+            let (span, claim) = (tracing::Span::none(), Claim::new(&work));
+            let queued_at = Instant::now();
+            jobs.send(Job { inputs, reply, span, context, queued_at, claim }).unwrap();
+            answers.push((length, answer));
+        }
+        drop(jobs);
+        let spawn = |worker: Worker<Noting>, queue: Receiver<Job>, groups: Receiver<Vec<Job>>| {
+            std::thread::spawn(move || worker.serve(&queue, &groups))
+        };
+        let first = spawn(worker(0), queue.clone(), groups.clone());
+        let ran_by = |worker: usize| runs.lock().unwrap().iter().any(|&(w, _)| w == worker);
+        let waited = Instant::now();
+        while !ran_by(0) {
+            assert!(waited.elapsed() < Duration::from_secs(10), "the first worker never ran");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The first worker is held in its first group's run; the second takes another group
+        // of the same batch, not a job of the (now empty) queue.
+        assert!(queue.is_empty(), "every job was gathered into the first worker's batch");
+        let second = spawn(worker(1), queue, groups);
+        while !ran_by(1) {
+            assert!(waited.elapsed() < Duration::from_secs(10), "the second worker never ran");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        first.join().unwrap();
+        second.join().unwrap();
+        // Groups of similar lengths, never padded past their longest; every job answered with
+        // its own row cut back to its length.
+        let runs = runs.lock().unwrap().clone();
+        assert!(runs.len() >= 2 && runs.iter().all(|&(_, length)| length <= 16), "{runs:?}");
+        for (length, answer) in answers {
+            let ran = answer.blocking_recv().unwrap().unwrap();
+            let row = ran.tensors["x"].as_f32().unwrap();
+            assert_eq!(row.shape(), [1, length]);
+            assert!(row.iter().all(|&x| x == length as f32), "{length}: {row:?}");
+        }
+        assert_eq!(work.load(Ordering::Acquire), 0, "no work left in progress");
+    }
 
     #[tokio::test]
     async fn a_full_queue_is_overloaded_at_once() {
