@@ -87,6 +87,22 @@ pub trait Endpoint: Send + Sync + 'static {
         None
     }
 
+    /// The media types of bodies this route reads besides JSON (`image/png`, `text/csv`): a
+    /// body declared as one of them, or the file of a `multipart/form-data` upload declared as
+    /// one, reaches [`read`](Endpoint::read) as it was sent. Any other type is a 415 that
+    /// names these. None, the default: JSON only.
+    fn media_types(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// The route's request for `body`, sent as `media_type` (one of
+    /// [`media_types`](Endpoint::media_types), lowercase, without parameters). The default,
+    /// for routes that read JSON only, is never called.
+    fn read(&self, body: &[u8], media_type: &str, context: &Context) -> Result<Self::Request> {
+        let _ = (body, context);
+        Err(Error::UnsupportedMediaType(format!("`{media_type}`")))
+    }
+
     /// How this route answers an error, for clients that expect another shape than RFC 9457
     /// problem+json (OpenAI's clients read `{"error": {"message": ...}}`): the status and
     /// JSON body to send for `failure`. `None`, the default, answers problem+json. Errors of
@@ -164,6 +180,10 @@ pub(crate) trait Route<I, O>: Send + Sync {
     fn summary(&self) -> String;
     /// The pipeline's input for a JSON `body` (parse errors name the field, as for predict).
     fn input(&self, body: &[u8], context: &Context) -> Result<I>;
+    /// The media types it reads besides JSON.
+    fn media_types(&self) -> &[&'static str];
+    /// The pipeline's input for a `body` of one of those media types.
+    fn read(&self, body: &[u8], media_type: &str, context: &Context) -> Result<I>;
     /// The JSON response for the pipeline's `output`.
     fn respond(&self, output: O, context: &Context) -> Result<Vec<u8>>;
     /// The request and response schema names, every schema they use, and the example.
@@ -195,6 +215,15 @@ impl<E: Endpoint> Route<E::Input, E::Output> for E {
 
     fn input(&self, body: &[u8], context: &Context) -> Result<E::Input> {
         Endpoint::input(self, json::parse(body)?, context)
+    }
+
+    fn media_types(&self) -> &[&'static str] {
+        Endpoint::media_types(self)
+    }
+
+    fn read(&self, body: &[u8], media_type: &str, context: &Context) -> Result<E::Input> {
+        let request = Endpoint::read(self, body, media_type, context)?;
+        Endpoint::input(self, request, context)
     }
 
     fn respond(&self, output: E::Output, context: &Context) -> Result<Vec<u8>> {

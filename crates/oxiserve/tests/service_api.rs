@@ -1,6 +1,7 @@
 //! The API a service builds on, tried by a test service as an author would: the request
-//! context (headers over REST and gRPC, request id, deadline, transport), a route of the
-//! service's own (served, cached and described in `/openapi.json`, checked by schemathesis),
+//! context (headers over REST and gRPC, request id, deadline, transport), routes of the
+//! service's own (served, cached and described in `/openapi.json`, checked by schemathesis;
+//! one reads plain text too, raw or uploaded as a multipart form),
 //! and a heavy stage that does not hold the runtime up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +90,40 @@ impl Endpoint for Legacy {
     }
 }
 
+/// `/greet/card`: a name card, sent as plain text (raw, or as an uploaded file) or as the
+/// legacy JSON.
+struct Card;
+
+impl Endpoint for Card {
+    type Input = Visit;
+    type Output = Welcome;
+    type Request = LegacyGreet;
+    type Response = LegacyReply;
+
+    fn path(&self) -> &str {
+        "/greet/card"
+    }
+
+    fn media_types(&self) -> &[&'static str] {
+        &["text/plain"]
+    }
+
+    fn read(&self, body: &[u8], media_type: &str, _: &Context) -> Result<LegacyGreet> {
+        assert_eq!(media_type, "text/plain", "only the declared type reaches `read`");
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Error::invalid_field("body", "is not UTF-8 text"))?;
+        Ok(LegacyGreet { who: text.trim().to_string() })
+    }
+
+    fn input(&self, request: LegacyGreet, context: &Context) -> Result<Visit> {
+        Legacy.input(request, context)
+    }
+
+    fn output(&self, output: Welcome, context: &Context) -> Result<LegacyReply> {
+        Legacy.output(output, context)
+    }
+}
+
 impl Pipeline for Concierge {
     type Input = Visit;
     type Output = Welcome;
@@ -142,7 +177,7 @@ impl Pipeline for Concierge {
     }
 
     fn endpoints(&self) -> Endpoints<Visit, Welcome> {
-        Endpoints::new().post(Legacy)
+        Endpoints::new().post(Legacy).post(Card)
     }
 
     fn heavy_stages(&self) -> bool {
@@ -257,6 +292,73 @@ async fn a_route_of_the_services_own_is_served_cached_and_checked_like_predict()
     assert_eq!(cached.json::<LegacyReply>().message, "hello, cached, from nobody");
 }
 
+/// A `multipart/form-data` body with one part: `name`, declared as `media_type`, holding
+/// `content`, with a file name when `file` is true.
+fn form(media_type: &str, content: &[u8], file: bool) -> (String, Vec<u8>) {
+    let boundary = "oxiserve-test-boundary";
+    let file_name = if file { "; filename=\"card.txt\"" } else { "" };
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"{file_name}\r\n\
+         Content-Type: {media_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn a_route_reads_its_own_media_types_raw_or_uploaded_and_refuses_others() {
+    let app = app().await;
+    let greeted = |response: oxiserve::testing::TestResponse| {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        response.json::<LegacyReply>().message
+    };
+    // Raw, with parameters on the type; as an uploaded file; and JSON still.
+    let raw = app.post("/greet/card", "Text/Plain; charset=utf-8", "Grace\n").await;
+    assert_eq!(greeted(raw), "hello, Grace, from nobody");
+    let (content_type, body) = form("text/plain", b"Ada", true);
+    assert_eq!(
+        greeted(app.post("/greet/card", &content_type, body).await),
+        "hello, Ada, from nobody"
+    );
+    let json = app.post_json("/greet/card", r#"{"who": "Alan"}"#).await;
+    assert_eq!(greeted(json), "hello, Alan, from nobody");
+    // The route's own errors, on what `read` made of the body.
+    let problem = app.post("/greet/card", "text/plain", vec![0xff, 0xfe]).await.problem();
+    assert_eq!((problem.status, problem.field.as_deref()), (422, Some("body")));
+    let problem = app.post("/greet/card", "text/plain", "").await.problem();
+    assert_eq!((problem.status, problem.field.as_deref()), (422, Some("who")));
+    // Types it does not read: 415 naming the ones it does, raw or uploaded.
+    for (content_type, body) in
+        [("image/png".to_string(), b"png".to_vec()), form("image/png", b"png", true)]
+    {
+        let problem = app.post("/greet/card", &content_type, body).await.problem();
+        assert_eq!(problem.status, 415, "{problem:?}");
+        assert!(problem.detail.contains("`image/png`"), "{problem:?}");
+        assert!(problem.detail.contains("reads `application/json`, `text/plain`"), "{problem:?}");
+    }
+    // A form without a file, or one that is not a form at all: 400.
+    let empty = "--b--\r\n";
+    let problem = app.post("/greet/card", "multipart/form-data; boundary=b", empty).await.problem();
+    assert_eq!(problem.status, 400, "{problem:?}");
+    let problem = app.post("/greet/card", "multipart/form-data", "Grace").await.problem();
+    assert_eq!(problem.status, 400, "{problem:?}");
+}
+
+#[tokio::test]
+async fn a_body_of_a_routes_own_type_past_the_limit_is_a_413() {
+    let mut config = Config::default();
+    config.limits.body_bytes = 1024;
+    let app = TestApp::with_config(Concierge, config).await.unwrap();
+    let big = "Grace".repeat(300);
+    let problem = app.post("/greet/card", "text/plain", big.clone()).await.problem();
+    assert_eq!(problem.status, 413, "{problem:?}");
+    let (content_type, body) = form("text/plain", big.as_bytes(), true);
+    let problem = app.post("/greet/card", &content_type, body).await.problem();
+    assert_eq!(problem.status, 413, "{problem:?}");
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_the_route_with_its_own_schemas() {
     let api: serde_json::Value = app().await.get("/openapi.json").await.json();
@@ -271,6 +373,14 @@ async fn the_openapi_document_describes_the_route_with_its_own_schemas() {
     assert_eq!(schemas["LegacyGreet"]["required"][0], "who");
     assert!(schemas["LegacyReply"]["properties"]["message"].is_object());
     assert!(schemas["Visit"].is_object(), "the framework's predict schemas are still there");
+    // A route that reads other media types lists them, raw and as an uploaded file.
+    let body = &api["paths"]["/greet/card"]["post"]["requestBody"]["content"];
+    assert_eq!(body["text/plain"]["schema"]["format"], "binary", "{body}");
+    assert_eq!(body["multipart/form-data"]["schema"]["properties"]["file"]["format"], "binary");
+    assert!(body["application/json"].is_object());
+    assert!(
+        api["paths"]["/legacy/greet"]["post"]["requestBody"]["content"]["text/plain"].is_null()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,11 +51,23 @@ fn check_content_type(value: Option<&header::HeaderValue>) -> Result<(), Error> 
     let Some(value) = value else {
         return Err(Error::UnsupportedMediaType("no Content-Type".into()));
     };
+    if is_json(&essence(value)) {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(format!("`{}`", value.to_str().unwrap_or_default())))
+    }
+}
+
+/// A `Content-Type` value's media type without its parameters, lowercase.
+pub(crate) fn essence(value: &header::HeaderValue) -> String {
     let text = value.to_str().unwrap_or_default();
-    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let is_json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if is_json { Ok(()) } else { Err(Error::UnsupportedMediaType(format!("`{text}`"))) }
+    text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// Whether the media type `essence` (lowercase, no parameters) is JSON.
+pub(crate) fn is_json(essence: &str) -> bool {
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! deadlines of `crate::connections`, until the shutdown stops it.
 
 mod admin;
+mod body;
 pub(crate) mod json;
 mod kserve;
 mod metrics;

@@ -16,15 +16,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
-use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Schema,
 };
@@ -36,7 +36,8 @@ use crate::context::Context;
 use crate::endpoint::Route;
 use crate::engine::{Engine, Served};
 use crate::error::Error;
-use crate::http::json::{JsonBody, JsonBytes};
+use crate::http::body::EndpointBody;
+use crate::http::json::JsonBody;
 use crate::http::problem::{self, Problem};
 use crate::pipeline::Pipeline;
 
@@ -71,12 +72,19 @@ pub(crate) fn routes<P: Pipeline>(engine: Arc<Engine<P>>) -> OpenApiRouter {
 type EndpointState<P> =
     (Arc<Engine<P>>, Arc<dyn Route<<P as Pipeline>::Input, <P as Pipeline>::Output>>);
 
-/// `POST <path>` of one of the pipeline's endpoints.
+/// `POST <path>` of one of the pipeline's endpoints: a JSON body, or one of the route's own
+/// media types (see [`EndpointBody`]).
 async fn endpoint<P: Pipeline>(
     State((engine, route)): State<EndpointState<P>>,
-    JsonBytes(body): JsonBytes,
+    request: Request,
 ) -> Response {
-    match route.input(&body, &Context::current()) {
+    let context = Context::current();
+    let input = match EndpointBody::read(request, route.media_types()).await {
+        Ok(EndpointBody::Json(body)) => route.input(&body, &context),
+        Ok(EndpointBody::Media { bytes, media_type }) => route.read(&bytes, &media_type, &context),
+        Err(error) => Err(error),
+    };
+    match input {
         Ok(input) => answer_as_asked(&engine, input, Some(route.as_ref())).await,
         Err(error) => problem::respond_on(route.as_ref(), &error),
     }
@@ -207,7 +215,7 @@ fn openapi<P: Pipeline>(pipeline: &P) -> OpenApi {
 fn describe<I, O>(api: &mut OpenApi, route: &dyn Route<I, O>) {
     let schemas = route.schemas();
     let id = format!("post{}", route.path().replace(['/', '-', '.', '{', '}'], "_"));
-    let described = operation(Operated {
+    let mut described = operation(Operated {
         id: &id,
         tag: "service",
         summary: route.summary(),
@@ -216,9 +224,33 @@ fn describe<I, O>(api: &mut OpenApi, route: &dyn Route<I, O>) {
         response: schemas.response,
         parameters: vec![version_header()],
     });
+    if let Some(body) = described.request_body.as_mut() {
+        add_media_types(body, route.media_types());
+    }
     api.paths.add_path_operation(route.path(), vec![HttpMethod::Post], described);
     let components = api.components.get_or_insert_with(Default::default);
     components.schemas.extend(schemas.all);
+}
+
+/// Adds to an endpoint's request `body` its own `media_types` (as binary strings), and the
+/// `multipart/form-data` upload of a file of one of them.
+fn add_media_types(body: &mut RequestBody, media_types: &[&str]) {
+    if media_types.is_empty() {
+        return;
+    }
+    let binary = || {
+        let format = SchemaFormat::KnownFormat(KnownFormat::Binary);
+        ObjectBuilder::new().schema_type(Type::String).format(Some(format))
+    };
+    for media_type in media_types {
+        let content = ContentBuilder::new().schema(Some(binary().build())).build();
+        body.content.insert((*media_type).to_string(), content);
+    }
+    let description = format!("The file, declared as one of {}", media_types.join(", "));
+    let file = binary().description(Some(description));
+    let form = ObjectBuilder::new().property("file", file).required("file").build();
+    let form = ContentBuilder::new().schema(Some(form)).build();
+    body.content.insert("multipart/form-data".to_string(), form);
 }
 
 /// The optional request header that asks one loaded version for the answer, with the shape
@@ -305,7 +337,7 @@ fn operation(operated: Operated<'_>) -> Operation {
         .response("400", error("The body is not valid JSON, or a header is malformed"))
         .response("404", error("The model or version asked for is not loaded"))
         .response("413", error("The body is larger than the limit"))
-        .response("415", error("The body is not declared as JSON"))
+        .response("415", error("The body is not declared as a media type the route reads"))
         .response("422", error("A field is missing, of the wrong type or out of range"))
         .response("503", error("Not ready, or overloaded: retry after `Retry-After` seconds"))
         .response("504", error("The request missed its deadline"))
