@@ -618,7 +618,13 @@ impl Default for LogConfig {
 impl Config {
     /// Loads defaults, then `file` if given, then `OXISERVE_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        Self::load_over(Config::default(), file)
+    }
+
+    /// Loads `defaults` (a service's, see `Pipeline::defaults`), then `file` if given, then
+    /// `OXISERVE_*` environment variables.
+    pub fn load_over(defaults: Config, file: Option<&Path>) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(defaults));
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }

@@ -28,8 +28,10 @@ pub enum Error {
     #[error("the request body is larger than the limit set by `limits.body_bytes`")]
     PayloadTooLarge,
 
-    /// The request did not declare a JSON content type.
-    #[error("expected `Content-Type: application/json`, got {0}")]
+    /// The request's body is of a media type the route does not read (not JSON, or not one
+    /// of a route's own types), or holds a file of a format the service does not read. Says
+    /// what was sent, and what is read.
+    #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
 
     /// The request is well-formed JSON but its content is not acceptable: a wrong type, a

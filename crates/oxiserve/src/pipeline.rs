@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
+use crate::config::Config;
 use crate::context::Context;
 use crate::endpoint::Endpoints;
 use crate::error::{Error, Result};
@@ -178,6 +179,13 @@ pub trait Pipeline: Send + Sync + 'static {
     /// async runtime. The default, `false`, runs them inline, which is cheaper for light work.
     fn heavy_stages(&self) -> bool {
         false
+    }
+
+    /// Settings this service needs other than the framework's defaults, such as a larger
+    /// `limits.body_bytes` for image uploads. They replace the defaults only: the
+    /// configuration file and `OXISERVE_*` variables still win. The default changes nothing.
+    fn defaults(&self, config: &mut Config) {
+        let _ = config;
     }
 }
 

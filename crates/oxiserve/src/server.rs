@@ -45,7 +45,9 @@ struct Cli {
 /// `pipeline` until shutdown, and turns any start-up error into a message and exit code 1.
 pub async fn run<P: Pipeline>(pipeline: P) -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match Config::load(cli.config.as_deref()) {
+    let mut defaults = Config::default();
+    pipeline.defaults(&mut defaults);
+    let outcome = match Config::load_over(defaults, cli.config.as_deref()) {
         Ok(config) => match telemetry::init(&config.log, &config.telemetry, pipeline.name()) {
             Ok(_telemetry) => serve(pipeline, config).await,
             Err(error) => Err(error),

@@ -49,12 +49,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
 /// Accepts `application/json` and `application/<anything>+json`, with any parameters.
 fn check_content_type(value: Option<&header::HeaderValue>) -> Result<(), Error> {
     let Some(value) = value else {
-        return Err(Error::UnsupportedMediaType("no Content-Type".into()));
+        return Err(Error::UnsupportedMediaType(
+            "no Content-Type; send `Content-Type: application/json`".into(),
+        ));
     };
     if is_json(&essence(value)) {
         Ok(())
     } else {
-        Err(Error::UnsupportedMediaType(format!("`{}`", value.to_str().unwrap_or_default())))
+        let sent = value.to_str().unwrap_or_default();
+        Err(Error::UnsupportedMediaType(format!("`{sent}`; send `Content-Type: application/json`")))
     }
 }
 

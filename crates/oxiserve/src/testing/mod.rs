@@ -51,10 +51,12 @@ impl<P: Pipeline> Drop for TestApp<P> {
 }
 
 impl<P: Pipeline> TestApp<P> {
-    /// Serves `pipeline` with the models under `models` and otherwise default settings (two
+    /// Serves `pipeline` with the models under `models` and otherwise its default settings
+    /// (the framework's, with the pipeline's own [`defaults`](Pipeline::defaults); two
     /// sessions per model, no polling), and waits until it is ready.
     pub async fn start(pipeline: P, models: impl Into<PathBuf>) -> Result<Self> {
         let mut config = Config::default();
+        pipeline.defaults(&mut config);
         config.models.uri = models.into().to_string_lossy().into_owned();
         config.models.sessions = 2;
         config.models.poll_interval = std::time::Duration::ZERO;
