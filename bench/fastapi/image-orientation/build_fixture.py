@@ -9,34 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import textwrap
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from orientation import Model, decode, tensor
-
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-TEXT = (
-    "Invoice 2026-117. The goods listed below were delivered on the third of March and are "
-    "payable within thirty days of the date of this invoice. Please quote the invoice number "
-    "with your payment. Questions about this invoice go to accounts at the address above. "
-) * 12
-
-
-def page(width: int, height: int, size: int) -> Image.Image:
-    """A white page of black text, upright."""
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.truetype(FONT, size)
-    y = size
-    for line in textwrap.wrap(TEXT, width=int(width / (size * 0.55))):
-        if y > height - 2 * size:
-            break
-        draw.text((size, y), line, fill="black", font=font)
-        y += int(size * 1.4)
-    return image
-
+from pages import page
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -90,8 +90,9 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let service = &args.service;
     let twin = root.join("bench/fastapi").join(service);
     anyhow::ensure!(twin.is_dir(), "{service} has no FastAPI twin in bench/fastapi/{service}");
-    let (source, workloads) = workload::of_service(root, service, &target_dir(root).join("bench"))?;
     let python = venv::baseline(&sh, root)?;
+    let scratch = target_dir(root).join("bench");
+    let (source, workloads) = workload::of_service(root, service, &scratch, &python)?;
     cmd!(sh, "cargo build --release --quiet --package {service}").run()?;
 
     let models = root.join("services").join(service).join("models");
@@ -109,11 +110,11 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             let first = workload::first_body(&workloads[0])?;
             std::fs::write(
                 &response,
-                request(servers[0].port, "POST", workloads[0].path, &first)?.1,
+                request(servers[0].port, "POST", &workloads[0].path, &first)?.1,
             )?;
             servers.push(start_ceiling(root, &response)?);
         }
-        Source::Corpus => {
+        Source::Model => {
             let unbatched = [("OXISERVE_MODELS__BATCHING__MAX_BATCH_SIZE", "1")];
             servers.push(start_rust(root, service, &models, &library, 0, (UNBATCHED, &unbatched))?);
         }
@@ -147,6 +148,13 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             }
         }
     }
+    let stages: Vec<Value> = match source {
+        Source::Request => Vec::new(),
+        Source::Model => workloads
+            .iter()
+            .map(|workload| stage_times(servers[0].port, workload))
+            .collect::<anyhow::Result<_>>()?,
+    };
     let peak_rss: Vec<Value> = servers
         .iter()
         .map(|s| Ok(json!({"server": s.name, "peak_rss_mb": peak_rss_mb(s.child.id())?})))
@@ -154,7 +162,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     drop(servers);
     let ceiling = match source {
         Source::Request => Ceiling::Http,
-        Source::Corpus => {
+        Source::Model => {
             let mut alone = Vec::new();
             for workload in &workloads {
                 let mut counts: Vec<usize> = workload
@@ -196,6 +204,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             "cpu_seconds": r.cpu_seconds,
         })).collect::<Vec<_>>(),
         "peak_rss": peak_rss,
+        "stage_times": stages,
         "ratios": ratios,
     });
     if let Ceiling::OnnxRuntime(alone) = &ceiling {
@@ -443,6 +452,17 @@ pub(super) fn free_port() -> anyhow::Result<u16> {
 
 /// One HTTP/1.1 request on a fresh connection: the status code and the body.
 fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    exchange(port, method, path, body).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.1 request with a JSON `body` on a fresh connection: the status, the response's
+/// head (status line and headers) and its body.
+fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     let head = format!(
@@ -455,9 +475,41 @@ fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply)?;
     let split = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(reply.len());
-    let status = String::from_utf8_lossy(&reply[..split]);
-    let status = status.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    Ok((status, reply.get(split + 4..).unwrap_or_default().to_vec()))
+    let head = String::from_utf8_lossy(&reply[..split]).into_owned();
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    Ok((status, head, reply.get(split + 4..).unwrap_or_default().to_vec()))
+}
+
+/// Requests sent one at a time to read where oxiserve's time goes.
+const TIMED_REQUESTS: usize = 8;
+
+/// Where oxiserve's time goes on `workload`'s requests sent one at a time: the mean of each
+/// `Server-Timing` stage (`pre`, `queue`, `infer`, `post`, in ms) over its first
+/// [`TIMED_REQUESTS`] bodies.
+fn stage_times(port: u16, workload: &Workload) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(&workload.bodies)?;
+    let bodies: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let stages = ["pre", "queue", "infer", "post"];
+    let mut sums = [0.0; 4];
+    for body in bodies.iter().cycle().take(TIMED_REQUESTS) {
+        let (status, head, _) = exchange(port, "POST", &workload.path, body.as_bytes())?;
+        anyhow::ensure!(status == 200, "a timed request of {} answered {status}", workload.name);
+        let timing = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("server-timing:").map(String::from))
+            .context("no Server-Timing header")?;
+        for entry in timing.split(',') {
+            let (name, duration) = entry.trim().split_once(";dur=").unwrap_or_default();
+            if let Some(index) = stages.iter().position(|stage| *stage == name) {
+                sums[index] += duration.parse::<f64>().unwrap_or(f64::NAN);
+            }
+        }
+    }
+    let mut times = json!({"workload": workload.name, "requests": TIMED_REQUESTS});
+    for (stage, sum) in stages.iter().zip(sums) {
+        times[format!("{stage}_ms")] = json!(sum / TIMED_REQUESTS as f64);
+    }
+    Ok(times)
 }
 
 /// Waits until `GET /health/ready` answers 200.
@@ -697,6 +749,39 @@ fn table(
             errors.to_string(),
         ]);
         let _ = writeln!(text, "| {} |", cells.join(" | "));
+    }
+    let peaks: Vec<String> = results["peak_rss"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|peak| format!("{} {:.0} MB", text_of(&peak["server"]), number(peak, "peak_rss_mb")))
+        .collect();
+    let _ = writeln!(
+        text,
+        "\nPeak RSS over the run, all of a server's processes: {}.",
+        peaks.join(", ")
+    );
+    let stages = results["stage_times"].as_array().filter(|stages| !stages.is_empty());
+    if let Some(stages) = stages {
+        let _ = writeln!(
+            text,
+            "\nWhere oxiserve's time goes on one request at a time (`Server-Timing`, mean of \
+             {TIMED_REQUESTS} requests after the load):\n\n\
+             | workload | pre (decode, preprocess) | queue | infer | post |\n\
+             | --- | --- | --- | --- | --- |"
+        );
+        for stage in stages {
+            let ms = |key: &str| format!("{:.2} ms", number(stage, key));
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} | {} |",
+                text_of(&stage["workload"]),
+                ms("pre_ms"),
+                ms("queue_ms"),
+                ms("infer_ms"),
+                ms("post_ms")
+            );
+        }
     }
     text
 }

@@ -1,11 +1,15 @@
 //! What the HTTP benchmarks send: a workload is a route and the request bodies sent to it in
 //! turn, one JSON document per line of a file that `bench/wrk/report.lua` reads.
 //!
-//! A service has either one request, `bench/requests/<service>.json`, sent to `/v1/predict`
-//! over and over, or a corpus of texts, `bench/corpus/<service>.txt` (one text per line), from
-//! which two workloads are made for the OpenAI route `/v1/embeddings`: `single` (one text per
-//! request) and `batch-32` (32 texts per request, at 8 connections at most), each text in
-//! turn.
+//! A service has one of:
+//!
+//! - a corpus of texts, `bench/corpus/<service>.txt` (one text per line), from which two
+//!   workloads are made for the OpenAI route `/v1/embeddings`: `single` (one text per request)
+//!   and `batch-32` (32 texts per request, at 8 connections at most), each text in turn;
+//! - a script, `bench/fastapi/<service>/workloads.py`, run with the twin's Python, that writes
+//!   its workloads' bodies (files made at set-up, such as rendered images) and names them on a
+//!   line `WORKLOADS [{"name", "path", "bodies", "max_connections"}, ...]`;
+//! - one request, `bench/requests/<service>.json`, sent to `/v1/predict` over and over.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +31,7 @@ pub(super) struct Workload {
     /// What results and tables call it.
     pub(super) name: String,
     /// The route, e.g. `/v1/predict`.
-    pub(super) path: &'static str,
+    pub(super) path: String,
     /// One request body per line.
     pub(super) bodies: PathBuf,
     /// The most connections it is run with: many requests of many texts each would only
@@ -46,16 +50,18 @@ impl Workload {
 pub(super) enum Source {
     /// One request to `/v1/predict`: the ceiling is HTTP itself.
     Request,
-    /// A corpus of texts: the ceiling is ONNX Runtime alone on the same requests.
-    Corpus,
+    /// Real inputs for a model whose runs dominate (a corpus of texts, a script's images):
+    /// the ceiling is ONNX Runtime alone on the same requests.
+    Model,
 }
 
-/// The service's workloads, with the kind of input they came from. Corpus bodies are written
-/// under `scratch`.
+/// The service's workloads, with the kind of input they came from. Bodies made from a corpus
+/// or by a script (run with `python`) are written under `scratch`.
 pub(super) fn of_service(
     root: &Path,
     service: &str,
     scratch: &Path,
+    python: &Path,
 ) -> anyhow::Result<(Source, Vec<Workload>)> {
     let corpus = root.join("bench/corpus").join(format!("{service}.txt"));
     if corpus.is_file() {
@@ -67,12 +73,51 @@ pub(super) fn of_service(
             .map(|(name, per_request, max_connections)| {
                 let bodies = scratch.join(format!("{service}-{name}.jsonl"));
                 std::fs::write(&bodies, corpus_bodies(&texts, per_request)?)?;
-                Ok(Workload { name: name.into(), path: "/v1/embeddings", bodies, max_connections })
+                let path = "/v1/embeddings".into();
+                Ok(Workload { name: name.into(), path, bodies, max_connections })
             })
             .collect::<anyhow::Result<_>>()?;
-        return Ok((Source::Corpus, workloads));
+        return Ok((Source::Model, workloads));
+    }
+    let script = root.join("bench/fastapi").join(service).join("workloads.py");
+    if script.is_file() {
+        return Ok((Source::Model, scripted(python, &script, scratch)?));
     }
     Ok((Source::Request, vec![request(root, service)?]))
+}
+
+/// The workloads `script` writes under `scratch` and names on its `WORKLOADS` line.
+fn scripted(python: &Path, script: &Path, scratch: &Path) -> anyhow::Result<Vec<Workload>> {
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg("--out")
+        .arg(scratch)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = text.lines().find_map(|line| line.strip_prefix("WORKLOADS ")) else {
+        bail!(
+            "{} named no workloads: {text}{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let named: Vec<serde_json::Value> = serde_json::from_str(line)?;
+    named
+        .iter()
+        .map(|n| {
+            let text = |key: &str| {
+                n[key].as_str().map(String::from).with_context(|| format!("a workload's {key}"))
+            };
+            let max_connections = n["max_connections"].as_u64().context("max_connections")?;
+            Ok(Workload {
+                name: text("name")?,
+                path: text("path")?,
+                bodies: text("bodies")?.into(),
+                max_connections: u32::try_from(max_connections)?,
+            })
+        })
+        .collect()
 }
 
 /// The service's one request, `bench/requests/<service>.json`, on `/v1/predict`.
@@ -81,7 +126,8 @@ pub(super) fn request(root: &Path, service: &str) -> anyhow::Result<Workload> {
     if !bodies.is_file() {
         bail!("{service} has neither bench/requests/{service}.json nor bench/corpus/{service}.txt");
     }
-    Ok(Workload { name: "predict".into(), path: "/v1/predict", bodies, max_connections: u32::MAX })
+    let path = "/v1/predict".into();
+    Ok(Workload { name: "predict".into(), path, bodies, max_connections: u32::MAX })
 }
 
 /// OpenAI embeddings bodies, one per line, of `per_request` texts each: every text once, in
