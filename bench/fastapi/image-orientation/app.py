@@ -101,3 +101,8 @@ async def orientation(request: Request) -> dict:
 def batch(request: Images) -> dict:
     files = [from_base64(text, f"images[{i}]") for i, text in enumerate(request.images)]
     return {"pages": pages(files)}
+
+
+@app.get("/health/ready")
+def ready() -> dict:
+    return {"status": "ready"}
