@@ -175,7 +175,7 @@ impl Pipeline for ImageOrientation {
         let mut inference = Inference::new();
         for (index, file) in input.images.iter().enumerate() {
             let image = decode::decode(&file.0, &format!("images[{index}]"))?;
-            let tensor = oxiserve::Tensor::from(pixels::tensor(&image));
+            let tensor = oxiserve::Tensor::from(pixels::tensor(&image)?);
             inference = inference.run(&model, [(INPUT, tensor)]);
         }
         Ok(inference)
