@@ -3,7 +3,8 @@
 //! `redis-server` ([`RedisServer`]), MLServer ([`MlServer`], a real KServe v2 server),
 //! Prometheus with its rule checks ([`PrometheusServer`]), Alertmanager
 //! ([`AlertmanagerServer`]), an OTLP trace receiver
-//! ([`OtlpReceiver`]), the project's training service ([`TrainingService`]), a bare HTTP/1.1
+//! ([`OtlpReceiver`]), the project's training service ([`TrainingService`]), a service's
+//! FastAPI twin ([`fastapi_twin`]), a bare HTTP/1.1
 //! client ([`http_request`]), Python scripts of checks with real clients ([`python_checks`])
 //! and schemathesis ([`schemathesis`]). `cargo xtask test` installs what they run.
 //!
@@ -20,6 +21,7 @@ mod python;
 mod redis;
 mod s3;
 mod trainer;
+mod twin;
 
 pub use self::alertmanager::AlertmanagerServer;
 pub use self::http::http_request;
@@ -31,3 +33,4 @@ pub use self::python::{python_checks, schemathesis};
 pub use self::redis::RedisServer;
 pub use self::s3::S3Server;
 pub use self::trainer::TrainingService;
+pub use self::twin::fastapi_twin;

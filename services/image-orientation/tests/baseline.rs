@@ -8,23 +8,8 @@ use std::path::Path;
 
 use image_orientation::ImageOrientation;
 use oxiserve::testing::TestApp;
-use oxiserve_test_support::{ServerProcess, free_port, http_request};
+use oxiserve_test_support::{fastapi_twin, http_request};
 use serde_json::{Value, json};
-
-/// Starts the baseline with uvicorn on a free port.
-async fn fastapi() -> ServerProcess {
-    let python = std::env::var("BASELINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let app_dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/fastapi/image-orientation");
-    let port = free_port().unwrap();
-    let args = ["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--no-access-log", "--port"]
-        .into_iter()
-        .map(String::from)
-        .chain([port.to_string(), "--app-dir".into(), app_dir.display().to_string()])
-        .collect::<Vec<_>>();
-    let hint = "run `cargo xtask test`, which creates the baseline's venv";
-    ServerProcess::start(&python, &args, port, hint).await.expect("the FastAPI baseline starts")
-}
 
 fn assert_alike(ours: &Value, theirs: &Value, what: &str) {
     assert_eq!(ours["orientation"], theirs["orientation"], "{what}");
@@ -43,7 +28,7 @@ fn assert_alike(ours: &Value, theirs: &Value, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fastapi_baseline_answers_like_the_service() {
     use base64::Engine as _;
-    let baseline = fastapi().await;
+    let baseline = fastapi_twin("image-orientation").await;
     let address = format!("127.0.0.1:{}", baseline.port());
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let app = TestApp::start(ImageOrientation, models).await.unwrap();

@@ -4,28 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-
-use oxiserve_test_support::{ServerProcess, free_port};
+use oxiserve_test_support::fastapi_twin;
 use tabular_scoring::{Mode, PenguinInput, Prediction};
-
-/// Starts the baseline with uvicorn on a free port.
-async fn fastapi() -> ServerProcess {
-    let python = std::env::var("BASELINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let app_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/fastapi/tabular-scoring");
-    let port = free_port().unwrap();
-    let args = ["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--no-access-log", "--port"]
-        .into_iter()
-        .map(String::from)
-        .chain([port.to_string(), "--app-dir".into(), app_dir.display().to_string()])
-        .collect::<Vec<_>>();
-    let hint = "run `cargo xtask test`, which creates the baseline's venv";
-    ServerProcess::start(&python, &args, port, hint).await.expect("the FastAPI baseline starts")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fastapi_baseline_answers_like_the_service() {
-    let (baseline, app) = (fastapi().await, common::app().await);
+    let (baseline, app) = (fastapi_twin("tabular-scoring").await, common::app().await);
     let address = format!("127.0.0.1:{}", baseline.port());
     let cases = common::fixture_inputs();
     assert!(cases.len() > 50);

@@ -3,26 +3,12 @@
 //! on the OpenAI route and TEI's, so the benchmark compares equal work. `cargo xtask test`
 //! creates its venv and points `BASELINE_PYTHON` at it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use oxiserve::testing::TestApp;
-use oxiserve_test_support::{ServerProcess, free_port, http_request};
+use oxiserve_test_support::{fastapi_twin, http_request};
 use serde_json::{Value, json};
 use text_embedding::TextEmbedding;
-
-/// Starts the baseline with uvicorn on a free port.
-async fn fastapi() -> ServerProcess {
-    let python = std::env::var("BASELINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let app_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/fastapi/text-embedding");
-    let port = free_port().unwrap();
-    let args = ["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--no-access-log", "--port"]
-        .into_iter()
-        .map(String::from)
-        .chain([port.to_string(), "--app-dir".into(), app_dir.display().to_string()])
-        .collect::<Vec<_>>();
-    let hint = "run `cargo xtask test`, which creates the baseline's venv";
-    ServerProcess::start(&python, &args, port, hint).await.expect("the FastAPI baseline starts")
-}
 
 fn cosine(a: &Value, b: &Value) -> f64 {
     let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
@@ -33,7 +19,7 @@ fn cosine(a: &Value, b: &Value) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fastapi_baseline_answers_like_the_service() {
-    let baseline = fastapi().await;
+    let baseline = fastapi_twin("text-embedding").await;
     let address = format!("127.0.0.1:{}", baseline.port());
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     let app = TestApp::start(TextEmbedding, models).await.unwrap();
