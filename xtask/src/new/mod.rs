@@ -76,11 +76,14 @@ pub(crate) enum Kind {
     /// Texts in, sentence embeddings out: tokenising, batching texts of different lengths,
     /// pooling; the model is fetched at set-up.
     Text,
+    /// An image in, a class out: image files decoded with limits, the model's preprocessing
+    /// from its manifest; the model is fetched at set-up.
+    Image,
 }
 
 impl Kind {
     /// Every kind, for the template checks.
-    const ALL: [Kind; 3] = [Kind::Tabular, Kind::Blank, Kind::Text];
+    const ALL: [Kind; 4] = [Kind::Tabular, Kind::Blank, Kind::Text, Kind::Image];
 
     /// The template's directory under `templates/`.
     fn directory(self) -> &'static str {
@@ -88,6 +91,7 @@ impl Kind {
             Kind::Tabular => "tabular",
             Kind::Blank => "blank",
             Kind::Text => "text",
+            Kind::Image => "image",
         }
     }
 
@@ -97,6 +101,7 @@ impl Kind {
             Kind::Tabular => "an oxiserve service: features in, class probabilities and a rule out",
             Kind::Blank => "an oxiserve service: one model, tensors in and out",
             Kind::Text => "an oxiserve service: texts in, sentence embeddings out",
+            Kind::Image => "an oxiserve service: an image in, its class out",
         }
     }
 
@@ -104,6 +109,7 @@ impl Kind {
     fn core_features(self) -> &'static str {
         match self {
             Kind::Text => ", features = [\"text\"]",
+            Kind::Image => ", features = [\"vision\"]",
             Kind::Tabular | Kind::Blank => "",
         }
     }
@@ -112,8 +118,9 @@ impl Kind {
     /// first release.
     fn first_core(self) -> Option<Version> {
         match self {
-            // `oxiserve::text`, `Model::read_file` and fetched models came after 0.1.0.
-            Kind::Text => Some(Version(0, 2, 0)),
+            // `oxiserve::text`, `oxiserve::vision`, `Model::read_file`, routes that read other
+            // media types and fetched models came after 0.1.0.
+            Kind::Text | Kind::Image => Some(Version(0, 2, 0)),
             Kind::Tabular | Kind::Blank => None,
         }
     }
@@ -476,6 +483,7 @@ mod tests {
         let error = check_core_release(Kind::Text, "v0.1.0").unwrap_err().to_string();
         assert!(error.contains("needs oxiserve 0.2.0") && error.contains("v0.1.0"), "{error}");
         check_core_release(Kind::Text, "v0.2.0").unwrap();
+        assert!(check_core_release(Kind::Image, "v0.1.0").is_err());
         check_core_release(Kind::Tabular, "v0.1.0").unwrap();
     }
 
