@@ -30,7 +30,8 @@ fn bad_input_stops_before_anything_is_built() {
         (
             vec!["--service", "no-such-service"],
             vec![],
-            "no service `no-such-service` under services/; there are: tabular-scoring",
+            "no service `no-such-service` under services/; there are: image-orientation, \
+             tabular-scoring, text-embedding",
         ),
         (
             vec!["--service", "tabular-scoring", "--env", "staging"],
