@@ -25,7 +25,8 @@
 //!   and padding of Hugging Face-style sentence models, mean pooling.
 //! - `vision` (feature `vision`): image files decoded with limits checked on the header, and
 //!   the preprocessing of image classifiers read from a version's manifest.
-//! - [`timings`]: where a request's time went ([`Timings`], `Server-Timing`).
+//! - [`timings`]: where a request's time went ([`Timings`], `Server-Timing`) and the parts of
+//!   `preprocess` a pipeline times itself ([`Laps`]).
 //! - [`http`]: routes (predict, versions, status, admin, KServe v2), limits, problem+json errors, OpenAPI
 //!   and the docs UI.
 //! - [`kserve`]: the KServe v2 (Open Inference Protocol) view of the raw models: metadata,
@@ -99,4 +100,4 @@ pub use self::model::{Loader, Model, Models, Padding};
 pub use self::pipeline::{Inference, ModelOutput, Outputs, Pipeline};
 pub use self::server::run;
 pub use self::tensor::{DataType, Tensor, Tensors};
-pub use self::timings::Timings;
+pub use self::timings::{Laps, Timings};

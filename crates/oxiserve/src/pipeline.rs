@@ -16,6 +16,7 @@ use crate::endpoint::Endpoints;
 use crate::error::{Error, Result};
 use crate::model::{Model, Models, Padding};
 use crate::tensor::{Tensor, Tensors};
+use crate::timings::Laps;
 
 /// A service's request logic around its models.
 ///
@@ -194,6 +195,8 @@ pub trait Pipeline: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct Inference {
     pub(crate) runs: Vec<Run>,
+    /// The parts of `preprocess` it timed itself, for `Server-Timing`.
+    pub(crate) laps: Laps,
 }
 
 /// One model run: the exact version to use and its inputs.
@@ -217,6 +220,13 @@ impl Inference {
     ) -> Self {
         let inputs = inputs.into_iter().map(|(name, tensor)| (name.into(), tensor)).collect();
         self.runs.push(Run { model: Arc::clone(model), inputs });
+        self
+    }
+
+    /// Reports `laps`, the parts of `preprocess` the pipeline timed (decoding, resizing), in
+    /// `Server-Timing` right after `pre`.
+    pub fn with_laps(mut self, laps: Laps) -> Self {
+        self.laps = laps;
         self
     }
 }

@@ -2,8 +2,9 @@
 //! set-up): is the page upright, or turned 90, 180 or 270 degrees clockwise? Images are
 //! decoded and preprocessed in Rust (the core's `oxiserve::vision`: limits checked on the
 //! header before decoding, Lanczos-3 resize, the model's own preprocessing from its manifest)
-//! in the pipeline's heavy stage, off the async runtime; each image is one model run that the core batches with other
-//! requests' images. The answer says how the page is turned, how to turn it upright
+//! in the pipeline's heavy stage, off the async runtime, timing `decode`, `resize` and
+//! `standardise` apart for `Server-Timing`; each image is one model run that the core batches
+//! with other requests' images. The answer says how the page is turned, how to turn it upright
 //! (`rotate_clockwise`), every orientation's probability, and `needs_review` when the model
 //! is unsure (a blank page, a photo that is no document).
 //!
@@ -17,7 +18,7 @@ use ndarray::Ix2;
 use oxiserve::manifest::Manifest;
 use oxiserve::vision::{self, DecodeLimits, Preprocessing};
 use oxiserve::{
-    Config, Context, Endpoints, Error, Inference, Model, Models, Outputs, Pipeline, Result,
+    Config, Context, Endpoints, Error, Inference, Laps, Model, Models, Outputs, Pipeline, Result,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -137,13 +138,19 @@ impl Pipeline for ImageOrientation {
         let model = models.get(MODEL)?;
         let card = model.cached(Card::from_manifest)?;
         let mut inference = Inference::new();
+        let mut laps = Laps::start();
         for (index, file) in input.images.iter().enumerate() {
             let pixels =
                 vision::decode(&file.0, &format!("images[{index}]"), DecodeLimits::default())?;
-            let tensor = oxiserve::Tensor::from(card.preprocessing.tensor(&pixels)?);
+            laps.lap("decode");
+            let resized = card.preprocessing.resize(&pixels)?;
+            drop(pixels);
+            laps.lap("resize");
+            let tensor = oxiserve::Tensor::from(card.preprocessing.standardise(&resized)?);
+            laps.lap("standardise");
             inference = inference.run(&model, [(INPUT, tensor)]);
         }
-        Ok(inference)
+        Ok(inference.with_laps(laps))
     }
 
     fn postprocess(&self, _: Input, _: &Context, outputs: Outputs) -> Result<Output> {

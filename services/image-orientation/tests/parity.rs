@@ -9,7 +9,7 @@
 
 use image::ImageFormat;
 use image_orientation::{ImageOrientation, Output, Page};
-use oxiserve::testing::TestApp;
+use oxiserve::testing::{TestApp, TestResponse};
 use serde_json::{Value, json};
 
 /// How far a probability may be from Python's.
@@ -65,6 +65,28 @@ fn assert_like_python(page: &Page, case: &Value) {
     }
 }
 
+/// `Server-Timing` reports decoding, resizing and standardising apart, right after `pre`, and
+/// their sum is within `pre`.
+fn assert_preprocessing_is_timed_apart(response: &TestResponse) {
+    let timing = response.headers["server-timing"].to_str().unwrap();
+    let entries: Vec<(&str, f64)> = timing
+        .split(", ")
+        .map(|entry| {
+            let (name, duration) = entry.split_once(";dur=").unwrap();
+            (name, duration.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = entries.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names,
+        ["pre", "decode", "resize", "standardise", "queue", "infer", "post"],
+        "{timing}"
+    );
+    let laps: f64 = entries[1..4].iter().map(|(_, ms)| ms).sum();
+    assert!(entries[1..4].iter().all(|(_, ms)| *ms > 0.0), "{timing}");
+    assert!(laps <= entries[0].1 + 0.003, "{timing}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_of_sending_an_image_answers_like_python() {
     let app = app().await;
@@ -88,6 +110,7 @@ async fn every_way_of_sending_an_image_answers_like_python() {
     for path in ["/v1/orientation/batch", "/v1/predict"] {
         let response = app.post_json(path, body.clone()).await;
         assert_eq!(response.status, 200, "{path}: {}", response.text());
+        assert_preprocessing_is_timed_apart(&response);
         let output: Output = response.json();
         assert_eq!(output.pages.len(), cases.len());
         for (page, case) in output.pages.iter().zip(&cases) {

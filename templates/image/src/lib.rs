@@ -14,8 +14,8 @@ use ndarray::Ix2;
 use oxiserve::manifest::Manifest;
 use oxiserve::vision::{self, DecodeLimits, IMAGE_TYPES, ImageFile, Preprocessing};
 use oxiserve::{
-    Config, Context, Endpoint, Endpoints, Error, Inference, Model, Models, Outputs, Pipeline,
-    Result, Tensor,
+    Config, Context, Endpoint, Endpoints, Error, Inference, Laps, Model, Models, Outputs,
+    Pipeline, Result, Tensor,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -103,9 +103,14 @@ impl Pipeline for {{Pipeline}} {
     fn preprocess(&self, input: &Input, _: &Context, models: &Models) -> Result<Inference> {
         let model = models.get(MODEL)?;
         let card = model.cached(Card::from_manifest)?;
+        let mut laps = Laps::start();
         let pixels = vision::decode(&input.image.0, "image", DecodeLimits::default())?;
-        let tensor = Tensor::from(card.preprocessing.tensor(&pixels)?);
-        Ok(Inference::new().run(&model, [(INPUT, tensor)]))
+        laps.lap("decode");
+        let resized = card.preprocessing.resize(&pixels)?;
+        laps.lap("resize");
+        let tensor = Tensor::from(card.preprocessing.standardise(&resized)?);
+        laps.lap("standardise");
+        Ok(Inference::new().run(&model, [(INPUT, tensor)]).with_laps(laps))
     }
 
     fn postprocess(&self, _: Input, _: &Context, outputs: Outputs) -> Result<Output> {

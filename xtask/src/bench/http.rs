@@ -330,6 +330,11 @@ fn number(report: &Value, key: &str) -> f64 {
     report[key].as_f64().unwrap_or(f64::NAN)
 }
 
+/// `value` as text (empty when it is not a string).
+fn text_of(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_string()
+}
+
 /// Throughput and p99 of the servers and the ceiling against connections, on `workload`.
 fn chart(
     service: &str,
@@ -484,13 +489,12 @@ fn exchange(
 const TIMED_REQUESTS: usize = 8;
 
 /// Where oxiserve's time goes on `workload`'s requests sent one at a time: the mean of each
-/// `Server-Timing` stage (`pre`, `queue`, `infer`, `post`, in ms) over its first
-/// [`TIMED_REQUESTS`] bodies.
+/// `Server-Timing` entry (`pre`, the pipeline's own laps such as `decode`, `queue`, `infer`,
+/// `post`; in ms) over its first [`TIMED_REQUESTS`] bodies, in the header's order.
 fn stage_times(port: u16, workload: &Workload) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(&workload.bodies)?;
     let bodies: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let stages = ["pre", "queue", "infer", "post"];
-    let mut sums = [0.0; 4];
+    let mut sums: Vec<(String, f64)> = Vec::new();
     for body in bodies.iter().cycle().take(TIMED_REQUESTS) {
         let (status, head, _) = exchange(port, "POST", &workload.path, body.as_bytes())?;
         anyhow::ensure!(status == 200, "a timed request of {} answered {status}", workload.name);
@@ -500,16 +504,18 @@ fn stage_times(port: u16, workload: &Workload) -> anyhow::Result<Value> {
             .context("no Server-Timing header")?;
         for entry in timing.split(',') {
             let (name, duration) = entry.trim().split_once(";dur=").unwrap_or_default();
-            if let Some(index) = stages.iter().position(|stage| *stage == name) {
-                sums[index] += duration.parse::<f64>().unwrap_or(f64::NAN);
+            let duration = duration.parse::<f64>().unwrap_or(f64::NAN);
+            match sums.iter_mut().find(|(stage, _)| stage == name) {
+                Some((_, sum)) => *sum += duration,
+                None => sums.push((name.to_string(), duration)),
             }
         }
     }
-    let mut times = json!({"workload": workload.name, "requests": TIMED_REQUESTS});
-    for (stage, sum) in stages.iter().zip(sums) {
-        times[format!("{stage}_ms")] = json!(sum / TIMED_REQUESTS as f64);
-    }
-    Ok(times)
+    let stages: Vec<Value> = sums
+        .into_iter()
+        .map(|(name, sum)| json!({"name": name, "ms": sum / TIMED_REQUESTS as f64}))
+        .collect();
+    Ok(json!({"workload": workload.name, "requests": TIMED_REQUESTS, "stages": stages}))
 }
 
 /// Waits until `GET /health/ready` answers 200.
@@ -665,7 +671,6 @@ fn table(
     ratios: &[Value],
 ) -> String {
     let machine = &results["machine"];
-    let text_of = |value: &Value| value.as_str().unwrap_or_default().to_string();
     let batching = runs.iter().any(|r| r.server == UNBATCHED);
     let bound = ceiling.label();
     let mut text = format!(
@@ -761,29 +766,47 @@ fn table(
         "\nPeak RSS over the run, all of a server's processes: {}.",
         peaks.join(", ")
     );
-    let stages = results["stage_times"].as_array().filter(|stages| !stages.is_empty());
-    if let Some(stages) = stages {
-        let _ = writeln!(
+    let workloads = results["stage_times"].as_array().filter(|stages| !stages.is_empty());
+    if let Some(workloads) = workloads {
+        let _ = write!(
             text,
             "\nWhere oxiserve's time goes on one request at a time (`Server-Timing`, mean of \
-             {TIMED_REQUESTS} requests after the load):\n\n\
-             | workload | pre (decode, preprocess) | queue | infer | post |\n\
-             | --- | --- | --- | --- | --- |"
+             {TIMED_REQUESTS} requests after the load):\n\n{}",
+            stage_table(workloads)
         );
-        for stage in stages {
-            let ms = |key: &str| format!("{:.2} ms", number(stage, key));
-            let _ = writeln!(
-                text,
-                "| {} | {} | {} | {} | {} |",
-                text_of(&stage["workload"]),
-                ms("pre_ms"),
-                ms("queue_ms"),
-                ms("infer_ms"),
-                ms("post_ms")
-            );
-        }
     }
     text
+}
+
+/// The table of `stage_times`' means: one row per workload, one column per `Server-Timing`
+/// entry in the order the headers gave them (a workload without an entry shows `-`).
+fn stage_table(workloads: &[Value]) -> String {
+    let stages_of = |workload: &Value| -> Vec<(String, f64)> {
+        let stages = workload["stages"].as_array().map(Vec::as_slice).unwrap_or_default();
+        stages.iter().map(|stage| (text_of(&stage["name"]), number(stage, "ms"))).collect()
+    };
+    let mut names: Vec<String> = Vec::new();
+    for workload in workloads {
+        for (name, _) in stages_of(workload) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut table =
+        format!("| workload | {} |\n|{}\n", names.join(" | "), " --- |".repeat(names.len() + 1));
+    for workload in workloads {
+        let stages = stages_of(workload);
+        let cells: Vec<String> = names
+            .iter()
+            .map(|name| match stages.iter().find(|(stage, _)| stage == name) {
+                Some((_, ms)) => format!("{ms:.2} ms"),
+                None => "-".into(),
+            })
+            .collect();
+        let _ = writeln!(table, "| {} | {} |", text_of(&workload["workload"]), cells.join(" | "));
+    }
+    table
 }
 
 /// Requests per second as a table shows them: one decimal below 100.
@@ -802,4 +825,28 @@ pub(super) fn update_docs(docs: &Path, marker: &str, table: &str) -> anyhow::Res
     let updated = format!("{}{start_marker}{table}{}", &text[..start], &text[end..]);
     std::fs::write(docs, updated)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_table_has_a_column_per_entry_in_header_order() {
+        let workloads = [
+            json!({"workload": "small", "stages": [
+                {"name": "pre", "ms": 3.7}, {"name": "decode", "ms": 1.2},
+                {"name": "infer", "ms": 4.0}]}),
+            json!({"workload": "plain", "stages": [
+                {"name": "pre", "ms": 0.5}, {"name": "infer", "ms": 1.0},
+                {"name": "post", "ms": 0.1}]}),
+        ];
+        assert_eq!(
+            stage_table(&workloads),
+            "| workload | pre | decode | infer | post |\n\
+             | --- | --- | --- | --- | --- |\n\
+             | small | 3.70 ms | 1.20 ms | 4.00 ms | - |\n\
+             | plain | 0.50 ms | - | 1.00 ms | 0.10 ms |\n"
+        );
+    }
 }

@@ -317,7 +317,8 @@ impl<P: Pipeline> Engine<P> {
         pre: Duration,
     ) -> Result<Answer<P::Output>> {
         let traced = context.traced;
-        let runs = try_join_all(inference.runs.into_iter().map(|run| {
+        let Inference { runs, laps: pre_laps } = inference;
+        let runs = try_join_all(runs.into_iter().map(|run| {
             let span = stage_span(traced, || {
                 let (model, version) = (run.model.name(), run.model.version());
                 tracing::debug_span!("model", model, version)
@@ -340,7 +341,7 @@ impl<P: Pipeline> Engine<P> {
         let finished =
             move |pipeline: &P| pipeline.postprocess(input, &context, Outputs { results });
         let output = self.stage(span, finished).await??;
-        let timings = Timings { pre, queue, infer, post: inferred.elapsed() };
+        let timings = Timings { pre, pre_laps, queue, infer, post: inferred.elapsed() };
         self.stages.preprocess.record(timings.pre.as_secs_f64());
         self.stages.postprocess.record(timings.post.as_secs_f64());
         Ok(Answer { output, versions, timings })

@@ -69,8 +69,15 @@ impl Preprocessing {
         Ok(preprocessing)
     }
 
-    /// The model's input for `pixels`: `[1, 3, crop, crop]`.
+    /// The model's input for `pixels`: `[1, 3, crop, crop]`; [`resize`](Self::resize) then
+    /// [`standardise`](Self::standardise), for a pipeline that does not time them apart.
     pub fn tensor(&self, pixels: &Pixels) -> Result<Array4<f32>> {
+        self.standardise(&self.resize(pixels)?)
+    }
+
+    /// `pixels` with the shorter side resized to `resize_shorter_side` (Lanczos-3) and the
+    /// longer in proportion, never below `crop`.
+    pub fn resize(&self, pixels: &Pixels) -> Result<Pixels> {
         let Pixels { width, height, .. } = *pixels;
         let scale = f64::from(self.resize_shorter_side) / f64::from(width.min(height));
         let size = |side: u32| (f64::from(side) * scale).round().max(f64::from(self.crop)) as u32;
@@ -81,11 +88,23 @@ impl Preprocessing {
         let mut resized = Image::new(resized_width, resized_height, PixelType::U8x3);
         let lanczos = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
         Resizer::new().resize(&source, &mut resized, &lanczos).map_err(|e| failed(&e))?;
-        let crop = self.crop as usize;
-        let left = (resized_width as usize - crop) / 2;
-        let top = (resized_height as usize - crop) / 2;
-        let row = resized_width as usize * 3;
-        let bytes = resized.buffer();
+        Ok(Pixels { width: resized_width, height: resized_height, rgb: resized.into_vec() })
+    }
+
+    /// The model's input from `resized` pixels (see [`resize`](Self::resize)): the centre
+    /// `crop` x `crop` square, channels in the model's order, standardised, `[1, 3, crop,
+    /// crop]`. An error when a side of `resized` is shorter than `crop`.
+    pub fn standardise(&self, resized: &Pixels) -> Result<Array4<f32>> {
+        let (width, height, crop) = (resized.width as usize, resized.height as usize, self.crop);
+        let crop = crop as usize;
+        if width < crop || height < crop || resized.rgb.len() != width * height * 3 {
+            return Err(Error::pipeline(format!(
+                "standardising: {width}x{height} pixels ({} bytes) hold no {crop}x{crop} crop",
+                resized.rgb.len()
+            )));
+        }
+        let (left, top, row) = ((width - crop) / 2, (height - crop) / 2, width * 3);
+        let bytes = &resized.rgb;
         Ok(Array4::from_shape_fn((1, 3, crop, crop), |(_, channel, y, x)| {
             let byte = match self.channels {
                 Channels::Rgb => channel,
@@ -127,6 +146,20 @@ mod tests {
                 assert!((got - expected).abs() < 1e-3, "{channels:?} {channel}: {got}");
             }
         }
+    }
+
+    #[test]
+    fn the_shorter_side_is_resized_and_too_small_pixels_are_not_standardised() {
+        let preprocessing = imagenet(Channels::Rgb);
+        let pixels = Pixels { width: 1000, height: 600, rgb: vec![7; 1000 * 600 * 3] };
+        let resized = preprocessing.resize(&pixels).unwrap();
+        assert_eq!((resized.width, resized.height), (427, 256));
+        assert_eq!(resized.rgb.len(), 427 * 256 * 3);
+        assert!(preprocessing.standardise(&pixels).is_ok());
+        let small = Pixels { width: 300, height: 200, rgb: vec![7; 300 * 200 * 3] };
+        assert!(preprocessing.standardise(&small).is_err());
+        let short = Pixels { width: 300, height: 300, rgb: vec![7; 10] };
+        assert!(preprocessing.standardise(&short).is_err());
     }
 
     #[test]
