@@ -5,8 +5,7 @@ holds 8 pages: 2 texts in 4 orientations.
 
 - `small`: 640 x 480, a thumbnail or a low-resolution scan;
 - `a4`: 1240 x 1754, an A4 page scanned at 150 dpi;
-- `photo`: 3000 x 4000, a 12-megapixel phone photo of a page (8 connections at most: a few
-  requests of megabytes each already keep the cores busy).
+- `photo`: 3000 x 4000, a 12-megapixel phone photo of a page.
 
 Usage: python workloads.py --out DIR. Writes DIR/image-orientation-<name>.jsonl and prints one
 line `WORKLOADS [{"name", "path", "bodies", "max_connections"}, ...]`.
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from pages import TEXT, page
 
-SIZES = [("small", 640, 480, 14, 64), ("a4", 1240, 1754, 24, 64), ("photo", 3000, 4000, 56, 8)]
+SIZES = [("small", 640, 480, 14, 64), ("a4", 1240, 1754, 24, 64), ("photo", 3000, 4000, 56, 64)]
 TEXTS = [TEXT, " ".join(reversed(TEXT.split()))]
 
 
