@@ -7,9 +7,10 @@
 //! as a third server, and afterwards ONNX Runtime alone on the same requests
 //! (`bench/fastapi/<service>/onnxruntime_alone.py`). It warms the servers up, then drives each
 //! with wrk on every workload at every connection count, rotating which goes first so that
-//! drift on a noisy machine hits all. Each run records requests/s, p50, p99 and p99.9 latency,
-//! errors, and the server's CPU seconds (all its processes); each server's peak RSS is read at
-//! the end. Everything goes to `bench/results/<timestamp>.json`, with a chart per workload
+//! drift on a noisy machine hits all, and waits after each run until the server is idle (a
+//! twin that queued requests goes on serving them after the load ends). Each run records
+//! requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
+//! processes); each server's peak RSS is read at the end. Everything goes to `bench/results/<timestamp>.json`, with a chart per workload
 //! beside it (`.svg`, also copied to `docs/bench-http-<service>[-<workload>].svg`); the ratios
 //! are printed and replace the table between the `bench:http:<service>` markers of
 //! `docs/benchmarks.md`.
@@ -134,9 +135,12 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 let before = cpu_seconds(server.child.id())?;
                 let report = drive(root, workload, server.port, connections, args.duration)?;
                 let cpu_seconds = cpu_seconds(server.child.id())? - before;
+                let settled = settle(server)?;
                 eprintln!(
-                    "bench: {} on {} at {connections} connections: {report}",
-                    server.name, workload.name
+                    "bench: {} on {} at {connections} connections: {report} (idle {:.1} s after)",
+                    server.name,
+                    workload.name,
+                    settled.as_secs_f64()
                 );
                 runs.push(Run {
                     workload: workload.name.clone(),
@@ -486,15 +490,17 @@ fn exchange(
 }
 
 /// Requests sent one at a time to read where oxiserve's time goes.
-const TIMED_REQUESTS: usize = 8;
+const TIMED_REQUESTS: usize = 16;
 
-/// Where oxiserve's time goes on `workload`'s requests sent one at a time: the mean of each
+/// Where oxiserve's time goes on `workload`'s requests sent one at a time: the median of each
 /// `Server-Timing` entry (`pre`, the pipeline's own laps such as `decode`, `queue`, `infer`,
-/// `post`; in ms) over its first [`TIMED_REQUESTS`] bodies, in the header's order.
+/// `post`; in ms) over [`TIMED_REQUESTS`] requests cycling through its bodies, in the header's
+/// order. The median, because the first requests after a load pay for memory the allocator
+/// gave back meanwhile (a photo's first decode took 4 times its usual).
 fn stage_times(port: u16, workload: &Workload) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(&workload.bodies)?;
     let bodies: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut sums: Vec<(String, f64)> = Vec::new();
+    let mut times: Vec<(String, Vec<f64>)> = Vec::new();
     for body in bodies.iter().cycle().take(TIMED_REQUESTS) {
         let (status, head, _) = exchange(port, "POST", &workload.path, body.as_bytes())?;
         anyhow::ensure!(status == 200, "a timed request of {} answered {status}", workload.name);
@@ -505,15 +511,18 @@ fn stage_times(port: u16, workload: &Workload) -> anyhow::Result<Value> {
         for entry in timing.split(',') {
             let (name, duration) = entry.trim().split_once(";dur=").unwrap_or_default();
             let duration = duration.parse::<f64>().unwrap_or(f64::NAN);
-            match sums.iter_mut().find(|(stage, _)| stage == name) {
-                Some((_, sum)) => *sum += duration,
-                None => sums.push((name.to_string(), duration)),
+            match times.iter_mut().find(|(stage, _)| stage == name) {
+                Some((_, durations)) => durations.push(duration),
+                None => times.push((name.to_string(), vec![duration])),
             }
         }
     }
-    let stages: Vec<Value> = sums
+    let stages: Vec<Value> = times
         .into_iter()
-        .map(|(name, sum)| json!({"name": name, "ms": sum / TIMED_REQUESTS as f64}))
+        .map(|(name, mut durations)| {
+            durations.sort_by(f64::total_cmp);
+            json!({"name": name, "ms": durations[durations.len() / 2]})
+        })
         .collect();
     Ok(json!({"workload": workload.name, "requests": TIMED_REQUESTS, "stages": stages}))
 }
@@ -594,6 +603,25 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
         }
     }
     Ok(ticks / ticks_per_second)
+}
+
+/// Waits until `server` has finished what the last run left it: a server that queues requests
+/// goes on answering clients that are gone (uvicorn, after 64 connections of photos, for
+/// seconds), and would take the cores from the next server's run. Idle is under a tenth of a
+/// core over a quarter of a second; after a minute it goes on anyway. Returns how long it took.
+fn settle(server: &Server) -> anyhow::Result<Duration> {
+    const WINDOW: Duration = Duration::from_millis(250);
+    let start = Instant::now();
+    let mut used = cpu_seconds(server.child.id())?;
+    while start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(WINDOW);
+        let now = cpu_seconds(server.child.id())?;
+        if now - used < 0.1 * WINDOW.as_secs_f64() {
+            break;
+        }
+        used = now;
+    }
+    Ok(start.elapsed())
 }
 
 /// The sum of the peak resident memory of `pid` and its descendants, in MB.
@@ -770,7 +798,7 @@ fn table(
     if let Some(workloads) = workloads {
         let _ = write!(
             text,
-            "\nWhere oxiserve's time goes on one request at a time (`Server-Timing`, mean of \
+            "\nWhere oxiserve's time goes on one request at a time (`Server-Timing`, median of \
              {TIMED_REQUESTS} requests after the load):\n\n{}",
             stage_table(workloads)
         );
