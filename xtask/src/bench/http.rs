@@ -733,7 +733,11 @@ fn table(
     if batching {
         header.push("batching on / off");
     }
-    header.extend(["oxiserve req/s, p99", "oxiserve CPU per request", "FastAPI req/s, p99"]);
+    header.extend([
+        "oxiserve req/s, p50, p99",
+        "oxiserve CPU per request",
+        "FastAPI req/s, p50, p99",
+    ]);
     let p99 = matches!(ceiling, Ceiling::Http);
     let bound_cell = format!("{bound} req/s{}", if p99 { ", p99" } else { "" });
     header.push(&bound_cell);
@@ -746,10 +750,11 @@ fn table(
         let connections = ratio["connections"].as_u64().unwrap_or_default() as u32;
         let cell = |server: &str| {
             find(runs, &workload, server, connections).map_or(("n/a".to_string(), 0), |r| {
+                let p50 = number(&r.report, "p50_us") / 1000.0;
                 let p99 = number(&r.report, "p99_us") / 1000.0;
                 let rate = number(&r.report, "requests_per_second");
                 (
-                    format!("{}, {p99:.1} ms", rate_text(rate)),
+                    format!("{}, {p50:.1} ms, {p99:.1} ms", rate_text(rate)),
                     r.report["errors"].as_u64().unwrap_or(0),
                 )
             })
