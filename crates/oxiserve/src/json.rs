@@ -9,6 +9,14 @@ use crate::error::Error;
 
 /// Parses `bytes` into `T`: syntax errors are 400, shape errors are 422 with the field's path.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    // A valid body, the common case, is parsed without tracking the path, which more than
+    // doubled the cost of parsing tabular-scoring's input (0.73 against 0.30 us); a body
+    // that fails is parsed again with it, for the error's field.
+    serde_json::from_slice(bytes).or_else(|_| parse_tracking_the_path(bytes))
+}
+
+/// [`parse`] with the path of every value tracked, so that an error names its field.
+fn parse_tracking_the_path<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
