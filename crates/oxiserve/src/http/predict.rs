@@ -8,11 +8,11 @@
 //!   `/v1/predict`).
 //!
 //! Every answer names the versions that produced it in `x-model-version`, and says where the
-//! time went in `Server-Timing` (`pre`, `queue`, `infer`, `post`, in milliseconds; `cache`
-//! alone, with `desc=memory` or `desc=redis`, for an answer from the response cache). The
-//! handlers are
-//! generic over the pipeline, which `#[utoipa::path]` cannot describe, so the operations are
-//! built here, next to the routes, from the pipeline's (and endpoints') `ToSchema` types.
+//! time went in `Server-Timing` (`pre`, the pipeline's own [`Laps`](crate::Laps), `queue`,
+//! `infer`, `post`, in milliseconds; `cache` alone, with `desc=memory` or `desc=redis`, for an
+//! answer from the response cache). The handlers are generic over the pipeline, which
+//! `#[utoipa::path]` cannot describe, so the operations are built here, next to the routes,
+//! from the pipeline's (and endpoints') `ToSchema` types.
 
 use std::sync::Arc;
 
