@@ -95,8 +95,8 @@ impl Preprocessing {
     /// `crop` x `crop` square, channels in the model's order, standardised, `[1, 3, crop,
     /// crop]`. An error when a side of `resized` is shorter than `crop`.
     pub fn standardise(&self, resized: &Pixels) -> Result<Array4<f32>> {
-        let (width, height, crop) = (resized.width as usize, resized.height as usize, self.crop);
-        let crop = crop as usize;
+        let (width, height) = (resized.width as usize, resized.height as usize);
+        let crop = self.crop as usize;
         if width < crop || height < crop || resized.rgb.len() != width * height * 3 {
             return Err(Error::pipeline(format!(
                 "standardising: {width}x{height} pixels ({} bytes) hold no {crop}x{crop} crop",
