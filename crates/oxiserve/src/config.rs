@@ -375,7 +375,8 @@ pub struct RemoteConfig {
     pub version: String,
     /// Deadline of one call to the server, in milliseconds.
     pub timeout_ms: u64,
-    /// Further attempts when the server answers `UNAVAILABLE` (and only then).
+    /// Further attempts when a call did not reach the server: it answered `UNAVAILABLE`, or
+    /// the connection was refused or lost under the call. Other answers are not retried.
     pub retries: u32,
     /// Wait before the first retry, in milliseconds; it doubles after each.
     pub backoff_ms: u64,

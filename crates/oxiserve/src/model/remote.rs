@@ -6,7 +6,10 @@
 //! configured renames, ranks, fixed dimensions, numeric datatypes that convert). The workers of
 //! the model's pool share one HTTP/2 connection; each sends its job (or batch) as one
 //! `ModelInfer` call with raw tensor contents, a deadline, the request's `traceparent`, and
-//! retries with doubling backoff when the server answers `UNAVAILABLE`, and only then.
+//! retries with doubling backoff when the call never reached the server: it answered
+//! `UNAVAILABLE`, or the connection was refused, reset or closed under the call (a server that
+//! stopped leaves the shared connection dead until the client notices). Any other answer of
+//! the server is not retried.
 //! Outputs are converted to the manifest's datatypes and names, so batching and the response
 //! cache in front work as for a local model.
 //!
@@ -14,6 +17,7 @@
 //! until a probe every second finds it ready again; its requests fail with
 //! [`Error::RemoteUnavailable`] (503) meanwhile.
 
+use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -272,7 +276,7 @@ impl RemoteModel {
                     self.target.available.store(true, Ordering::Release);
                     return Ok(response.into_inner());
                 }
-                Err(status) if status.code() == Code::Unavailable && attempt < config.retries => {
+                Err(status) if unreached(&status) && attempt < config.retries => {
                     attempt += 1;
                     std::thread::sleep(wait);
                     wait *= 2;
@@ -345,16 +349,17 @@ impl Target {
         }
     }
 
-    /// The error for a failed call; a server that is unavailable makes the model unavailable
-    /// until the probe finds it ready again.
+    /// The error for a failed call; a server that is unavailable or unreachable makes the
+    /// model unavailable until the probe finds it ready again.
     fn failure(&self, status: &Status) -> Error {
         let detail = format!("{:?}: {}", status.code(), status.message());
+        if status.code() == Code::NotFound || unreached(status) {
+            self.available.store(false, Ordering::Release);
+            return self.unavailable(detail);
+        }
         match status.code() {
-            Code::Unavailable | Code::NotFound => {
-                self.available.store(false, Ordering::Release);
-                self.unavailable(detail)
-            }
             Code::DeadlineExceeded | Code::ResourceExhausted => self.unavailable(detail),
+            _ if timed_out(status) => self.unavailable(detail),
             _ => Error::Inference { model: self.label.clone(), detail },
         }
     }
@@ -365,5 +370,52 @@ impl Target {
             endpoint: self.config.endpoint.clone(),
             detail,
         }
+    }
+}
+
+/// Whether a call failed before the server could answer it: the server said `UNAVAILABLE`,
+/// or the client's transport failed (a connection refused, reset or closed under the call).
+/// tonic makes the latter's status from the transport's error and keeps that error as the
+/// status's source, whatever code it picks (`UNKNOWN`, `INTERNAL`, `CANCELLED`); a status the
+/// server answered has no source. The client's own deadline is a source too, and not this.
+fn unreached(status: &Status) -> bool {
+    status.code() == Code::Unavailable || (status.source().is_some() && !timed_out(status))
+}
+
+/// Whether the call ran out of the deadline the client set on it.
+fn timed_out(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_call_that_lost_its_connection_never_reached_the_server() {
+        // What tonic makes of a connection reset under a call: its own code, the error kept.
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer");
+        let lost = Status::from_error(Box::new(reset));
+        assert_ne!(lost.code(), Code::Unavailable);
+        assert!(unreached(&lost) && !timed_out(&lost));
+        assert!(unreached(&Status::unavailable("the server is shutting down")));
+    }
+
+    #[test]
+    fn the_servers_own_answers_and_the_clients_deadline_reached_it() {
+        for answered in [Status::internal("model failed"), Status::invalid_argument("shape")] {
+            assert!(!unreached(&answered) && !timed_out(&answered), "{answered:?}");
+        }
+        let expired = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert!(timed_out(&expired) && !unreached(&expired), "{expired:?}");
     }
 }
