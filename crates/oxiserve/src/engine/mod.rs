@@ -239,7 +239,10 @@ impl<P: Pipeline> Engine<P> {
         let start = Instant::now();
         let key = cache::key(&pipeline_key, &versions);
         let compute = async { compute.await.and_then(encode) };
-        let (answer, source) = cache.get_or_compute(key, compute).await;
+        // Boxed: the cache's lookup (moka's, Redis's) is a future of kilobytes, which would
+        // otherwise make every request's future that large, cached or not, and be copied
+        // whenever the request's future moves.
+        let (answer, source) = Box::pin(cache.get_or_compute(key, compute)).await;
         Ok(Served { answer: answer?, cached: source.layer().map(|layer| (layer, start.elapsed())) })
     }
 
