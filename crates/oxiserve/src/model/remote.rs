@@ -353,14 +353,14 @@ impl Target {
     /// model unavailable until the probe finds it ready again.
     fn failure(&self, status: &Status) -> Error {
         let detail = format!("{:?}: {}", status.code(), status.message());
+        let busy = matches!(status.code(), Code::DeadlineExceeded | Code::ResourceExhausted);
         if status.code() == Code::NotFound || unreached(status) {
             self.available.store(false, Ordering::Release);
-            return self.unavailable(detail);
-        }
-        match status.code() {
-            Code::DeadlineExceeded | Code::ResourceExhausted => self.unavailable(detail),
-            _ if timed_out(status) => self.unavailable(detail),
-            _ => Error::Inference { model: self.label.clone(), detail },
+            self.unavailable(detail)
+        } else if busy || timed_out(status) {
+            self.unavailable(detail)
+        } else {
+            Error::Inference { model: self.label.clone(), detail }
         }
     }
 
