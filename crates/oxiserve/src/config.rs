@@ -545,11 +545,12 @@ pub struct BatchingConfig {
     /// How long a worker waits for more requests after the first, in microseconds. 0 batches
     /// only requests already waiting, adding no latency.
     pub max_delay_us: u64,
-    /// A request runs the model on its own thread, skipping the queue and the hand-off to a
-    /// worker thread, when the model's recent runs took less than this many microseconds and
-    /// no other work is in progress on it (nothing queued or running). 0 sends every run
-    /// through the queue, and so does a `max_delay_us` above 0 (it asks for batches), or a
-    /// model run by a remote server.
+    /// A model whose runs are expected to take less than this many microseconds (from its
+    /// recent runs) runs on the requests' own threads, skipping the queue and the hand-off to
+    /// a worker thread: alone when no other work is in progress on it, else in a batch
+    /// gathered from the requests ready at the same time. 0 sends every run through the
+    /// queue, and so does a `max_delay_us` above 0 (it asks for batches), or a model run by a
+    /// remote server.
     pub inline_max_us: u64,
 }
 

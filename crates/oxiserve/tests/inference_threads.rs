@@ -1,6 +1,6 @@
 //! Where a model runs: a model that costs nothing runs on the request's own thread once its
 //! cost is known (no hand-off to an inference thread), unless `inline_max_us` is 0 or a
-//! batching delay is set; a slow
+//! batching delay is set, and a burst of requests to it batches there; a slow
 //! model always runs on the inference threads, so that requests to it hold up neither the
 //! health checks nor a cheap request on a runtime with a single thread, and under load its
 //! requests still share batches. A request's future stays small, since it is copied as it
@@ -134,11 +134,11 @@ async fn a_slow_model_under_load_still_runs_batches() {
     assert_eq!(stats.inline_runs(), 0);
 }
 
-/// While requests to a small model come together, the workers batch them and inline runs stop
-/// (a request that finds the version idle for an instant queues too); once they come one at a
-/// time again, the next queued request runs alone and inline runs resume.
+/// A burst of requests to a model whose runs are short batches on the requests' own threads:
+/// they meet work in progress, gather, and the first of them runs the batch, with no hand-off
+/// to a worker. One at a time again, each runs alone on its thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inline_runs_stop_while_requests_batch_and_resume_after() {
+async fn a_burst_to_a_short_model_batches_on_the_requests_threads() {
     // tanh-chain's runs (about a millisecond a row) count as short here, so requests overlap.
     let mut config = config();
     config.models.batching.inline_max_us = 1_000_000;
@@ -158,12 +158,12 @@ async fn inline_runs_stop_while_requests_batch_and_resume_after() {
     }
     let runs = stats.runs() - runs;
     assert!(runs < 16, "32 concurrent requests in {runs} runs: no batching");
-    assert!(stats.inline_runs() - inline < runs, "every run of the burst ran inline");
+    assert_eq!(stats.inline_runs() - inline, runs, "a batch of the burst went to a worker");
 
-    // One at a time again: at most one more request queues before inline runs resume.
-    let inline = stats.inline_runs();
+    // One at a time again: a run of its own for each, on its thread.
+    let (runs, inline) = (stats.runs(), stats.inline_runs());
     predict(&app, SLOW, 2).await;
-    assert!(stats.inline_runs() > inline, "inline runs did not resume after the burst");
+    assert_eq!((stats.runs() - runs, stats.inline_runs() - inline), (2, 2));
 }
 
 /// A request's future is copied whenever it moves (into the boxes of the HTTP stack among

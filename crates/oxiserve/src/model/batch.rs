@@ -119,6 +119,11 @@ impl Batcher {
         Self { max_rows: if batchable { max_rows.max(1) } else { 1 }, max_delay }
     }
 
+    /// The most rows a batch holds.
+    pub(super) fn max_rows(&self) -> usize {
+        self.max_rows
+    }
+
     /// The next batch: blocks for a first job, then gathers more. For a padded model (when
     /// `groups` is given), a group another worker split off a batch it gathered
     /// ([`by_length`]) comes first and runs as it is; else the first job of `queue`, whichever

@@ -9,17 +9,23 @@
 //! memory. Dropping the pool closes the queue: workers finish the jobs already queued, then
 //! exit and free their runners, which is how an old model version drains.
 //!
-//! Handing a job to an idle worker thread costs tens of microseconds (two channel operations
-//! and two thread wake-ups), more than a small model's run. So a request runs the model on
-//! its own thread instead ("inline") when the runner allows it (a local session, not a
-//! network call), no batching delay is set (`max_delay_us` asks for batches), the version has
-//! no other work in progress (nothing queued or running, inline or not), and its recent runs
-//! took less than `inline_max_us`, and the workers' last batch held one job. A small model then
-//! costs a request only its run while the service is lightly loaded; under load, requests
-//! meet work in progress and queue, so batches form (which beats running alone once requests
-//! arrive faster than runs end), and while batches of several jobs form, even a request that
-//! finds the version idle for an instant between two batches queues; a slow model always
-//! goes through the queue, off the async runtime.
+//! Handing a job to a worker thread costs tens of microseconds (two channel operations and
+//! two thread wake-ups), more than a small model's run. So a model whose recent runs took less
+//! than `inline_max_us` runs on the requests' own threads when the runner allows it (a local
+//! session, not a network call) and no batching delay is set (`max_delay_us` asks for
+//! batches):
+//! - **alone**, at once, when the version has no other work in progress (nothing gathered,
+//!   queued or running) and its last batch held one job: a lightly loaded service pays only
+//!   the run;
+//! - **gathered** otherwise: the request puts its job in the version's gathering and, if it is
+//!   the first there, yields to the async runtime once, so that the other requests it has
+//!   ready (the connections that became readable together) add theirs; then it runs them all
+//!   as one batch on a free runner and answers each. A request that finds the gathering full
+//!   (`max_batch_size` rows) runs it at once and starts the next. Under load this batches as
+//!   the workers would, without the hand-off. When every runner is taken, or the batch would
+//!   run longer than `inline_max_us`, the gathered jobs go to the queue instead.
+//!
+//! A slow model always goes through the queue, off the async runtime.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
@@ -51,13 +57,34 @@ pub(super) trait Runner: Send + 'static {
 #[derive(Debug)]
 pub(crate) struct Pool {
     jobs: Sender<Job>,
-    /// The runners, for requests that run the model inline; `None` when they may not.
+    /// The runners, for requests that run the model on their own threads; `None` when they
+    /// may not.
     inline: Option<Arc<dyn InlineRun>>,
-    /// Work in progress: jobs queued or running, and inline runs.
+    /// Jobs gathered by requests for one run on the first one's thread.
+    gathering: Mutex<Gathering>,
+    /// The most rows one batch may hold.
+    max_rows: usize,
+    /// Work in progress: jobs gathered, queued or running, and runs alone.
     work: Arc<AtomicUsize>,
     label: String,
     stats: Arc<RunStats>,
     metrics: ModelMetrics,
+}
+
+/// The jobs waiting for the request that gathers them to run them.
+#[derive(Default)]
+struct Gathering {
+    jobs: Vec<Job>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for Gathering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gathering")
+            .field("jobs", &self.jobs.len())
+            .field("rows", &self.rows)
+            .finish()
+    }
 }
 
 /// How many runs the runners made and how many rows they carried: rows per run above one
@@ -114,6 +141,7 @@ impl Pool {
         let shared = Arc::new(Runners {
             work: Arc::clone(&work),
             runners: runners.into_iter().map(Mutex::new).collect(),
+            padding: padding.clone(),
             stats: Arc::default(),
             metrics: ModelMetrics::new(&manifest.name, manifest.version),
             run_time: RunTime::default(),
@@ -125,7 +153,6 @@ impl Pool {
                 index,
                 runners: Arc::clone(&shared),
                 batcher,
-                padding: padding.clone(),
                 regrouped: regrouped.clone(),
             };
             let (queue, groups) = (queue.clone(), groups.clone());
@@ -138,7 +165,8 @@ impl Pool {
         // A batching delay asks for batches even at the cost of latency: no inline runs then.
         let inline = R::INLINE && batching.inline_max_us > 0 && batching.max_delay_us == 0;
         let inline = inline.then_some(shared as Arc<dyn InlineRun>);
-        Ok(Self { jobs, inline, work, label, stats, metrics })
+        let (gathering, max_rows) = (Mutex::default(), batcher.max_rows());
+        Ok(Self { jobs, inline, gathering, max_rows, work, label, stats, metrics })
     }
 
     /// Run counts of this version's runners.
@@ -151,24 +179,31 @@ impl Pool {
         &self.metrics
     }
 
-    /// Runs the model on `inputs`: inline when its runs are short and the version is idle
-    /// (see the module documentation), else on a free worker.
+    /// Runs the model on `inputs`: alone or gathered on this thread when its runs are short,
+    /// else on a free worker (see the module documentation).
     pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
         let context = Context::current();
-        if let Some(inline) = &self.inline
-            && let Some(ran) = inline.try_run(&inputs, &context)
-        {
-            return ran;
-        }
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            inputs,
-            reply,
-            span: tracing::Span::current(),
-            context,
-            queued_at: Instant::now(),
-            claim: Claim::new(&self.work),
+        let Some(inline) = &self.inline else {
+            return self.queue(inputs, context).await;
         };
+        match inline.try_run(&inputs, &context) {
+            Inline::Ran(ran) => ran,
+            Inline::Gather => self.gather(inline.as_ref(), inputs, context).await,
+            Inline::Queue => self.queue(inputs, context).await,
+        }
+    }
+
+    /// A job for `inputs` and where its answer will come.
+    fn job(&self, inputs: Tensors, context: Arc<Context>) -> (Job, oneshot::Receiver<Result<Ran>>) {
+        let (reply, answer) = oneshot::channel();
+        let span = tracing::Span::current();
+        let (queued_at, claim) = (Instant::now(), Claim::new(&self.work));
+        (Job { inputs, reply, span, context, queued_at, claim }, answer)
+    }
+
+    /// Runs the model on `inputs` on a free worker.
+    async fn queue(&self, inputs: Tensors, context: Arc<Context>) -> Result<Ran> {
+        let (job, answer) = self.job(inputs, context);
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => Error::Overloaded,
             TrySendError::Disconnected(_) => self.workers_gone(),
@@ -176,22 +211,130 @@ impl Pool {
         answer.await.map_err(|_| self.workers_gone())?
     }
 
+    /// Hands gathered `jobs` to the workers; a job that finds the queue full is answered
+    /// [`Error::Overloaded`].
+    fn queue_all(&self, jobs: Vec<Job>) {
+        for job in jobs {
+            match self.jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) => job.answer(Err(Error::Overloaded)),
+                Err(TrySendError::Disconnected(job)) => job.answer(Err(self.workers_gone())),
+            }
+        }
+    }
+
+    /// Runs the model on `inputs` in a batch gathered on this thread: the first request to
+    /// gather yields once for others to join, then runs them all (see the module
+    /// documentation). A request whose job would make the batch too large runs the batch
+    /// gathered so far at once, and gathers anew.
+    async fn gather(
+        &self,
+        inline: &dyn InlineRun,
+        inputs: Tensors,
+        context: Arc<Context>,
+    ) -> Result<Ran> {
+        let rows = inputs.values().next().map_or(0, Tensor::rows);
+        let (job, answer) = self.job(inputs, context);
+        let (full, leads) = {
+            let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
+            let full = if gathering.rows + rows > self.max_rows {
+                gathering.rows = 0;
+                std::mem::take(&mut gathering.jobs)
+            } else {
+                Vec::new()
+            };
+            gathering.jobs.push(job);
+            gathering.rows += rows;
+            (full, gathering.jobs.len() == 1)
+        };
+        if !full.is_empty() {
+            self.run_or_queue(inline, full);
+        }
+        if leads {
+            let lead = Lead { pool: self, inline, ran: false };
+            tokio::task::yield_now().await;
+            lead.run();
+        }
+        answer.await.map_err(|_| self.workers_gone())?
+    }
+
+    /// Runs gathered `jobs` on this thread, or hands them to the workers when that cannot be.
+    fn run_or_queue(&self, inline: &dyn InlineRun, jobs: Vec<Job>) {
+        if let Err(jobs) = inline.run_gathered(jobs) {
+            self.queue_all(jobs);
+        }
+    }
+
+    /// Takes every job gathered so far.
+    fn take_gathered(&self) -> Vec<Job> {
+        let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
+        gathering.rows = 0;
+        std::mem::take(&mut gathering.jobs)
+    }
+
     fn workers_gone(&self) -> Error {
         Error::Inference { model: self.label.clone(), detail: "inference workers stopped".into() }
     }
 }
 
-/// A model run on the request's own thread.
+/// A request that put its job in an empty gathering, until it runs what is gathered then.
+/// Whoever finds the gathering empty leads, so jobs gathered always have a lead to come.
+/// Dropped before its run (its client gone while it yielded), a lead hands what is gathered to
+/// the workers, so no job waits for nobody.
+struct Lead<'a> {
+    pool: &'a Pool,
+    inline: &'a dyn InlineRun,
+    ran: bool,
+}
+
+impl Lead<'_> {
+    /// Runs the jobs gathered so far on this thread, or queues them when that cannot be.
+    /// Another request may have run them already (see [`Pool::gather`]): then none are left.
+    fn run(mut self) {
+        self.ran = true;
+        let jobs = self.pool.take_gathered();
+        if !jobs.is_empty() {
+            self.pool.run_or_queue(self.inline, jobs);
+        }
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if !self.ran {
+            self.pool.queue_all(self.pool.take_gathered());
+        }
+    }
+}
+
+/// Where a request's job runs when its model may run on the request's thread.
+enum Inline {
+    /// It ran alone, at once.
+    Ran(Result<Ran>),
+    /// It joins a batch gathered on the requests' threads.
+    Gather,
+    /// It goes to the workers: the model's runs are too long, or not known yet.
+    Queue,
+}
+
+/// Model runs on the requests' own threads.
 trait InlineRun: Send + Sync + std::fmt::Debug {
-    /// Runs the model on `inputs` now, if its runs are short, the version is idle and its
-    /// requests are not batching; `None` when the job must go through the queue.
-    fn try_run(&self, inputs: &Tensors, context: &Context) -> Option<Result<Ran>>;
+    /// Runs the model on `inputs` now if its runs are short and the version is idle and not
+    /// batching; else says where the job goes.
+    fn try_run(&self, inputs: &Tensors, context: &Context) -> Inline;
+
+    /// Runs gathered `jobs` as one batch on a free runner and answers each; gives them back
+    /// when every runner is taken or the batch would run longer than runs on a request's
+    /// thread may.
+    fn run_gathered(&self, jobs: Vec<Job>) -> std::result::Result<(), Vec<Job>>;
 }
 
 /// The runners of one version, each behind its own lock, and what their runs are counted in;
-/// shared by the worker threads and by requests that run inline.
+/// shared by the worker threads and by requests that run the model on their own threads.
 struct Runners<R> {
     runners: Box<[Mutex<R>]>,
+    /// How batches of variable-length inputs are padded.
+    padding: Padding,
     /// The version's work in progress (see [`Claim`]).
     work: Arc<AtomicUsize>,
     stats: Arc<RunStats>,
@@ -199,8 +342,8 @@ struct Runners<R> {
     run_time: RunTime,
     /// Runs expected to take longer than this go through the queue.
     inline_max: Duration,
-    /// Whether a worker's last batch held more than one job: requests come faster than runs
-    /// end, so they batch rather than run alone. The next batch of one job clears it.
+    /// Whether the last batch held more than one job: requests come faster than runs end, so
+    /// they batch rather than run alone. The next batch of one job clears it.
     batching: AtomicBool,
 }
 
@@ -215,10 +358,26 @@ impl<R> std::fmt::Debug for Runners<R> {
 }
 
 impl<R: Runner> Runners<R> {
-    /// Locks runner `index`, waiting while a request runs it inline.
+    /// Locks runner `index`, waiting while a request runs it.
     fn lock(&self, index: usize) -> MutexGuard<'_, R> {
         // A runner whose run panicked holds no broken invariant of ours: keep using it.
         self.runners[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The first runner nobody holds: with no work in progress, the first, warm from the last
+    /// run on a request's thread, unless a worker has not let go of it yet.
+    fn try_lock_any(&self) -> Option<MutexGuard<'_, R>> {
+        self.runners.iter().find_map(|runner| match runner.try_lock() {
+            Ok(runner) => Some(runner),
+            // As in `lock`: a run that panicked leaves the runner usable.
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        })
+    }
+
+    /// Whether a run of `rows` rows may be made on a request's thread.
+    fn short(&self, rows: usize) -> bool {
+        self.run_time.expected(rows).is_some_and(|expected| expected <= self.inline_max)
     }
 
     /// Runs the model on `runner`, in an `inference` span when the request is traced, and
@@ -236,128 +395,23 @@ impl<R: Runner> Runners<R> {
         self.metrics.batch_rows.record(rows as f64);
         Ok(outputs)
     }
-}
 
-impl<R: Runner> InlineRun for Runners<R> {
-    fn try_run(&self, inputs: &Tensors, context: &Context) -> Option<Result<Ran>> {
-        let rows = inputs.values().next().map_or(0, Tensor::rows);
-        let batching = self.batching.load(Ordering::Relaxed);
-        if batching || self.run_time.expected(rows)? > self.inline_max {
-            return None;
+    /// Runs `jobs` on `runner`, as one batch when there are several, and answers each.
+    fn answer(&self, runner: &mut R, mut jobs: Vec<Job>) {
+        self.batching.store(jobs.len() > 1, Ordering::Relaxed);
+        // Clients that gave up (deadline or disconnect) while waiting: skip their work.
+        jobs.retain(|job| !job.reply.is_closed());
+        match jobs.len() {
+            0 => {}
+            1 => self.answer_alone(runner, jobs.remove(0)),
+            _ => self.answer_batch(runner, jobs),
         }
-        let _claim = Claim::idle(&self.work)?;
-        // With no work in progress every runner is free: the first, warm from the last inline
-        // run, unless a worker has not let go of it yet.
-        let mut runner = self.runners.iter().find_map(|runner| match runner.try_lock() {
-            Ok(runner) => Some(runner),
-            // As in `lock`: a run that panicked leaves the runner usable.
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        })?;
-        let start = Instant::now();
-        let ran = self.run_counted(&mut runner, inputs, context);
-        let computed = start.elapsed();
-        drop(runner);
-        self.stats.inline.fetch_add(1, Ordering::Relaxed);
-        Some(ran.map(|tensors| Ran { tensors, queued: Duration::ZERO, computed }))
-    }
-}
-
-/// How long a model's runs take lately: moving averages of the time per run and per row, in
-/// nanoseconds, each new run weighing 1/8. Unknown until the first run.
-#[derive(Debug)]
-struct RunTime {
-    per_run: AtomicU64,
-    per_row: AtomicU64,
-}
-
-impl Default for RunTime {
-    fn default() -> Self {
-        Self { per_run: AtomicU64::new(u64::MAX), per_row: AtomicU64::new(u64::MAX) }
-    }
-}
-
-impl RunTime {
-    /// Adds a run of `rows` rows that took `took`. Concurrent runs may overwrite each other's
-    /// update: the average stays one of recent runs, which is all it is for.
-    fn record(&self, took: Duration, rows: usize) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let update = |average: &AtomicU64, sample: u64| {
-            let old = average.load(Ordering::Relaxed);
-            let new = if old == u64::MAX { sample } else { old - old / 8 + sample / 8 };
-            average.store(new, Ordering::Relaxed);
-        };
-        update(&self.per_run, nanos);
-        update(&self.per_row, nanos / rows.max(1) as u64);
-    }
-
-    /// How long a run of `rows` rows should take: the longer of a typical run and `rows`
-    /// typical rows (a batch spreads a run's fixed cost over its rows); `None` before the
-    /// first run.
-    fn expected(&self, rows: usize) -> Option<Duration> {
-        let per_run = self.per_run.load(Ordering::Relaxed);
-        let per_row = self.per_row.load(Ordering::Relaxed);
-        if per_run == u64::MAX {
-            return None;
-        }
-        Some(Duration::from_nanos(per_run.max(per_row.saturating_mul(rows as u64))))
-    }
-}
-
-/// A worker thread's state: which runner is its own, and how it batches.
-struct Worker<R> {
-    index: usize,
-    runners: Arc<Runners<R>>,
-    batcher: Batcher,
-    padding: Padding,
-    /// Where the length groups after the first of a gathered batch go, for any worker.
-    regrouped: Sender<Vec<Job>>,
-}
-
-impl<R: Runner> Worker<R> {
-    /// Takes batches of jobs until the queue closes.
-    fn serve(self, queue: &Receiver<Job>, groups: &Receiver<Vec<Job>>) {
-        // Only padded batches are split into groups; other models wait on the queue alone.
-        let groups = self.padding.pads().then_some(groups);
-        while let Some(mut jobs) = self.batcher.next(queue, groups) {
-            self.runners.metrics.queue_depth.set(queue.len() as f64);
-            self.runners.batching.store(jobs.len() > 1, Ordering::Relaxed);
-            // Clients that gave up (deadline or disconnect) while waiting: skip their work.
-            jobs.retain(|job| !job.reply.is_closed());
-            if groups.is_some() {
-                jobs = self.first_group(jobs);
-            }
-            match jobs.len() {
-                0 => {}
-                1 => self.answer_alone(jobs.remove(0)),
-                _ => self.answer_batch(jobs),
-            }
-        }
-    }
-
-    /// Splits padded `jobs` into groups of similar lengths and keeps the first; the others go
-    /// to whichever worker is free first. This one comes back for them too, so none is left
-    /// behind when the queue closes.
-    fn first_group(&self, jobs: Vec<Job>) -> Vec<Job> {
-        let mut groups = batch::by_length(jobs, &self.padding).into_iter();
-        let first = groups.next().unwrap_or_default();
-        for group in groups {
-            // Cannot fail while this worker, which holds a receiver, runs.
-            let _ = self.regrouped.send(group);
-        }
-        first
-    }
-
-    /// Runs `inputs` on this worker's runner.
-    fn run(&self, inputs: &Tensors, context: &Context) -> Result<Tensors> {
-        let mut runner = self.runners.lock(self.index);
-        self.runners.run_counted(&mut runner, inputs, context)
     }
 
     /// Runs one job on its own.
-    fn answer_alone(&self, job: Job) {
+    fn answer_alone(&self, runner: &mut R, job: Job) {
         let start = Instant::now();
-        let result = job.span.in_scope(|| self.run(&job.inputs, &job.context));
+        let result = job.span.in_scope(|| self.run_counted(runner, &job.inputs, &job.context));
         let ran = result.map(|tensors| Ran {
             tensors,
             queued: start - job.queued_at,
@@ -368,11 +422,11 @@ impl<R: Runner> Worker<R> {
 
     /// Runs several jobs as one batch; if the batch cannot be formed or fails, each job runs
     /// alone, so every client gets its own precise answer.
-    fn answer_batch(&self, jobs: Vec<Job>) {
+    fn answer_batch(&self, runner: &mut R, jobs: Vec<Job>) {
         let start = Instant::now();
         let outputs = jobs[0].span.clone().in_scope(|| {
             batch::merge(&jobs, &self.padding)
-                .and_then(|inputs| self.run(&inputs, &jobs[0].context))
+                .and_then(|inputs| self.run_counted(runner, &inputs, &jobs[0].context))
         });
         let computed = start.elapsed();
         match outputs.and_then(|outputs| batch::split(&jobs, &outputs, &self.padding)) {
@@ -384,9 +438,149 @@ impl<R: Runner> Worker<R> {
             }
             Err(error) => {
                 tracing::debug!(%error, "batch failed; running its jobs one by one");
-                jobs.into_iter().for_each(|job| self.answer_alone(job));
+                jobs.into_iter().for_each(|job| self.answer_alone(runner, job));
             }
         }
+    }
+}
+
+impl<R: Runner> InlineRun for Runners<R> {
+    fn try_run(&self, inputs: &Tensors, context: &Context) -> Inline {
+        let rows = inputs.values().next().map_or(0, Tensor::rows);
+        if !self.short(rows) {
+            return Inline::Queue;
+        }
+        if self.batching.load(Ordering::Relaxed) {
+            return Inline::Gather;
+        }
+        let Some(_claim) = Claim::idle(&self.work) else {
+            return Inline::Gather;
+        };
+        let Some(mut runner) = self.try_lock_any() else {
+            return Inline::Gather;
+        };
+        let start = Instant::now();
+        let ran = self.run_counted(&mut runner, inputs, context);
+        let computed = start.elapsed();
+        drop(runner);
+        self.stats.inline.fetch_add(1, Ordering::Relaxed);
+        Inline::Ran(ran.map(|tensors| Ran { tensors, queued: Duration::ZERO, computed }))
+    }
+
+    fn run_gathered(&self, jobs: Vec<Job>) -> std::result::Result<(), Vec<Job>> {
+        if !self.short(jobs.iter().map(Job::rows).sum()) {
+            return Err(jobs);
+        }
+        let Some(mut runner) = self.try_lock_any() else {
+            return Err(jobs);
+        };
+        self.stats.inline.fetch_add(1, Ordering::Relaxed);
+        self.answer(&mut runner, jobs);
+        Ok(())
+    }
+}
+
+/// How long a model's runs take lately, as a run's fixed cost plus a cost per row: moving
+/// averages (each new run weighing 1/8) of runs of one row, in nanoseconds, and of runs of
+/// several rows, their time and their rows. Unknown until the first run.
+#[derive(Debug)]
+struct RunTime {
+    /// Runs of one row (or none).
+    alone: AtomicU64,
+    /// Runs of several rows: their time and their rows (in 1/256 of a row).
+    batch: AtomicU64,
+    batch_rows: AtomicU64,
+}
+
+/// A moving average not yet started.
+const UNKNOWN: u64 = u64::MAX;
+
+/// Fixed-point scale of [`RunTime::batch_rows`].
+const ROW: u64 = 256;
+
+impl Default for RunTime {
+    fn default() -> Self {
+        let unknown = || AtomicU64::new(UNKNOWN);
+        Self { alone: unknown(), batch: unknown(), batch_rows: unknown() }
+    }
+}
+
+impl RunTime {
+    /// Adds a run of `rows` rows that took `took`. Concurrent runs may overwrite each other's
+    /// update: the averages stay ones of recent runs, which is all they are for.
+    fn record(&self, took: Duration, rows: usize) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(UNKNOWN - 1);
+        let update = |average: &AtomicU64, sample: u64| {
+            let old = average.load(Ordering::Relaxed);
+            let new = if old == UNKNOWN { sample } else { old - old / 8 + sample / 8 };
+            average.store(new, Ordering::Relaxed);
+        };
+        if rows <= 1 {
+            update(&self.alone, nanos);
+        } else {
+            update(&self.batch, nanos);
+            update(&self.batch_rows, rows as u64 * ROW);
+        }
+    }
+
+    /// How long a run of `rows` rows should take: a run of one row plus what each row more
+    /// added in recent batches. With only runs of one size known so far, that size's time per
+    /// row times `rows`, at least one such run (an overestimate for batches: a run's fixed
+    /// cost counts once per row). `None` before the first run.
+    fn expected(&self, rows: usize) -> Option<Duration> {
+        let known =
+            |average: &AtomicU64| Some(average.load(Ordering::Relaxed)).filter(|&n| n != UNKNOWN);
+        let rows = rows.max(1) as u64;
+        let nanos = match (known(&self.alone), known(&self.batch), known(&self.batch_rows)) {
+            (Some(alone), Some(batch), Some(batch_rows)) if batch_rows > ROW => {
+                let per_row = batch.saturating_sub(alone).saturating_mul(ROW) / (batch_rows - ROW);
+                alone.saturating_add(per_row.saturating_mul(rows - 1))
+            }
+            (Some(alone), ..) => alone.saturating_mul(rows),
+            (None, Some(batch), Some(batch_rows)) => {
+                let per_row = batch.saturating_mul(ROW) / batch_rows.max(ROW);
+                batch.max(per_row.saturating_mul(rows))
+            }
+            _ => return None,
+        };
+        Some(Duration::from_nanos(nanos))
+    }
+}
+
+/// A worker thread's state: which runner is its own, and how it batches.
+struct Worker<R> {
+    index: usize,
+    runners: Arc<Runners<R>>,
+    batcher: Batcher,
+    /// Where the length groups after the first of a gathered batch go, for any worker.
+    regrouped: Sender<Vec<Job>>,
+}
+
+impl<R: Runner> Worker<R> {
+    /// Takes batches of jobs until the queue closes.
+    fn serve(self, queue: &Receiver<Job>, groups: &Receiver<Vec<Job>>) {
+        // Only padded batches are split into groups; other models wait on the queue alone.
+        let groups = self.runners.padding.pads().then_some(groups);
+        while let Some(mut jobs) = self.batcher.next(queue, groups) {
+            self.runners.metrics.queue_depth.set(queue.len() as f64);
+            if groups.is_some() {
+                jobs = self.first_group(jobs);
+            }
+            self.runners.answer(&mut self.runners.lock(self.index), jobs);
+        }
+    }
+
+    /// Splits padded `jobs` into groups of similar lengths and keeps the first; the others go
+    /// to whichever worker is free first. This one comes back for them too, so none is left
+    /// behind when the queue closes.
+    fn first_group(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let mut groups = batch::by_length(jobs, &self.runners.padding).into_iter();
+        let first = groups.next().unwrap_or_default();
+        for group in groups {
+            // Cannot fail while this worker, which holds a receiver, runs.
+            let _ = self.regrouped.send(group);
+        }
+        first
     }
 }
 
@@ -431,6 +625,7 @@ mod tests {
         let work = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Runners {
             runners: vec![Mutex::new(runner(0)), Mutex::new(runner(1))].into_boxed_slice(),
+            padding: Padding::new().input("x", 0.0).output("x"),
             work: Arc::clone(&work),
             stats: Arc::default(),
             metrics: ModelMetrics::new("m", 1),
@@ -440,12 +635,10 @@ mod tests {
         });
         let (jobs, queue) = crossbeam_channel::unbounded();
         let (regrouped, groups) = crossbeam_channel::unbounded();
-        let padding = Padding::new().input("x", 0.0).output("x");
         let worker = |index| Worker {
             index,
             runners: Arc::clone(&shared),
             batcher: Batcher::new(&manifest, 64, Duration::ZERO),
-            padding: padding.clone(),
             regrouped: regrouped.clone(),
         };
         // Sixteen jobs of lengths 1 to 16 (each row holds its length), queued before any
@@ -497,13 +690,141 @@ mod tests {
         assert_eq!(work.load(Ordering::Acquire), 0, "no work left in progress");
     }
 
+    /// A runner that runs on a request's thread when it may, notes the thread and rows of
+    /// each run, and answers its input `x` as its output.
+    struct Echo {
+        runs: Arc<Mutex<Vec<(String, usize)>>>,
+    }
+
+    impl Runner for Echo {
+        const INLINE: bool = true;
+
+        fn run(&mut self, inputs: &Tensors, _: &Context) -> Result<Tensors> {
+            let thread = std::thread::current().name().unwrap_or_default().to_string();
+            self.runs.lock().unwrap().push((thread, inputs["x"].rows()));
+            Ok(inputs.clone())
+        }
+    }
+
+    /// A pool of two `Echo` runners on a batchable model `m` with `max_batch_size`, whose run
+    /// time is known (one run made), and the runs it makes from now on.
+    async fn echo_pool(max_batch_size: usize) -> (Pool, Arc<Mutex<Vec<(String, usize)>>>) {
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "name": "m", "version": 1, "created_at": "2026-12-03T00:00:00Z",
+            "files": {},
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+            "outputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+        }))
+        .unwrap();
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let runners = (0..2).map(|_| Echo { runs: Arc::clone(&runs) }).collect();
+        let config = RunConfig {
+            sessions: 2,
+            intra_threads: 1,
+            inter_threads: 1,
+            queue_capacity: 64,
+            batching: crate::config::BatchingConfig {
+                max_batch_size,
+                max_delay_us: 0,
+                inline_max_us: 1_000_000,
+            },
+            remote: None,
+        };
+        let pool = Pool::start(&manifest, runners, &config, &Padding::new()).unwrap();
+        // The first run's time is unknown, so it goes to a worker; from then on runs are short.
+        pool.infer(row(0.0)).await.unwrap();
+        runs.lock().unwrap().clear();
+        (pool, runs)
+    }
+
+    /// One row holding `x`.
+    fn row(x: f32) -> Tensors {
+        Tensors::from([("x".to_string(), Tensor::from(ndarray::arr2(&[[x]])))])
+    }
+
+    /// Sends requests `0..count` to `pool` at once from this thread and checks that each is
+    /// answered its own row.
+    async fn answered_at_once(pool: &Pool, count: usize) {
+        let answers = futures_util::future::join_all((0..count).map(|i| pool.infer(row(i as f32))));
+        for (i, ran) in answers.await.into_iter().enumerate() {
+            assert_eq!(ran.unwrap().tensors["x"].as_f32().unwrap().as_slice().unwrap(), [i as f32]);
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_that_meet_work_in_progress_gather_one_batch_on_their_thread() {
+        let (pool, runs) = echo_pool(32).await;
+        let this = std::thread::current().name().unwrap().to_string();
+        // An idle version runs a request alone, at once, on its thread.
+        pool.infer(row(1.0)).await.unwrap();
+        assert_eq!(*runs.lock().unwrap(), [(this.clone(), 1)]);
+        runs.lock().unwrap().clear();
+        // With work in progress (as if a worker ran a job), eight requests gather into one
+        // batch, run on this thread, not a worker's.
+        let busy = Claim::new(&pool.work);
+        answered_at_once(&pool, 8).await;
+        assert_eq!(*runs.lock().unwrap(), [(this, 8)]);
+        drop(busy);
+        assert_eq!(pool.work.load(Ordering::Acquire), 0, "no work left in progress");
+    }
+
+    #[tokio::test]
+    async fn a_full_gathering_runs_at_once_and_the_next_one_starts() {
+        let (pool, runs) = echo_pool(3).await;
+        let busy = Claim::new(&pool.work);
+        answered_at_once(&pool, 8).await;
+        let rows: Vec<usize> = runs.lock().unwrap().iter().map(|&(_, rows)| rows).collect();
+        assert_eq!(rows, [3, 3, 2], "batches of at most max_batch_size rows");
+        drop(busy);
+    }
+
+    #[tokio::test]
+    async fn a_lead_whose_client_is_gone_hands_the_gathering_to_the_workers() {
+        let (pool, runs) = echo_pool(32).await;
+        let busy = Claim::new(&pool.work);
+        let mut lead = Box::pin(pool.infer(row(1.0)));
+        let mut follower = Box::pin(pool.infer(row(2.0)));
+        // The lead yields, the follower joins its gathering; then the lead's client goes.
+        assert!(futures_util::poll!(lead.as_mut()).is_pending());
+        assert!(futures_util::poll!(follower.as_mut()).is_pending());
+        drop(lead);
+        let ran = tokio::time::timeout(Duration::from_secs(10), follower).await;
+        let ran = ran.expect("the follower is answered").unwrap();
+        assert_eq!(ran.tensors["x"].as_f32().unwrap().as_slice().unwrap(), [2.0]);
+        // A worker ran it (the lead's own job was skipped: nobody waits for it).
+        let runs = runs.lock().unwrap().clone();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert!(runs[0].0.starts_with("model-m-"), "{runs:?}");
+        drop(busy);
+    }
+
+    #[test]
+    fn run_time_is_a_runs_cost_plus_each_rows() {
+        let run_time = RunTime::default();
+        assert_eq!(run_time.expected(1), None, "unknown before the first run");
+        run_time.record(Duration::from_micros(10), 1);
+        // Runs of one row only: that run per row, an overestimate for batches.
+        assert_eq!(run_time.expected(4), Some(Duration::from_micros(40)));
+        // Batches of 9 rows take 26 us: 2 us for each row past the first.
+        run_time.record(Duration::from_micros(26), 9);
+        assert_eq!(run_time.expected(1), Some(Duration::from_micros(10)));
+        assert_eq!(run_time.expected(31), Some(Duration::from_micros(70)));
+        // Batches alone known: their time per row, at least one batch's time.
+        let batches = RunTime::default();
+        batches.record(Duration::from_micros(40), 8);
+        assert_eq!(batches.expected(2), Some(Duration::from_micros(40)));
+        assert_eq!(batches.expected(16), Some(Duration::from_micros(80)));
+    }
+
     #[tokio::test]
     async fn a_full_queue_is_overloaded_at_once() {
         // A pool whose single queue slot nobody drains.
         let (jobs, queue) = crossbeam_channel::bounded(1);
         let metrics = ModelMetrics::new("m", 1);
         let (inline, work, label) = (None, Arc::default(), "m:1".into());
-        let pool = Pool { jobs, inline, work, label, stats: Arc::default(), metrics };
+        let (gathering, max_rows) = (Mutex::default(), 64);
+        let stats = Arc::default();
+        let pool = Pool { jobs, inline, gathering, max_rows, work, label, stats, metrics };
         let inputs = || Tensors::from([("x".to_string(), Tensor::from(ndarray::arr1(&[1.0f32])))]);
         let first = pool.infer(inputs());
         tokio::pin!(first);
