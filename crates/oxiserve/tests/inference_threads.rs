@@ -139,20 +139,30 @@ async fn a_slow_model_under_load_still_runs_batches() {
 /// to a worker. One at a time again, each runs alone on its thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_to_a_short_model_batches_on_the_requests_threads() {
-    // tanh-chain's runs (about a millisecond a row) count as short here, so requests overlap.
+    // tanh-chain's runs (about a millisecond a row) count as short here, so requests overlap,
+    // even on a loaded machine where a run takes many times that. A session for each of the
+    // runtime's two threads: with fewer, a request that gathered while the other thread runs
+    // a batch finds no free session and queues its batch.
     let mut config = config();
-    config.models.batching.inline_max_us = 1_000_000;
+    config.models.batching.inline_max_us = 60_000_000;
+    config.models.sessions = 2;
     let app = Arc::new(app(config).await);
     predict(&app, SLOW, 3).await; // its cost is known from here on
     let model = app.engine().models().get(SLOW).unwrap();
     let stats = model.stats();
     let (runs, inline) = (stats.runs(), stats.inline_runs());
+    // The 32 requests start together, as connections that became readable at once.
+    let (start, started) = tokio::sync::watch::channel(false);
     let requests: Vec<_> = (0..32)
         .map(|i| {
-            let app = Arc::clone(&app);
-            tokio::spawn(async move { app.predict(&Row::of(SLOW, (i + 1) as f32 / 32.0)).await })
+            let (app, mut started) = (Arc::clone(&app), started.clone());
+            tokio::spawn(async move {
+                started.wait_for(|&go| go).await.expect("the start is sent");
+                app.predict(&Row::of(SLOW, (i + 1) as f32 / 32.0)).await
+            })
         })
         .collect();
+    start.send_replace(true);
     for request in requests {
         request.await.unwrap().unwrap_or_else(|p| panic!("{p:?}"));
     }
