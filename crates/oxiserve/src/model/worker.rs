@@ -233,8 +233,8 @@ impl Pool {
         inputs: Tensors,
         context: Arc<Context>,
     ) -> Result<Ran> {
-        let rows = inputs.values().next().map_or(0, Tensor::rows);
         let (job, answer) = self.job(inputs, context);
+        let rows = job.rows();
         let (full, leads) = {
             let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
             let full = if gathering.rows + rows > self.max_rows {
