@@ -2,8 +2,10 @@
 //! cache), started on 127.0.0.1 and a free port, frozen and thawed with signals to play a hung
 //! server, and always stopped, even when the test fails.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
@@ -19,12 +21,26 @@ pub struct ServerProcess {
     program: String,
 }
 
-/// A port nobody listens on right now.
+/// The ports [`free_port`] handed out in this process. The kernel may give the same free port
+/// to two binds in a row once the first is closed, and the tests of one binary run in parallel:
+/// without this, two tests could start their servers on one port, and the second server, which
+/// cannot bind, would be taken for the first (a test that publishes to a fresh store would find
+/// another test's objects there).
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A port nobody listens on right now, never the same twice in one process.
 pub fn free_port() -> Result<u16> {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .with_context(|| "finding a free port")
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .with_context(|| "finding a free port")?;
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(anyhow!("no free port that this process has not handed out already"))
 }
 
 impl ServerProcess {
@@ -50,9 +66,10 @@ impl ServerProcess {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {program} ({install_hint})"))?;
-        let server = Self { child, port, program: program.clone() };
+        let mut server = Self { child, port, program: program.clone() };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            server.fail_if_exited()?;
             if start.elapsed() > START_TIMEOUT {
                 return Err(anyhow!(
                     "{program} did not listen on port {port} within {} s",
@@ -61,7 +78,21 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        server.fail_if_exited()?;
         Ok(server)
+    }
+
+    /// An error if the process has exited: it could not listen (a port taken by another
+    /// program), and whatever answers on its port is not it.
+    fn fail_if_exited(&mut self) -> Result<()> {
+        match self.child.try_wait().with_context(|| format!("watching {}", self.program))? {
+            Some(status) => Err(anyhow!(
+                "{} exited ({status}) before it listened on port {}",
+                self.program,
+                self.port
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The port it listens on.
