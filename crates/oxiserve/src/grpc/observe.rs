@@ -99,7 +99,7 @@ where
         let request_id = id.to_str().unwrap_or_default();
         let span = tracing::info_span!("request", request_id, rpc = %method);
         telemetry::continue_trace(&span, request.headers());
-        request.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id.clone());
+        request.headers_mut().insert(&telemetry::REQUEST_ID, id.clone());
         let start = Instant::now();
         let timeout = grpc_timeout(request.headers()).map_or(self.limit, |t| t.min(self.limit));
         let headers = request.headers().clone();
@@ -118,7 +118,7 @@ where
                 let method = if code == Code::Unimplemented { "unmatched" } else { &method };
                 let code = CODE_NAMES.get(code as usize).unwrap_or(&"Unknown");
                 METRICS.record(&[method, code], start.elapsed().as_secs_f64());
-                response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, id);
+                response.headers_mut().insert(&telemetry::REQUEST_ID, id);
             }
             answered
         })

@@ -14,10 +14,11 @@
 //! `#[utoipa::path]` cannot describe, so the operations are built here, next to the routes,
 //! from the pipeline's (and endpoints') `ToSchema` types.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use utoipa::openapi::path::{
@@ -50,6 +51,13 @@ const VERSIONED_PATH: &str = "/v1/models/{model}/versions/{version}/predict";
 /// Request and response header naming model versions as `name=version`; a response lists
 /// every model that ran, comma separated, in run order.
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
+
+/// [`MODEL_VERSION_HEADER`] as a header name: inserting by `&str` parses and copies the name
+/// on every request.
+static MODEL_VERSION: HeaderName = HeaderName::from_static(MODEL_VERSION_HEADER);
+
+/// The `Server-Timing` header (W3C), which `http` has no constant for.
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// The predict routes and the pipeline's own endpoints, with their OpenAPI operations and
 /// schemas.
@@ -162,16 +170,19 @@ fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error
 /// The JSON response with `x-model-version` and `Server-Timing`.
 fn respond(served: &Served) -> Response {
     let answer = &served.answer;
-    let versions: Vec<String> =
-        answer.versions.iter().map(|(name, v)| format!("{name}={v}")).collect();
-    let mut response =
-        ([(header::CONTENT_TYPE, "application/json")], answer.body.clone()).into_response();
+    let json = HeaderValue::from_static("application/json");
+    let mut response = ([(header::CONTENT_TYPE, json)], answer.body.clone()).into_response();
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&versions.join(", ")) {
-        headers.insert(MODEL_VERSION_HEADER, value);
+    let mut versions = String::new();
+    for (name, version) in &answer.versions {
+        let comma = if versions.is_empty() { "" } else { ", " };
+        let _ = write!(versions, "{comma}{name}={version}");
+    }
+    if let Ok(value) = HeaderValue::from_str(&versions) {
+        headers.insert(&MODEL_VERSION, value);
     }
     if let Ok(value) = HeaderValue::from_str(&served.server_timing()) {
-        headers.insert("server-timing", value);
+        headers.insert(&SERVER_TIMING, value);
     }
     response
 }

@@ -15,7 +15,7 @@ mod traces;
 pub(crate) use self::recorder::{ModelMetrics, VersionInfo, store};
 pub use self::recorder::{install, render};
 pub(crate) use self::requests::RequestMetrics;
-pub(crate) use self::traces::traces_stages;
+pub(crate) use self::traces::{REQUEST_ID, traces_stages};
 pub use self::traces::{
     REQUEST_ID_HEADER, Telemetry, continue_trace, init, request_id, traceparent,
 };

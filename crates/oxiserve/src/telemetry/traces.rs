@@ -10,12 +10,14 @@
 //! span that calls it ([`traceparent`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::io::IsTerminal;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 #[cfg(feature = "otlp")]
@@ -33,6 +35,10 @@ use crate::error::{Error, Result};
 
 /// The header that carries a request's id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// [`REQUEST_ID_HEADER`] as a header name: inserting by `&str` parses and copies the name on
+/// every request.
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// The longest caller-given request id kept; a longer or non-printable one is replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -175,8 +181,10 @@ fn new_request_id() -> HeaderValue {
         RandomState::new().hash_one((std::process::id(), now.map(|d| d.as_nanos()).ok()))
     });
     static COUNT: AtomicU64 = AtomicU64::new(0);
-    let id = format!("{:016x}{:016x}", *PROCESS, COUNT.fetch_add(1, Ordering::Relaxed));
-    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+    // Written into a string of the exact length, which the value then keeps without a copy.
+    let mut id = String::with_capacity(32);
+    let _ = write!(id, "{:016x}{:016x}", *PROCESS, COUNT.fetch_add(1, Ordering::Relaxed));
+    HeaderValue::from_maybe_shared(Bytes::from(id)).expect("hex digits are a valid header value")
 }
 
 /// Makes `span` a child of the caller's span named by the W3C `traceparent` in `headers`, when
