@@ -94,15 +94,18 @@ pub fn router<P: Pipeline>(
         .merge(metrics)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outermost first. One stack applied once, not a `.layer` each: each wraps every
-        // route in a box of its own, through which a request clones and boxes again at every
-        // level (four layers applied one by one cost some 30 allocations a request).
+        // Outermost first (`observe` runs the deadline too). One stack applied once, not a
+        // `.layer` each: each wraps every route in a box of its own, through which a request
+        // clones and boxes again at every level (four layers applied one by one cost some 30
+        // allocations a request).
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(status, observe))
+                .layer(middleware::from_fn_with_state(
+                    (status, config.limits.request_timeout_ms),
+                    observe,
+                ))
                 .layer(CatchPanicLayer::custom(panicked))
-                .layer(DefaultBodyLimit::max(config.limits.body_bytes))
-                .layer(middleware::from_fn_with_state(config.limits.request_timeout_ms, deadline)),
+                .layer(DefaultBodyLimit::max(config.limits.body_bytes)),
         )
 }
 
@@ -168,7 +171,8 @@ pub async fn serve(
     }
 }
 
-/// Runs every request inside its `request` span, with its id (set in the request's
+/// Runs every request inside its `request` span and within its [`deadline`] (the configured
+/// one, `limit_ms`), with its id (set in the request's
 /// `x-request-id`, where the [`Context`] reads it, and echoed in the answer's), logs it at debug
 /// level (`answered`, with status and milliseconds), and counts it with its latency by route
 /// (the matched path, `unmatched` for none), method and status class, in
@@ -178,8 +182,12 @@ pub async fn serve(
 /// then open new connections (to other replicas) rather than reuse this one, which closes at
 /// the end of the grace period and could otherwise meet a request already on its way.
 /// HTTP/2 clients learn it from the GOAWAY that ends the grace period. (Here rather than in a
-/// middleware of its own: each layer costs every request.)
-async fn observe(State(status): State<StatusState>, mut request: Request, next: Next) -> Response {
+/// middleware of its own, as the deadline is: each middleware costs every request.)
+async fn observe(
+    State((status, limit_ms)): State<(StatusState, u64)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     static METRICS: LazyLock<RequestMetrics> = LazyLock::new(|| {
         RequestMetrics::new(
             "oxiserve_http_requests_total",
@@ -203,7 +211,7 @@ async fn observe(State(status): State<StatusState>, mut request: Request, next: 
     request.headers_mut().insert(&telemetry::REQUEST_ID, id.clone());
     let start = std::time::Instant::now();
     let answer = async {
-        let response = next.run(request).await;
+        let response = deadline(State(limit_ms), request, next).await;
         let elapsed = start.elapsed().as_secs_f64();
         tracing::debug!(status = response.status().as_u16(), ms = elapsed * 1e3, "answered");
         (response, elapsed)
