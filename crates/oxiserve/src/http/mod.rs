@@ -171,18 +171,19 @@ pub async fn serve(
     }
 }
 
-/// Runs every request inside its `request` span and within its [`deadline`] (the configured
-/// one, `limit_ms`), with its id (set in the request's
-/// `x-request-id`, where the [`Context`] reads it, and echoed in the answer's), logs it at debug
-/// level (`answered`, with status and milliseconds), and counts it with its latency by route
-/// (the matched path, `unmatched` for none), method and status class, in
-/// `oxiserve_http_requests_total` and `oxiserve_http_request_duration_seconds`.
+/// Runs every request inside its `request` span and its [`deadline`] (`limit_ms` at most),
+/// with its id (set in the request's `x-request-id`, where the [`Context`] reads it, and
+/// echoed in the answer's), logs it at debug level (`answered`, with status and
+/// milliseconds), and counts it with its latency by route (the matched path, `unmatched` for
+/// none), method and status class, in `oxiserve_http_requests_total` and
+/// `oxiserve_http_request_duration_seconds`.
 ///
 /// While the service drains for shutdown, HTTP/1 answers carry `Connection: close`: clients
 /// then open new connections (to other replicas) rather than reuse this one, which closes at
 /// the end of the grace period and could otherwise meet a request already on its way.
-/// HTTP/2 clients learn it from the GOAWAY that ends the grace period. (Here rather than in a
-/// middleware of its own, as the deadline is: each middleware costs every request.)
+/// HTTP/2 clients learn it from the GOAWAY that ends the grace period. (The draining header
+/// and the deadline are here rather than in middleware of their own: each middleware level
+/// clones and boxes on every request.)
 async fn observe(
     State((status, limit_ms)): State<(StatusState, u64)>,
     mut request: Request,
@@ -252,7 +253,8 @@ pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 /// Runs every request in its [`Context`] (headers, id, deadline), and fails requests that run
 /// past their deadline with 504: the configured one, or the client's `x-request-timeout-ms`
 /// when that is shorter. Work still queued for a request that timed out is skipped by the
-/// inference workers.
+/// inference workers. [`observe`] calls it for every request; it keeps a middleware's
+/// signature so that tests can mount it alone.
 async fn deadline(State(limit_ms): State<u64>, request: Request, next: Next) -> Response {
     let timeout_ms = match client_deadline(request.headers()) {
         Ok(asked) => asked.map_or(limit_ms, |ms| ms.min(limit_ms)),
