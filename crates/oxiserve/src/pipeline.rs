@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::endpoint::Endpoints;
 use crate::error::{Error, Result};
-use crate::model::{Model, Models, Padding};
+use crate::model::{Model, Models, OutputSet, Padding};
 use crate::tensor::{Tensor, Tensors};
 use crate::timings::Laps;
 
@@ -199,11 +199,13 @@ pub struct Inference {
     pub(crate) laps: Laps,
 }
 
-/// One model run: the exact version to use and its inputs.
+/// One model run: the exact version to use, its inputs and the outputs it produces.
 #[derive(Debug)]
 pub(crate) struct Run {
     pub(crate) model: Arc<Model>,
     pub(crate) inputs: Tensors,
+    /// The outputs asked for, or the first name asked for that the model does not have.
+    pub(crate) outputs: std::result::Result<OutputSet, String>,
 }
 
 impl Inference {
@@ -219,7 +221,26 @@ impl Inference {
         inputs: impl IntoIterator<Item = (N, Tensor)>,
     ) -> Self {
         let inputs = inputs.into_iter().map(|(name, tensor)| (name.into(), tensor)).collect();
-        self.runs.push(Run { model: Arc::clone(model), inputs });
+        self.runs.push(Run { model: Arc::clone(model), inputs, outputs: Ok(OutputSet::ALL) });
+        self
+    }
+
+    /// Adds a run of `model` on named `inputs` that produces only the outputs called `outputs`
+    /// ([`ModelOutput::tensor`] finds no other): ONNX Runtime then skips the work only the
+    /// others need and copies nothing else back (a classifier's `label` when the pipeline reads
+    /// its `probabilities`), and a remote model's server is asked for these alone. A name the
+    /// model does not have fails the request as the pipeline's fault (a 500).
+    pub fn run_outputs<N: Into<String>>(
+        mut self,
+        model: &Arc<Model>,
+        inputs: impl IntoIterator<Item = (N, Tensor)>,
+        outputs: &[&str],
+    ) -> Self {
+        let selected = OutputSet::named(&model.manifest().outputs, outputs.iter().copied());
+        self = self.run(model, inputs);
+        if let Some(run) = self.runs.last_mut() {
+            run.outputs = selected.map_err(str::to_string);
+        }
         self
     }
 

@@ -26,8 +26,9 @@ const MODEL: &str = "blobs";
 /// A model that runs in process beside it.
 const LOCAL: &str = "token-pool";
 
-/// Four features in, the class and its probabilities out, straight from `blobs`; or token ids
-/// in and their pooled embedding out, from `token-pool`: one `if` between a remote and a local
+/// Four features in, the class and its probabilities out, straight from `blobs` (or the
+/// probabilities alone, the only output asked for); or token ids in and their pooled embedding
+/// out, from `token-pool`, asked for that output alone: one `if` between a remote and a local
 /// model.
 struct Blobs;
 
@@ -35,6 +36,7 @@ struct Blobs;
 #[serde(untagged)]
 enum Query {
     Classify { features: Vec<f32> },
+    Score { score: Vec<f32> },
     Pool { ids: Vec<i64> },
 }
 
@@ -42,7 +44,16 @@ enum Query {
 #[serde(untagged)]
 enum Answer {
     Classified { label: i64, probabilities: Vec<f32> },
+    Scored { probabilities: Vec<f32> },
     Pooled { pooled: Vec<f32> },
+}
+
+/// A pipeline error when `output` holds `tensor`, which it did not ask for.
+fn not_asked_for(output: &oxiserve::ModelOutput, tensor: &str) -> Result<()> {
+    match output.tensor(tensor) {
+        Ok(_) => Err(Error::pipeline(format!("`{tensor}` came back unasked"))),
+        Err(_) => Ok(()),
+    }
 }
 
 impl Pipeline for Blobs {
@@ -59,21 +70,29 @@ impl Pipeline for Blobs {
 
     fn preprocess(&self, input: &Query, _: &Context, models: &Models) -> Result<Inference> {
         let invalid = |e: ndarray::ShapeError| Error::pipeline(e.to_string());
-        Ok(match input {
-            Query::Classify { features } => {
-                if features.len() != 4 {
-                    return Err(Error::invalid_field("features", "must hold 4 numbers"));
-                }
-                let row =
-                    ndarray::Array2::from_shape_vec((1, 4), features.clone()).map_err(invalid)?;
-                Inference::new().run(&models.get(MODEL)?, [("features", Tensor::from(row))])
+        let features = |features: &[f32]| {
+            if features.len() != 4 {
+                return Err(Error::invalid_field("features", "must hold 4 numbers"));
             }
+            let row =
+                ndarray::Array2::from_shape_vec((1, 4), features.to_vec()).map_err(invalid)?;
+            Ok([("features", Tensor::from(row))])
+        };
+        Ok(match input {
+            Query::Classify { features: row } => {
+                Inference::new().run(&models.get(MODEL)?, features(row)?)
+            }
+            Query::Score { score } => Inference::new().run_outputs(
+                &models.get(MODEL)?,
+                features(score)?,
+                &["probabilities"],
+            ),
             Query::Pool { ids } => {
                 let ids = ndarray::Array2::from_shape_vec((1, ids.len()), ids.clone())
                     .map_err(invalid)?;
                 let mask = Tensor::from(ids.mapv(|_| 1_i64));
                 let inputs = [("input_ids", Tensor::from(ids)), ("attention_mask", mask)];
-                Inference::new().run(&models.get(LOCAL)?, inputs)
+                Inference::new().run_outputs(&models.get(LOCAL)?, inputs, &["pooled"])
             }
         })
     }
@@ -87,8 +106,16 @@ impl Pipeline for Blobs {
                 let probabilities = output.tensor("probabilities")?.as_f32()?;
                 Answer::Classified { label, probabilities: probabilities.iter().copied().collect() }
             }
+            Query::Score { .. } => {
+                let output = outputs.get(MODEL)?;
+                not_asked_for(output, "label")?;
+                let probabilities = output.tensor("probabilities")?.as_f32()?;
+                Answer::Scored { probabilities: probabilities.iter().copied().collect() }
+            }
             Query::Pool { .. } => {
-                let pooled = outputs.get(LOCAL)?.tensor("pooled")?.as_f32()?;
+                let output = outputs.get(LOCAL)?;
+                not_asked_for(output, "token_embeddings")?;
+                let pooled = output.tensor("pooled")?.as_f32()?;
                 Answer::Pooled { pooled: pooled.iter().copied().collect() }
             }
         })
@@ -117,6 +144,11 @@ fn assert_matches(case: &Case, answer: &Answer, tolerance: f32) {
         panic!("not a classification: {answer:?}");
     };
     assert_eq!(*label, case.label, "{:?}", case.features);
+    assert_probabilities(case, probabilities, tolerance);
+}
+
+/// Asserts that `probabilities` are what Python onnxruntime gave for `case`.
+fn assert_probabilities(case: &Case, probabilities: &[f32], tolerance: f32) {
     assert_eq!(probabilities.len(), case.probabilities.len());
     for (ours, theirs) in probabilities.iter().zip(&case.probabilities) {
         assert!((ours - theirs).abs() < tolerance, "{:?}: {ours} vs {theirs}", case.features);
@@ -189,12 +221,21 @@ async fn a_remote_model_answers_like_onnxruntime_and_survives_its_server() {
     for (case, answer) in cases.iter().zip(answers) {
         assert_matches(case, &answer.unwrap_or_else(|p| panic!("{p:?}")), tolerance);
     }
+    // Asked for the probabilities alone (the server too), they are the same.
+    let scores: Vec<Query> =
+        cases.iter().map(|case| Query::Score { score: case.features.clone() }).collect();
+    for (case, answer) in cases.iter().zip(join_all(scores.iter().map(|s| app.predict(s))).await) {
+        let Answer::Scored { probabilities } = answer.unwrap_or_else(|p| panic!("{p:?}")) else {
+            panic!("not the probabilities alone");
+        };
+        assert_probabilities(case, &probabilities, tolerance);
+    }
     let runs = runs() - runs_before;
     assert!(runs > 0, "the remote model ran");
     assert!(
-        runs < cases.len() as u64,
+        runs < 2 * cases.len() as u64,
         "{runs} remote calls for {} requests: no batching",
-        cases.len()
+        2 * cases.len()
     );
     assert_eq!(app.get("/health/ready").await.status, 200);
 

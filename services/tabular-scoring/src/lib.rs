@@ -191,7 +191,8 @@ impl Pipeline for TabularScoring {
             let model = models.get(name)?;
             let card = model.cached(ModelCard::from_manifest)?;
             let features = Tensor::from(card.preprocessing.encode(input)?);
-            Ok(inference.run(&model, [("features", features)]))
+            // Only the probabilities are read: ONNX Runtime skips handing back the label.
+            Ok(inference.run_outputs(&model, [("features", features)], &["probabilities"]))
         })
     }
 

@@ -327,7 +327,10 @@ impl<P: Pipeline> Engine<P> {
                 tracing::debug_span!("model", model, version)
             });
             async move {
-                let ran = run.model.infer(run.inputs).await?;
+                let outputs = run.outputs.map_err(|name| {
+                    Error::pipeline(format!("model `{}` has no output `{name}`", run.model.name()))
+                })?;
+                let ran = run.model.infer(run.inputs, outputs).await?;
                 let output = ModelOutput { model: run.model, tensors: ran.tensors };
                 Ok::<_, Error>((output, ran.queued, ran.computed))
             }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{Model, Models, TensorSpec};
+use crate::model::{Model, Models, OutputSet, TensorSpec};
 use crate::tensor::{DataType, Tensor, Tensors};
 
 /// The server's name in `GET /v2`.
@@ -137,7 +137,12 @@ pub(crate) async fn infer(
     if let Some(twice) = requested.iter().enumerate().find(|(i, n)| requested[..*i].contains(n)) {
         return Err(Error::invalid_input(format!("output `{}` is requested twice", twice.1)));
     }
-    let mut outputs = model.infer(inputs).await?.tensors;
+    let wanted = match requested {
+        [] => OutputSet::ALL,
+        names => OutputSet::named(&manifest.outputs, names.iter().map(String::as_str))
+            .map_err(|name| Error::internal(format!("output `{name}` was checked just above")))?,
+    };
+    let mut outputs = model.infer(inputs, wanted).await?.tensors;
     let names: Vec<String> = if requested.is_empty() {
         manifest.outputs.iter().map(|spec| spec.name.clone()).collect()
     } else {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio::sync::oneshot;
 
+use super::selection::OutputSet;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -33,6 +34,8 @@ use crate::tensor::{Tensor, Tensors};
 pub(super) struct Job {
     /// Named inputs, all with the same first dimension.
     pub(super) inputs: Tensors,
+    /// The outputs it asks for.
+    pub(super) outputs: OutputSet,
     /// Where the outputs go.
     pub(super) reply: oneshot::Sender<Result<Ran>>,
     /// The request's span, entered while the job runs.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::Model;
+use super::{Model, OutputSet};
 use crate::error::{Error, Result};
 use crate::manifest::{Golden, GoldenTensor};
 use crate::protocol::tensor_data::{JsonData, from_json};
@@ -36,7 +36,10 @@ pub(super) async fn check(model: &Model, manifest: &Path) -> Result<()> {
                 Ok((name.clone(), tensor))
             })
             .collect::<Result<Tensors>>()?;
-        let ran = model.infer(inputs).await.map_err(|e| error(format!("{which} failed: {e}")))?;
+        let ran = model
+            .infer(inputs, OutputSet::ALL)
+            .await
+            .map_err(|e| error(format!("{which} failed: {e}")))?;
         for (name, expected) in &example.outputs {
             let actual = ran
                 .tensors

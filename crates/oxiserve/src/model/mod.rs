@@ -11,6 +11,7 @@ mod onnx;
 mod registry;
 mod remote;
 pub(crate) mod runtime;
+pub(crate) mod selection;
 pub(crate) mod worker;
 
 use std::any::Any;
@@ -25,6 +26,7 @@ pub use self::batch::Padding;
 use self::batch::Ran;
 use self::health::Health;
 pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
+pub(crate) use self::selection::OutputSet;
 use self::worker::Pool;
 pub use self::worker::RunStats;
 use crate::config::{ModelsConfig, RunConfig, VersionPolicy, WatchConfig};
@@ -137,9 +139,9 @@ impl Model {
 
     /// Runs the model. The inputs must match the manifest's names and datatypes; a mismatch is
     /// a pipeline bug and fails with [`Error::Inference`] before reaching the backend.
-    pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
+    pub(crate) async fn infer(&self, inputs: Tensors, outputs: OutputSet) -> Result<Ran> {
         self.check_inputs(&inputs)?;
-        let ran = self.backend.infer(inputs).await;
+        let ran = self.backend.infer(inputs, outputs).await;
         let metrics = self.backend.metrics();
         match &ran {
             Ok(ran) => {

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use ndarray::ArrayD;
 use ort::environment::Environment;
-use ort::session::{Session, SessionInputValue};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 use super::batch::Padding;
+use super::selection::OutputSet;
 use super::worker::Runner;
 use crate::config::RunConfig;
 use crate::context::Context;
@@ -21,7 +22,14 @@ pub(super) struct OnnxSession {
     session: Session,
     outputs: Vec<TensorSpec>,
     label: String,
+    /// Run options that ask for some of the outputs only, by the set they ask for: made on
+    /// first use, [`KEPT_SELECTIONS`] at most.
+    selections: Vec<(OutputSet, RunOptions<HasSelectedOutputs>)>,
 }
+
+/// How many output selections a session keeps run options for; runs asking for others make
+/// theirs each time. Pipelines ask for one or two; KServe v2 clients for a few.
+const KEPT_SELECTIONS: usize = 8;
 
 /// Creates `config.sessions` sessions from `graph`, checks the first against the manifest's
 /// signature and `padding` against the manifest, and warms every session up with a zero
@@ -49,9 +57,10 @@ pub(super) fn sessions(
             if index == 0 {
                 check_signature(&session, manifest).map_err(failed)?;
             }
-            let mut runner =
-                OnnxSession { session, outputs: manifest.outputs.clone(), label: label.clone() };
-            runner.run(&warmup, &Context::internal())?;
+            let outputs = manifest.outputs.clone();
+            let selections = Vec::new();
+            let mut runner = OnnxSession { session, outputs, label: label.clone(), selections };
+            runner.run(&warmup, OutputSet::ALL, &Context::internal())?;
             Ok(runner)
         })
         .collect()
@@ -60,25 +69,57 @@ pub(super) fn sessions(
 impl Runner for OnnxSession {
     const INLINE: bool = true;
 
-    fn run(&mut self, inputs: &Tensors, _: &Context) -> Result<Tensors> {
-        self.run_session(inputs)
+    /// Runs the session for `outputs` alone: ONNX Runtime neither computes what only the
+    /// others need nor hands them back.
+    fn run(&mut self, inputs: &Tensors, outputs: OutputSet, _: &Context) -> Result<Tensors> {
+        self.run_session(inputs, outputs)
             .map_err(|e| Error::Inference { model: self.label.clone(), detail: e.to_string() })
     }
 }
 
 impl OnnxSession {
-    fn run_session(&mut self, inputs: &Tensors) -> Result<Tensors, ort::Error> {
+    fn run_session(&mut self, inputs: &Tensors, wanted: OutputSet) -> Result<Tensors, ort::Error> {
         let values = inputs
             .iter()
             .map(|(name, tensor)| Ok((name.as_str(), input_value(tensor)?)))
             .collect::<Result<Vec<(&str, SessionInputValue<'_>)>, ort::Error>>()?;
-        let outputs = self.session.run(values)?;
+        let made;
+        let outputs = if wanted.covers(&self.outputs) {
+            self.session.run(values)?
+        } else {
+            let options = match self.selections.iter().position(|(set, _)| *set == wanted) {
+                Some(kept) => &self.selections[kept].1,
+                None => {
+                    let options = run_options(&self.outputs, wanted)?;
+                    if self.selections.len() < KEPT_SELECTIONS {
+                        self.selections.push((wanted, options));
+                        &self.selections[self.selections.len() - 1].1
+                    } else {
+                        made = options;
+                        &made
+                    }
+                }
+            };
+            self.session.run_with_options(values, options)?
+        };
         self.outputs
             .iter()
-            .filter_map(|spec| Some((spec, outputs.get(&spec.name)?)))
+            .enumerate()
+            .filter(|&(index, _)| wanted.contains(index))
+            .filter_map(|(_, spec)| Some((spec, outputs.get(&spec.name)?)))
             .map(|(spec, value)| Ok((spec.name.clone(), output_tensor(spec.datatype, value)?)))
             .collect()
     }
+}
+
+/// Run options asking for the outputs of `specs` in `wanted` alone.
+fn run_options(
+    specs: &[TensorSpec],
+    wanted: OutputSet,
+) -> Result<RunOptions<HasSelectedOutputs>, ort::Error> {
+    let chosen = specs.iter().enumerate().filter(|&(index, _)| wanted.contains(index));
+    let selector = chosen.fold(OutputSelector::no_default(), |s, (_, spec)| s.with(&spec.name));
+    Ok(RunOptions::new()?.with_outputs(selector))
 }
 
 /// A session builder with the threads of `config`.

@@ -26,6 +26,7 @@ use tokio::runtime::Handle;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use super::selection::OutputSet;
 use super::worker::Runner;
 use crate::config::RemoteConfig;
 use crate::context::Context;
@@ -242,10 +243,11 @@ fn bind(
 impl Runner for RemoteModel {
     const INLINE: bool = false;
 
-    fn run(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors> {
-        let request = self.target.request(inputs)?;
+    /// Asks the server for `outputs` alone.
+    fn run(&mut self, inputs: &Tensors, outputs: OutputSet, context: &Context) -> Result<Tensors> {
+        let request = self.target.request(inputs, outputs)?;
         let response = self.call(request, context)?;
-        self.target.outputs(response)
+        self.target.outputs(response, outputs)
     }
 }
 
@@ -288,8 +290,14 @@ impl RemoteModel {
 }
 
 impl Target {
-    /// The call for `inputs`: every input under the server's name and datatype, as raw bytes.
-    fn request(&self, inputs: &Tensors) -> Result<ModelInferRequest> {
+    /// The bindings of the outputs in `wanted` (the bindings follow the manifest's order).
+    fn wanted(&self, wanted: OutputSet) -> impl Iterator<Item = &Binding> {
+        self.outputs.iter().enumerate().filter(move |&(i, _)| wanted.contains(i)).map(|(_, b)| b)
+    }
+
+    /// The call for `inputs`: every input under the server's name and datatype, as raw bytes,
+    /// and the outputs in `wanted`.
+    fn request(&self, inputs: &Tensors, wanted: OutputSet) -> Result<ModelInferRequest> {
         let mut request = ModelInferRequest {
             model_name: self.model.clone(),
             model_version: self.config.version.clone(),
@@ -312,20 +320,19 @@ impl Target {
             });
         }
         request.outputs = self
-            .outputs
-            .iter()
+            .wanted(wanted)
             .map(|b| InferRequestedOutputTensor { name: b.remote.clone(), ..Default::default() })
             .collect();
         Ok(request)
     }
 
-    /// The manifest's outputs from the server's answer.
-    fn outputs(&self, response: ModelInferResponse) -> Result<Tensors> {
+    /// The manifest's outputs in `wanted` from the server's answer.
+    fn outputs(&self, response: ModelInferResponse, wanted: OutputSet) -> Result<Tensors> {
         let bad = |detail: String| Error::Inference { model: self.label.clone(), detail };
         let raw = response.raw_output_contents;
         let mut outputs = Tensors::new();
         for (index, output) in response.outputs.into_iter().enumerate() {
-            let Some(binding) = self.outputs.iter().find(|b| b.remote == output.name) else {
+            let Some(binding) = self.wanted(wanted).find(|b| b.remote == output.name) else {
                 continue;
             };
             let datatype = DataType::parse(&output.datatype)
@@ -343,7 +350,7 @@ impl Target {
             .map_err(bad)?;
             outputs.insert(binding.local.name.clone(), tensor.cast(binding.local.datatype)?);
         }
-        match self.outputs.iter().find(|b| !outputs.contains_key(&b.local.name)) {
+        match self.wanted(wanted).find(|b| !outputs.contains_key(&b.local.name)) {
             Some(missing) => Err(bad(format!("the server did not answer `{}`", missing.remote))),
             None => Ok(outputs),
         }

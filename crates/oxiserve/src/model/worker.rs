@@ -35,10 +35,11 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use super::batch::{self, Batcher, Claim, Job, Padding, Ran};
+use super::selection::OutputSet;
 use crate::config::RunConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, TensorSpec};
 use crate::telemetry::ModelMetrics;
 use crate::tensor::{Tensor, Tensors};
 
@@ -49,8 +50,9 @@ pub(super) trait Runner: Send + 'static {
     const INLINE: bool;
 
     /// Runs the model on `inputs` (one job's, or a batch stacked along the first dimension)
-    /// and returns every output. `context` is the request's (the first request's, for a batch).
-    fn run(&mut self, inputs: &Tensors, context: &Context) -> Result<Tensors>;
+    /// and returns at least the `outputs` asked for. `context` is the request's (the first
+    /// request's, for a batch).
+    fn run(&mut self, inputs: &Tensors, outputs: OutputSet, context: &Context) -> Result<Tensors>;
 }
 
 /// A pool of runners of one model version behind a bounded job queue.
@@ -142,6 +144,7 @@ impl Pool {
             work: Arc::clone(&work),
             runners: runners.into_iter().map(Mutex::new).collect(),
             padding: padding.clone(),
+            outputs: manifest.outputs.clone(),
             stats: Arc::default(),
             metrics: ModelMetrics::new(&manifest.name, manifest.version),
             run_time: RunTime::default(),
@@ -179,31 +182,41 @@ impl Pool {
         &self.metrics
     }
 
-    /// Runs the model on `inputs`: alone or gathered on this thread when its runs are short,
-    /// else on a free worker (see the module documentation).
-    pub(crate) async fn infer(&self, inputs: Tensors) -> Result<Ran> {
+    /// Runs the model on `inputs` for `outputs`: alone or gathered on this thread when its
+    /// runs are short, else on a free worker (see the module documentation).
+    pub(crate) async fn infer(&self, inputs: Tensors, outputs: OutputSet) -> Result<Ran> {
         let context = Context::current();
         let Some(inline) = &self.inline else {
-            return self.queue(inputs, context).await;
+            return self.queue(inputs, outputs, context).await;
         };
-        match inline.try_run(&inputs, &context) {
+        match inline.try_run(&inputs, outputs, &context) {
             Inline::Ran(ran) => ran,
-            Inline::Gather => self.gather(inline.as_ref(), inputs, context).await,
-            Inline::Queue => self.queue(inputs, context).await,
+            Inline::Gather => self.gather(inline.as_ref(), inputs, outputs, context).await,
+            Inline::Queue => self.queue(inputs, outputs, context).await,
         }
     }
 
-    /// A job for `inputs` and where its answer will come.
-    fn job(&self, inputs: Tensors, context: Arc<Context>) -> (Job, oneshot::Receiver<Result<Ran>>) {
+    /// A job for `inputs` and `outputs`, and where its answer will come.
+    fn job(
+        &self,
+        inputs: Tensors,
+        outputs: OutputSet,
+        context: Arc<Context>,
+    ) -> (Job, oneshot::Receiver<Result<Ran>>) {
         let (reply, answer) = oneshot::channel();
         let span = tracing::Span::current();
         let (queued_at, claim) = (Instant::now(), Claim::new(&self.work));
-        (Job { inputs, reply, span, context, queued_at, claim }, answer)
+        (Job { inputs, outputs, reply, span, context, queued_at, claim }, answer)
     }
 
     /// Runs the model on `inputs` on a free worker.
-    async fn queue(&self, inputs: Tensors, context: Arc<Context>) -> Result<Ran> {
-        let (job, answer) = self.job(inputs, context);
+    async fn queue(
+        &self,
+        inputs: Tensors,
+        outputs: OutputSet,
+        context: Arc<Context>,
+    ) -> Result<Ran> {
+        let (job, answer) = self.job(inputs, outputs, context);
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => Error::Overloaded,
             TrySendError::Disconnected(_) => self.workers_gone(),
@@ -231,9 +244,10 @@ impl Pool {
         &self,
         inline: &dyn InlineRun,
         inputs: Tensors,
+        outputs: OutputSet,
         context: Arc<Context>,
     ) -> Result<Ran> {
-        let (job, answer) = self.job(inputs, context);
+        let (job, answer) = self.job(inputs, outputs, context);
         let rows = job.rows();
         let (full, leads) = {
             let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
@@ -319,9 +333,9 @@ enum Inline {
 
 /// Model runs on the requests' own threads.
 trait InlineRun: Send + Sync + std::fmt::Debug {
-    /// Runs the model on `inputs` now if its runs are short and the version is idle and not
-    /// batching; else says where the job goes.
-    fn try_run(&self, inputs: &Tensors, context: &Context) -> Inline;
+    /// Runs the model on `inputs` for `outputs` now if its runs are short and the version is
+    /// idle and not batching; else says where the job goes.
+    fn try_run(&self, inputs: &Tensors, outputs: OutputSet, context: &Context) -> Inline;
 
     /// Runs gathered `jobs` as one batch on a free runner and answers each; gives them back
     /// when every runner is taken or the batch would run longer than runs on a request's
@@ -335,6 +349,8 @@ struct Runners<R> {
     runners: Box<[Mutex<R>]>,
     /// How batches of variable-length inputs are padded.
     padding: Padding,
+    /// The manifest's outputs, which a job's [`OutputSet`] picks from.
+    outputs: Vec<TensorSpec>,
     /// The version's work in progress (see [`Claim`]).
     work: Arc<AtomicUsize>,
     stats: Arc<RunStats>,
@@ -380,20 +396,28 @@ impl<R: Runner> Runners<R> {
         self.run_time.expected(rows).is_some_and(|expected| expected <= self.inline_max)
     }
 
-    /// Runs the model on `runner`, in an `inference` span when the request is traced, and
-    /// counts the run and its time.
-    fn run_counted(&self, runner: &mut R, inputs: &Tensors, context: &Context) -> Result<Tensors> {
+    /// Runs the model on `runner` for `outputs` (and returns those alone), in an `inference`
+    /// span when the request is traced, and counts the run and its time.
+    fn run_counted(
+        &self,
+        runner: &mut R,
+        inputs: &Tensors,
+        outputs: OutputSet,
+        context: &Context,
+    ) -> Result<Tensors> {
         let rows = inputs.values().next().map_or(0, Tensor::rows);
         let start = Instant::now();
-        let outputs = if context.traced {
-            tracing::debug_span!("inference", rows).in_scope(|| runner.run(inputs, context))?
+        let mut tensors = if context.traced {
+            let span = tracing::debug_span!("inference", rows);
+            span.in_scope(|| runner.run(inputs, outputs, context))?
         } else {
-            runner.run(inputs, context)?
+            runner.run(inputs, outputs, context)?
         };
+        outputs.keep(&self.outputs, &mut tensors);
         self.run_time.record(start.elapsed(), rows);
         self.stats.record(rows);
         self.metrics.batch_rows.record(rows as f64);
-        Ok(outputs)
+        Ok(tensors)
     }
 
     /// Runs `jobs` on `runner`, as one batch when there are several, and answers each.
@@ -411,7 +435,8 @@ impl<R: Runner> Runners<R> {
     /// Runs one job on its own.
     fn answer_alone(&self, runner: &mut R, job: Job) {
         let start = Instant::now();
-        let result = job.span.in_scope(|| self.run_counted(runner, &job.inputs, &job.context));
+        let result =
+            job.span.in_scope(|| self.run_counted(runner, &job.inputs, job.outputs, &job.context));
         let ran = result.map(|tensors| Ran {
             tensors,
             queued: start - job.queued_at,
@@ -420,18 +445,21 @@ impl<R: Runner> Runners<R> {
         job.answer(ran);
     }
 
-    /// Runs several jobs as one batch; if the batch cannot be formed or fails, each job runs
-    /// alone, so every client gets its own precise answer.
+    /// Runs several jobs as one batch, for every output one of them asks for; if the batch
+    /// cannot be formed or fails, each job runs alone, so every client gets its own precise
+    /// answer.
     fn answer_batch(&self, runner: &mut R, jobs: Vec<Job>) {
         let start = Instant::now();
+        let wanted = jobs.iter().fold(jobs[0].outputs, |set, job| set.union(job.outputs));
         let outputs = jobs[0].span.clone().in_scope(|| {
             batch::merge(&jobs, &self.padding)
-                .and_then(|inputs| self.run_counted(runner, &inputs, &jobs[0].context))
+                .and_then(|inputs| self.run_counted(runner, &inputs, wanted, &jobs[0].context))
         });
         let computed = start.elapsed();
         match outputs.and_then(|outputs| batch::split(&jobs, &outputs, &self.padding)) {
             Ok(parts) => {
-                for (job, tensors) in jobs.into_iter().zip(parts) {
+                for (job, mut tensors) in jobs.into_iter().zip(parts) {
+                    job.outputs.keep(&self.outputs, &mut tensors);
                     let queued = start - job.queued_at;
                     job.answer(Ok(Ran { tensors, queued, computed }));
                 }
@@ -445,7 +473,7 @@ impl<R: Runner> Runners<R> {
 }
 
 impl<R: Runner> InlineRun for Runners<R> {
-    fn try_run(&self, inputs: &Tensors, context: &Context) -> Inline {
+    fn try_run(&self, inputs: &Tensors, outputs: OutputSet, context: &Context) -> Inline {
         let rows = inputs.values().next().map_or(0, Tensor::rows);
         if !self.short(rows) {
             return Inline::Queue;
@@ -460,7 +488,7 @@ impl<R: Runner> InlineRun for Runners<R> {
             return Inline::Gather;
         };
         let start = Instant::now();
-        let ran = self.run_counted(&mut runner, inputs, context);
+        let ran = self.run_counted(&mut runner, inputs, outputs, context);
         let computed = start.elapsed();
         drop(runner);
         self.stats.inline.fetch_add(1, Ordering::Relaxed);
@@ -601,7 +629,7 @@ mod tests {
     impl Runner for Noting {
         const INLINE: bool = false;
 
-        fn run(&mut self, inputs: &Tensors, _: &Context) -> Result<Tensors> {
+        fn run(&mut self, inputs: &Tensors, _: OutputSet, _: &Context) -> Result<Tensors> {
             let length = inputs["x"].shape()[1];
             self.runs.lock().unwrap().push((self.worker, length));
             let (open, opened) = &*self.gate;
@@ -626,6 +654,7 @@ mod tests {
         let shared = Arc::new(Runners {
             runners: vec![Mutex::new(runner(0)), Mutex::new(runner(1))].into_boxed_slice(),
             padding: Padding::new().input("x", 0.0).output("x"),
+            outputs: manifest.outputs.clone(),
             work: Arc::clone(&work),
             stats: Arc::default(),
             metrics: ModelMetrics::new("m", 1),
@@ -651,7 +680,8 @@ mod tests {
             let context = Context::internal();
             let (span, claim) = (tracing::Span::none(), Claim::new(&work));
             let queued_at = Instant::now();
-            jobs.send(Job { inputs, reply, span, context, queued_at, claim }).unwrap();
+            let outputs = OutputSet::ALL;
+            jobs.send(Job { inputs, outputs, reply, span, context, queued_at, claim }).unwrap();
             answers.push((length, answer));
         }
         drop(jobs);
@@ -691,33 +721,63 @@ mod tests {
     }
 
     /// A runner that runs on a request's thread when it may, notes the thread and rows of
-    /// each run, and answers its input `x` as its output.
+    /// each run and the outputs asked for, and answers its input `x` as its output `x`, and
+    /// twice `x` as its output `twice`, whatever it is asked for.
     struct Echo {
         runs: Arc<Mutex<Vec<(String, usize)>>>,
+        asked: Arc<Mutex<Vec<OutputSet>>>,
     }
 
     impl Runner for Echo {
         const INLINE: bool = true;
 
-        fn run(&mut self, inputs: &Tensors, _: &Context) -> Result<Tensors> {
+        fn run(&mut self, inputs: &Tensors, outputs: OutputSet, _: &Context) -> Result<Tensors> {
             let thread = std::thread::current().name().unwrap_or_default().to_string();
             self.runs.lock().unwrap().push((thread, inputs["x"].rows()));
-            Ok(inputs.clone())
+            self.asked.lock().unwrap().push(outputs);
+            let twice = inputs["x"].as_f32()?.mapv(|x| 2.0 * x);
+            Ok(Tensors::from([
+                ("x".to_string(), inputs["x"].clone()),
+                ("twice".to_string(), Tensor::from(twice)),
+            ]))
         }
+    }
+
+    /// The outputs of the `Echo` model called `names`.
+    fn echo_outputs(names: &[&str]) -> OutputSet {
+        let specs = echo_manifest().outputs;
+        OutputSet::named(&specs, names.iter().copied()).unwrap()
+    }
+
+    /// The manifest of a batchable model `m` run by `Echo`.
+    fn echo_manifest() -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "format_version": 1, "name": "m", "version": 1, "created_at": "2026-12-03T00:00:00Z",
+            "files": {},
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
+            "outputs": [
+                {"name": "x", "datatype": "FP32", "shape": [-1, 1]},
+                {"name": "twice", "datatype": "FP32", "shape": [-1, 1]}
+            ],
+        }))
+        .unwrap()
     }
 
     /// A pool of two `Echo` runners on a batchable model `m` with `max_batch_size`, whose run
     /// time is known (one run made), and the runs it makes from now on.
     async fn echo_pool(max_batch_size: usize) -> (Pool, Arc<Mutex<Vec<(String, usize)>>>) {
-        let manifest: Manifest = serde_json::from_value(serde_json::json!({
-            "format_version": 1, "name": "m", "version": 1, "created_at": "2026-12-03T00:00:00Z",
-            "files": {},
-            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
-            "outputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
-        }))
-        .unwrap();
-        let runs = Arc::new(Mutex::new(Vec::new()));
-        let runners = (0..2).map(|_| Echo { runs: Arc::clone(&runs) }).collect();
+        let (pool, runs, _) = echo_pool_asked(max_batch_size).await;
+        (pool, runs)
+    }
+
+    /// [`echo_pool`], with the outputs each run is asked for from now on.
+    async fn echo_pool_asked(
+        max_batch_size: usize,
+    ) -> (Pool, Arc<Mutex<Vec<(String, usize)>>>, Arc<Mutex<Vec<OutputSet>>>) {
+        let manifest = echo_manifest();
+        let (runs, asked) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let echo = || Echo { runs: Arc::clone(&runs), asked: Arc::clone(&asked) };
+        let runners = (0..2).map(|_| echo()).collect();
         let config = RunConfig {
             sessions: 2,
             intra_threads: 1,
@@ -732,9 +792,10 @@ mod tests {
         };
         let pool = Pool::start(&manifest, runners, &config, &Padding::new()).unwrap();
         // The first run's time is unknown, so it goes to a worker; from then on runs are short.
-        pool.infer(row(0.0)).await.unwrap();
+        pool.infer(row(0.0), OutputSet::ALL).await.unwrap();
         runs.lock().unwrap().clear();
-        (pool, runs)
+        asked.lock().unwrap().clear();
+        (pool, runs, asked)
     }
 
     /// One row holding `x`.
@@ -745,7 +806,8 @@ mod tests {
     /// Sends requests `0..count` to `pool` at once from this thread and checks that each is
     /// answered its own row.
     async fn answered_at_once(pool: &Pool, count: usize) {
-        let answers = futures_util::future::join_all((0..count).map(|i| pool.infer(row(i as f32))));
+        let answers = (0..count).map(|i| pool.infer(row(i as f32), OutputSet::ALL));
+        let answers = futures_util::future::join_all(answers);
         for (i, ran) in answers.await.into_iter().enumerate() {
             assert_eq!(ran.unwrap().tensors["x"].as_f32().unwrap().as_slice().unwrap(), [i as f32]);
         }
@@ -756,7 +818,7 @@ mod tests {
         let (pool, runs) = echo_pool(32).await;
         let this = std::thread::current().name().unwrap().to_string();
         // An idle version runs a request alone, at once, on its thread.
-        pool.infer(row(1.0)).await.unwrap();
+        pool.infer(row(1.0), OutputSet::ALL).await.unwrap();
         assert_eq!(*runs.lock().unwrap(), [(this.clone(), 1)]);
         runs.lock().unwrap().clear();
         // With work in progress (as if a worker ran a job), eight requests gather into one
@@ -766,6 +828,29 @@ mod tests {
         assert_eq!(*runs.lock().unwrap(), [(this, 8)]);
         drop(busy);
         assert_eq!(pool.work.load(Ordering::Acquire), 0, "no work left in progress");
+    }
+
+    #[tokio::test]
+    async fn a_run_returns_the_outputs_asked_for_and_a_batch_runs_for_all_its_jobs_ask() {
+        let (pool, _, asked) = echo_pool_asked(32).await;
+        let outputs = |ran: Ran| ran.tensors.into_keys().collect::<Vec<_>>();
+        // Alone: the runner is asked for `twice` alone, and only `twice` comes back.
+        let alone = pool.infer(row(1.0), echo_outputs(&["twice"])).await.unwrap();
+        assert_eq!(outputs(alone), ["twice"]);
+        assert_eq!(*asked.lock().unwrap(), [echo_outputs(&["twice"])]);
+        asked.lock().unwrap().clear();
+        // Gathered into one batch: the run is asked for both, each job gets its own.
+        let busy = Claim::new(&pool.work);
+        let (x, twice) = futures_util::join!(
+            pool.infer(row(3.0), echo_outputs(&["x"])),
+            pool.infer(row(4.0), echo_outputs(&["twice"])),
+        );
+        let twice = twice.unwrap();
+        assert_eq!(twice.tensors["twice"].as_f32().unwrap().as_slice().unwrap(), [8.0]);
+        assert_eq!(outputs(twice), ["twice"]);
+        assert_eq!(outputs(x.unwrap()), ["x"]);
+        assert_eq!(*asked.lock().unwrap(), [echo_outputs(&["x", "twice"])]);
+        drop(busy);
     }
 
     #[tokio::test]
@@ -782,8 +867,8 @@ mod tests {
     async fn a_lead_whose_client_is_gone_hands_the_gathering_to_the_workers() {
         let (pool, runs) = echo_pool(32).await;
         let busy = Claim::new(&pool.work);
-        let mut lead = Box::pin(pool.infer(row(1.0)));
-        let mut follower = Box::pin(pool.infer(row(2.0)));
+        let mut lead = Box::pin(pool.infer(row(1.0), OutputSet::ALL));
+        let mut follower = Box::pin(pool.infer(row(2.0), OutputSet::ALL));
         // The lead yields, the follower joins its gathering; then the lead's client goes.
         assert!(futures_util::poll!(lead.as_mut()).is_pending());
         assert!(futures_util::poll!(follower.as_mut()).is_pending());
@@ -826,12 +911,12 @@ mod tests {
         let stats = Arc::default();
         let pool = Pool { jobs, inline, gathering, max_rows, work, label, stats, metrics };
         let inputs = || Tensors::from([("x".to_string(), Tensor::from(ndarray::arr1(&[1.0f32])))]);
-        let first = pool.infer(inputs());
+        let first = pool.infer(inputs(), OutputSet::ALL);
         tokio::pin!(first);
         let waited = tokio::time::timeout(Duration::from_millis(20), first.as_mut()).await;
         assert!(waited.is_err(), "the first job waits in the queue");
         let started = Instant::now();
-        assert!(matches!(pool.infer(inputs()).await, Err(Error::Overloaded)));
+        assert!(matches!(pool.infer(inputs(), OutputSet::ALL).await, Err(Error::Overloaded)));
         assert!(started.elapsed() < Duration::from_millis(100), "rejected without waiting");
         // A job dropped unanswered (its worker gone) fails its request cleanly.
         drop(queue.try_recv().expect("the first job is queued"));
