@@ -57,6 +57,7 @@ pub mod cache;
 pub mod config;
 pub mod connections;
 pub mod context;
+mod digits;
 pub mod endpoint;
 pub mod engine;
 pub mod error;

@@ -2,8 +2,9 @@
 //! response cache keeps it with an answer, and `Server-Timing` reports it; and [`Laps`], the
 //! parts of `preprocess` a pipeline times itself (decoding, resizing), reported beside them.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+
+use crate::digits;
 
 /// How long each stage of one request took. With several model runs, `queue` and `infer` are
 /// those of the slowest run (they run concurrently).
@@ -119,7 +120,9 @@ fn push_token(out: &mut String, name: &str) {
 /// small model's run.
 pub(crate) fn push_millis(out: &mut String, duration: Duration) {
     let micros = (duration.as_nanos() + 500) / 1000;
-    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+    digits::push_decimal(out, micros / 1000, 1);
+    out.push('.');
+    digits::push_decimal(out, micros % 1000, 3);
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@
 //! `#[utoipa::path]` cannot describe, so the operations are built here, next to the routes,
 //! from the pipeline's (and endpoints') `ToSchema` types.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::path::PathParams;
 use crate::context::Context;
+use crate::digits;
 use crate::endpoint::Route;
 use crate::engine::{Engine, Served};
 use crate::error::Error;
@@ -175,13 +176,18 @@ fn respond(served: &Served) -> Response {
     let headers = response.headers_mut();
     let mut versions = String::new();
     for (name, version) in &answer.versions {
-        let comma = if versions.is_empty() { "" } else { ", " };
-        let _ = write!(versions, "{comma}{name}={version}");
+        if !versions.is_empty() {
+            versions.push_str(", ");
+        }
+        versions.push_str(name);
+        versions.push('=');
+        digits::push_decimal(&mut versions, (*version).into(), 1);
     }
-    if let Ok(value) = HeaderValue::from_str(&versions) {
+    // The values keep their strings: no copy.
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(versions)) {
         headers.insert(&MODEL_VERSION, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&served.server_timing()) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(served.server_timing())) {
         headers.insert(&SERVER_TIMING, value);
     }
     response

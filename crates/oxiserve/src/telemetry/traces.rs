@@ -10,7 +10,6 @@
 //! span that calls it ([`traceparent`]).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::io::IsTerminal;
 use std::sync::LazyLock;
@@ -31,6 +30,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogConfig, LogFormat, TelemetryConfig};
+use crate::digits;
 use crate::error::{Error, Result};
 
 /// The header that carries a request's id, in and out.
@@ -183,7 +183,8 @@ fn new_request_id() -> HeaderValue {
     static COUNT: AtomicU64 = AtomicU64::new(0);
     // Written into a string of the exact length, which the value then keeps without a copy.
     let mut id = String::with_capacity(32);
-    let _ = write!(id, "{:016x}{:016x}", *PROCESS, COUNT.fetch_add(1, Ordering::Relaxed));
+    digits::push_hex16(&mut id, *PROCESS);
+    digits::push_hex16(&mut id, COUNT.fetch_add(1, Ordering::Relaxed));
     HeaderValue::from_maybe_shared(Bytes::from(id)).expect("hex digits are a valid header value")
 }
 
