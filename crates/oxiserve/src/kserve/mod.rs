@@ -126,22 +126,17 @@ pub(crate) async fn infer(
     if let Some(missing) = manifest.inputs.iter().find(|spec| !inputs.contains_key(&spec.name)) {
         return Err(Error::invalid_input(format!("input `{}` is missing", missing.name)));
     }
-    if let Some(unknown) =
-        requested.iter().find(|name| !manifest.outputs.iter().any(|spec| &spec.name == *name))
-    {
-        return Err(Error::invalid_input(format!(
-            "model `{}` has no output `{unknown}`",
-            model.name()
-        )));
-    }
+    let wanted = match requested {
+        [] => OutputSet::ALL,
+        names => OutputSet::named(&manifest.outputs, names.iter().map(String::as_str)).map_err(
+            |unknown| {
+                Error::invalid_input(format!("model `{}` has no output `{unknown}`", model.name()))
+            },
+        )?,
+    };
     if let Some(twice) = requested.iter().enumerate().find(|(i, n)| requested[..*i].contains(n)) {
         return Err(Error::invalid_input(format!("output `{}` is requested twice", twice.1)));
     }
-    let wanted = match requested {
-        [] => OutputSet::ALL,
-        names => OutputSet::named(&manifest.outputs, names.iter().map(String::as_str))
-            .map_err(|name| Error::internal(format!("output `{name}` was checked just above")))?,
-    };
     let mut outputs = model.infer(inputs, wanted).await?.tensors;
     let names: Vec<String> = if requested.is_empty() {
         manifest.outputs.iter().map(|spec| spec.name.clone()).collect()

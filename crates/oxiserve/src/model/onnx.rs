@@ -27,8 +27,8 @@ pub(super) struct OnnxSession {
     selections: Vec<(OutputSet, RunOptions<HasSelectedOutputs>)>,
 }
 
-/// How many output selections a session keeps run options for; runs asking for others make
-/// theirs each time. Pipelines ask for one or two; KServe v2 clients for a few.
+/// How many output selections a session keeps run options for; a new one replaces the
+/// oldest. Pipelines ask for one or two; KServe v2 clients for a few.
 const KEPT_SELECTIONS: usize = 8;
 
 /// Creates `config.sessions` sessions from `graph`, checks the first against the manifest's
@@ -83,24 +83,21 @@ impl OnnxSession {
             .iter()
             .map(|(name, tensor)| Ok((name.as_str(), input_value(tensor)?)))
             .collect::<Result<Vec<(&str, SessionInputValue<'_>)>, ort::Error>>()?;
-        let made;
         let outputs = if wanted.covers(&self.outputs) {
             self.session.run(values)?
         } else {
-            let options = match self.selections.iter().position(|(set, _)| *set == wanted) {
-                Some(kept) => &self.selections[kept].1,
+            let kept = self.selections.iter().position(|(set, _)| *set == wanted);
+            let index = match kept {
+                Some(index) => index,
                 None => {
-                    let options = run_options(&self.outputs, wanted)?;
-                    if self.selections.len() < KEPT_SELECTIONS {
-                        self.selections.push((wanted, options));
-                        &self.selections[self.selections.len() - 1].1
-                    } else {
-                        made = options;
-                        &made
+                    if self.selections.len() == KEPT_SELECTIONS {
+                        self.selections.remove(0);
                     }
+                    self.selections.push((wanted, run_options(&self.outputs, wanted)?));
+                    self.selections.len() - 1
                 }
             };
-            self.session.run_with_options(values, options)?
+            self.session.run_with_options(values, &self.selections[index].1)?
         };
         self.outputs
             .iter()
