@@ -119,7 +119,10 @@ fn push_token(out: &mut String, name: &str) {
 /// microsecond. Integer formatting: on every response, `{:.3}` of a float cost as much as a
 /// small model's run.
 pub(crate) fn push_millis(out: &mut String, duration: Duration) {
-    let micros = (duration.as_nanos() + 500) / 1000;
+    // In `u64` (see `digits::push_decimal`); whole seconds are whole microseconds, so only the
+    // fraction rounds. Saturates past 584,000 years.
+    let fraction = u64::from(duration.subsec_nanos() + 500) / 1000;
+    let micros = duration.as_secs().saturating_mul(1_000_000).saturating_add(fraction);
     digits::push_decimal(out, micros / 1000, 1);
     out.push('.');
     digits::push_decimal(out, micros % 1000, 3);
@@ -142,6 +145,18 @@ mod tests {
             timings.server_timing(),
             "pre;dur=0.031, queue;dur=0.000, infer;dur=1.235, post;dur=2000.000"
         );
+    }
+
+    #[test]
+    fn the_rounded_fraction_carries_into_whole_seconds() {
+        let millis = |duration| {
+            let mut out = String::new();
+            push_millis(&mut out, duration);
+            out
+        };
+        assert_eq!(millis(Duration::new(1, 999_999_600)), "2000.000");
+        assert_eq!(millis(Duration::new(3, 1_499)), "3000.001");
+        assert_eq!(millis(Duration::new(0, 499)), "0.000");
     }
 
     #[test]

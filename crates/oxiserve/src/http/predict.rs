@@ -181,7 +181,7 @@ fn respond(served: &Served) -> Response {
         }
         versions.push_str(name);
         versions.push('=');
-        digits::push_decimal(&mut versions, (*version).into(), 1);
+        digits::push_decimal(&mut versions, *version, 1);
     }
     // The values keep their strings: no copy.
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(versions)) {
