@@ -84,13 +84,36 @@ pub mod timings;
 #[cfg(feature = "vision")]
 pub mod vision;
 
-/// The memory allocator oxiserve's services run on: mimalloc, whose thread-local free lists
-/// suit a server that allocates small buffers on one thread and frees them on another (request
-/// tensors cross from tokio to the inference threads and back). At 64 and 256 connections it
-/// gave 4 to 47% more throughput than the system allocator (`docs/benchmarks.md`). A service's
-/// `main.rs` installs it with `#[global_allocator]`.
+// With the `mimalloc` feature, mimalloc is the process's `malloc` (its `override` feature):
+// Rust's default allocator, which calls `malloc`, ONNX Runtime's C++ allocations and every C
+// library run on it, with no `#[global_allocator]` line. Its thread-local free lists suit a
+// server that allocates on one thread and frees on another (request tensors cross from tokio
+// to the inference threads and back): at 64 and 256 connections it gave 4 to 47% more
+// throughput than glibc's allocator, and replacing `malloc` under ONNX Runtime too took a
+// request from 121,300 to 114,000 instructions (`docs/benchmarks.md`). Naming the crate here
+// links it, and with it the override, into every binary built on oxiserve.
 #[cfg(feature = "mimalloc")]
-pub use mimalloc::MiMalloc as Allocator;
+use mimalloc as _;
+
+/// The allocator services used to install with `#[global_allocator]`: now the system
+/// allocator, whose `malloc` the `mimalloc` feature makes mimalloc's for the whole process.
+#[cfg(feature = "mimalloc")]
+#[deprecated(
+    since = "0.2.0",
+    note = "remove the `#[global_allocator]` line: with the `mimalloc` feature (on by default) \
+            mimalloc is the process's `malloc`, which Rust's default allocator calls"
+)]
+pub type Allocator = std::alloc::System;
+
+/// [`type@Allocator`] as a value, for `static ALLOCATOR: oxiserve::Allocator = oxiserve::Allocator;`.
+#[cfg(feature = "mimalloc")]
+#[deprecated(
+    since = "0.2.0",
+    note = "remove the `#[global_allocator]` line: with the `mimalloc` feature (on by default) \
+            mimalloc is the process's `malloc`, which Rust's default allocator calls"
+)]
+#[allow(non_upper_case_globals, reason = "the value of the unit struct `Allocator` once was")]
+pub const Allocator: std::alloc::System = std::alloc::System;
 
 pub use self::config::Config;
 pub use self::context::{Context, Transport};
