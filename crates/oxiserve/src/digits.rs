@@ -3,8 +3,8 @@
 //! 2% of a small model's request for the handful of integers each answer carries.
 
 /// Appends `value` in decimal, with at least `width` digits (zeros in front). A `u64`: each
-/// digit of a `u128` is two calls into the compiler's 128-bit division routines (the
-/// `Server-Timing` of a request cost 2,300 instructions that way).
+/// digit of a `u128` is two calls into the compiler's 128-bit division routines (writing a
+/// request's `Server-Timing` took 2,330 instructions that way, 1,750 in `u64`).
 pub(crate) fn push_decimal(out: &mut String, value: u64, width: usize) {
     // u64::MAX has 20 digits.
     let mut digits = [b'0'; 20];
