@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use ndarray::ArrayD;
 use ort::environment::Environment;
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue};
+use ort::session::{
+    HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue, SessionOutputs,
+};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 use super::batch::Padding;
@@ -22,14 +24,56 @@ pub(super) struct OnnxSession {
     session: Session,
     outputs: Vec<TensorSpec>,
     label: String,
-    /// Run options that ask for some of the outputs only, by the set they ask for: made on
-    /// first use, [`KEPT_SELECTIONS`] at most.
-    selections: Vec<(OutputSet, RunOptions<HasSelectedOutputs>)>,
+    /// Run options by the outputs they ask for: made on first use, [`KEPT_SELECTIONS`] at
+    /// most.
+    selections: Vec<Selection>,
 }
 
 /// How many output selections a session keeps run options for; a new one replaces the
 /// oldest. Pipelines ask for one or two; KServe v2 clients for a few.
 const KEPT_SELECTIONS: usize = 8;
+
+/// The run options that ask for one set of outputs.
+///
+/// A run of one row, what a lightly loaded service makes, writes its outputs into tensors
+/// made once, with the shape the manifest gives them: ONNX Runtime then neither allocates
+/// the outputs nor hands back values for `ort` to wrap and release, about a tenth of a small
+/// model's run (see `docs/benchmarks.md`). Runs of other sizes, batches, let ONNX Runtime
+/// allocate their outputs, since a tensor made for one size cannot take another.
+struct Selection {
+    outputs: OutputSet,
+    /// For runs of any number of rows.
+    any_rows: RunOptions<HasSelectedOutputs>,
+    /// For runs of one row, with the outputs made in advance; `None` when the manifest does
+    /// not fix an output's shape for one row (text, or a dimension other than the first left
+    /// open), or when a run with them failed where one without succeeded (the model's
+    /// outputs are not the shapes its manifest says).
+    one_row: Option<RunOptions<HasSelectedOutputs>>,
+}
+
+impl Selection {
+    /// The run options for the outputs of `specs` in `wanted`.
+    fn new(specs: &[TensorSpec], wanted: OutputSet) -> Result<Self, ort::Error> {
+        let chosen: Vec<&TensorSpec> =
+            specs.iter().enumerate().filter(|&(i, _)| wanted.contains(i)).map(|(_, s)| s).collect();
+        let named =
+            || chosen.iter().fold(OutputSelector::no_default(), |s, spec| s.with(&spec.name));
+        let tensors = chosen
+            .iter()
+            .map(|spec| one_row_tensor(spec))
+            .collect::<Result<Option<Vec<_>>, _>>()?;
+        let one_row = match tensors {
+            Some(tensors) => {
+                let made = chosen.iter().zip(tensors);
+                let selector =
+                    made.fold(named(), |s, (spec, tensor)| s.preallocate(&spec.name, tensor));
+                Some(RunOptions::new()?.with_outputs(selector))
+            }
+            None => None,
+        };
+        Ok(Self { outputs: wanted, any_rows: RunOptions::new()?.with_outputs(named()), one_row })
+    }
+}
 
 /// Creates `config.sessions` sessions from `graph`, checks the first against the manifest's
 /// signature and `padding` against the manifest, and warms every session up with a zero
@@ -79,44 +123,78 @@ impl Runner for OnnxSession {
 
 impl OnnxSession {
     fn run_session(&mut self, inputs: &Tensors, wanted: OutputSet) -> Result<Tensors, ort::Error> {
-        let values = inputs
-            .iter()
-            .map(|(name, tensor)| Ok((name.as_str(), input_value(tensor)?)))
-            .collect::<Result<Vec<(&str, SessionInputValue<'_>)>, ort::Error>>()?;
-        let outputs = if wanted.covers(&self.outputs) {
-            self.session.run(values)?
-        } else {
-            let kept = self.selections.iter().position(|(set, _)| *set == wanted);
-            let index = match kept {
-                Some(index) => index,
-                None => {
-                    if self.selections.len() == KEPT_SELECTIONS {
-                        self.selections.remove(0);
-                    }
-                    self.selections.push((wanted, run_options(&self.outputs, wanted)?));
-                    self.selections.len() - 1
-                }
-            };
-            self.session.run_with_options(values, &self.selections[index].1)?
+        // Every output asked for is one selection, however the set was spelled.
+        let wanted = if wanted.covers(&self.outputs) { OutputSet::ALL } else { wanted };
+        let index = self.selection(wanted)?;
+        let Self { session, outputs: specs, selections, label } = self;
+        let selection = &mut selections[index];
+        let values = || {
+            inputs
+                .iter()
+                .map(|(name, tensor)| Ok((name.as_str(), input_value(tensor)?)))
+                .collect::<Result<Vec<(&str, SessionInputValue<'_>)>, ort::Error>>()
         };
-        self.outputs
-            .iter()
-            .enumerate()
-            .filter(|&(index, _)| wanted.contains(index))
-            .filter_map(|(_, spec)| Some((spec, outputs.get(&spec.name)?)))
-            .map(|(spec, value)| Ok((spec.name.clone(), output_tensor(spec.datatype, value)?)))
-            .collect()
+        let one_row = inputs.values().next().is_some_and(|tensor| tensor.rows() == 1);
+        if let Some(options) = selection.one_row.as_ref().filter(|_| one_row) {
+            let ran = session
+                .run_with_options(values()?, options)
+                .and_then(|outputs| read_outputs(specs, wanted, &outputs));
+            let Err(error) = ran else { return ran };
+            let outputs = session.run_with_options(values()?, &selection.any_rows)?;
+            tracing::warn!(model = %label, %error,
+                "a run of one row into outputs of the manifest's shapes failed where one \
+                 without them succeeded; ONNX Runtime allocates this model's outputs from now on");
+            selection.one_row = None;
+            return read_outputs(specs, wanted, &outputs);
+        }
+        let outputs = session.run_with_options(values()?, &selection.any_rows)?;
+        read_outputs(specs, wanted, &outputs)
+    }
+
+    /// The index of the run options for `wanted`, made now if they are not kept.
+    fn selection(&mut self, wanted: OutputSet) -> Result<usize, ort::Error> {
+        if let Some(index) = self.selections.iter().position(|s| s.outputs == wanted) {
+            return Ok(index);
+        }
+        if self.selections.len() == KEPT_SELECTIONS {
+            self.selections.remove(0);
+        }
+        self.selections.push(Selection::new(&self.outputs, wanted)?);
+        Ok(self.selections.len() - 1)
     }
 }
 
-/// Run options asking for the outputs of `specs` in `wanted` alone.
-fn run_options(
+/// Copies the outputs of `specs` in `wanted` out of a run's `outputs`.
+fn read_outputs(
     specs: &[TensorSpec],
     wanted: OutputSet,
-) -> Result<RunOptions<HasSelectedOutputs>, ort::Error> {
-    let chosen = specs.iter().enumerate().filter(|&(index, _)| wanted.contains(index));
-    let selector = chosen.fold(OutputSelector::no_default(), |s, (_, spec)| s.with(&spec.name));
-    Ok(RunOptions::new()?.with_outputs(selector))
+    outputs: &SessionOutputs<'_>,
+) -> Result<Tensors, ort::Error> {
+    specs
+        .iter()
+        .enumerate()
+        .filter(|&(index, _)| wanted.contains(index))
+        .filter_map(|(_, spec)| Some((spec, outputs.get(&spec.name)?)))
+        .map(|(spec, value)| Ok((spec.name.clone(), output_tensor(spec.datatype, value)?)))
+        .collect()
+}
+
+/// A zero tensor of `spec`'s datatype and of its shape for one row, for a run of one row to
+/// write the output into; `None` for text, or when a dimension other than the first is left
+/// open.
+fn one_row_tensor(spec: &TensorSpec) -> Result<Option<DynValue>, ort::Error> {
+    let Some((-1 | 1, rest)) = spec.shape.split_first() else {
+        return Ok(None);
+    };
+    let rest = rest.iter().map(|&d| usize::try_from(d).ok().filter(|&d| d > 0));
+    let Some(shape) = std::iter::once(Some(1)).chain(rest).collect::<Option<Vec<usize>>>() else {
+        return Ok(None);
+    };
+    if spec.datatype == DataType::Bytes {
+        return Ok(None);
+    }
+    let tensor = build_numeric!(spec.datatype, zeros(&shape)).map_err(ort::Error::new)?;
+    owned_value(tensor).map(Some)
 }
 
 /// A session builder with the threads of `config`.
@@ -157,6 +235,30 @@ fn input_value(tensor: &Tensor) -> Result<SessionInputValue<'_>, ort::Error> {
     })
 }
 
+/// Hands `tensor` to ONNX Runtime as a value it can write a run's output into.
+fn owned_value(tensor: Tensor) -> Result<DynValue, ort::Error> {
+    macro_rules! owned {
+        ($array:expr) => {
+            ort::value::Tensor::from_array($array)?.into_dyn()
+        };
+    }
+    Ok(match tensor {
+        Tensor::Bool(a) => owned!(a),
+        Tensor::U8(a) => owned!(a),
+        Tensor::U16(a) => owned!(a),
+        Tensor::U32(a) => owned!(a),
+        Tensor::U64(a) => owned!(a),
+        Tensor::I8(a) => owned!(a),
+        Tensor::I16(a) => owned!(a),
+        Tensor::I32(a) => owned!(a),
+        Tensor::I64(a) => owned!(a),
+        Tensor::F16(a) => owned!(a),
+        Tensor::F32(a) => owned!(a),
+        Tensor::F64(a) => owned!(a),
+        Tensor::Text(_) => return Err(ort::Error::new("text outputs are not made in advance")),
+    })
+}
+
 /// Copies a session output into an owned tensor of the declared datatype.
 fn output_tensor(datatype: DataType, value: &DynValue) -> Result<Tensor, ort::Error> {
     fn extract<T: ort::value::PrimitiveTensorElementType + Clone + 'static>(
@@ -172,9 +274,6 @@ fn output_tensor(datatype: DataType, value: &DynValue) -> Result<Tensor, ort::Er
 
 /// Zero-filled inputs of the declared shapes, with every dynamic dimension set to 1.
 fn zero_inputs(specs: &[TensorSpec]) -> Result<Tensors> {
-    fn zeros<T: Clone + Default>(shape: &[usize]) -> Result<ArrayD<T>, String> {
-        Ok(ArrayD::from_elem(shape, T::default()))
-    }
     specs
         .iter()
         .map(|spec| {
@@ -186,6 +285,11 @@ fn zero_inputs(specs: &[TensorSpec]) -> Result<Tensors> {
             Ok((spec.name.clone(), tensor))
         })
         .collect()
+}
+
+/// A zero-filled array of `shape`.
+fn zeros<T: Clone + Default>(shape: &[usize]) -> Result<ArrayD<T>, String> {
+    Ok(ArrayD::from_elem(shape, T::default()))
 }
 
 /// Compares the session's real inputs and outputs with the manifest's; the error lists every
@@ -249,4 +353,69 @@ fn datatype_of(element: TensorElementType) -> Option<DataType> {
         TensorElementType::String => DataType::Bytes,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{BatchingConfig, RuntimeConfig};
+    use crate::model::runtime;
+
+    /// A session of the identity test model (`y = x`, `[-1, 4]`), warmed up, and the
+    /// model's manifest.
+    fn identity() -> (OnnxSession, Manifest) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/identity/1");
+        let manifest = Manifest::read(&dir, "identity", 1).unwrap();
+        let graph = manifest.read_verified(&dir, crate::manifest::MODEL_FILE).unwrap();
+        let config = RunConfig {
+            sessions: 1,
+            intra_threads: 1,
+            inter_threads: 1,
+            queue_capacity: 1,
+            batching: BatchingConfig::default(),
+            remote: None,
+        };
+        let environment = runtime::environment(&RuntimeConfig::default()).unwrap();
+        let mut sessions =
+            sessions(&manifest, &graph, &config, &Padding::new(), &environment).unwrap();
+        (sessions.remove(0), manifest)
+    }
+
+    /// `rows` rows of 4 numbers, each different from every other of the test.
+    fn rows(rows: usize, start: f32) -> Tensors {
+        let numbers = (0..rows * 4).map(|i| start + i as f32).collect();
+        let x = ArrayD::from_shape_vec(vec![rows, 4], numbers).unwrap();
+        Tensors::from([("x".to_string(), Tensor::F32(x))])
+    }
+
+    fn run(session: &mut OnnxSession, inputs: &Tensors) -> Tensor {
+        let mut outputs = session.run(inputs, OutputSet::ALL, &Context::internal()).unwrap();
+        outputs.remove("y").unwrap()
+    }
+
+    #[test]
+    fn runs_of_one_row_between_batches_each_get_their_own_answer() {
+        let (mut session, _) = identity();
+        for (i, size) in [1, 3, 1, 1, 2, 1].into_iter().enumerate() {
+            let inputs = rows(size, 100.0 * i as f32);
+            assert_eq!(run(&mut session, &inputs), inputs["x"], "run {i} of {size} rows");
+        }
+        assert!(session.selections[0].one_row.is_some(), "runs of one row still write in place");
+    }
+
+    #[test]
+    fn outputs_of_another_shape_than_the_manifest_says_are_allocated_from_then_on() {
+        let (mut session, mut manifest) = identity();
+        // A manifest that is wrong about the output: runs of one row cannot write into it.
+        manifest.outputs[0].shape = vec![-1, 5];
+        session.outputs = manifest.outputs.clone();
+        session.selections.clear();
+        for i in 0..2 {
+            let inputs = rows(1, 10.0 * i as f32);
+            assert_eq!(run(&mut session, &inputs), inputs["x"], "run {i}");
+            assert!(session.selections[0].one_row.is_none(), "run {i}");
+        }
+    }
 }
