@@ -37,9 +37,10 @@ const KEPT_SELECTIONS: usize = 8;
 ///
 /// A run of one row, what a lightly loaded service makes, writes its outputs into tensors
 /// made once, with the shape the manifest gives them: ONNX Runtime then neither allocates
-/// the outputs nor hands back values for `ort` to wrap and release, about a tenth of a small
-/// model's run (see `docs/benchmarks.md`). Runs of other sizes, batches, let ONNX Runtime
-/// allocate their outputs, since a tensor made for one size cannot take another.
+/// the outputs nor hands back values for `ort` to wrap and release, about a sixth of what a
+/// small model's run costs with them (see `docs/benchmarks.md`). Runs of other sizes,
+/// batches, let ONNX Runtime allocate their outputs, since a tensor made for one size cannot
+/// take another.
 struct Selection {
     outputs: OutputSet,
     /// For runs of any number of rows.
@@ -122,6 +123,8 @@ impl Runner for OnnxSession {
 }
 
 impl OnnxSession {
+    /// Runs the session on `inputs` for the outputs in `wanted`, into the outputs made in
+    /// advance when the run is of one row (see [`Selection`]).
     fn run_session(&mut self, inputs: &Tensors, wanted: OutputSet) -> Result<Tensors, ort::Error> {
         // Every output asked for is one selection, however the set was spelled.
         let wanted = if wanted.covers(&self.outputs) { OutputSet::ALL } else { wanted };
