@@ -52,6 +52,17 @@ impl DataType {
     pub fn parse(name: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::from(name)).ok()
     }
+
+    /// Bytes per element in memory; `None` for text, whose elements have lengths of their own.
+    pub(crate) fn element_bytes(self) -> Option<usize> {
+        match self {
+            Self::Bool | Self::Uint8 | Self::Int8 => Some(1),
+            Self::Uint16 | Self::Int16 | Self::Fp16 => Some(2),
+            Self::Uint32 | Self::Int32 | Self::Fp32 => Some(4),
+            Self::Uint64 | Self::Int64 | Self::Fp64 => Some(8),
+            Self::Bytes => None,
+        }
+    }
 }
 
 impl fmt::Display for DataType {

@@ -91,7 +91,7 @@ pub(super) fn sessions(
     let label = manifest.label();
     let failed = |detail: String| Error::Inference { model: label.clone(), detail };
     padding.check(manifest).map_err(failed)?;
-    let mut builder = session_builder(environment, config)
+    let mut builder = session_builder(environment, config, needs_arena(manifest))
         .map_err(|e| failed(format!("cannot configure a session: {e}")))?;
     let warmup = zero_inputs(&manifest.inputs).map_err(|e| failed(e.to_string()))?;
     (0..config.sessions)
@@ -200,17 +200,44 @@ fn one_row_tensor(spec: &TensorSpec) -> Result<Option<DynValue>, ort::Error> {
     owned_value(tensor).map(Some)
 }
 
-/// A session builder with the threads of `config`.
+/// A session builder with the threads of `config`, and ONNX Runtime's memory arena when
+/// `arena` says so (see [`needs_arena`]).
 fn session_builder(
     environment: &Environment,
     config: &RunConfig,
+    arena: bool,
 ) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
-    let builder = Session::builder(environment)?.with_intra_threads(config.intra_threads)?;
+    let cpu = ort::ep::CPU::default().with_arena_allocator(arena).build();
+    let builder = Session::builder(environment)?
+        .with_intra_threads(config.intra_threads)?
+        .with_execution_providers([cpu])?;
     if config.inter_threads > 1 {
         Ok(builder.with_parallel_execution(true)?.with_inter_threads(config.inter_threads)?)
     } else {
         Ok(builder)
     }
+}
+
+/// The most bytes one row of an input or output may take for a model to run without ONNX
+/// Runtime's memory arena (see [`needs_arena`]): 1,024 numbers of 32 bits.
+const SMALL_ROW_BYTES: usize = 4096;
+
+/// Whether `manifest`'s model runs with ONNX Runtime's memory arena, which keeps the buffers
+/// of one run for the next. Models of large tensors (text, images) gain from it; for a model
+/// whose inputs and outputs are a few numbers a row, the arena's bookkeeping (a lock and
+/// chunk lists for every tensor of a run) costs more than the allocations it saves: the two
+/// model calls of a tabular-scoring request take 40,900 instructions without it, 46,200 with
+/// it (`docs/benchmarks.md`). So a model keeps the arena unless one row of each of its inputs
+/// and outputs has a fixed shape of at most [`SMALL_ROW_BYTES`].
+fn needs_arena(manifest: &Manifest) -> bool {
+    let row_bytes = |spec: &TensorSpec| {
+        let row_shape = spec.shape.get(1..)?;
+        row_shape.iter().try_fold(spec.datatype.element_bytes()?, |bytes, &dimension| {
+            bytes.checked_mul(usize::try_from(dimension).ok().filter(|&d| d > 0)?)
+        })
+    };
+    let mut specs = manifest.inputs.iter().chain(&manifest.outputs);
+    specs.any(|spec| row_bytes(spec).is_none_or(|bytes| bytes > SMALL_ROW_BYTES))
 }
 
 /// Borrows a tensor as a session input without copying (text is copied into an ONNX Runtime
@@ -420,5 +447,23 @@ mod tests {
             assert_eq!(run(&mut session, &inputs), inputs["x"], "run {i}");
             assert!(session.selections[0].one_row.is_none(), "run {i}");
         }
+    }
+
+    #[test]
+    fn only_models_of_small_fixed_rows_run_without_the_memory_arena() {
+        let (_, mut manifest) = identity();
+        assert!(!needs_arena(&manifest), "[-1, 4] numbers in and out");
+        let mut with_output = |shape: Vec<i64>, datatype| {
+            manifest.outputs[0].shape = shape;
+            manifest.outputs[0].datatype = datatype;
+            needs_arena(&manifest)
+        };
+        assert!(!with_output(vec![-1, 1024], DataType::Fp32), "4 KiB a row");
+        assert!(!with_output(vec![-1], DataType::Int64), "one number a row");
+        assert!(with_output(vec![-1, 1025], DataType::Fp32), "past 4 KiB a row");
+        assert!(with_output(vec![-1, -1, 384], DataType::Fp32), "a sequence of open length");
+        assert!(with_output(vec![-1, 3, 224, 224], DataType::Uint8), "an image a row");
+        assert!(with_output(vec![-1, 4], DataType::Bytes), "text");
+        assert!(with_output(vec![], DataType::Fp32), "no rows at all");
     }
 }
