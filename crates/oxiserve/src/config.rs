@@ -287,6 +287,10 @@ pub struct ModelsConfig {
     pub inter_threads: usize,
     /// Inference jobs that may wait for a worker, per model; beyond it requests get 503.
     pub queue_capacity: usize,
+    /// What runs the graphs made only of the ONNX-ML operators of linear models and tree
+    /// ensembles: `rust` (oxiserve's interpreter, after it gave ONNX Runtime's answers on
+    /// probe rows; the default) or `onnxruntime`. Other graphs always run on ONNX Runtime.
+    pub onnx_ml: OnnxMl,
     /// How often to look for newly published versions, as `500ms`, `10s` or `1m`; `0s` turns
     /// polling off.
     #[serde(with = "duration_text")]
@@ -412,10 +416,25 @@ pub struct RunConfig {
     pub inter_threads: usize,
     /// Jobs that may wait for a worker.
     pub queue_capacity: usize,
+    /// What runs a graph of the ONNX-ML operators oxiserve interprets.
+    pub onnx_ml: OnnxMl,
     /// Dynamic batching.
     pub batching: BatchingConfig,
     /// The remote server that runs the model, if it does not run in process.
     pub remote: Option<RemoteConfig>,
+}
+
+/// What runs a graph made only of the ONNX-ML operators of linear models and tree ensembles
+/// (`LinearClassifier`, `TreeEnsembleClassifier` of three or more classes, `Normalizer`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnnxMl {
+    /// oxiserve's interpreter, on the request's thread, once it gave ONNX Runtime's answers
+    /// on probe rows at load: about half the instructions of a small model's request.
+    #[default]
+    Rust,
+    /// ONNX Runtime, as every other graph.
+    OnnxRuntime,
 }
 
 /// Settings of one model that replace the `models.*` ones; unset fields keep those.
@@ -430,6 +449,8 @@ pub struct RunOverrides {
     pub inter_threads: Option<usize>,
     /// Replaces `models.queue_capacity`.
     pub queue_capacity: Option<usize>,
+    /// Replaces `models.onnx_ml`.
+    pub onnx_ml: Option<OnnxMl>,
     /// Replaces `models.batching.max_batch_size`.
     pub max_batch_size: Option<usize>,
     /// Replaces `models.batching.max_delay_us`.
@@ -448,6 +469,7 @@ impl Default for ModelsConfig {
             intra_threads: 1,
             inter_threads: 1,
             queue_capacity: 1024,
+            onnx_ml: OnnxMl::default(),
             poll_interval: Duration::from_secs(10),
             batching: BatchingConfig::default(),
             policy: VersionPolicy::default(),
@@ -512,6 +534,7 @@ impl ModelsConfig {
             intra_threads: overrides.intra_threads.unwrap_or(self.intra_threads),
             inter_threads: overrides.inter_threads.unwrap_or(self.inter_threads),
             queue_capacity: overrides.queue_capacity.unwrap_or(self.queue_capacity),
+            onnx_ml: overrides.onnx_ml.unwrap_or(self.onnx_ml),
             batching: BatchingConfig {
                 max_batch_size: overrides.max_batch_size.unwrap_or(self.batching.max_batch_size),
                 max_delay_us: overrides.max_delay_us.unwrap_or(self.batching.max_delay_us),

@@ -8,6 +8,7 @@ mod batch;
 mod golden;
 pub(crate) mod health;
 mod onnx;
+mod onnx_ml;
 mod registry;
 mod remote;
 pub(crate) mod runtime;
@@ -29,12 +30,47 @@ pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
 pub(crate) use self::selection::OutputSet;
 use self::worker::Pool;
 pub use self::worker::RunStats;
-use crate::config::{ModelsConfig, RunConfig, VersionPolicy, WatchConfig};
+use crate::config::{ModelsConfig, OnnxMl, RunConfig, VersionPolicy, WatchConfig};
 use crate::error::{Error, Result};
 pub use crate::manifest::{self, Manifest, TensorSpec};
 use crate::store::{LocalRepository, S3Mirror, Source};
 use crate::telemetry::{VersionInfo, store as store_metrics};
 use crate::tensor::Tensors;
+
+/// The workers of a model run in process: the ONNX-ML interpreter when `config` allows it,
+/// the graph is one it runs and it gives an ONNX Runtime session's answers on probe rows;
+/// ONNX Runtime sessions otherwise.
+fn in_process(
+    manifest: &Manifest,
+    graph: &[u8],
+    config: &RunConfig,
+    padding: &Padding,
+    environment: &Environment,
+) -> Result<Pool> {
+    let label = manifest.label();
+    let interpreter = match config.onnx_ml {
+        OnnxMl::Rust => onnx_ml::Interpreter::compile(manifest, graph)
+            .inspect_err(|reason| tracing::debug!(model = %label, %reason, "runs on ONNX Runtime"))
+            .ok(),
+        OnnxMl::OnnxRuntime => None,
+    };
+    if let Some(mut interpreter) = interpreter {
+        let one = RunConfig { sessions: 1, ..config.clone() };
+        let mut reference = onnx::sessions(manifest, graph, &one, padding, environment)?;
+        match interpreter.agrees_with(&mut reference[0]) {
+            Ok(()) => {
+                tracing::info!(model = %label, "runs on the ONNX-ML interpreter");
+                let runners = vec![interpreter; config.sessions];
+                return Pool::start(manifest, runners, config, padding);
+            }
+            Err(difference) => tracing::warn!(model = %label, %difference,
+                "the ONNX-ML interpreter differs from ONNX Runtime on this model; it runs on \
+                 ONNX Runtime"),
+        }
+    }
+    let sessions = onnx::sessions(manifest, graph, config, padding, environment)?;
+    Pool::start(manifest, sessions, config, padding)
+}
 
 /// One loaded, verified and warmed-up version of a model.
 #[derive(Debug)]
@@ -55,7 +91,8 @@ pub struct Model {
 impl Model {
     /// Loads `name` at `version` from `repository`: reads the manifest, then either verifies
     /// the sha256 of `model.onnx`, creates the sessions, checks their signature against the
-    /// manifest and warms each one up, or, for a model with `config.remote`, connects to its
+    /// manifest and warms each one up (a graph of linear models or tree ensembles runs on the
+    /// ONNX-ML interpreter instead, once it agrees with a session; see `models.onnx_ml`), or, for a model with `config.remote`, connects to its
     /// server and checks the server's metadata against the manifest. Blocking: call from a
     /// blocking thread inside the runtime.
     pub fn load(
@@ -75,12 +112,13 @@ impl Model {
         let (backend, availability) = match &config.remote {
             None => {
                 let graph = manifest.read_verified(&dir, manifest::MODEL_FILE)?;
-                let sessions = onnx::sessions(&manifest, &graph, config, padding, environment)
-                    .map_err(|error| match error {
+                let pool = in_process(&manifest, &graph, config, padding, environment).map_err(
+                    |error| match error {
                         Error::Inference { detail, .. } => invalid(detail),
                         other => other,
-                    })?;
-                (Pool::start(&manifest, sessions, config, padding)?, None)
+                    },
+                )?;
+                (pool, None)
             }
             Some(remote) => {
                 padding.check(&manifest).map_err(invalid)?;

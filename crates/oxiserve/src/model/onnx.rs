@@ -404,6 +404,7 @@ mod tests {
             intra_threads: 1,
             inter_threads: 1,
             queue_capacity: 1,
+            onnx_ml: Default::default(),
             batching: BatchingConfig::default(),
             remote: None,
         };

@@ -783,6 +783,7 @@ mod tests {
             intra_threads: 1,
             inter_threads: 1,
             queue_capacity: 64,
+            onnx_ml: Default::default(),
             batching: crate::config::BatchingConfig {
                 max_batch_size,
                 max_delay_us: 0,

@@ -1,0 +1,333 @@
+//! The ONNX-ML interpreter: graphs made only of the classic ML operators of linear models and
+//! tree ensembles (`LinearClassifier`, `TreeEnsembleClassifier`, `Normalizer`, the graphs
+//! skl2onnx writes for scikit-learn's linear models and forests) run in Rust, on the request's
+//! thread, instead of in ONNX Runtime.
+//!
+//! For such a model ONNX Runtime's own work is a few hundred instructions, and the call
+//! around it (values created and released, the run's bookkeeping) some 20,000 a run: half of
+//! what a tabular-scoring request costs (see `docs/benchmarks.md`). The interpreter computes
+//! what ONNX Runtime's CPU kernels compute (`ops`), and a version is only served by it after
+//! it gave ONNX Runtime's answers on probe rows made from the model's own thresholds
+//! ([`Interpreter::agrees_with`]); otherwise, and for every graph it does not run, the model
+//! runs on ONNX Runtime as before. `models.onnx_ml = "onnxruntime"` turns it off.
+
+mod ops;
+mod proto;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ndarray::ArrayD;
+use prost::Message;
+
+use self::ops::{Op, Unsupported, Written};
+use super::selection::OutputSet;
+use super::worker::Runner;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, TensorSpec};
+use crate::tensor::{DataType, Tensor, Tensors};
+
+/// A model version's graph, ready to run: a worker's [`Runner`]. Clones share the graph.
+#[derive(Debug, Clone)]
+pub(super) struct Interpreter {
+    program: Arc<Program>,
+    label: String,
+}
+
+/// The graph's operators in order, over numbered values: value 0 is the input.
+#[derive(Debug)]
+struct Program {
+    input: String,
+    /// Numbers a row of the input.
+    columns: usize,
+    steps: Vec<Step>,
+    /// Each manifest output's value, and what it holds.
+    outputs: Vec<(usize, Kind)>,
+    specs: Vec<TensorSpec>,
+}
+
+/// One node: its operator and the value it reads. It writes the next one or two values, in
+/// the order of the nodes.
+#[derive(Debug)]
+struct Step {
+    op: Op,
+    reads: usize,
+    /// Numbers a row of the value it reads.
+    columns: usize,
+}
+
+/// What a value holds, known before a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `columns` numbers a row (`FP32 [-1, columns]`).
+    Numbers(usize),
+    /// One label a row (`INT64 [-1]`).
+    Labels,
+}
+
+/// A value during a run.
+enum Value<'a> {
+    Numbers(Cow<'a, [f32]>),
+    Labels(Vec<i64>),
+    /// Handed out as an output.
+    Taken,
+}
+
+impl Interpreter {
+    /// The interpreter of `graph` (the version's `model.onnx`), or why it cannot run it: the
+    /// graph must have one input of `FP32 [-1, columns]` and only operators of `ops`, whose
+    /// outputs are the manifest's.
+    pub(super) fn compile(manifest: &Manifest, graph: &[u8]) -> Result<Self, Unsupported> {
+        let model = proto::Model::decode(graph).map_err(|e| format!("unreadable graph: {e}"))?;
+        let graph = model.graph.ok_or("no graph")?;
+        if !model.functions.is_empty()
+            || !graph.initializer.is_empty()
+            || !graph.sparse_initializer.is_empty()
+        {
+            return Err("functions or initializers".into());
+        }
+        let ml = model.opset_import.iter().find(|set| set.domain == "ai.onnx.ml");
+        if let Some(set) = ml.filter(|set| set.version > 4) {
+            return Err(format!("ai.onnx.ml operator set {}", set.version));
+        }
+        let [input] = manifest.inputs.as_slice() else {
+            return Err(format!("{} inputs", manifest.inputs.len()));
+        };
+        let columns = match (input.datatype, input.shape.as_slice()) {
+            (DataType::Fp32, &[_, columns]) if columns > 0 => columns as usize,
+            _ => return Err(format!("input {} {:?}", input.datatype, input.shape)),
+        };
+        let graph_inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+        if graph_inputs != [input.name.as_str()] {
+            return Err(format!("graph inputs {graph_inputs:?}"));
+        }
+
+        let mut names = HashMap::from([(input.name.clone(), 0)]);
+        let mut kinds = vec![Kind::Numbers(columns)];
+        let mut steps = Vec::with_capacity(graph.node.len());
+        for node in &graph.node {
+            let [read] = node.input.as_slice() else {
+                return Err(format!("`{}` with {} inputs", node.op_type, node.input.len()));
+            };
+            let Some(&reads) = names.get(read) else {
+                return Err(format!("`{}` reads `{read}`, which no node wrote", node.op_type));
+            };
+            let Kind::Numbers(step_columns) = kinds[reads] else {
+                return Err(format!("`{}` reads labels", node.op_type));
+            };
+            let op = Op::read(node, step_columns)?;
+            let written = match op.outputs() {
+                2 => vec![Kind::Labels, Kind::Numbers(op.columns(step_columns))],
+                _ => vec![Kind::Numbers(op.columns(step_columns))],
+            };
+            if node.output.len() != written.len() || node.output.iter().any(String::is_empty) {
+                return Err(format!("`{}` with outputs {:?}", node.op_type, node.output));
+            }
+            for (name, kind) in node.output.iter().zip(written) {
+                if names.insert(name.clone(), kinds.len()).is_some() {
+                    return Err(format!("`{name}` is written twice"));
+                }
+                kinds.push(kind);
+            }
+            steps.push(Step { op, reads, columns: step_columns });
+        }
+
+        let mut outputs = Vec::with_capacity(manifest.outputs.len());
+        for spec in &manifest.outputs {
+            let Some(&value) = names.get(&spec.name) else {
+                return Err(format!("output `{}` is not written", spec.name));
+            };
+            let matches = match (kinds[value], spec.datatype, spec.shape.as_slice()) {
+                (Kind::Labels, DataType::Int64, [_]) => true,
+                (Kind::Numbers(n), DataType::Fp32, &[_, c]) => c == -1 || c == n as i64,
+                _ => false,
+            };
+            if !matches {
+                return Err(format!(
+                    "output `{}` is not {} {:?}",
+                    spec.name, spec.datatype, spec.shape
+                ));
+            }
+            outputs.push((value, kinds[value]));
+        }
+        let program = Program {
+            input: input.name.clone(),
+            columns,
+            steps,
+            outputs,
+            specs: manifest.outputs.clone(),
+        };
+        Ok(Self { program: Arc::new(program), label: manifest.label() })
+    }
+
+    /// Checks that the interpreter gives `reference`'s answers (an ONNX Runtime session of
+    /// the same graph) on probe rows: every output within a millionth, labels equal unless
+    /// the reference's own scores tie. The error names the first difference.
+    pub(super) fn agrees_with(&mut self, reference: &mut impl Runner) -> Result<(), String> {
+        let context = Context::internal();
+        let probes = self.program.probe_rows();
+        let rows = probes.len() / self.program.columns;
+        let single =
+            |start: usize| probes[start * self.program.columns..][..self.program.columns].to_vec();
+        let mut batches = vec![(rows, probes.clone())];
+        batches.extend((0..rows.min(8)).map(|row| (1, single(row))));
+        for (rows, numbers) in batches {
+            let array = ArrayD::from_shape_vec(vec![rows, self.program.columns], numbers)
+                .map_err(|e| e.to_string())?;
+            let inputs = Tensors::from([(self.program.input.clone(), Tensor::F32(array))]);
+            let ours = self.run(&inputs, OutputSet::ALL, &context).map_err(|e| e.to_string())?;
+            let theirs =
+                reference.run(&inputs, OutputSet::ALL, &context).map_err(|e| e.to_string())?;
+            compare(&ours, &theirs, &self.program.specs)?;
+        }
+        Ok(())
+    }
+}
+
+impl Runner for Interpreter {
+    const INLINE: bool = true;
+
+    fn run(&mut self, inputs: &Tensors, wanted: OutputSet, _: &Context) -> Result<Tensors> {
+        let failed = |detail: String| Error::Inference { model: self.label.clone(), detail };
+        let program = &self.program;
+        let input = match inputs.get(&program.input) {
+            Some(Tensor::F32(array)) => array,
+            _ => return Err(failed(format!("no FP32 input `{}`", program.input))),
+        };
+        let [rows, columns] = *input.shape() else {
+            return Err(failed(format!("input of shape {:?}", input.shape())));
+        };
+        if columns != program.columns {
+            return Err(failed(format!("input of {columns} columns, not {}", program.columns)));
+        }
+        let input = input.as_standard_layout();
+        let numbers = input.as_slice().expect("a standard layout array is one slice");
+        let mut values = program.run(numbers, rows).map_err(failed)?;
+        let mut outputs = Tensors::new();
+        for (index, (spec, &(value, kind))) in
+            program.specs.iter().zip(&program.outputs).enumerate()
+        {
+            if !wanted.contains(index) {
+                continue;
+            }
+            let tensor = match std::mem::replace(&mut values[value], Value::Taken) {
+                Value::Labels(labels) => {
+                    ArrayD::from_shape_vec(vec![rows], labels).map(Tensor::I64)
+                }
+                Value::Numbers(numbers) => {
+                    let Kind::Numbers(columns) = kind else {
+                        return Err(failed(format!("output `{}` is not numbers", spec.name)));
+                    };
+                    ArrayD::from_shape_vec(vec![rows, columns], numbers.into_owned())
+                        .map(Tensor::F32)
+                }
+                Value::Taken => return Err(failed(format!("output `{}` twice", spec.name))),
+            };
+            outputs.insert(spec.name.clone(), tensor.map_err(|e| failed(e.to_string()))?);
+        }
+        Ok(outputs)
+    }
+}
+
+impl Program {
+    /// Runs every step on `rows` rows of the input.
+    fn run<'a>(&self, input: &'a [f32], rows: usize) -> Result<Vec<Value<'a>>, String> {
+        let mut values = Vec::with_capacity(1 + self.steps.len() * 2);
+        values.push(Value::Numbers(Cow::Borrowed(input)));
+        for step in &self.steps {
+            let Value::Numbers(read) = &values[step.reads] else {
+                return Err(format!("`{:?}` reads labels", step.op));
+            };
+            match step.op.run(read, rows, step.columns) {
+                Written::Classified { labels, scores } => {
+                    values.push(Value::Labels(labels));
+                    values.push(Value::Numbers(Cow::Owned(scores)));
+                }
+                Written::Numbers(numbers) => values.push(Value::Numbers(Cow::Owned(numbers))),
+            }
+        }
+        Ok(values)
+    }
+
+    /// Probe rows for [`Interpreter::agrees_with`], row-major: each feature takes values
+    /// from its own thresholds and the floats just beside them (where a comparison flips),
+    /// and from zero, ±1, ±10⁶ and NaN, mixed by a fixed pseudo-random sequence.
+    fn probe_rows(&self) -> Vec<f32> {
+        const ROWS: usize = 256;
+        let mut candidates: Vec<Vec<f32>> =
+            vec![vec![0.0, 1.0, -1.0, 0.5, 1e6, -1e6, f32::NAN]; self.columns];
+        for step in self.steps.iter().filter(|step| step.reads == 0) {
+            for (feature, threshold) in step.op.thresholds() {
+                let near = [threshold, threshold.next_up(), threshold.next_down()];
+                candidates[feature].extend(near);
+            }
+        }
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut numbers = Vec::with_capacity(ROWS * self.columns);
+        for _ in 0..ROWS {
+            for values in &candidates {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                numbers.push(values[(state >> 33) as usize % values.len()]);
+            }
+        }
+        numbers
+    }
+}
+
+/// Compares the interpreter's outputs with ONNX Runtime's, output by output.
+fn compare(ours: &Tensors, theirs: &Tensors, specs: &[TensorSpec]) -> Result<(), String> {
+    let scores = theirs.values().find_map(|tensor| match tensor {
+        Tensor::F32(array) if array.ndim() == 2 && array.shape()[1] >= 2 => Some(array),
+        _ => None,
+    });
+    for spec in specs {
+        let name = &spec.name;
+        match (ours.get(name), theirs.get(name)) {
+            (Some(Tensor::F32(a)), Some(Tensor::F32(b))) if a.shape() == b.shape() => {
+                let close = |(x, y): (&f32, &f32)| {
+                    (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-6 + 1e-5 * y.abs()
+                };
+                if let Some((x, y)) = a.iter().zip(b).find(|&pair| !close(pair)) {
+                    return Err(format!("output `{name}`: {x} where ONNX Runtime gave {y}"));
+                }
+            }
+            (Some(Tensor::I64(a)), Some(Tensor::I64(b))) if a.shape() == b.shape() => {
+                for (row, (x, y)) in a.iter().zip(b).enumerate() {
+                    let tie = scores.is_some_and(|s| {
+                        near_tie(
+                            &s.index_axis(ndarray::Axis(0), row)
+                                .iter()
+                                .copied()
+                                .collect::<Vec<_>>(),
+                        )
+                    });
+                    if x != y && !tie {
+                        return Err(format!(
+                            "output `{name}` of row {row}: {x} where ONNX Runtime gave {y}"
+                        ));
+                    }
+                }
+            }
+            (a, b) => return Err(format!("output `{name}`: {a:?} where ONNX Runtime gave {b:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the two highest of `scores` are within a millionth of each other (or not
+/// numbers), where a label may go either way.
+fn near_tie(scores: &[f32]) -> bool {
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    match sorted.as_slice() {
+        [first, second, ..] => !(first - second).abs().is_finite() || first - second <= 1e-6,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

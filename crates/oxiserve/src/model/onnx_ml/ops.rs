@@ -1,0 +1,506 @@
+//! The ONNX-ML operators the interpreter runs, each read from its node's attributes and
+//! computed as ONNX Runtime's CPU kernels compute it (`onnxruntime/core/providers/cpu/ml`):
+//! the same comparisons, the same order of sums over trees and leaf weights, the same rule
+//! for ties and the same post transforms. A node the interpreter cannot run exactly so (a
+//! binary classifier, whose scores ONNX Runtime writes by special rules, string labels, an
+//! attribute it does not know) is [`Unsupported`], and the model runs on ONNX Runtime.
+
+use std::collections::HashMap;
+
+use super::proto::{Attribute, Node};
+
+/// Why a graph runs on ONNX Runtime rather than on the interpreter.
+pub(super) type Unsupported = String;
+
+/// One operator with its constants.
+#[derive(Debug)]
+pub(super) enum Op {
+    /// `LinearClassifier`: scores of a linear model, and the label of the highest.
+    Linear(LinearClassifier),
+    /// `Normalizer`: each row divided by its norm.
+    Normalize(Norm),
+    /// `TreeEnsembleClassifier`: scores summed over trees, and the label of the highest.
+    Trees(TreeEnsemble),
+}
+
+/// The values one operator writes for a run of several rows.
+pub(super) enum Written {
+    /// Labels and scores (`[rows]` and `[rows, classes]`), from a classifier.
+    Classified { labels: Vec<i64>, scores: Vec<f32> },
+    /// Numbers, as many a row as the operator read.
+    Numbers(Vec<f32>),
+}
+
+impl Op {
+    /// The operator of `node`, whose input has `columns` numbers a row.
+    pub(super) fn read(node: &Node, columns: usize) -> Result<Self, Unsupported> {
+        let attributes = Attributes::of(node)?;
+        let op = match (node.domain.as_str(), node.op_type.as_str()) {
+            ("ai.onnx.ml", "LinearClassifier") => {
+                Self::Linear(LinearClassifier::read(&attributes, columns)?)
+            }
+            ("ai.onnx.ml", "Normalizer") => Self::Normalize(Norm::read(&attributes)?),
+            ("ai.onnx.ml", "TreeEnsembleClassifier") => {
+                Self::Trees(TreeEnsemble::read(&attributes, columns)?)
+            }
+            (domain, op) => return Err(format!("operator `{op}` of domain `{domain}`")),
+        };
+        attributes.all_read(&node.op_type)?;
+        Ok(op)
+    }
+
+    /// How many values the operator writes: two for a classifier (label, scores), one for a
+    /// normalizer.
+    pub(super) fn outputs(&self) -> usize {
+        match self {
+            Self::Linear(_) | Self::Trees(_) => 2,
+            Self::Normalize(_) => 1,
+        }
+    }
+
+    /// How many numbers a row of its scores (or of its output, for a normalizer reading
+    /// `columns`) holds.
+    pub(super) fn columns(&self, columns: usize) -> usize {
+        match self {
+            Self::Linear(linear) => linear.labels.len(),
+            Self::Trees(trees) => trees.labels.len(),
+            Self::Normalize(_) => columns,
+        }
+    }
+
+    /// The (feature, threshold) of every branch that compares an input number: where probe
+    /// rows should look.
+    pub(super) fn thresholds(&self) -> Vec<(usize, f32)> {
+        match self {
+            Self::Trees(trees) => trees
+                .nodes
+                .iter()
+                .filter(|node| node.mode != Mode::Leaf)
+                .map(|node| (node.feature, node.threshold))
+                .collect(),
+            Self::Linear(_) | Self::Normalize(_) => Vec::new(),
+        }
+    }
+
+    /// Runs the operator on `rows` rows of `columns` numbers.
+    pub(super) fn run(&self, input: &[f32], rows: usize, columns: usize) -> Written {
+        match self {
+            Self::Linear(linear) => linear.run(input, rows, columns),
+            Self::Trees(trees) => trees.run(input, rows, columns),
+            Self::Normalize(norm) => Written::Numbers(norm.run(input, columns)),
+        }
+    }
+}
+
+/// A node's attributes by name, with the ones read so far marked.
+struct Attributes<'a> {
+    by_name: HashMap<&'a str, &'a Attribute>,
+    read: std::cell::RefCell<Vec<&'a str>>,
+}
+
+impl<'a> Attributes<'a> {
+    fn of(node: &'a Node) -> Result<Self, Unsupported> {
+        let mut by_name = HashMap::new();
+        for attribute in &node.attribute {
+            if !attribute.ref_attr_name.is_empty() || attribute.t.is_some() {
+                return Err(format!("attribute `{}` of `{}`", attribute.name, node.op_type));
+            }
+            by_name.insert(attribute.name.as_str(), attribute);
+        }
+        Ok(Self { by_name, read: Default::default() })
+    }
+
+    fn get(&self, name: &'a str) -> Option<&'a Attribute> {
+        self.read.borrow_mut().push(name);
+        self.by_name.get(name).copied()
+    }
+
+    fn floats(&self, name: &'a str) -> &'a [f32] {
+        self.get(name).map_or(&[], |a| &a.floats)
+    }
+
+    fn ints(&self, name: &'a str) -> &'a [i64] {
+        self.get(name).map_or(&[], |a| &a.ints)
+    }
+
+    fn strings(&self, name: &'a str) -> Vec<&'a [u8]> {
+        self.get(name).map_or(Vec::new(), |a| a.strings.iter().map(Vec::as_slice).collect())
+    }
+
+    fn string(&self, name: &'a str, default: &'a str) -> &'a [u8] {
+        self.get(name).map_or(default.as_bytes(), |a| &a.s)
+    }
+
+    /// Fails on an attribute no `get` asked for: one this interpreter does not know.
+    fn all_read(&self, op: &str) -> Result<(), Unsupported> {
+        let read = self.read.borrow();
+        match self.by_name.keys().find(|name| !read.contains(name)) {
+            Some(name) => Err(format!("attribute `{name}` of `{op}`")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The transform applied to a row of scores before they are written (`post_transform`).
+#[derive(Debug, Clone, Copy)]
+enum PostTransform {
+    None,
+    Logistic,
+    Softmax,
+}
+
+impl PostTransform {
+    fn read(attributes: &Attributes<'_>) -> Result<Self, Unsupported> {
+        match attributes.string("post_transform", "NONE") {
+            b"NONE" => Ok(Self::None),
+            b"LOGISTIC" => Ok(Self::Logistic),
+            b"SOFTMAX" => Ok(Self::Softmax),
+            other => Err(format!("post_transform `{}`", String::from_utf8_lossy(other))),
+        }
+    }
+
+    /// Transforms one row of two or more scores in place.
+    fn apply(self, scores: &mut [f32]) {
+        match self {
+            Self::None => {}
+            Self::Logistic => scores.iter_mut().for_each(|s| *s = logistic(*s)),
+            Self::Softmax => {
+                let max = scores.iter().fold(-f32::MAX, |max, &s| if s > max { s } else { max });
+                let mut sum = 0.0f32;
+                for score in scores.iter_mut() {
+                    *score = (*score - max).exp();
+                    sum += *score;
+                }
+                scores.iter_mut().for_each(|s| *s /= sum);
+            }
+        }
+    }
+}
+
+/// The logistic function as ONNX Runtime writes it, exact for large magnitudes of either sign.
+fn logistic(value: f32) -> f32 {
+    let v = 1.0 / (1.0 + (-value.abs()).exp());
+    if value < 0.0 { 1.0 - v } else { v }
+}
+
+/// The index of the highest of `scores` among those `present`, the first of equal ones.
+fn highest(scores: &[f32], present: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (index, &score) in scores.iter().enumerate() {
+        if present(index) && best.is_none_or(|b| score > scores[b]) {
+            best = Some(index);
+        }
+    }
+    best
+}
+
+/// The integer class labels of a classifier, three or more: two classes are written by
+/// special rules in ONNX Runtime, which this interpreter leaves to it.
+fn class_labels(attributes: &Attributes<'_>, name: &'static str) -> Result<Vec<i64>, Unsupported> {
+    if !attributes.strings("classlabels_strings").is_empty() {
+        return Err("string class labels".into());
+    }
+    let labels = attributes.ints(name).to_vec();
+    if labels.len() < 3 {
+        return Err(format!(
+            "{} class labels (binary classifiers run on ONNX Runtime)",
+            labels.len()
+        ));
+    }
+    Ok(labels)
+}
+
+/// `LinearClassifier`: `scores = x · coefficientsᵀ + intercepts`, the label of the highest
+/// score before the transform, then the transform.
+#[derive(Debug)]
+pub(super) struct LinearClassifier {
+    /// `[classes, columns]`, row-major.
+    coefficients: Vec<f32>,
+    intercepts: Vec<f32>,
+    labels: Vec<i64>,
+    post: PostTransform,
+}
+
+impl LinearClassifier {
+    fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
+        let labels = class_labels(attributes, "classlabels_ints")?;
+        let coefficients = attributes.floats("coefficients").to_vec();
+        let intercepts = attributes.floats("intercepts").to_vec();
+        // ONNX Runtime reads `multi_class` and does not use it.
+        let _ = attributes.get("multi_class");
+        let post = PostTransform::read(attributes)?;
+        if intercepts.len() != labels.len() || coefficients.len() != labels.len() * columns {
+            return Err(format!(
+                "a LinearClassifier of {} labels, {} intercepts and {} coefficients for {columns} \
+                 inputs",
+                labels.len(),
+                intercepts.len(),
+                coefficients.len()
+            ));
+        }
+        Ok(Self { coefficients, intercepts, labels, post })
+    }
+
+    fn run(&self, input: &[f32], rows: usize, columns: usize) -> Written {
+        let classes = self.labels.len();
+        let mut labels = Vec::with_capacity(rows);
+        let mut scores = Vec::with_capacity(rows * classes);
+        for x in input.chunks_exact(columns).take(rows) {
+            let row = scores.len();
+            for (weights, intercept) in
+                self.coefficients.chunks_exact(columns).zip(&self.intercepts)
+            {
+                let dot = x.iter().zip(weights).fold(0.0f32, |sum, (x, w)| sum + x * w);
+                scores.push(dot + intercept);
+            }
+            let row = &mut scores[row..];
+            labels.push(self.labels[highest(row, |_| true).unwrap_or(0)]);
+            self.post.apply(row);
+        }
+        Written::Classified { labels, scores }
+    }
+}
+
+/// `Normalizer`: each row divided by its L1 norm, L2 norm or maximum; a row whose norm is 0 is
+/// copied as it is.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Norm {
+    Max,
+    L1,
+    L2,
+}
+
+impl Norm {
+    fn read(attributes: &Attributes<'_>) -> Result<Self, Unsupported> {
+        match attributes.string("norm", "MAX") {
+            b"MAX" => Ok(Self::Max),
+            b"L1" => Ok(Self::L1),
+            b"L2" => Ok(Self::L2),
+            other => Err(format!("norm `{}`", String::from_utf8_lossy(other))),
+        }
+    }
+
+    fn run(self, input: &[f32], columns: usize) -> Vec<f32> {
+        let mut output = Vec::with_capacity(input.len());
+        for x in input.chunks_exact(columns) {
+            let norm = match self {
+                Self::Max => x.iter().fold(f32::MIN, |max, &v| if max < v { v } else { max }),
+                Self::L1 => x.iter().fold(0.0f32, |sum, v| sum + v.abs()),
+                Self::L2 => x.iter().fold(0.0f32, |sum, v| sum + v * v),
+            };
+            if norm == 0.0 {
+                output.extend_from_slice(x);
+                continue;
+            }
+            output.extend(x.iter().map(|&v| match self {
+                Self::Max | Self::L1 => v / norm,
+                Self::L2 => {
+                    let root = (v * v / norm).sqrt();
+                    if v < 0.0 { -root } else { root }
+                }
+            }));
+        }
+        output
+    }
+}
+
+/// How a branch compares its feature with its threshold (`nodes_modes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+    Leaf,
+}
+
+impl Mode {
+    fn read(mode: &[u8]) -> Result<Self, Unsupported> {
+        Ok(match mode {
+            b"BRANCH_LEQ" => Self::Leq,
+            b"BRANCH_LT" => Self::Lt,
+            b"BRANCH_GTE" => Self::Gte,
+            b"BRANCH_GT" => Self::Gt,
+            b"BRANCH_EQ" => Self::Eq,
+            b"BRANCH_NEQ" => Self::Neq,
+            b"LEAF" => Self::Leaf,
+            other => return Err(format!("node mode `{}`", String::from_utf8_lossy(other))),
+        })
+    }
+}
+
+/// One node of a tree: a branch, or a leaf and its weights.
+#[derive(Debug, Clone)]
+struct TreeNode {
+    mode: Mode,
+    feature: usize,
+    threshold: f32,
+    /// A missing value (NaN) takes the true branch.
+    missing_true: bool,
+    /// Indices in [`TreeEnsemble::nodes`]; always after this node's, so a walk ends.
+    if_true: usize,
+    if_false: usize,
+    /// A leaf's weights: a range of [`TreeEnsemble::weights`].
+    weights: std::ops::Range<usize>,
+}
+
+impl TreeNode {
+    /// Whether a row whose feature is `value` takes the true branch.
+    fn goes_true(&self, value: f32) -> bool {
+        let t = self.threshold;
+        let compared = match self.mode {
+            Mode::Leq => value <= t,
+            Mode::Lt => value < t,
+            Mode::Gte => value >= t,
+            Mode::Gt => value > t,
+            Mode::Eq => value == t,
+            Mode::Neq => value != t,
+            Mode::Leaf => false,
+        };
+        compared || (self.missing_true && value.is_nan())
+    }
+}
+
+/// `TreeEnsembleClassifier` of three or more classes: each tree's leaf adds its weights to
+/// its classes' scores (trees in the graph's order, a leaf's weights in theirs), base values
+/// are added, the label is the highest class that got a score, then the transform.
+#[derive(Debug)]
+pub(super) struct TreeEnsemble {
+    nodes: Vec<TreeNode>,
+    /// The root of each tree, in the graph's order.
+    roots: Vec<usize>,
+    /// Leaf weights as (class, weight).
+    weights: Vec<(usize, f32)>,
+    base_values: Vec<f32>,
+    labels: Vec<i64>,
+    post: PostTransform,
+}
+
+impl TreeEnsemble {
+    fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
+        let labels = class_labels(attributes, "classlabels_int64s")?;
+        let post = PostTransform::read(attributes)?;
+        let base_values = attributes.floats("base_values").to_vec();
+        let _ = attributes.get("nodes_hitrates");
+        let tree_ids = attributes.ints("nodes_treeids");
+        let node_ids = attributes.ints("nodes_nodeids");
+        let features = attributes.ints("nodes_featureids");
+        let modes = attributes.strings("nodes_modes");
+        let thresholds = attributes.floats("nodes_values");
+        let true_ids = attributes.ints("nodes_truenodeids");
+        let false_ids = attributes.ints("nodes_falsenodeids");
+        let missing = attributes.ints("nodes_missing_value_tracks_true");
+        let class_trees = attributes.ints("class_treeids");
+        let class_nodes = attributes.ints("class_nodeids");
+        let class_ids = attributes.ints("class_ids");
+        let class_weights = attributes.floats("class_weights");
+        let count = tree_ids.len();
+        let lengths = [node_ids.len(), features.len(), modes.len(), thresholds.len()];
+        if count == 0
+            || lengths.iter().chain([&true_ids.len(), &false_ids.len()]).any(|&n| n != count)
+            || !(missing.is_empty() || missing.len() == count)
+            || [class_nodes.len(), class_ids.len(), class_weights.len()]
+                .iter()
+                .any(|&n| n != class_trees.len())
+            || !(base_values.is_empty() || base_values.len() == labels.len())
+        {
+            return Err("a TreeEnsembleClassifier whose attribute lists disagree in length".into());
+        }
+
+        // Trees in the order of their first node; a tree's nodes must be listed together.
+        let mut position: HashMap<(i64, i64), usize> = HashMap::new();
+        let mut roots = Vec::new();
+        for (index, (&tree, &node)) in tree_ids.iter().zip(node_ids).enumerate() {
+            if index == 0 || tree_ids[index - 1] != tree {
+                if roots.iter().any(|&root| tree_ids[root] == tree) {
+                    return Err(format!("the nodes of tree {tree} are not listed together"));
+                }
+                roots.push(index);
+            }
+            if position.insert((tree, node), index).is_some() {
+                return Err(format!("node {node} of tree {tree} is listed twice"));
+            }
+        }
+        let mut nodes = Vec::with_capacity(count);
+        for index in 0..count {
+            let mode = Mode::read(modes[index])?;
+            let tree = tree_ids[index];
+            let child = |id: i64| match position.get(&(tree, id)) {
+                Some(&child) if child > index => Ok(child),
+                _ => Err(format!("node {} of tree {tree} has child {id}", node_ids[index])),
+            };
+            let (if_true, if_false) = match mode {
+                Mode::Leaf => (index, index),
+                _ => (child(true_ids[index])?, child(false_ids[index])?),
+            };
+            let feature = usize::try_from(features[index]).ok().filter(|&f| f < columns);
+            let Some(feature) = feature.or((mode == Mode::Leaf).then_some(0)) else {
+                return Err(format!("feature {} of {columns}", features[index]));
+            };
+            let missing_true = missing.get(index).is_some_and(|&m| m != 0);
+            let threshold = thresholds[index];
+            nodes.push(TreeNode {
+                mode,
+                feature,
+                threshold,
+                missing_true,
+                if_true,
+                if_false,
+                weights: 0..0,
+            });
+        }
+
+        // Each leaf's weights, in the graph's order.
+        let mut by_leaf: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
+        for entry in 0..class_trees.len() {
+            let leaf = position.get(&(class_trees[entry], class_nodes[entry]));
+            let leaf = leaf.copied().filter(|&leaf| nodes[leaf].mode == Mode::Leaf);
+            let class = usize::try_from(class_ids[entry]).ok().filter(|&c| c < labels.len());
+            let (Some(leaf), Some(class)) = (leaf, class) else {
+                return Err(format!("weight {entry} is not of a leaf and a class"));
+            };
+            by_leaf[leaf].push((class, class_weights[entry]));
+        }
+        let mut weights = Vec::with_capacity(class_trees.len());
+        for (node, leaf_weights) in nodes.iter_mut().zip(by_leaf) {
+            if node.mode == Mode::Leaf && leaf_weights.is_empty() {
+                return Err("a leaf without weights".into());
+            }
+            node.weights = weights.len()..weights.len() + leaf_weights.len();
+            weights.extend(leaf_weights);
+        }
+        Ok(Self { nodes, roots, weights, base_values, labels, post })
+    }
+
+    fn run(&self, input: &[f32], rows: usize, columns: usize) -> Written {
+        let classes = self.labels.len();
+        let mut labels = Vec::with_capacity(rows);
+        let mut scores = vec![0.0f32; rows * classes];
+        let mut scored = vec![false; classes];
+        for (x, row) in input.chunks_exact(columns).zip(scores.chunks_exact_mut(classes)) {
+            scored.fill(false);
+            for &root in &self.roots {
+                let mut node = &self.nodes[root];
+                while node.mode != Mode::Leaf {
+                    let next =
+                        if node.goes_true(x[node.feature]) { node.if_true } else { node.if_false };
+                    node = &self.nodes[next];
+                }
+                for &(class, weight) in &self.weights[node.weights.clone()] {
+                    row[class] += weight;
+                    scored[class] = true;
+                }
+            }
+            for (class, &base) in self.base_values.iter().enumerate() {
+                row[class] = if scored[class] { row[class] + base } else { base };
+                scored[class] = true;
+            }
+            // Every tree ends in a leaf with weights, so some class has a score.
+            labels.push(self.labels[highest(row, |class| scored[class]).unwrap_or(0)]);
+            self.post.apply(row);
+        }
+        Written::Classified { labels, scores }
+    }
+}

@@ -1,0 +1,387 @@
+//! The interpreter against ONNX Runtime: random linear models and forests, written as ONNX
+//! graphs here, run by both on the same rows.
+
+use ndarray::ArrayD;
+use prost::Message;
+
+use super::proto::{Attribute, Graph, Model, Node, OperatorSet, ValueInfo};
+use super::*;
+use crate::config::{BatchingConfig, OnnxMl, RunConfig, RuntimeConfig};
+use crate::model::batch::Padding;
+use crate::model::onnx::{self, OnnxSession};
+use crate::model::runtime;
+
+/// `TypeProto` with its tensor type, `TypeProto.Tensor` and `TensorShapeProto`: what ONNX
+/// Runtime needs to know of a graph's inputs and outputs.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TypeProto {
+    #[prost(message, optional, tag = "1")]
+    tensor_type: Option<TensorType>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TensorType {
+    #[prost(int32, tag = "1")]
+    elem_type: i32,
+    #[prost(message, optional, tag = "2")]
+    shape: Option<Shape>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Shape {
+    #[prost(message, repeated, tag = "1")]
+    dim: Vec<Dimension>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Dimension {
+    #[prost(int64, optional, tag = "1")]
+    dim_value: Option<i64>,
+    #[prost(string, optional, tag = "2")]
+    dim_param: Option<String>,
+}
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+
+/// A graph input or output of element type `elem` and shape `dims` (`-1`: any number of rows).
+fn value(name: &str, elem: i32, dims: &[i64]) -> ValueInfo {
+    let dim = dims
+        .iter()
+        .map(|&d| match d {
+            -1 => Dimension { dim_value: None, dim_param: Some("N".into()) },
+            d => Dimension { dim_value: Some(d), dim_param: None },
+        })
+        .collect();
+    let tensor_type = TensorType { elem_type: elem, shape: Some(Shape { dim }) };
+    let r#type = TypeProto { tensor_type: Some(tensor_type) }.encode_to_vec();
+    ValueInfo { name: name.into(), r#type: Some(r#type) }
+}
+
+fn attribute(name: &str, r#type: i32) -> Attribute {
+    Attribute { name: name.into(), r#type, ..Default::default() }
+}
+
+fn floats(name: &str, floats: Vec<f32>) -> Attribute {
+    Attribute { floats, ..attribute(name, 6) }
+}
+
+fn ints(name: &str, ints: Vec<i64>) -> Attribute {
+    Attribute { ints, ..attribute(name, 7) }
+}
+
+fn string(name: &str, s: &str) -> Attribute {
+    Attribute { s: s.as_bytes().to_vec(), ..attribute(name, 3) }
+}
+
+fn strings(name: &str, strings: Vec<&str>) -> Attribute {
+    let strings = strings.into_iter().map(|s| s.as_bytes().to_vec()).collect();
+    Attribute { strings, ..attribute(name, 8) }
+}
+
+fn node(op: &str, input: &str, outputs: &[&str], attribute: Vec<Attribute>) -> Node {
+    Node {
+        input: vec![input.into()],
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        op_type: op.into(),
+        domain: "ai.onnx.ml".into(),
+        attribute,
+    }
+}
+
+/// A classifier's graph on input `x` of `columns` numbers: `nodes`, whose last writes
+/// `label` and `probabilities` of `classes` columns; with its manifest.
+fn classifier(columns: usize, classes: usize, nodes: Vec<Node>) -> (Manifest, Vec<u8>) {
+    let columns = columns as i64;
+    let classes = classes as i64;
+    let graph = Graph {
+        node: nodes,
+        input: vec![value("x", FLOAT, &[-1, columns])],
+        output: vec![value("label", INT64, &[-1]), value("probabilities", FLOAT, &[-1, classes])],
+        ..Default::default()
+    };
+    let opsets = [("ai.onnx.ml", 1), ("", 17)];
+    let opset_import = opsets
+        .iter()
+        .map(|&(domain, version)| OperatorSet { domain: domain.into(), version })
+        .collect();
+    let model = Model { ir_version: 8, opset_import, graph: Some(graph), ..Default::default() };
+    let manifest = serde_json::from_value(serde_json::json!({
+        "format_version": 1, "name": "m", "version": 1, "created_at": "2026-12-05T00:00:00Z",
+        "files": {},
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, columns]}],
+        "outputs": [
+            {"name": "label", "datatype": "INT64", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]}
+        ],
+    }))
+    .unwrap();
+    (manifest, model.encode_to_vec())
+}
+
+/// A small deterministic generator (xorshift), so a failure can be run again.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn uniform(&mut self, low: f32, high: f32) -> f32 {
+        low + (high - low) * (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+const TRANSFORMS: [&str; 3] = ["NONE", "SOFTMAX", "LOGISTIC"];
+
+/// A linear classifier of 3 to 6 classes, its scores normalised (as skl2onnx writes
+/// scikit-learn's) or not.
+fn linear(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
+    let classes = 3 + random.below(4);
+    let coefficients = (0..classes * columns).map(|_| random.uniform(-2.0, 2.0)).collect();
+    let intercepts = (0..classes).map(|_| random.uniform(-1.0, 1.0)).collect();
+    let labels = (0..classes as i64).map(|c| c * 10 + 1).collect();
+    let attributes = vec![
+        floats("coefficients", coefficients),
+        floats("intercepts", intercepts),
+        ints("classlabels_ints", labels),
+        Attribute { i: 1, ..attribute("multi_class", 2) },
+        string("post_transform", random.pick(&TRANSFORMS)),
+    ];
+    let nodes = match random.pick(&["", "L1", "L2", "MAX"]) {
+        "" => vec![node("LinearClassifier", "x", &["label", "probabilities"], attributes)],
+        norm => vec![
+            node("LinearClassifier", "x", &["label", "scores"], attributes),
+            node("Normalizer", "scores", &["probabilities"], vec![string("norm", norm)]),
+        ],
+    };
+    classifier(columns, classes, nodes)
+}
+
+/// The nodes of one random tree, depth first (a node's children after it), as
+/// (node id, mode, feature, threshold, missing tracks true, true id, false id).
+type TreeNodes = Vec<(i64, &'static str, i64, f32, i64, i64, i64)>;
+
+fn tree(random: &mut Random, columns: usize, depth: usize, nodes: &mut TreeNodes) -> i64 {
+    const MODES: [&str; 6] =
+        ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"];
+    let id = nodes.len() as i64;
+    if depth == 0 || random.below(4) == 0 {
+        nodes.push((id, "LEAF", 0, 0.0, 0, 0, 0));
+        return id;
+    }
+    let mode = random.pick(&MODES);
+    let feature = random.below(columns) as i64;
+    // Thresholds of a few values, so that rows meet them exactly too.
+    let threshold = (random.uniform(-2.0, 2.0) * 4.0).round() / 4.0;
+    let missing = random.below(2) as i64;
+    nodes.push((id, mode, feature, threshold, missing, 0, 0));
+    let if_true = tree(random, columns, depth - 1, nodes);
+    let if_false = tree(random, columns, depth - 1, nodes);
+    nodes[id as usize].5 = if_true;
+    nodes[id as usize].6 = if_false;
+    id
+}
+
+/// A forest of 1 to 12 trees over 3 to 5 classes, each leaf weighing some classes.
+fn forest(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
+    let classes = 3 + random.below(3);
+    let mut attributes: Vec<(&str, Vec<i64>)> = Vec::new();
+    let (mut modes, mut thresholds, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    let names = ["nodes_treeids", "nodes_nodeids", "nodes_featureids"];
+    let more = ["nodes_missing_value_tracks_true", "nodes_truenodeids", "nodes_falsenodeids"];
+    let weight_names = ["class_treeids", "class_nodeids", "class_ids"];
+    for name in names.iter().chain(&more).chain(&weight_names) {
+        attributes.push((name, Vec::new()));
+    }
+    for tree_id in 0..1 + random.below(12) as i64 {
+        let mut nodes = Vec::new();
+        let depth = 1 + random.below(5);
+        tree(random, columns, depth, &mut nodes);
+        for (id, mode, feature, threshold, missing, if_true, if_false) in nodes {
+            for (slot, v) in
+                [tree_id, id, feature, missing, if_true, if_false].into_iter().enumerate()
+            {
+                attributes[slot].1.push(v);
+            }
+            modes.push(mode);
+            thresholds.push(threshold);
+            if mode == "LEAF" {
+                let first = random.below(classes);
+                let weighed: Vec<usize> =
+                    (0..classes).filter(|&c| c == first || random.below(2) == 0).collect();
+                for class in weighed {
+                    attributes[6].1.push(tree_id);
+                    attributes[7].1.push(id);
+                    attributes[8].1.push(class as i64);
+                    weights.push(random.uniform(-0.5, 1.0));
+                }
+            }
+        }
+    }
+    let mut list: Vec<Attribute> =
+        attributes.into_iter().map(|(name, values)| ints(name, values)).collect();
+    list.extend([
+        strings("nodes_modes", modes),
+        floats("nodes_values", thresholds),
+        floats("class_weights", weights),
+        ints("classlabels_int64s", (0..classes as i64).map(|c| 100 - c).collect()),
+        string("post_transform", random.pick(&TRANSFORMS)),
+    ]);
+    if random.below(2) == 0 {
+        list.push(floats("base_values", (0..classes).map(|_| random.uniform(-0.5, 0.5)).collect()));
+    }
+    let nodes = vec![node("TreeEnsembleClassifier", "x", &["label", "probabilities"], list)];
+    classifier(columns, classes, nodes)
+}
+
+/// One ONNX Runtime session of `graph`, warmed up.
+fn session(manifest: &Manifest, graph: &[u8]) -> OnnxSession {
+    let config = RunConfig {
+        sessions: 1,
+        intra_threads: 1,
+        inter_threads: 1,
+        queue_capacity: 1,
+        onnx_ml: OnnxMl::OnnxRuntime,
+        batching: BatchingConfig::default(),
+        remote: None,
+    };
+    let environment = runtime::environment(&RuntimeConfig::default()).unwrap();
+    onnx::sessions(manifest, graph, &config, &Padding::new(), &environment).unwrap().remove(0)
+}
+
+/// `rows` random rows of `columns` numbers in [-2, 2], some on quarter steps (where the
+/// forests' thresholds are) and some NaN.
+fn rows(random: &mut Random, rows: usize, columns: usize) -> Tensors {
+    let numbers = (0..rows * columns)
+        .map(|_| match random.below(8) {
+            0 => f32::NAN,
+            1..=3 => (random.uniform(-2.0, 2.0) * 4.0).round() / 4.0,
+            _ => random.uniform(-2.0, 2.0),
+        })
+        .collect();
+    let x = ArrayD::from_shape_vec(vec![rows, columns], numbers).unwrap();
+    Tensors::from([("x".to_string(), Tensor::F32(x))])
+}
+
+/// Runs `count` random models of `make` on the interpreter and on ONNX Runtime, on probe
+/// rows and on random batches and single rows.
+fn agree_on_random_models(count: u64, make: fn(&mut Random, usize) -> (Manifest, Vec<u8>)) {
+    let context = Context::internal();
+    for seed in 1..=count {
+        let mut random = Random(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let columns = 1 + random.below(10);
+        let (manifest, graph) = make(&mut random, columns);
+        let mut interpreter = Interpreter::compile(&manifest, &graph).unwrap();
+        let mut reference = session(&manifest, &graph);
+        interpreter.agrees_with(&mut reference).unwrap_or_else(|e| panic!("model {seed}: {e}"));
+        for size in [64, 1, 1, 7] {
+            let inputs = rows(&mut random, size, columns);
+            let ours = interpreter.run(&inputs, OutputSet::ALL, &context).unwrap();
+            let theirs = reference.run(&inputs, OutputSet::ALL, &context).unwrap();
+            compare(&ours, &theirs, &manifest.outputs)
+                .unwrap_or_else(|e| panic!("model {seed}, {size} rows: {e}"));
+        }
+    }
+}
+
+#[test]
+fn linear_models_give_onnx_runtimes_answers() {
+    agree_on_random_models(40, linear);
+}
+
+#[test]
+fn forests_give_onnx_runtimes_answers() {
+    agree_on_random_models(60, forest);
+}
+
+#[test]
+fn only_the_outputs_asked_for_are_written() {
+    let (manifest, graph) = linear(&mut Random(7), 4);
+    let mut interpreter = Interpreter::compile(&manifest, &graph).unwrap();
+    let wanted = OutputSet::named(&manifest.outputs, ["probabilities"]).unwrap();
+    let inputs = rows(&mut Random(8), 3, 4);
+    let ran = interpreter.run(&inputs, wanted, &Context::internal()).unwrap();
+    assert_eq!(ran.keys().collect::<Vec<_>>(), ["probabilities"]);
+    assert_eq!(ran["probabilities"].shape(), [3, manifest.outputs[1].shape[1] as usize]);
+}
+
+#[test]
+fn an_interpreter_that_disagrees_is_found_out() {
+    // Two models of the same shapes whose coefficients differ: one is the other's reference.
+    let (manifest, graph) = linear(&mut Random(11), 5);
+    let mut ours = Interpreter::compile(&manifest, &graph).unwrap();
+    let (other_manifest, other_graph) = linear(&mut Random(12), 5);
+    if other_manifest.outputs != manifest.outputs {
+        // Different class counts make the outputs' shapes differ, which is found out too.
+        let mut other = Interpreter::compile(&other_manifest, &other_graph).unwrap();
+        assert!(ours.agrees_with(&mut other).is_err());
+        return;
+    }
+    let mut other = Interpreter::compile(&other_manifest, &other_graph).unwrap();
+    let error = ours.agrees_with(&mut other).unwrap_err();
+    assert!(error.contains("where ONNX Runtime gave"), "{error}");
+}
+
+#[test]
+fn graphs_it_does_not_run_are_left_to_onnx_runtime_with_the_reason() {
+    let linear_with = |labels: Attribute, extra: Option<Attribute>| {
+        let mut attributes = vec![
+            floats("coefficients", vec![1.0; 2 * 3]),
+            floats("intercepts", vec![0.0; 3]),
+            labels,
+        ];
+        attributes.extend(extra);
+        classifier(
+            2,
+            3,
+            vec![node("LinearClassifier", "x", &["label", "probabilities"], attributes)],
+        )
+    };
+    let cases = [
+        (linear_with(ints("classlabels_ints", vec![0, 1]), None), "2 class labels"),
+        (
+            linear_with(strings("classlabels_strings", vec!["a", "b", "c"]), None),
+            "string class labels",
+        ),
+        (
+            linear_with(
+                ints("classlabels_ints", vec![0, 1, 2]),
+                Some(string("post_transform", "PROBIT")),
+            ),
+            "post_transform `PROBIT`",
+        ),
+        (
+            linear_with(
+                ints("classlabels_ints", vec![0, 1, 2]),
+                Some(floats("coefficients_scale", vec![1.0])),
+            ),
+            "attribute `coefficients_scale`",
+        ),
+        (
+            classifier(
+                2,
+                3,
+                vec![Node { domain: String::new(), ..node("Identity", "x", &["label"], vec![]) }],
+            ),
+            "operator `Identity` of domain ``",
+        ),
+    ];
+    for ((manifest, graph), reason) in cases {
+        let error = Interpreter::compile(&manifest, &graph).unwrap_err();
+        assert!(error.contains(reason), "{error} should say {reason}");
+    }
+    let error = Interpreter::compile(&linear(&mut Random(3), 2).0, b"not a model").unwrap_err();
+    assert!(error.contains("unreadable graph"), "{error}");
+}
