@@ -1,6 +1,7 @@
 //! Parity with Python: the trainer's fixture holds requests and what Python onnxruntime
 //! returned for them after the trainer's own preprocessing. The service must agree, whether
-//! requests run one by one or stacked into dynamic batches.
+//! requests run one by one or stacked into dynamic batches, on the ONNX-ML interpreter or on
+//! ONNX Runtime.
 
 mod common;
 
@@ -8,7 +9,8 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use oxiserve::Config;
-use oxiserve::config::RunOverrides;
+use oxiserve::config::{OnnxMl, RunOverrides};
+use oxiserve::model::Runtime;
 use oxiserve::testing::TestApp;
 use serde::Deserialize;
 use tabular_scoring::{FOREST, LINEAR, Mode, PenguinInput, Prediction, TabularScoring};
@@ -78,12 +80,23 @@ fn assert_matches_python(fixture: &Fixture, case: &Case, mode: Mode, prediction:
 async fn every_mode_matches_python_onnxruntime() {
     let fixture = fixture();
     assert!(fixture.cases.len() > 50, "the fixture covers the held-out split");
-    let app = common::app().await;
-    for case in &fixture.cases {
-        for mode in [Mode::Fast, Mode::Accurate, Mode::Ensemble] {
-            let prediction =
-                app.predict(&request(case, mode)).await.unwrap_or_else(|p| panic!("{p:?}"));
-            assert_matches_python(&fixture, case, mode, &prediction);
+    // By default both models run on the ONNX-ML interpreter; `models.onnx_ml` puts them on
+    // ONNX Runtime. Either must give Python's answers.
+    for (onnx_ml, runtime) in
+        [(OnnxMl::Rust, Runtime::OnnxMl), (OnnxMl::OnnxRuntime, Runtime::OnnxRuntime)]
+    {
+        let mut config = common::bundled_config();
+        config.models.onnx_ml = onnx_ml;
+        let app = TestApp::with_config(TabularScoring, config).await.unwrap();
+        for model in [LINEAR, FOREST] {
+            assert_eq!(app.engine().models().get(model).unwrap().runtime(), runtime, "{model}");
+        }
+        for case in &fixture.cases {
+            for mode in [Mode::Fast, Mode::Accurate, Mode::Ensemble] {
+                let prediction =
+                    app.predict(&request(case, mode)).await.unwrap_or_else(|p| panic!("{p:?}"));
+                assert_matches_python(&fixture, case, mode, &prediction);
+            }
         }
     }
 }

@@ -37,6 +37,19 @@ use crate::store::{LocalRepository, S3Mirror, Source};
 use crate::telemetry::{VersionInfo, store as store_metrics};
 use crate::tensor::Tensors;
 
+/// What runs a model version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Runtime {
+    /// ONNX Runtime sessions in process.
+    OnnxRuntime,
+    /// oxiserve's interpreter of the ONNX-ML operators of linear models and tree ensembles
+    /// (`models.onnx_ml`).
+    OnnxMl,
+    /// A KServe v2 server (`models.remote`).
+    Remote,
+}
+
 /// The workers of a model run in process: the ONNX-ML interpreter when `config` allows it,
 /// the graph is one it runs and it gives an ONNX Runtime session's answers on probe rows;
 /// ONNX Runtime sessions otherwise.
@@ -46,7 +59,7 @@ fn in_process(
     config: &RunConfig,
     padding: &Padding,
     environment: &Environment,
-) -> Result<Pool> {
+) -> Result<(Pool, Runtime)> {
     let label = manifest.label();
     let interpreter = match config.onnx_ml {
         OnnxMl::Rust => onnx_ml::Interpreter::compile(manifest, graph)
@@ -59,9 +72,8 @@ fn in_process(
         let mut reference = onnx::sessions(manifest, graph, &one, padding, environment)?;
         match interpreter.agrees_with(&mut reference[0]) {
             Ok(()) => {
-                tracing::info!(model = %label, "runs on the ONNX-ML interpreter");
                 let runners = vec![interpreter; config.sessions];
-                return Pool::start(manifest, runners, config, padding);
+                return Ok((Pool::start(manifest, runners, config, padding)?, Runtime::OnnxMl));
             }
             Err(difference) => tracing::warn!(model = %label, %difference,
                 "the ONNX-ML interpreter differs from ONNX Runtime on this model; it runs on \
@@ -69,7 +81,7 @@ fn in_process(
         }
     }
     let sessions = onnx::sessions(manifest, graph, config, padding, environment)?;
-    Pool::start(manifest, sessions, config, padding)
+    Ok((Pool::start(manifest, sessions, config, padding)?, Runtime::OnnxRuntime))
 }
 
 /// One loaded, verified and warmed-up version of a model.
@@ -79,6 +91,8 @@ pub struct Model {
     /// The local directory of the version's files.
     dir: std::path::PathBuf,
     backend: Pool,
+    /// What runs the version.
+    runtime: Runtime,
     /// For a remote model, whether its server answers.
     availability: Option<remote::Availability>,
     cached: OnceLock<Box<dyn Any + Send + Sync>>,
@@ -109,36 +123,41 @@ impl Model {
         let files: Vec<&str> = manifest.files.keys().map(String::as_str).collect();
         repository.check_inside(name, version, &files)?;
         let invalid = |detail: String| Error::artifact(dir.join(manifest::MODEL_FILE), detail);
-        let (backend, availability) = match &config.remote {
+        let (backend, runtime, availability) = match &config.remote {
             None => {
                 let graph = manifest.read_verified(&dir, manifest::MODEL_FILE)?;
-                let pool = in_process(&manifest, &graph, config, padding, environment).map_err(
-                    |error| match error {
-                        Error::Inference { detail, .. } => invalid(detail),
-                        other => other,
-                    },
-                )?;
-                (pool, None)
+                let (pool, runtime) = in_process(&manifest, &graph, config, padding, environment)
+                    .map_err(|error| match error {
+                    Error::Inference { detail, .. } => invalid(detail),
+                    other => other,
+                })?;
+                (pool, runtime, None)
             }
             Some(remote) => {
                 padding.check(&manifest).map_err(invalid)?;
                 let connect = remote::connect(&manifest, remote, config.sessions);
                 let (runners, availability) =
                     tokio::runtime::Handle::current().block_on(connect)?;
-                (Pool::start(&manifest, runners, config, padding)?, Some(availability))
+                let pool = Pool::start(&manifest, runners, config, padding)?;
+                (pool, Runtime::Remote, Some(availability))
             }
         };
-        tracing::info!(model = name, version, sessions = config.sessions, "model loaded");
+        tracing::info!(model = name, version, sessions = config.sessions, ?runtime, "model loaded");
         let info = VersionInfo::loaded(&manifest);
         let cached = OnceLock::new();
         let health = Health::default();
-        Ok(Self { manifest, dir, backend, availability, cached, health, _info: info })
+        Ok(Self { manifest, dir, backend, runtime, availability, cached, health, _info: info })
     }
 
     /// Whether the model can run now: always for a local model; for a remote one, whether its
     /// server answered the last call or probe.
     pub fn is_available(&self) -> bool {
         self.availability.as_ref().is_none_or(remote::Availability::is_available)
+    }
+
+    /// What runs this version.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
     }
 
     /// The model's name.
