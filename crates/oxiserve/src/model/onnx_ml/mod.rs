@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 
 use self::ops::{Op, Unsupported, Written};
@@ -80,6 +80,20 @@ impl Interpreter {
     /// graph must have one input of `FP32 [-1, columns]` and only operators of `ops`, whose
     /// outputs are the manifest's.
     pub(super) fn compile(manifest: &Manifest, graph: &[u8]) -> Result<Self, Unsupported> {
+        // The manifest rules out most graphs (text, images) before the graph is decoded.
+        let [input] = manifest.inputs.as_slice() else {
+            return Err(format!("{} inputs", manifest.inputs.len()));
+        };
+        let columns = match (input.datatype, input.shape.as_slice()) {
+            (DataType::Fp32, &[_, columns]) if columns > 0 => columns as usize,
+            _ => return Err(format!("input {} {:?}", input.datatype, input.shape)),
+        };
+        let labels_or_scores = |spec: &TensorSpec| {
+            matches!((spec.datatype, spec.shape.len()), (DataType::Int64, 1) | (DataType::Fp32, 2))
+        };
+        if let Some(spec) = manifest.outputs.iter().find(|spec| !labels_or_scores(spec)) {
+            return Err(format!("output `{}` of {} {:?}", spec.name, spec.datatype, spec.shape));
+        }
         let model = proto::Model::decode(graph).map_err(|e| format!("unreadable graph: {e}"))?;
         let graph = model.graph.ok_or("no graph")?;
         if !model.functions.is_empty()
@@ -92,13 +106,6 @@ impl Interpreter {
         if let Some(set) = ml.filter(|set| set.version > 4) {
             return Err(format!("ai.onnx.ml operator set {}", set.version));
         }
-        let [input] = manifest.inputs.as_slice() else {
-            return Err(format!("{} inputs", manifest.inputs.len()));
-        };
-        let columns = match (input.datatype, input.shape.as_slice()) {
-            (DataType::Fp32, &[_, columns]) if columns > 0 => columns as usize,
-            _ => return Err(format!("input {} {:?}", input.datatype, input.shape)),
-        };
         let graph_inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
         if graph_inputs != [input.name.as_str()] {
             return Err(format!("graph inputs {graph_inputs:?}"));
@@ -214,13 +221,13 @@ impl Runner for Interpreter {
             }
             let tensor = match std::mem::replace(&mut values[value], Value::Taken) {
                 Value::Labels(labels) => {
-                    ArrayD::from_shape_vec(vec![rows], labels).map(Tensor::I64)
+                    ArrayD::from_shape_vec(IxDyn(&[rows]), labels).map(Tensor::I64)
                 }
                 Value::Numbers(numbers) => {
                     let Kind::Numbers(columns) = kind else {
                         return Err(failed(format!("output `{}` is not numbers", spec.name)));
                     };
-                    ArrayD::from_shape_vec(vec![rows, columns], numbers.into_owned())
+                    ArrayD::from_shape_vec(IxDyn(&[rows, columns]), numbers.into_owned())
                         .map(Tensor::F32)
                 }
                 Value::Taken => return Err(failed(format!("output `{}` twice", spec.name))),
