@@ -170,8 +170,8 @@ impl Interpreter {
     }
 
     /// Checks that the interpreter gives `reference`'s answers (an ONNX Runtime session of
-    /// the same graph) on probe rows: every output within a millionth, labels equal unless
-    /// the reference's own scores tie. The error names the first difference.
+    /// the same graph) on probe rows: every number within 1e-6 plus 1e-5 of its size, labels
+    /// equal unless the reference's own scores tie. The error names the first difference.
     pub(super) fn agrees_with(&mut self, reference: &mut impl Runner) -> Result<(), String> {
         let context = Context::internal();
         let probes = self.program.probe_rows();
