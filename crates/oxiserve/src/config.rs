@@ -425,7 +425,8 @@ pub struct RunConfig {
 }
 
 /// What runs a graph made only of the ONNX-ML operators of linear models and tree ensembles
-/// (`LinearClassifier`, `TreeEnsembleClassifier` of three or more classes, `Normalizer`).
+/// (`LinearClassifier` of two or more classes, `TreeEnsembleClassifier` of three or more,
+/// `Normalizer`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnnxMl {

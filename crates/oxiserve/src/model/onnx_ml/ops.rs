@@ -2,8 +2,8 @@
 //! computed as ONNX Runtime's CPU kernels compute it (`onnxruntime/core/providers/cpu/ml`):
 //! the same comparisons, the same order of sums over trees and leaf weights, the same rule
 //! for ties and the same post transforms. A node the interpreter cannot run exactly so (a
-//! binary classifier, whose scores ONNX Runtime writes by special rules, string labels, an
-//! attribute it does not know) is [`Unsupported`], and the model runs on ONNX Runtime.
+//! forest of two classes, whose scores ONNX Runtime writes by special rules, string labels,
+//! an attribute it does not know) is [`Unsupported`], and the model runs on ONNX Runtime.
 
 use std::collections::HashMap;
 
@@ -159,8 +159,8 @@ impl PostTransform {
         }
     }
 
-    /// Transforms one row of two or more scores in place.
-    fn apply(self, scores: &mut [f32]) {
+    /// Transforms one row of two or more scores in place, with `logistic` for LOGISTIC.
+    fn apply(self, scores: &mut [f32], logistic: fn(f32) -> f32) {
         match self {
             Self::None => {}
             Self::Logistic => scores.iter_mut().for_each(|s| *s = logistic(*s)),
@@ -183,6 +183,37 @@ fn logistic(value: f32) -> f32 {
     if value < 0.0 { 1.0 - v } else { v }
 }
 
+/// The logistic function as ONNX Runtime computes a batch of scores (MLAS's
+/// `MlasComputeLogistic`, which its linear classifiers use on two or more scores a row):
+/// Eigen's rational approximation on [-18, 18] in fused multiply-adds, as MLAS's FMA kernel
+/// computes it, kept within [0, 1]. It is within 2e-7 of [`logistic`], but relatively far
+/// from it below about -10, which a normalizer dividing small scores by each other shows.
+fn batched_logistic(value: f32) -> f32 {
+    // MLAS's constants as it writes them, which Rust rounds to the same `f32`s as C does.
+    #[allow(clippy::excessive_precision)]
+    const ALPHA: [f32; 5] = [
+        4.37031012579801e-11,
+        1.15627324459942e-07,
+        6.08574864600143e-05,
+        8.51377133304701e-03,
+        2.48287947061529e-01,
+    ];
+    #[allow(clippy::excessive_precision)]
+    const BETA: [f32; 6] = [
+        6.10247389755681e-13,
+        5.76102136993427e-09,
+        6.29106785017040e-06,
+        1.70198817374094e-03,
+        1.16817656904453e-01,
+        9.93151921023180e-01,
+    ];
+    let x = value.clamp(-18.0, 18.0);
+    let squared = x * x;
+    let p = ALPHA[1..].iter().fold(ALPHA[0], |p, &alpha| p.mul_add(squared, alpha)) * x;
+    let q = BETA[1..].iter().fold(BETA[0], |q, &beta| q.mul_add(squared, beta));
+    (p / q + 0.5).clamp(0.0, 1.0)
+}
+
 /// The index of the highest of `scores` among those `present`, the first of equal ones.
 fn highest(scores: &[f32], present: impl Fn(usize) -> bool) -> Option<usize> {
     let mut best: Option<usize> = None;
@@ -194,27 +225,33 @@ fn highest(scores: &[f32], present: impl Fn(usize) -> bool) -> Option<usize> {
     best
 }
 
-/// The integer class labels of a classifier, three or more: two classes are written by
-/// special rules in ONNX Runtime, which this interpreter leaves to it.
-fn class_labels(attributes: &Attributes<'_>, name: &'static str) -> Result<Vec<i64>, Unsupported> {
+/// The integer class labels of a classifier, at least `fewest`.
+fn class_labels(
+    attributes: &Attributes<'_>,
+    name: &'static str,
+    fewest: usize,
+) -> Result<Vec<i64>, Unsupported> {
     if !attributes.strings("classlabels_strings").is_empty() {
         return Err("string class labels".into());
     }
     let labels = attributes.ints(name).to_vec();
-    if labels.len() < 3 {
-        return Err(format!(
-            "{} class labels (binary classifiers run on ONNX Runtime)",
-            labels.len()
-        ));
+    if labels.len() < fewest {
+        return Err(format!("{} class labels, fewer than {fewest}", labels.len()));
     }
     Ok(labels)
 }
 
-/// `LinearClassifier`: `scores = x · coefficientsᵀ + intercepts`, the label of the highest
-/// score before the transform, then the transform.
+/// `LinearClassifier`: `scores = x · coefficientsᵀ + intercepts`, one score a class; the
+/// label of the highest score before the transform, then the transform.
+///
+/// A binary classifier may instead have one score `s`, the second class's (ONNX Runtime's
+/// `add_second_class`): its label is the second class when `s` is above 0, and it writes
+/// `[1 - p, p]`, where `p` is [`logistic`]`(s)` under LOGISTIC and `s` itself under NONE and
+/// SOFTMAX, as ONNX Runtime 1.31 does. skl2onnx writes scikit-learn's binary models with two
+/// scores, one a class, like any other.
 #[derive(Debug)]
 pub(super) struct LinearClassifier {
-    /// `[classes, columns]`, row-major.
+    /// `[scores, columns]`, row-major.
     coefficients: Vec<f32>,
     intercepts: Vec<f32>,
     labels: Vec<i64>,
@@ -223,13 +260,16 @@ pub(super) struct LinearClassifier {
 
 impl LinearClassifier {
     fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
-        let labels = class_labels(attributes, "classlabels_ints")?;
+        let labels = class_labels(attributes, "classlabels_ints", 2)?;
         let coefficients = attributes.floats("coefficients").to_vec();
         let intercepts = attributes.floats("intercepts").to_vec();
         // ONNX Runtime reads `multi_class` and does not use it.
         let _ = attributes.get("multi_class");
         let post = PostTransform::read(attributes)?;
-        if intercepts.len() != labels.len() || coefficients.len() != labels.len() * columns {
+        let one_score = intercepts.len() == 1 && labels.len() == 2;
+        if !(intercepts.len() == labels.len() || one_score)
+            || coefficients.len() != intercepts.len() * columns
+        {
             return Err(format!(
                 "a LinearClassifier of {} labels, {} intercepts and {} coefficients for {columns} \
                  inputs",
@@ -250,12 +290,22 @@ impl LinearClassifier {
             for (weights, intercept) in
                 self.coefficients.chunks_exact(columns).zip(&self.intercepts)
             {
-                let dot = x.iter().zip(weights).fold(0.0f32, |sum, (x, w)| sum + x * w);
+                let dot = x.iter().zip(weights).fold(0.0f32, |sum, (x, w)| x.mul_add(*w, sum));
                 scores.push(dot + intercept);
+            }
+            if let [score] = scores[row..] {
+                labels.push(self.labels[usize::from(score > 0.0)]);
+                let second = match self.post {
+                    PostTransform::Logistic => logistic(score),
+                    PostTransform::None | PostTransform::Softmax => score,
+                };
+                scores[row] = 1.0 - second;
+                scores.push(second);
+                continue;
             }
             let row = &mut scores[row..];
             labels.push(self.labels[highest(row, |_| true).unwrap_or(0)]);
-            self.post.apply(row);
+            self.post.apply(row, batched_logistic);
         }
         Written::Classified { labels, scores }
     }
@@ -380,7 +430,7 @@ pub(super) struct TreeEnsemble {
 
 impl TreeEnsemble {
     fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
-        let labels = class_labels(attributes, "classlabels_int64s")?;
+        let labels = class_labels(attributes, "classlabels_int64s", 3)?;
         let post = PostTransform::read(attributes)?;
         let base_values = attributes.floats("base_values").to_vec();
         let _ = attributes.get("nodes_hitrates");
@@ -499,7 +549,7 @@ impl TreeEnsemble {
             }
             // Every tree ends in a leaf with weights, so some class has a score.
             labels.push(self.labels[highest(row, |class| scored[class]).unwrap_or(0)]);
-            self.post.apply(row);
+            self.post.apply(row, logistic);
         }
         Written::Classified { labels, scores }
     }

@@ -145,12 +145,18 @@ impl Random {
 
 const TRANSFORMS: [&str; 3] = ["NONE", "SOFTMAX", "LOGISTIC"];
 
-/// A linear classifier of 3 to 6 classes, its scores normalised (as skl2onnx writes
-/// scikit-learn's) or not.
+/// A linear classifier of 2 to 6 classes.
 fn linear(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
-    let classes = 3 + random.below(4);
-    let coefficients = (0..classes * columns).map(|_| random.uniform(-2.0, 2.0)).collect();
-    let intercepts = (0..classes).map(|_| random.uniform(-1.0, 1.0)).collect();
+    let classes = 2 + random.below(5);
+    linear_of(random, columns, classes)
+}
+
+/// A linear classifier of `classes` classes, its scores normalised (as skl2onnx writes
+/// scikit-learn's) or not; of two classes, it has one score or two.
+fn linear_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, Vec<u8>) {
+    let scores = if classes == 2 { 1 + random.below(2) } else { classes };
+    let coefficients = (0..scores * columns).map(|_| random.uniform(-2.0, 2.0)).collect();
+    let intercepts = (0..scores).map(|_| random.uniform(-1.0, 1.0)).collect();
     let labels = (0..classes as i64).map(|c| c * 10 + 1).collect();
     let attributes = vec![
         floats("coefficients", coefficients),
@@ -197,6 +203,11 @@ fn tree(random: &mut Random, columns: usize, depth: usize, nodes: &mut TreeNodes
 /// A forest of 1 to 12 trees over 3 to 5 classes, each leaf weighing some classes.
 fn forest(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
     let classes = 3 + random.below(3);
+    forest_of(random, columns, classes)
+}
+
+/// A forest of 1 to 12 trees over `classes` classes.
+fn forest_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, Vec<u8>) {
     let mut attributes: Vec<(&str, Vec<i64>)> = Vec::new();
     let (mut modes, mut thresholds, mut weights) = (Vec::new(), Vec::new(), Vec::new());
     let names = ["nodes_treeids", "nodes_nodeids", "nodes_featureids"];
@@ -302,6 +313,12 @@ fn linear_models_give_onnx_runtimes_answers() {
 }
 
 #[test]
+fn binary_linear_models_give_onnx_runtimes_answers() {
+    // One score (ONNX Runtime's own rule for it) or two (as skl2onnx writes scikit-learn's).
+    agree_on_random_models(20, |random, columns| linear_of(random, columns, 2));
+}
+
+#[test]
 fn forests_give_onnx_runtimes_answers() {
     agree_on_random_models(60, forest);
 }
@@ -350,7 +367,9 @@ fn graphs_it_does_not_run_are_left_to_onnx_runtime_with_the_reason() {
         )
     };
     let cases = [
-        (linear_with(ints("classlabels_ints", vec![0, 1]), None), "2 class labels"),
+        (linear_with(ints("classlabels_ints", vec![0, 1]), None), "2 labels, 3 intercepts"),
+        (linear_with(ints("classlabels_ints", vec![7]), None), "1 class labels, fewer than 2"),
+        (forest_of(&mut Random(5), 2, 2), "2 class labels, fewer than 3"),
         (
             linear_with(strings("classlabels_strings", vec!["a", "b", "c"]), None),
             "string class labels",
@@ -384,4 +403,52 @@ fn graphs_it_does_not_run_are_left_to_onnx_runtime_with_the_reason() {
     }
     let error = Interpreter::compile(&linear(&mut Random(3), 2).0, b"not a model").unwrap_err();
     assert!(error.contains("unreadable graph"), "{error}");
+}
+
+/// A committed model of the core crate's tests (`tests/models/<name>/1`), as `build_binary.py`
+/// exported it with skl2onnx.
+fn committed(name: &str) -> (Manifest, Vec<u8>) {
+    let version = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models").join(name);
+    let manifest = std::fs::read_to_string(version.join("1/manifest.json")).unwrap();
+    (serde_json::from_str(&manifest).unwrap(), std::fs::read(version.join("1/model.onnx")).unwrap())
+}
+
+/// `tests/fixtures/binary.json`: rows, and what Python onnxruntime answered for them.
+#[derive(serde::Deserialize)]
+struct BinaryFixture {
+    tolerance: f32,
+    rows: Vec<Vec<f32>>,
+    labels: Vec<i64>,
+    probabilities: Vec<Vec<f32>>,
+}
+
+#[test]
+fn scikit_learns_binary_logistic_regression_runs_here_with_pythons_answers() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/binary.json");
+    let fixture: BinaryFixture =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (manifest, graph) = committed("binary-logistic");
+    let mut interpreter = Interpreter::compile(&manifest, &graph).unwrap();
+    interpreter.agrees_with(&mut session(&manifest, &graph)).unwrap();
+    let shape = vec![fixture.rows.len(), fixture.rows[0].len()];
+    let x = ArrayD::from_shape_vec(shape, fixture.rows.concat()).unwrap();
+    let inputs = Tensors::from([("features".to_string(), Tensor::F32(x))]);
+    let ran = interpreter.run(&inputs, OutputSet::ALL, &Context::internal()).unwrap();
+    let (Tensor::I64(labels), Tensor::F32(probabilities)) = (&ran["label"], &ran["probabilities"])
+    else {
+        panic!("unexpected outputs: {ran:?}");
+    };
+    assert_eq!(labels.iter().copied().collect::<Vec<_>>(), fixture.labels);
+    for (row, want) in probabilities.rows().into_iter().zip(&fixture.probabilities) {
+        for (got, want) in row.iter().zip(want) {
+            assert!((got - want).abs() <= fixture.tolerance, "{got} where Python gave {want}");
+        }
+    }
+}
+
+#[test]
+fn scikit_learns_binary_forest_stays_on_onnx_runtime() {
+    let (manifest, graph) = committed("binary-forest");
+    let error = Interpreter::compile(&manifest, &graph).unwrap_err();
+    assert!(error.contains("2 class labels, fewer than 3"), "{error}");
 }
