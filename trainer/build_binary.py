@@ -1,12 +1,13 @@
-"""Train two binary scikit-learn classifiers, as skl2onnx exports them, and their fixture.
+"""Train three binary scikit-learn classifiers, as skl2onnx exports them, and their fixture.
 
-The core crate's ONNX-ML interpreter tests load them: `binary-logistic`, a logistic
-regression (skl2onnx writes it as a `LinearClassifier` with two scores, which the interpreter
-runs), and `binary-forest`, a small random forest (a `TreeEnsembleClassifier` of two classes,
-which ONNX Runtime's special rules for two classes keep on ONNX Runtime). Both read 4
-features of synthetic data and write `label` INT64 `[rows]` and `probabilities` FP32
-`[rows, 2]`. The fixture holds feature rows, held-out ones and a few far outside the training
-data, and what Python onnxruntime returns for each of them from the logistic regression.
+The core crate's ONNX-ML interpreter tests run them: `binary-logistic`, a logistic regression
+(skl2onnx writes a `LinearClassifier` of two scores), `binary-forest`, a small random forest,
+and `binary-boosted`, gradient-boosted trees (each a `TreeEnsembleClassifier` of one score,
+which ONNX Runtime writes out by its special rules for two classes: probabilities for the
+forest, margins, a base value and the logistic for the boosted trees). All read 4 features of
+synthetic data and write `label` INT64 `[rows]` and `probabilities` FP32 `[rows, 2]`. The
+fixture holds feature rows, held-out ones and a few far outside the training data, and what
+Python onnxruntime returns for each of them from each model.
 
 Usage: python build_binary.py --models DIR --fixtures FILE
 """
@@ -18,7 +19,7 @@ import onnxruntime as ort
 import skl2onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import make_classification
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from artifacts import model_and_fixture_args, write_fixture, write_version
@@ -41,7 +42,11 @@ def main() -> None:
     estimators = {
         "binary-logistic": LogisticRegression(max_iter=1000),
         "binary-forest": RandomForestClassifier(n_estimators=5, max_depth=3, random_state=SEED),
+        "binary-boosted": GradientBoostingClassifier(
+            n_estimators=10, max_depth=2, random_state=SEED
+        ),
     }
+    answers = {}
     for name, estimator in estimators.items():
         estimator.fit(x[train], y[train])
         onx = skl2onnx.to_onnx(
@@ -53,17 +58,16 @@ def main() -> None:
         path = write_version(
             args.models, name, 1, onx.SerializeToString(), {"classes": 2, "features": FEATURES}
         )
-        if name == "binary-logistic":
-            session = ort.InferenceSession(str(path))
-            labels, probabilities = session.run(["label", "probabilities"], {"features": rows})
+        session = ort.InferenceSession(str(path))
+        labels, probabilities = session.run(["label", "probabilities"], {"features": rows})
+        answers[name] = {"labels": labels.tolist(), "probabilities": probabilities.tolist()}
     write_fixture(
         args.fixtures,
         {
             "onnxruntime": ort.__version__,
             "tolerance": 1e-5,
             "rows": rows.tolist(),
-            "labels": labels.tolist(),
-            "probabilities": probabilities.tolist(),
+            "models": answers,
         },
     )
 

@@ -2,12 +2,12 @@
 //! reference trainer, in its own virtual environment under `trainer/.venv`: the tabular-scoring
 //! models, `token-pool`, the variable-length model of the core crate's padding tests,
 //! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests, `blobs`,
-//! a scikit-learn classifier for the core crate's remote-backend tests, `binary-logistic` and
-//! `binary-forest`, scikit-learn's binary classifiers for the ONNX-ML interpreter's tests,
-//! and `identity` and `tanh-chain`, a model that costs nothing and a slow one, for the core
-//! crate's tests and benchmarks of where models run; and the models of the `tabular` and
-//! `blank` service templates; and the parity fixture of `services/text-embedding` on its
-//! fetched model. Also the training service's own tests (`test`).
+//! a scikit-learn classifier for the core crate's remote-backend tests, `binary-logistic`,
+//! `binary-forest` and `binary-boosted`, scikit-learn's binary classifiers for the ONNX-ML
+//! interpreter's tests, and `identity` and `tanh-chain`, a model that costs nothing and a slow
+//! one, for the core crate's tests and benchmarks of where models run; and the models of the
+//! `tabular` and `blank` service templates; and the parity fixture of `services/text-embedding`
+//! on its fetched model. Also the training service's own tests (`test`).
 
 use std::path::Path;
 

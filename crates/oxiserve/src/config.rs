@@ -425,8 +425,7 @@ pub struct RunConfig {
 }
 
 /// What runs a graph made only of the ONNX-ML operators of linear models and tree ensembles
-/// (`LinearClassifier` of two or more classes, `TreeEnsembleClassifier` of three or more,
-/// `Normalizer`).
+/// (`LinearClassifier`, `TreeEnsembleClassifier`, `Normalizer`, and `Identity`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnnxMl {

@@ -1,7 +1,8 @@
 //! The ONNX-ML interpreter: graphs made only of the classic ML operators of linear models and
-//! tree ensembles (`LinearClassifier`, `TreeEnsembleClassifier`, `Normalizer`, the graphs
-//! skl2onnx writes for scikit-learn's linear models and forests) run in Rust, on the request's
-//! thread, instead of in ONNX Runtime.
+//! tree ensembles (`LinearClassifier`, `TreeEnsembleClassifier`, `Normalizer`, and the
+//! `Identity` that renames an output: the graphs skl2onnx writes for scikit-learn's linear
+//! models, forests and boosted trees) run in Rust, on the request's thread, instead of in ONNX
+//! Runtime.
 //!
 //! For such a model ONNX Runtime's own work is a few hundred instructions, and the call
 //! around it (values created and released, the run's bookkeeping) some 20,000 a run: half of
@@ -121,6 +122,16 @@ impl Interpreter {
             let Some(&reads) = names.get(read) else {
                 return Err(format!("`{}` reads `{read}`, which no node wrote", node.op_type));
             };
+            if (node.domain.as_str(), node.op_type.as_str()) == ("", "Identity") {
+                // Another name for the value it reads (skl2onnx's boosted trees end in one).
+                let [name] = node.output.as_slice() else {
+                    return Err(format!("`Identity` with outputs {:?}", node.output));
+                };
+                if !node.attribute.is_empty() || names.insert(name.clone(), reads).is_some() {
+                    return Err(format!("`Identity` writing `{name}`"));
+                }
+                continue;
+            }
             let Kind::Numbers(step_columns) = kinds[reads] else {
                 return Err(format!("`{}` reads labels", node.op_type));
             };
@@ -156,6 +167,9 @@ impl Interpreter {
                     "output `{}` is not {} {:?}",
                     spec.name, spec.datatype, spec.shape
                 ));
+            }
+            if outputs.iter().any(|&(taken, _)| taken == value) {
+                return Err(format!("output `{}` is another output's value", spec.name));
             }
             outputs.push((value, kinds[value]));
         }

@@ -1,9 +1,10 @@
 //! The ONNX-ML operators the interpreter runs, each read from its node's attributes and
 //! computed as ONNX Runtime's CPU kernels compute it (`onnxruntime/core/providers/cpu/ml`):
 //! the same comparisons, the same order of sums over trees and leaf weights, the same rule
-//! for ties and the same post transforms. A node the interpreter cannot run exactly so (a
-//! forest of two classes, whose scores ONNX Runtime writes by special rules, string labels,
-//! an attribute it does not know) is [`Unsupported`], and the model runs on ONNX Runtime.
+//! for ties and the same post transforms, and the special rules ONNX Runtime has for binary
+//! classifiers of one score. A node the interpreter cannot run exactly so (string labels, a
+//! forest of two classes that is not of one score, an attribute it does not know) is
+//! [`Unsupported`], and the model runs on ONNX Runtime.
 
 use std::collections::HashMap;
 
@@ -214,6 +215,17 @@ fn batched_logistic(value: f32) -> f32 {
     (p / q + 0.5).clamp(0.0, 1.0)
 }
 
+/// The two scores ONNX Runtime 1.31 writes for a binary classifier's one score `s`, the
+/// second class's (its `add_second_class` 0 and 1): `[1 - p, p]`, where `p` is
+/// [`logistic`]`(s)` under LOGISTIC and `s` itself under NONE and SOFTMAX.
+fn second_class_scores(s: f32, post: PostTransform) -> [f32; 2] {
+    let p = match post {
+        PostTransform::Logistic => logistic(s),
+        PostTransform::None | PostTransform::Softmax => s,
+    };
+    [1.0 - p, p]
+}
+
 /// The index of the highest of `scores` among those `present`, the first of equal ones.
 fn highest(scores: &[f32], present: impl Fn(usize) -> bool) -> Option<usize> {
     let mut best: Option<usize> = None;
@@ -244,11 +256,9 @@ fn class_labels(
 /// `LinearClassifier`: `scores = x · coefficientsᵀ + intercepts`, one score a class; the
 /// label of the highest score before the transform, then the transform.
 ///
-/// A binary classifier may instead have one score `s`, the second class's (ONNX Runtime's
-/// `add_second_class`): its label is the second class when `s` is above 0, and it writes
-/// `[1 - p, p]`, where `p` is [`logistic`]`(s)` under LOGISTIC and `s` itself under NONE and
-/// SOFTMAX, as ONNX Runtime 1.31 does. skl2onnx writes scikit-learn's binary models with two
-/// scores, one a class, like any other.
+/// A binary classifier may instead have one score `s`, the second class's: its label is the
+/// second class when `s` is above 0, and it writes [`second_class_scores`]. skl2onnx writes
+/// scikit-learn's binary models with two scores, one a class, like any other.
 #[derive(Debug)]
 pub(super) struct LinearClassifier {
     /// `[scores, columns]`, row-major.
@@ -295,11 +305,8 @@ impl LinearClassifier {
             }
             if let [score] = scores[row..] {
                 labels.push(self.labels[usize::from(score > 0.0)]);
-                let second = match self.post {
-                    PostTransform::Logistic => logistic(score),
-                    PostTransform::None | PostTransform::Softmax => score,
-                };
-                scores[row] = 1.0 - second;
+                let [first, second] = second_class_scores(score, self.post);
+                scores[row] = first;
                 scores.push(second);
                 continue;
             }
@@ -413,9 +420,12 @@ impl TreeNode {
     }
 }
 
-/// `TreeEnsembleClassifier` of three or more classes: each tree's leaf adds its weights to
-/// its classes' scores (trees in the graph's order, a leaf's weights in theirs), base values
-/// are added, the label is the highest class that got a score, then the transform.
+/// `TreeEnsembleClassifier`: each tree's leaf adds its weights to its classes' scores (trees
+/// in the graph's order, a leaf's weights in theirs), base values are added, the label is the
+/// highest class that got a score, then the transform.
+///
+/// Of two classes, it is the forest skl2onnx writes for scikit-learn's binary models: every
+/// weight on class 0 and at most one base value, one score in all (see [`OneScore`]).
 #[derive(Debug)]
 pub(super) struct TreeEnsemble {
     nodes: Vec<TreeNode>,
@@ -426,11 +436,37 @@ pub(super) struct TreeEnsemble {
     base_values: Vec<f32>,
     labels: Vec<i64>,
     post: PostTransform,
+    /// For a forest of two classes, how its one score becomes its label and two scores.
+    one_score: Option<OneScore>,
+}
+
+/// How ONNX Runtime 1.31 writes a binary forest's one score `s` (its `binary_case_`): when no
+/// weight is negative (a random forest's probabilities), the label is the second class if
+/// `s > 0.5` and the scores are [`second_class_scores`]; otherwise (boosted trees' margins) the
+/// label is the second class if `s > 0`, and the scores `[logistic(-s), logistic(s)]` under
+/// LOGISTIC, else `[-s, s]`.
+#[derive(Debug, Clone, Copy)]
+struct OneScore {
+    weights_are_positive: bool,
+}
+
+impl OneScore {
+    /// The label's index and the two scores of score `s` under `post`.
+    fn finish(self, s: f32, post: PostTransform) -> (usize, [f32; 2]) {
+        if self.weights_are_positive {
+            return (usize::from(s > 0.5), second_class_scores(s, post));
+        }
+        let scores = match post {
+            PostTransform::Logistic => [logistic(-s), logistic(s)],
+            PostTransform::None | PostTransform::Softmax => [-s, s],
+        };
+        (usize::from(s > 0.0), scores)
+    }
 }
 
 impl TreeEnsemble {
     fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
-        let labels = class_labels(attributes, "classlabels_int64s", 3)?;
+        let labels = class_labels(attributes, "classlabels_int64s", 2)?;
         let post = PostTransform::read(attributes)?;
         let base_values = attributes.floats("base_values").to_vec();
         let _ = attributes.get("nodes_hitrates");
@@ -448,13 +484,16 @@ impl TreeEnsemble {
         let class_weights = attributes.floats("class_weights");
         let count = tree_ids.len();
         let lengths = [node_ids.len(), features.len(), modes.len(), thresholds.len()];
+        // One base value a class, or one for a forest of two classes' one score.
+        let bases = base_values.len();
+        let bases_fit = bases == 0 || bases == labels.len() || (labels.len() == 2 && bases == 1);
         if count == 0
             || lengths.iter().chain([&true_ids.len(), &false_ids.len()]).any(|&n| n != count)
             || !(missing.is_empty() || missing.len() == count)
             || [class_nodes.len(), class_ids.len(), class_weights.len()]
                 .iter()
                 .any(|&n| n != class_trees.len())
-            || !(base_values.is_empty() || base_values.len() == labels.len())
+            || !bases_fit
         {
             return Err("a TreeEnsembleClassifier whose attribute lists disagree in length".into());
         }
@@ -521,7 +560,20 @@ impl TreeEnsemble {
             node.weights = weights.len()..weights.len() + leaf_weights.len();
             weights.extend(leaf_weights);
         }
-        Ok(Self { nodes, roots, weights, base_values, labels, post })
+        let one_score = if labels.len() == 2 {
+            if class_ids.iter().any(|&class| class != 0) || base_values.len() == 2 {
+                return Err(
+                    "a forest of two classes that weighs the second class or has two base \
+                            values (ONNX Runtime's rules for it are not followed here)"
+                        .into(),
+                );
+            }
+            let weights_are_positive = !class_weights.iter().any(|&weight| weight < 0.0);
+            Some(OneScore { weights_are_positive })
+        } else {
+            None
+        };
+        Ok(Self { nodes, roots, weights, base_values, labels, post, one_score })
     }
 
     fn run(&self, input: &[f32], rows: usize, columns: usize) -> Written {
@@ -546,6 +598,12 @@ impl TreeEnsemble {
             for (class, &base) in self.base_values.iter().enumerate() {
                 row[class] = if scored[class] { row[class] + base } else { base };
                 scored[class] = true;
+            }
+            if let Some(one_score) = self.one_score {
+                let (label, scores) = one_score.finish(row[0], self.post);
+                labels.push(self.labels[label]);
+                row.copy_from_slice(&scores);
+                continue;
             }
             // Every tree ends in a leaf with weights, so some class has a score.
             labels.push(self.labels[highest(row, |class| scored[class]).unwrap_or(0)]);
