@@ -1,7 +1,8 @@
 //! The ONNX-ML interpreter: graphs made only of the classic ML operators of linear models and
-//! tree ensembles (`LinearClassifier`, `TreeEnsembleClassifier`, `Normalizer`, and the
-//! `Identity` that renames an output: the graphs skl2onnx writes for scikit-learn's linear
-//! models, forests and boosted trees) run in Rust, on the request's thread, instead of in ONNX
+//! tree ensembles (`LinearClassifier`, `LinearRegressor`, `TreeEnsembleClassifier`, `Scaler`,
+//! `Normalizer`, and the `Identity` or `Cast` to FP32 that renames a value: the graphs
+//! skl2onnx writes for scikit-learn's linear models, forests and boosted trees, and pipelines
+//! of a scaler and one of them) run in Rust, on the request's thread, instead of in ONNX
 //! Runtime.
 //!
 //! For such a model ONNX Runtime's own work is a few hundred instructions, and the call
@@ -122,13 +123,12 @@ impl Interpreter {
             let Some(&reads) = names.get(read) else {
                 return Err(format!("`{}` reads `{read}`, which no node wrote", node.op_type));
             };
-            if (node.domain.as_str(), node.op_type.as_str()) == ("", "Identity") {
-                // Another name for the value it reads (skl2onnx's boosted trees end in one).
+            if renames(node, kinds[reads]) {
                 let [name] = node.output.as_slice() else {
-                    return Err(format!("`Identity` with outputs {:?}", node.output));
+                    return Err(format!("`{}` with outputs {:?}", node.op_type, node.output));
                 };
-                if !node.attribute.is_empty() || names.insert(name.clone(), reads).is_some() {
-                    return Err(format!("`Identity` writing `{name}`"));
+                if names.insert(name.clone(), reads).is_some() {
+                    return Err(format!("`{name}` is written twice"));
                 }
                 continue;
             }
@@ -204,6 +204,18 @@ impl Interpreter {
             compare(&ours, &theirs, &self.program.specs)?;
         }
         Ok(())
+    }
+}
+
+/// Whether `node`, reading a value of `kind`, only gives the value another name: an
+/// `Identity` (skl2onnx ends boosted trees with one), or a `Cast` of numbers to FP32, which
+/// they are (skl2onnx ends linear regressions with one).
+fn renames(node: &proto::Node, kind: Kind) -> bool {
+    const FLOAT: i64 = 1;
+    match (node.domain.as_str(), node.op_type.as_str(), node.attribute.as_slice()) {
+        ("", "Identity", []) => true,
+        ("", "Cast", [to]) => to.name == "to" && to.i == FLOAT && matches!(kind, Kind::Numbers(_)),
+        _ => false,
     }
 }
 

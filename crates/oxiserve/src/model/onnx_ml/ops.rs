@@ -22,13 +22,17 @@ pub(super) enum Op {
     Normalize(Norm),
     /// `TreeEnsembleClassifier`: scores summed over trees, and the label of the highest.
     Trees(TreeEnsemble),
+    /// `LinearRegressor`: the values of a linear model.
+    Regress(LinearRegressor),
+    /// `Scaler`: each column shifted and scaled.
+    Scale(Scaler),
 }
 
 /// The values one operator writes for a run of several rows.
 pub(super) enum Written {
     /// Labels and scores (`[rows]` and `[rows, classes]`), from a classifier.
     Classified { labels: Vec<i64>, scores: Vec<f32> },
-    /// Numbers, as many a row as the operator read.
+    /// Numbers, [`Op::columns`] a row.
     Numbers(Vec<f32>),
 }
 
@@ -44,28 +48,32 @@ impl Op {
             ("ai.onnx.ml", "TreeEnsembleClassifier") => {
                 Self::Trees(TreeEnsemble::read(&attributes, columns)?)
             }
+            ("ai.onnx.ml", "LinearRegressor") => {
+                Self::Regress(LinearRegressor::read(&attributes, columns)?)
+            }
+            ("ai.onnx.ml", "Scaler") => Self::Scale(Scaler::read(&attributes, columns)?),
             (domain, op) => return Err(format!("operator `{op}` of domain `{domain}`")),
         };
         attributes.all_read(&node.op_type)?;
         Ok(op)
     }
 
-    /// How many values the operator writes: two for a classifier (label, scores), one for a
-    /// normalizer.
+    /// How many values the operator writes: two for a classifier (label, scores), one for
+    /// the others.
     pub(super) fn outputs(&self) -> usize {
         match self {
             Self::Linear(_) | Self::Trees(_) => 2,
-            Self::Normalize(_) => 1,
+            Self::Normalize(_) | Self::Regress(_) | Self::Scale(_) => 1,
         }
     }
 
-    /// How many numbers a row of its scores (or of its output, for a normalizer reading
-    /// `columns`) holds.
+    /// How many numbers a row of its scores or values holds, when it reads `columns`.
     pub(super) fn columns(&self, columns: usize) -> usize {
         match self {
             Self::Linear(linear) => linear.labels.len(),
             Self::Trees(trees) => trees.labels.len(),
-            Self::Normalize(_) => columns,
+            Self::Regress(regressor) => regressor.intercepts.len(),
+            Self::Normalize(_) | Self::Scale(_) => columns,
         }
     }
 
@@ -79,7 +87,7 @@ impl Op {
                 .filter(|node| node.mode != Mode::Leaf)
                 .map(|node| (node.feature, node.threshold))
                 .collect(),
-            Self::Linear(_) | Self::Normalize(_) => Vec::new(),
+            Self::Linear(_) | Self::Normalize(_) | Self::Regress(_) | Self::Scale(_) => Vec::new(),
         }
     }
 
@@ -89,6 +97,8 @@ impl Op {
             Self::Linear(linear) => linear.run(input, rows, columns),
             Self::Trees(trees) => trees.run(input, rows, columns),
             Self::Normalize(norm) => Written::Numbers(norm.run(input, columns)),
+            Self::Regress(regressor) => Written::Numbers(regressor.run(input, rows, columns)),
+            Self::Scale(scaler) => Written::Numbers(scaler.run(input, columns)),
         }
     }
 }
@@ -114,6 +124,10 @@ impl<'a> Attributes<'a> {
     fn get(&self, name: &'a str) -> Option<&'a Attribute> {
         self.read.borrow_mut().push(name);
         self.by_name.get(name).copied()
+    }
+
+    fn int(&self, name: &'a str) -> Option<i64> {
+        self.get(name).map(|a| a.i)
     }
 
     fn floats(&self, name: &'a str) -> &'a [f32] {
@@ -297,12 +311,7 @@ impl LinearClassifier {
         let mut scores = Vec::with_capacity(rows * classes);
         for x in input.chunks_exact(columns).take(rows) {
             let row = scores.len();
-            for (weights, intercept) in
-                self.coefficients.chunks_exact(columns).zip(&self.intercepts)
-            {
-                let dot = x.iter().zip(weights).fold(0.0f32, |sum, (x, w)| x.mul_add(*w, sum));
-                scores.push(dot + intercept);
-            }
+            push_affine(x, &self.coefficients, &self.intercepts, &mut scores);
             if let [score] = scores[row..] {
                 labels.push(self.labels[usize::from(score > 0.0)]);
                 let [first, second] = second_class_scores(score, self.post);
@@ -315,6 +324,87 @@ impl LinearClassifier {
             self.post.apply(row, batched_logistic);
         }
         Written::Classified { labels, scores }
+    }
+}
+
+/// `x · coefficientsᵀ + intercepts` for one row `x`, pushed onto `values`: each dot product in
+/// fused multiply-adds in column order, as MLAS's FMA kernel sums it, then its intercept.
+fn push_affine(x: &[f32], coefficients: &[f32], intercepts: &[f32], values: &mut Vec<f32>) {
+    for (weights, intercept) in coefficients.chunks_exact(x.len()).zip(intercepts) {
+        let dot = x.iter().zip(weights).fold(0.0f32, |sum, (x, w)| x.mul_add(*w, sum));
+        values.push(dot + intercept);
+    }
+}
+
+/// `LinearRegressor` without a transform (as skl2onnx writes scikit-learn's linear
+/// regressions): `x · coefficientsᵀ + intercepts`, `targets` values a row. Intercepts of
+/// another length than `targets` are not used, as in ONNX Runtime.
+#[derive(Debug)]
+pub(super) struct LinearRegressor {
+    /// `[targets, columns]`, row-major.
+    coefficients: Vec<f32>,
+    /// One a target (zeros when the graph's are not used).
+    intercepts: Vec<f32>,
+}
+
+impl LinearRegressor {
+    fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
+        let targets = attributes.int("targets").unwrap_or(1);
+        let coefficients = attributes.floats("coefficients").to_vec();
+        let intercepts = attributes.floats("intercepts");
+        let post = attributes.string("post_transform", "NONE");
+        if post != b"NONE" {
+            return Err(format!("post_transform `{}`", String::from_utf8_lossy(post)));
+        }
+        let targets = usize::try_from(targets).ok().filter(|&t| t > 0);
+        let Some(targets) = targets.filter(|&t| coefficients.len() == t * columns) else {
+            return Err(format!(
+                "a LinearRegressor of {} coefficients for {columns} inputs",
+                coefficients.len()
+            ));
+        };
+        let intercepts =
+            if intercepts.len() == targets { intercepts.to_vec() } else { vec![0.0; targets] };
+        Ok(Self { coefficients, intercepts })
+    }
+
+    fn run(&self, input: &[f32], rows: usize, columns: usize) -> Vec<f32> {
+        let mut values = Vec::with_capacity(rows * self.intercepts.len());
+        for x in input.chunks_exact(columns).take(rows) {
+            push_affine(x, &self.coefficients, &self.intercepts, &mut values);
+        }
+        values
+    }
+}
+
+/// `Scaler`: `(x - offset) * scale`, column by column, or with one offset and scale for all.
+#[derive(Debug)]
+pub(super) struct Scaler {
+    /// One a column.
+    offset: Vec<f32>,
+    /// One a column.
+    scale: Vec<f32>,
+}
+
+impl Scaler {
+    fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
+        let (offset, scale) = (attributes.floats("offset"), attributes.floats("scale"));
+        match (offset.len(), scale.len()) {
+            (1, 1) => Ok(Self { offset: vec![offset[0]; columns], scale: vec![scale[0]; columns] }),
+            (o, s) if o == columns && s == columns => {
+                Ok(Self { offset: offset.to_vec(), scale: scale.to_vec() })
+            }
+            (o, s) => Err(format!("a Scaler of {o} offsets and {s} scales for {columns} inputs")),
+        }
+    }
+
+    fn run(&self, input: &[f32], columns: usize) -> Vec<f32> {
+        let mut output = Vec::with_capacity(input.len());
+        for x in input.chunks_exact(columns) {
+            let scaled = x.iter().zip(&self.offset).zip(&self.scale);
+            output.extend(scaled.map(|((&x, &offset), &scale)| (x - offset) * scale));
+        }
+        output
     }
 }
 

@@ -92,12 +92,22 @@ fn node(op: &str, input: &str, outputs: &[&str], attribute: Vec<Attribute>) -> N
 /// A classifier's graph on input `x` of `columns` numbers: `nodes`, whose last writes
 /// `label` and `probabilities` of `classes` columns; with its manifest.
 fn classifier(columns: usize, classes: usize, nodes: Vec<Node>) -> (Manifest, Vec<u8>) {
+    let outputs = [("label", INT64, vec![-1]), ("probabilities", FLOAT, vec![-1, classes as i64])];
+    model_of(columns, &outputs, nodes)
+}
+
+/// A graph on input `x` of `columns` numbers: `nodes`, which write `outputs` (name, element
+/// type, shape); with its manifest.
+fn model_of(
+    columns: usize,
+    outputs: &[(&str, i32, Vec<i64>)],
+    nodes: Vec<Node>,
+) -> (Manifest, Vec<u8>) {
     let columns = columns as i64;
-    let classes = classes as i64;
     let graph = Graph {
         node: nodes,
         input: vec![value("x", FLOAT, &[-1, columns])],
-        output: vec![value("label", INT64, &[-1]), value("probabilities", FLOAT, &[-1, classes])],
+        output: outputs.iter().map(|(name, elem, dims)| value(name, *elem, dims)).collect(),
         ..Default::default()
     };
     let opsets = [("ai.onnx.ml", 1), ("", 17)];
@@ -106,14 +116,18 @@ fn classifier(columns: usize, classes: usize, nodes: Vec<Node>) -> (Manifest, Ve
         .map(|&(domain, version)| OperatorSet { domain: domain.into(), version })
         .collect();
     let model = Model { ir_version: 8, opset_import, graph: Some(graph), ..Default::default() };
+    let specs: Vec<_> = outputs
+        .iter()
+        .map(|(name, elem, dims)| {
+            let datatype = if *elem == INT64 { "INT64" } else { "FP32" };
+            serde_json::json!({"name": name, "datatype": datatype, "shape": dims})
+        })
+        .collect();
     let manifest = serde_json::from_value(serde_json::json!({
         "format_version": 1, "name": "m", "version": 1, "created_at": "2026-12-05T00:00:00Z",
         "files": {},
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, columns]}],
-        "outputs": [
-            {"name": "label", "datatype": "INT64", "shape": [-1]},
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]}
-        ],
+        "outputs": specs,
     }))
     .unwrap();
     (manifest, model.encode_to_vec())
@@ -154,6 +168,51 @@ fn linear(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
 /// A linear classifier of `classes` classes, its scores normalised (as skl2onnx writes
 /// scikit-learn's) or not; of two classes, it has one score or two.
 fn linear_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, Vec<u8>) {
+    classifier(columns, classes, linear_nodes(random, columns, classes, "x"))
+}
+
+/// A scikit-learn pipeline of a scaler (one offset and scale a column, or one for all) and a
+/// linear classifier of 2 to 6 classes.
+fn scaled_linear(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
+    let count = if random.below(4) == 0 { 1 } else { columns };
+    let offset = (0..count).map(|_| random.uniform(-3.0, 3.0)).collect();
+    let scale = (0..count).map(|_| random.uniform(0.1, 4.0)).collect();
+    let scaler =
+        node("Scaler", "x", &["scaled"], vec![floats("offset", offset), floats("scale", scale)]);
+    let classes = 2 + random.below(5);
+    let mut nodes = vec![scaler];
+    nodes.extend(linear_nodes(random, columns, classes, "scaled"));
+    classifier(columns, classes, nodes)
+}
+
+/// A linear regression of 1 to 4 targets, with intercepts or without, its values cast to FP32
+/// (as skl2onnx writes scikit-learn's) or not.
+fn regressor(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
+    let targets = 1 + random.below(4);
+    let coefficients = (0..targets * columns).map(|_| random.uniform(-2.0, 2.0)).collect();
+    let mut attributes = vec![
+        floats("coefficients", coefficients),
+        Attribute { i: targets as i64, ..attribute("targets", 2) },
+    ];
+    if random.below(3) > 0 {
+        attributes
+            .push(floats("intercepts", (0..targets).map(|_| random.uniform(-1.0, 1.0)).collect()));
+    }
+    let nodes = if random.below(2) == 0 {
+        vec![node("LinearRegressor", "x", &["y"], attributes)]
+    } else {
+        let cast = Attribute { i: i64::from(FLOAT), ..attribute("to", 2) };
+        vec![
+            node("LinearRegressor", "x", &["values"], attributes),
+            Node { domain: String::new(), ..node("Cast", "values", &["y"], vec![cast]) },
+        ]
+    };
+    model_of(columns, &[("y", FLOAT, vec![-1, targets as i64])], nodes)
+}
+
+/// The nodes of a linear classifier of `classes` classes reading `input`, whose last writes
+/// `label` and `probabilities`.
+fn linear_nodes(random: &mut Random, columns: usize, classes: usize, input: &str) -> Vec<Node> {
     let scores = if classes == 2 { 1 + random.below(2) } else { classes };
     let coefficients = (0..scores * columns).map(|_| random.uniform(-2.0, 2.0)).collect();
     let intercepts = (0..scores).map(|_| random.uniform(-1.0, 1.0)).collect();
@@ -165,14 +224,13 @@ fn linear_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, 
         Attribute { i: 1, ..attribute("multi_class", 2) },
         string("post_transform", random.pick(&TRANSFORMS)),
     ];
-    let nodes = match random.pick(&["", "L1", "L2", "MAX"]) {
-        "" => vec![node("LinearClassifier", "x", &["label", "probabilities"], attributes)],
+    match random.pick(&["", "L1", "L2", "MAX"]) {
+        "" => vec![node("LinearClassifier", input, &["label", "probabilities"], attributes)],
         norm => vec![
-            node("LinearClassifier", "x", &["label", "scores"], attributes),
+            node("LinearClassifier", input, &["label", "scores"], attributes),
             node("Normalizer", "scores", &["probabilities"], vec![string("norm", norm)]),
         ],
-    };
-    classifier(columns, classes, nodes)
+    }
 }
 
 /// The nodes of one random tree, depth first (a node's children after it), as
@@ -330,6 +388,16 @@ fn forests_give_onnx_runtimes_answers() {
 }
 
 #[test]
+fn scaled_linear_models_give_onnx_runtimes_answers() {
+    agree_on_random_models(30, scaled_linear);
+}
+
+#[test]
+fn linear_regressions_give_onnx_runtimes_answers() {
+    agree_on_random_models(30, regressor);
+}
+
+#[test]
 fn binary_forests_give_onnx_runtimes_answers() {
     agree_on_random_models(60, |random, columns| forest_of(random, columns, 2));
 }
@@ -416,12 +484,27 @@ fn graphs_it_does_not_run_are_left_to_onnx_runtime_with_the_reason() {
     assert!(error.contains("unreadable graph"), "{error}");
 }
 
-/// A committed model of the core crate's tests (`tests/models/<name>/1`), as `build_binary.py`
-/// exported it with skl2onnx.
-fn committed(name: &str) -> (Manifest, Vec<u8>) {
-    let version = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models").join(name);
-    let manifest = std::fs::read_to_string(version.join("1/manifest.json")).unwrap();
-    (serde_json::from_str(&manifest).unwrap(), std::fs::read(version.join("1/model.onnx")).unwrap())
+/// The manifest and graph of the committed model version at `path`, relative to the core
+/// crate.
+fn committed(path: &str) -> (Manifest, Vec<u8>) {
+    let version = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let manifest = std::fs::read_to_string(version.join("manifest.json")).unwrap();
+    (serde_json::from_str(&manifest).unwrap(), std::fs::read(version.join("model.onnx")).unwrap())
+}
+
+#[test]
+fn the_service_templates_models_run_here() {
+    // What `cargo xtask new` starts a service with: a scaler and a logistic regression
+    // (`tabular`), and a linear regression (`blank`), as skl2onnx writes them.
+    for path in
+        ["../../templates/tabular/models/classifier/1", "../../templates/blank/models/model/1"]
+    {
+        let (manifest, graph) = committed(path);
+        let mut interpreter =
+            Interpreter::compile(&manifest, &graph).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut reference = session(&manifest, &graph);
+        interpreter.agrees_with(&mut reference).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
 }
 
 /// `tests/fixtures/binary.json`: rows, and what Python onnxruntime answered for them from
@@ -449,7 +532,7 @@ fn scikit_learns_binary_models_run_here_with_pythons_answers() {
     let inputs = Tensors::from([("features".to_string(), Tensor::F32(x))]);
     assert_eq!(fixture.models.len(), 3, "a logistic regression, a forest and boosted trees");
     for (name, answers) in &fixture.models {
-        let (manifest, graph) = committed(name);
+        let (manifest, graph) = committed(&format!("tests/models/{name}/1"));
         let mut interpreter = Interpreter::compile(&manifest, &graph).unwrap();
         interpreter.agrees_with(&mut session(&manifest, &graph)).unwrap();
         let ran = interpreter.run(&inputs, OutputSet::ALL, &Context::internal()).unwrap();
