@@ -2,12 +2,12 @@
 //! reference trainer, in its own virtual environment under `trainer/.venv`: the tabular-scoring
 //! models, `token-pool`, the variable-length model of the core crate's padding tests,
 //! `dtype-echo`, a model with every datatype, for the core crate's KServe v2 tests, `blobs`,
-//! a scikit-learn classifier for the core crate's remote-backend tests, `binary-logistic`,
-//! `binary-forest` and `binary-boosted`, scikit-learn's binary classifiers for the ONNX-ML
-//! interpreter's tests, and `identity` and `tanh-chain`, a model that costs nothing and a slow
-//! one, for the core crate's tests and benchmarks of where models run; and the models of the
-//! `tabular` and `blank` service templates; and the parity fixture of `services/text-embedding`
-//! on its fetched model. Also the training service's own tests (`test`).
+//! a scikit-learn classifier for the core crate's remote-backend tests, scikit-learn's binary
+//! classifiers and tree regressors for the ONNX-ML interpreter's tests (`build_sklearn.py`),
+//! and `identity` and `tanh-chain`, a model that costs nothing and a slow one, for the core
+//! crate's tests and benchmarks of where models run; and the models of the `tabular` and
+//! `blank` service templates; and the parity fixture of `services/text-embedding` on its
+//! fetched model. Also the training service's own tests (`test`).
 
 use std::path::Path;
 
@@ -32,8 +32,8 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let fixtures = core_tests.join("fixtures/blobs.json");
     cmd!(sh, "{python} build_blobs.py --models {models} --fixtures {fixtures}").run()?;
     cmd!(sh, "{python} build_cost_models.py --models {models}").run()?;
-    let fixtures = core_tests.join("fixtures/binary.json");
-    cmd!(sh, "{python} build_binary.py --models {models} --fixtures {fixtures}").run()?;
+    let fixtures = core_tests.join("fixtures/sklearn.json");
+    cmd!(sh, "{python} build_sklearn.py --models {models} --fixtures {fixtures}").run()?;
     for (kind, script) in [("tabular", "build_tabular.py"), ("blank", "build_blank.py")] {
         let template = root.join("templates").join(kind);
         let models = template.join("models");

@@ -425,8 +425,8 @@ pub struct RunConfig {
 }
 
 /// What runs a graph made only of the ONNX-ML operators of linear models and tree ensembles
-/// (`LinearClassifier`, `LinearRegressor`, `TreeEnsembleClassifier`, `Scaler`, `Normalizer`,
-/// and the `Identity` or `Cast` to FP32 that renames a value).
+/// (`LinearClassifier`, `LinearRegressor`, `TreeEnsembleClassifier`, `TreeEnsembleRegressor`,
+/// `Scaler`, `Normalizer`, and the `Identity` or `Cast` to FP32 that renames a value).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnnxMl {

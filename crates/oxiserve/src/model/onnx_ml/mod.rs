@@ -1,8 +1,8 @@
 //! The ONNX-ML interpreter: graphs made only of the classic ML operators of linear models and
-//! tree ensembles (`LinearClassifier`, `LinearRegressor`, `TreeEnsembleClassifier`, `Scaler`,
-//! `Normalizer`, and the `Identity` or `Cast` to FP32 that renames a value: the graphs
-//! skl2onnx writes for scikit-learn's linear models, forests and boosted trees, and pipelines
-//! of a scaler and one of them) run in Rust, on the request's thread, instead of in ONNX
+//! tree ensembles (`LinearClassifier`, `LinearRegressor`, `TreeEnsembleClassifier`,
+//! `TreeEnsembleRegressor`, `Scaler`, `Normalizer`, and the `Identity` or `Cast` to FP32 that
+//! renames a value: the graphs skl2onnx writes for scikit-learn's linear models, forests and
+//! boosted trees, and pipelines of a scaler and one of them) run in Rust, on the request's thread, instead of in ONNX
 //! Runtime.
 //!
 //! For such a model ONNX Runtime's own work is a few hundred instructions, and the call

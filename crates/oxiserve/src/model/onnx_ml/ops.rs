@@ -6,8 +6,11 @@
 //! forest of two classes that is not of one score, an attribute it does not know) is
 //! [`Unsupported`], and the model runs on ONNX Runtime.
 
+mod trees;
+
 use std::collections::HashMap;
 
+use self::trees::{TreeClassifier, TreeRegressor};
 use super::proto::{Attribute, Node};
 
 /// Why a graph runs on ONNX Runtime rather than on the interpreter.
@@ -21,7 +24,9 @@ pub(super) enum Op {
     /// `Normalizer`: each row divided by its norm.
     Normalize(Norm),
     /// `TreeEnsembleClassifier`: scores summed over trees, and the label of the highest.
-    Trees(TreeEnsemble),
+    Trees(TreeClassifier),
+    /// `TreeEnsembleRegressor`: values summed over trees.
+    RegressTrees(TreeRegressor),
     /// `LinearRegressor`: the values of a linear model.
     Regress(LinearRegressor),
     /// `Scaler`: each column shifted and scaled.
@@ -46,7 +51,10 @@ impl Op {
             }
             ("ai.onnx.ml", "Normalizer") => Self::Normalize(Norm::read(&attributes)?),
             ("ai.onnx.ml", "TreeEnsembleClassifier") => {
-                Self::Trees(TreeEnsemble::read(&attributes, columns)?)
+                Self::Trees(TreeClassifier::read(&attributes, columns)?)
+            }
+            ("ai.onnx.ml", "TreeEnsembleRegressor") => {
+                Self::RegressTrees(TreeRegressor::read(&attributes, columns)?)
             }
             ("ai.onnx.ml", "LinearRegressor") => {
                 Self::Regress(LinearRegressor::read(&attributes, columns)?)
@@ -63,7 +71,7 @@ impl Op {
     pub(super) fn outputs(&self) -> usize {
         match self {
             Self::Linear(_) | Self::Trees(_) => 2,
-            Self::Normalize(_) | Self::Regress(_) | Self::Scale(_) => 1,
+            Self::Normalize(_) | Self::Regress(_) | Self::RegressTrees(_) | Self::Scale(_) => 1,
         }
     }
 
@@ -73,6 +81,7 @@ impl Op {
             Self::Linear(linear) => linear.labels.len(),
             Self::Trees(trees) => trees.labels.len(),
             Self::Regress(regressor) => regressor.intercepts.len(),
+            Self::RegressTrees(regressor) => regressor.targets,
             Self::Normalize(_) | Self::Scale(_) => columns,
         }
     }
@@ -81,12 +90,8 @@ impl Op {
     /// rows should look.
     pub(super) fn thresholds(&self) -> Vec<(usize, f32)> {
         match self {
-            Self::Trees(trees) => trees
-                .nodes
-                .iter()
-                .filter(|node| node.mode != Mode::Leaf)
-                .map(|node| (node.feature, node.threshold))
-                .collect(),
+            Self::Trees(trees) => trees.thresholds(),
+            Self::RegressTrees(trees) => trees.thresholds(),
             Self::Linear(_) | Self::Normalize(_) | Self::Regress(_) | Self::Scale(_) => Vec::new(),
         }
     }
@@ -99,6 +104,7 @@ impl Op {
             Self::Normalize(norm) => Written::Numbers(norm.run(input, columns)),
             Self::Regress(regressor) => Written::Numbers(regressor.run(input, rows, columns)),
             Self::Scale(scaler) => Written::Numbers(scaler.run(input, columns)),
+            Self::RegressTrees(trees) => Written::Numbers(trees.run(input, columns)),
         }
     }
 }
@@ -448,257 +454,5 @@ impl Norm {
             }));
         }
         output
-    }
-}
-
-/// How a branch compares its feature with its threshold (`nodes_modes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Leq,
-    Lt,
-    Gte,
-    Gt,
-    Eq,
-    Neq,
-    Leaf,
-}
-
-impl Mode {
-    fn read(mode: &[u8]) -> Result<Self, Unsupported> {
-        Ok(match mode {
-            b"BRANCH_LEQ" => Self::Leq,
-            b"BRANCH_LT" => Self::Lt,
-            b"BRANCH_GTE" => Self::Gte,
-            b"BRANCH_GT" => Self::Gt,
-            b"BRANCH_EQ" => Self::Eq,
-            b"BRANCH_NEQ" => Self::Neq,
-            b"LEAF" => Self::Leaf,
-            other => return Err(format!("node mode `{}`", String::from_utf8_lossy(other))),
-        })
-    }
-}
-
-/// One node of a tree: a branch, or a leaf and its weights.
-#[derive(Debug, Clone)]
-struct TreeNode {
-    mode: Mode,
-    feature: usize,
-    threshold: f32,
-    /// A missing value (NaN) takes the true branch.
-    missing_true: bool,
-    /// Indices in [`TreeEnsemble::nodes`]; always after this node's, so a walk ends.
-    if_true: usize,
-    if_false: usize,
-    /// A leaf's weights: a range of [`TreeEnsemble::weights`].
-    weights: std::ops::Range<usize>,
-}
-
-impl TreeNode {
-    /// Whether a row whose feature is `value` takes the true branch.
-    fn goes_true(&self, value: f32) -> bool {
-        let t = self.threshold;
-        let compared = match self.mode {
-            Mode::Leq => value <= t,
-            Mode::Lt => value < t,
-            Mode::Gte => value >= t,
-            Mode::Gt => value > t,
-            Mode::Eq => value == t,
-            Mode::Neq => value != t,
-            Mode::Leaf => false,
-        };
-        compared || (self.missing_true && value.is_nan())
-    }
-}
-
-/// `TreeEnsembleClassifier`: each tree's leaf adds its weights to its classes' scores (trees
-/// in the graph's order, a leaf's weights in theirs), base values are added, the label is the
-/// highest class that got a score, then the transform.
-///
-/// Of two classes, it is the forest skl2onnx writes for scikit-learn's binary models: every
-/// weight on class 0 and at most one base value, one score in all (see [`OneScore`]).
-#[derive(Debug)]
-pub(super) struct TreeEnsemble {
-    nodes: Vec<TreeNode>,
-    /// The root of each tree, in the graph's order.
-    roots: Vec<usize>,
-    /// Leaf weights as (class, weight).
-    weights: Vec<(usize, f32)>,
-    base_values: Vec<f32>,
-    labels: Vec<i64>,
-    post: PostTransform,
-    /// For a forest of two classes, how its one score becomes its label and two scores.
-    one_score: Option<OneScore>,
-}
-
-/// How ONNX Runtime 1.31 writes a binary forest's one score `s` (its `binary_case_`): when no
-/// weight is negative (a random forest's probabilities), the label is the second class if
-/// `s > 0.5` and the scores are [`second_class_scores`]; otherwise (boosted trees' margins) the
-/// label is the second class if `s > 0`, and the scores `[logistic(-s), logistic(s)]` under
-/// LOGISTIC, else `[-s, s]`.
-#[derive(Debug, Clone, Copy)]
-struct OneScore {
-    weights_are_positive: bool,
-}
-
-impl OneScore {
-    /// The label's index and the two scores of score `s` under `post`.
-    fn finish(self, s: f32, post: PostTransform) -> (usize, [f32; 2]) {
-        if self.weights_are_positive {
-            return (usize::from(s > 0.5), second_class_scores(s, post));
-        }
-        let scores = match post {
-            PostTransform::Logistic => [logistic(-s), logistic(s)],
-            PostTransform::None | PostTransform::Softmax => [-s, s],
-        };
-        (usize::from(s > 0.0), scores)
-    }
-}
-
-impl TreeEnsemble {
-    fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
-        let labels = class_labels(attributes, "classlabels_int64s", 2)?;
-        let post = PostTransform::read(attributes)?;
-        let base_values = attributes.floats("base_values").to_vec();
-        let _ = attributes.get("nodes_hitrates");
-        let tree_ids = attributes.ints("nodes_treeids");
-        let node_ids = attributes.ints("nodes_nodeids");
-        let features = attributes.ints("nodes_featureids");
-        let modes = attributes.strings("nodes_modes");
-        let thresholds = attributes.floats("nodes_values");
-        let true_ids = attributes.ints("nodes_truenodeids");
-        let false_ids = attributes.ints("nodes_falsenodeids");
-        let missing = attributes.ints("nodes_missing_value_tracks_true");
-        let class_trees = attributes.ints("class_treeids");
-        let class_nodes = attributes.ints("class_nodeids");
-        let class_ids = attributes.ints("class_ids");
-        let class_weights = attributes.floats("class_weights");
-        let count = tree_ids.len();
-        let lengths = [node_ids.len(), features.len(), modes.len(), thresholds.len()];
-        // One base value a class, or one for a forest of two classes' one score.
-        let bases = base_values.len();
-        let bases_fit = bases == 0 || bases == labels.len() || (labels.len() == 2 && bases == 1);
-        if count == 0
-            || lengths.iter().chain([&true_ids.len(), &false_ids.len()]).any(|&n| n != count)
-            || !(missing.is_empty() || missing.len() == count)
-            || [class_nodes.len(), class_ids.len(), class_weights.len()]
-                .iter()
-                .any(|&n| n != class_trees.len())
-            || !bases_fit
-        {
-            return Err("a TreeEnsembleClassifier whose attribute lists disagree in length".into());
-        }
-
-        // Trees in the order of their first node; a tree's nodes must be listed together.
-        let mut position: HashMap<(i64, i64), usize> = HashMap::new();
-        let mut roots = Vec::new();
-        for (index, (&tree, &node)) in tree_ids.iter().zip(node_ids).enumerate() {
-            if index == 0 || tree_ids[index - 1] != tree {
-                if roots.iter().any(|&root| tree_ids[root] == tree) {
-                    return Err(format!("the nodes of tree {tree} are not listed together"));
-                }
-                roots.push(index);
-            }
-            if position.insert((tree, node), index).is_some() {
-                return Err(format!("node {node} of tree {tree} is listed twice"));
-            }
-        }
-        let mut nodes = Vec::with_capacity(count);
-        for index in 0..count {
-            let mode = Mode::read(modes[index])?;
-            let tree = tree_ids[index];
-            let child = |id: i64| match position.get(&(tree, id)) {
-                Some(&child) if child > index => Ok(child),
-                _ => Err(format!("node {} of tree {tree} has child {id}", node_ids[index])),
-            };
-            let (if_true, if_false) = match mode {
-                Mode::Leaf => (index, index),
-                _ => (child(true_ids[index])?, child(false_ids[index])?),
-            };
-            let feature = usize::try_from(features[index]).ok().filter(|&f| f < columns);
-            let Some(feature) = feature.or((mode == Mode::Leaf).then_some(0)) else {
-                return Err(format!("feature {} of {columns}", features[index]));
-            };
-            let missing_true = missing.get(index).is_some_and(|&m| m != 0);
-            let threshold = thresholds[index];
-            nodes.push(TreeNode {
-                mode,
-                feature,
-                threshold,
-                missing_true,
-                if_true,
-                if_false,
-                weights: 0..0,
-            });
-        }
-
-        // Each leaf's weights, in the graph's order.
-        let mut by_leaf: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
-        for entry in 0..class_trees.len() {
-            let leaf = position.get(&(class_trees[entry], class_nodes[entry]));
-            let leaf = leaf.copied().filter(|&leaf| nodes[leaf].mode == Mode::Leaf);
-            let class = usize::try_from(class_ids[entry]).ok().filter(|&c| c < labels.len());
-            let (Some(leaf), Some(class)) = (leaf, class) else {
-                return Err(format!("weight {entry} is not of a leaf and a class"));
-            };
-            by_leaf[leaf].push((class, class_weights[entry]));
-        }
-        let mut weights = Vec::with_capacity(class_trees.len());
-        for (node, leaf_weights) in nodes.iter_mut().zip(by_leaf) {
-            if node.mode == Mode::Leaf && leaf_weights.is_empty() {
-                return Err("a leaf without weights".into());
-            }
-            node.weights = weights.len()..weights.len() + leaf_weights.len();
-            weights.extend(leaf_weights);
-        }
-        let one_score = if labels.len() == 2 {
-            if class_ids.iter().any(|&class| class != 0) || base_values.len() == 2 {
-                return Err(
-                    "a forest of two classes that weighs the second class or has two base \
-                            values (ONNX Runtime's rules for it are not followed here)"
-                        .into(),
-                );
-            }
-            let weights_are_positive = !class_weights.iter().any(|&weight| weight < 0.0);
-            Some(OneScore { weights_are_positive })
-        } else {
-            None
-        };
-        Ok(Self { nodes, roots, weights, base_values, labels, post, one_score })
-    }
-
-    fn run(&self, input: &[f32], rows: usize, columns: usize) -> Written {
-        let classes = self.labels.len();
-        let mut labels = Vec::with_capacity(rows);
-        let mut scores = vec![0.0f32; rows * classes];
-        let mut scored = vec![false; classes];
-        for (x, row) in input.chunks_exact(columns).zip(scores.chunks_exact_mut(classes)) {
-            scored.fill(false);
-            for &root in &self.roots {
-                let mut node = &self.nodes[root];
-                while node.mode != Mode::Leaf {
-                    let next =
-                        if node.goes_true(x[node.feature]) { node.if_true } else { node.if_false };
-                    node = &self.nodes[next];
-                }
-                for &(class, weight) in &self.weights[node.weights.clone()] {
-                    row[class] += weight;
-                    scored[class] = true;
-                }
-            }
-            for (class, &base) in self.base_values.iter().enumerate() {
-                row[class] = if scored[class] { row[class] + base } else { base };
-                scored[class] = true;
-            }
-            if let Some(one_score) = self.one_score {
-                let (label, scores) = one_score.finish(row[0], self.post);
-                labels.push(self.labels[label]);
-                row.copy_from_slice(&scores);
-                continue;
-            }
-            // Every tree ends in a leaf with weights, so some class has a score.
-            labels.push(self.labels[highest(row, |class| scored[class]).unwrap_or(0)]);
-            self.post.apply(row, logistic);
-        }
-        Written::Classified { labels, scores }
     }
 }

@@ -270,46 +270,13 @@ fn forest(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
 fn forest_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, Vec<u8>) {
     let one_score = classes == 2;
     let (low, high) = if one_score && random.below(2) == 0 { (0.0, 0.3) } else { (-0.5, 1.0) };
-    let mut attributes: Vec<(&str, Vec<i64>)> = Vec::new();
-    let (mut modes, mut thresholds, mut weights) = (Vec::new(), Vec::new(), Vec::new());
-    let names = ["nodes_treeids", "nodes_nodeids", "nodes_featureids"];
-    let more = ["nodes_missing_value_tracks_true", "nodes_truenodeids", "nodes_falsenodeids"];
-    let weight_names = ["class_treeids", "class_nodeids", "class_ids"];
-    for name in names.iter().chain(&more).chain(&weight_names) {
-        attributes.push((name, Vec::new()));
-    }
-    for tree_id in 0..1 + random.below(12) as i64 {
-        let mut nodes = Vec::new();
-        let depth = 1 + random.below(5);
-        tree(random, columns, depth, &mut nodes);
-        for (id, mode, feature, threshold, missing, if_true, if_false) in nodes {
-            for (slot, v) in
-                [tree_id, id, feature, missing, if_true, if_false].into_iter().enumerate()
-            {
-                attributes[slot].1.push(v);
-            }
-            modes.push(mode);
-            thresholds.push(threshold);
-            if mode == "LEAF" {
-                let first = if one_score { 0 } else { random.below(classes) };
-                let weighed: Vec<usize> = (0..classes)
-                    .filter(|&c| c == first || !one_score && random.below(2) == 0)
-                    .collect();
-                for class in weighed {
-                    attributes[6].1.push(tree_id);
-                    attributes[7].1.push(id);
-                    attributes[8].1.push(class as i64);
-                    weights.push(random.uniform(low, high));
-                }
-            }
-        }
-    }
-    let mut list: Vec<Attribute> =
-        attributes.into_iter().map(|(name, values)| ints(name, values)).collect();
+    let names = ["class_treeids", "class_nodeids", "class_ids", "class_weights"];
+    let mut list = trees(random, columns, names, |random| {
+        let first = if one_score { 0 } else { random.below(classes) };
+        let weighed = (0..classes).filter(|&c| c == first || !one_score && random.below(2) == 0);
+        weighed.collect::<Vec<_>>().into_iter().map(|c| (c, random.uniform(low, high))).collect()
+    });
     list.extend([
-        strings("nodes_modes", modes),
-        floats("nodes_values", thresholds),
-        floats("class_weights", weights),
         ints("classlabels_int64s", (0..classes as i64).map(|c| 100 - c).collect()),
         string("post_transform", random.pick(&TRANSFORMS)),
     ]);
@@ -319,6 +286,73 @@ fn forest_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, 
     }
     let nodes = vec![node("TreeEnsembleClassifier", "x", &["label", "probabilities"], list)];
     classifier(columns, classes, nodes)
+}
+
+/// A regression forest of 1 to 12 trees over 1 to 3 targets, each leaf weighing each target
+/// at most once (as skl2onnx writes scikit-learn's), with base values or without.
+fn regression_forest(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
+    let targets = 1 + random.below(3);
+    let names = ["target_treeids", "target_nodeids", "target_ids", "target_weights"];
+    let mut list = trees(random, columns, names, |random| {
+        let first = random.below(targets);
+        let weighed = (0..targets).filter(|&t| t == first || random.below(2) == 0);
+        weighed.collect::<Vec<_>>().into_iter().map(|t| (t, random.uniform(-2.0, 2.0))).collect()
+    });
+    list.push(Attribute { i: targets as i64, ..attribute("n_targets", 2) });
+    if random.below(2) == 0 {
+        list.extend([string("aggregate_function", "SUM"), string("post_transform", "NONE")]);
+    }
+    if random.below(2) == 0 {
+        list.push(floats("base_values", (0..targets).map(|_| random.uniform(-1.0, 1.0)).collect()));
+    }
+    let nodes = vec![node("TreeEnsembleRegressor", "x", &["y"], list)];
+    model_of(columns, &[("y", FLOAT, vec![-1, targets as i64])], nodes)
+}
+
+/// 1 to 12 random trees over `columns` numbers as a tree ensemble's attributes, each leaf
+/// weighing the (output, weight) pairs `weigh` picks, named by `names` (trees, nodes, outputs,
+/// weights).
+fn trees(
+    random: &mut Random,
+    columns: usize,
+    names: [&str; 4],
+    mut weigh: impl FnMut(&mut Random) -> Vec<(usize, f32)>,
+) -> Vec<Attribute> {
+    let node_names = ["nodes_treeids", "nodes_nodeids", "nodes_featureids"];
+    let more = ["nodes_missing_value_tracks_true", "nodes_truenodeids", "nodes_falsenodeids"];
+    let mut lists: Vec<(&str, Vec<i64>)> =
+        node_names.iter().chain(&more).chain(&names[..3]).map(|&n| (n, Vec::new())).collect();
+    let (mut modes, mut thresholds, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    for tree_id in 0..1 + random.below(12) as i64 {
+        let mut nodes = Vec::new();
+        let depth = 1 + random.below(5);
+        tree(random, columns, depth, &mut nodes);
+        for (id, mode, feature, threshold, missing, if_true, if_false) in nodes {
+            for (slot, v) in
+                [tree_id, id, feature, missing, if_true, if_false].into_iter().enumerate()
+            {
+                lists[slot].1.push(v);
+            }
+            modes.push(mode);
+            thresholds.push(threshold);
+            if mode == "LEAF" {
+                for (output, weight) in weigh(random) {
+                    lists[6].1.push(tree_id);
+                    lists[7].1.push(id);
+                    lists[8].1.push(output as i64);
+                    weights.push(weight);
+                }
+            }
+        }
+    }
+    let mut list: Vec<Attribute> =
+        lists.into_iter().map(|(name, values)| ints(name, values)).collect();
+    list.extend([
+        strings("nodes_modes", modes),
+        floats("nodes_values", thresholds),
+        floats(names[3], weights),
+    ]);
+    list
 }
 
 /// One ONNX Runtime session of `graph`, warmed up.
@@ -395,6 +429,11 @@ fn scaled_linear_models_give_onnx_runtimes_answers() {
 #[test]
 fn linear_regressions_give_onnx_runtimes_answers() {
     agree_on_random_models(30, regressor);
+}
+
+#[test]
+fn regression_forests_give_onnx_runtimes_answers() {
+    agree_on_random_models(60, regression_forest);
 }
 
 #[test]
@@ -507,45 +546,46 @@ fn the_service_templates_models_run_here() {
     }
 }
 
-/// `tests/fixtures/binary.json`: rows, and what Python onnxruntime answered for them from
-/// each model.
+/// `tests/fixtures/sklearn.json`: rows, and every output Python onnxruntime gave for them
+/// from each model: labels as integers, numbers as rows of floats.
 #[derive(serde::Deserialize)]
-struct BinaryFixture {
+struct SklearnFixture {
     tolerance: f32,
     rows: Vec<Vec<f32>>,
-    models: std::collections::BTreeMap<String, BinaryAnswers>,
-}
-
-#[derive(serde::Deserialize)]
-struct BinaryAnswers {
-    labels: Vec<i64>,
-    probabilities: Vec<Vec<f32>>,
+    models:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 #[test]
-fn scikit_learns_binary_models_run_here_with_pythons_answers() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/binary.json");
-    let fixture: BinaryFixture =
+fn scikit_learns_common_models_run_here_with_pythons_answers() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sklearn.json");
+    let fixture: SklearnFixture =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let shape = vec![fixture.rows.len(), fixture.rows[0].len()];
     let x = ArrayD::from_shape_vec(shape, fixture.rows.concat()).unwrap();
     let inputs = Tensors::from([("features".to_string(), Tensor::F32(x))]);
-    assert_eq!(fixture.models.len(), 3, "a logistic regression, a forest and boosted trees");
+    assert_eq!(fixture.models.len(), 5, "binary classifiers and regressors");
     for (name, answers) in &fixture.models {
         let (manifest, graph) = committed(&format!("tests/models/{name}/1"));
         let mut interpreter = Interpreter::compile(&manifest, &graph).unwrap();
         interpreter.agrees_with(&mut session(&manifest, &graph)).unwrap();
         let ran = interpreter.run(&inputs, OutputSet::ALL, &Context::internal()).unwrap();
-        let (Tensor::I64(labels), Tensor::F32(probabilities)) =
-            (&ran["label"], &ran["probabilities"])
-        else {
-            panic!("{name}: unexpected outputs {ran:?}");
-        };
-        assert_eq!(labels.iter().copied().collect::<Vec<_>>(), answers.labels, "{name}");
-        for (row, want) in probabilities.rows().into_iter().zip(&answers.probabilities) {
-            for (got, want) in row.iter().zip(want) {
-                let close = (got - want).abs() <= fixture.tolerance;
-                assert!(close, "{name}: {got} where Python gave {want}");
+        assert_eq!(ran.len(), answers.len(), "{name}");
+        for (output, want) in answers {
+            match &ran[output] {
+                Tensor::I64(labels) => {
+                    let want: Vec<i64> = serde_json::from_value(want.clone()).unwrap();
+                    assert_eq!(labels.iter().copied().collect::<Vec<_>>(), want, "{name}");
+                }
+                Tensor::F32(numbers) => {
+                    let want: Vec<Vec<f32>> = serde_json::from_value(want.clone()).unwrap();
+                    assert_eq!(numbers.shape(), [want.len(), want[0].len()], "{name} {output}");
+                    for (got, want) in numbers.iter().zip(want.concat()) {
+                        let close = (got - want).abs() <= fixture.tolerance;
+                        assert!(close, "{name} {output}: {got} where Python gave {want}");
+                    }
+                }
+                other => panic!("{name} {output}: {other:?}"),
             }
         }
     }

@@ -1,0 +1,367 @@
+//! The tree ensembles: `TreeEnsembleClassifier` and `TreeEnsembleRegressor`, over one
+//! [`Forest`] reader and walker, computed as ONNX Runtime's `tree_ensemble_aggregator.h` does
+//! (the same comparisons, sums over trees and leaf weights in the graph's order, base values,
+//! and for classifiers the first highest class on ties, the transforms and the special rules
+//! for a binary classifier's one score).
+
+use std::collections::HashMap;
+
+use super::{
+    Attributes, PostTransform, Unsupported, Written, class_labels, highest, logistic,
+    second_class_scores,
+};
+
+/// How a branch compares its feature with its threshold (`nodes_modes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+    Leaf,
+}
+
+impl Mode {
+    fn read(mode: &[u8]) -> Result<Self, Unsupported> {
+        Ok(match mode {
+            b"BRANCH_LEQ" => Self::Leq,
+            b"BRANCH_LT" => Self::Lt,
+            b"BRANCH_GTE" => Self::Gte,
+            b"BRANCH_GT" => Self::Gt,
+            b"BRANCH_EQ" => Self::Eq,
+            b"BRANCH_NEQ" => Self::Neq,
+            b"LEAF" => Self::Leaf,
+            other => return Err(format!("node mode `{}`", String::from_utf8_lossy(other))),
+        })
+    }
+}
+
+/// One node of a tree: a branch, or a leaf and its weights.
+#[derive(Debug, Clone)]
+struct TreeNode {
+    mode: Mode,
+    feature: usize,
+    threshold: f32,
+    /// A missing value (NaN) takes the true branch.
+    missing_true: bool,
+    /// Indices in [`Forest::nodes`]; always after this node's, so a walk ends.
+    if_true: usize,
+    if_false: usize,
+    /// A leaf's weights: a range of [`Forest::weights`].
+    weights: std::ops::Range<usize>,
+}
+
+impl TreeNode {
+    /// Whether a row whose feature is `value` takes the true branch.
+    fn goes_true(&self, value: f32) -> bool {
+        let t = self.threshold;
+        let compared = match self.mode {
+            Mode::Leq => value <= t,
+            Mode::Lt => value < t,
+            Mode::Gte => value >= t,
+            Mode::Gt => value > t,
+            Mode::Eq => value == t,
+            Mode::Neq => value != t,
+            Mode::Leaf => false,
+        };
+        compared || (self.missing_true && value.is_nan())
+    }
+}
+
+/// The names of a classifier's leaf weights: trees, nodes, classes, weights.
+const CLASS_WEIGHTS: [&str; 4] = ["class_treeids", "class_nodeids", "class_ids", "class_weights"];
+
+/// The names of a regressor's leaf weights: trees, nodes, targets, weights.
+const TARGET_WEIGHTS: [&str; 4] =
+    ["target_treeids", "target_nodeids", "target_ids", "target_weights"];
+
+/// The trees of an ensemble, and each leaf's weights on the ensemble's outputs (classes or
+/// targets).
+#[derive(Debug)]
+struct Forest {
+    nodes: Vec<TreeNode>,
+    /// The root of each tree, in the graph's order.
+    roots: Vec<usize>,
+    /// Leaf weights as (output, weight), each leaf's in the graph's order.
+    weights: Vec<(usize, f32)>,
+}
+
+impl Forest {
+    /// The trees of a node reading `columns` numbers, with leaf weights named by `names` on
+    /// `outputs` classes or targets.
+    fn read(
+        attributes: &Attributes<'_>,
+        columns: usize,
+        names: [&'static str; 4],
+        outputs: usize,
+    ) -> Result<Self, Unsupported> {
+        let _ = attributes.get("nodes_hitrates");
+        let tree_ids = attributes.ints("nodes_treeids");
+        let node_ids = attributes.ints("nodes_nodeids");
+        let features = attributes.ints("nodes_featureids");
+        let modes = attributes.strings("nodes_modes");
+        let thresholds = attributes.floats("nodes_values");
+        let true_ids = attributes.ints("nodes_truenodeids");
+        let false_ids = attributes.ints("nodes_falsenodeids");
+        let missing = attributes.ints("nodes_missing_value_tracks_true");
+        let [trees, leaves, ids, values] = names;
+        let (weight_trees, weight_nodes) = (attributes.ints(trees), attributes.ints(leaves));
+        let (weight_ids, weight_values) = (attributes.ints(ids), attributes.floats(values));
+        let count = tree_ids.len();
+        let lengths = [node_ids.len(), features.len(), modes.len(), thresholds.len()];
+        if count == 0
+            || lengths.iter().chain([&true_ids.len(), &false_ids.len()]).any(|&n| n != count)
+            || !(missing.is_empty() || missing.len() == count)
+            || [weight_nodes.len(), weight_ids.len(), weight_values.len()]
+                .iter()
+                .any(|&n| n != weight_trees.len())
+        {
+            return Err("a tree ensemble whose attribute lists disagree in length".into());
+        }
+
+        // Trees in the order of their first node; a tree's nodes must be listed together.
+        let mut position: HashMap<(i64, i64), usize> = HashMap::new();
+        let mut roots = Vec::new();
+        for (index, (&tree, &node)) in tree_ids.iter().zip(node_ids).enumerate() {
+            if index == 0 || tree_ids[index - 1] != tree {
+                if roots.iter().any(|&root| tree_ids[root] == tree) {
+                    return Err(format!("the nodes of tree {tree} are not listed together"));
+                }
+                roots.push(index);
+            }
+            if position.insert((tree, node), index).is_some() {
+                return Err(format!("node {node} of tree {tree} is listed twice"));
+            }
+        }
+        let mut nodes = Vec::with_capacity(count);
+        for index in 0..count {
+            let mode = Mode::read(modes[index])?;
+            let tree = tree_ids[index];
+            let child = |id: i64| match position.get(&(tree, id)) {
+                Some(&child) if child > index => Ok(child),
+                _ => Err(format!("node {} of tree {tree} has child {id}", node_ids[index])),
+            };
+            let (if_true, if_false) = match mode {
+                Mode::Leaf => (index, index),
+                _ => (child(true_ids[index])?, child(false_ids[index])?),
+            };
+            let feature = usize::try_from(features[index]).ok().filter(|&f| f < columns);
+            let Some(feature) = feature.or((mode == Mode::Leaf).then_some(0)) else {
+                return Err(format!("feature {} of {columns}", features[index]));
+            };
+            let missing_true = missing.get(index).is_some_and(|&m| m != 0);
+            let threshold = thresholds[index];
+            nodes.push(TreeNode {
+                mode,
+                feature,
+                threshold,
+                missing_true,
+                if_true,
+                if_false,
+                weights: 0..0,
+            });
+        }
+
+        // Each leaf's weights, in the graph's order.
+        let mut by_leaf: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
+        for entry in 0..weight_trees.len() {
+            let leaf = position.get(&(weight_trees[entry], weight_nodes[entry]));
+            let leaf = leaf.copied().filter(|&leaf| nodes[leaf].mode == Mode::Leaf);
+            let output = usize::try_from(weight_ids[entry]).ok().filter(|&o| o < outputs);
+            let (Some(leaf), Some(output)) = (leaf, output) else {
+                return Err(format!("weight {entry} is not of a leaf and an output"));
+            };
+            by_leaf[leaf].push((output, weight_values[entry]));
+        }
+        let mut weights = Vec::with_capacity(weight_trees.len());
+        for (node, leaf_weights) in nodes.iter_mut().zip(by_leaf) {
+            if node.mode == Mode::Leaf && leaf_weights.is_empty() {
+                return Err("a leaf without weights".into());
+            }
+            node.weights = weights.len()..weights.len() + leaf_weights.len();
+            weights.extend(leaf_weights);
+        }
+        Ok(Self { nodes, roots, weights })
+    }
+
+    /// The (feature, threshold) of every branch: where probe rows should look.
+    fn thresholds(&self) -> Vec<(usize, f32)> {
+        let branches = self.nodes.iter().filter(|node| node.mode != Mode::Leaf);
+        branches.map(|node| (node.feature, node.threshold)).collect()
+    }
+
+    /// Adds the weights of the leaf that row `x` reaches in each tree to `sums`, in the trees'
+    /// order, and marks the outputs that got one in `scored`.
+    fn add_leaves(&self, x: &[f32], sums: &mut [f32], scored: &mut [bool]) {
+        for &root in &self.roots {
+            let mut node = &self.nodes[root];
+            while node.mode != Mode::Leaf {
+                let next =
+                    if node.goes_true(x[node.feature]) { node.if_true } else { node.if_false };
+                node = &self.nodes[next];
+            }
+            for &(output, weight) in &self.weights[node.weights.clone()] {
+                sums[output] += weight;
+                scored[output] = true;
+            }
+        }
+    }
+
+    /// Runs the forest on the rows of `input`, `columns` numbers each: each row's sums over
+    /// its `outputs`, then `finish` on the row's sums and the outputs that got a weight.
+    fn run(
+        &self,
+        input: &[f32],
+        columns: usize,
+        outputs: usize,
+        mut finish: impl FnMut(&mut [f32], &mut [bool]),
+    ) -> Vec<f32> {
+        let rows = input.len() / columns;
+        let mut sums = vec![0.0f32; rows * outputs];
+        let mut scored = vec![false; outputs];
+        for (x, row) in input.chunks_exact(columns).zip(sums.chunks_exact_mut(outputs)) {
+            scored.fill(false);
+            self.add_leaves(x, row, &mut scored);
+            finish(row, &mut scored);
+        }
+        sums
+    }
+}
+
+/// `TreeEnsembleClassifier`: each tree's leaf adds its weights to its classes' scores, base
+/// values are added (a class no leaf weighed scores its base value), the label is the highest
+/// class that got a score, then the transform.
+///
+/// Of two classes, it is the forest skl2onnx writes for scikit-learn's binary models: every
+/// weight on class 0 and at most one base value, one score in all (see [`OneScore`]).
+#[derive(Debug)]
+pub(in crate::model::onnx_ml) struct TreeClassifier {
+    forest: Forest,
+    base_values: Vec<f32>,
+    pub(super) labels: Vec<i64>,
+    post: PostTransform,
+    /// For a forest of two classes, how its one score becomes its label and two scores.
+    one_score: Option<OneScore>,
+}
+
+/// How ONNX Runtime 1.31 writes a binary forest's one score `s` (its `binary_case_`): when no
+/// weight is negative (a random forest's probabilities), the label is the second class if
+/// `s > 0.5` and the scores are [`second_class_scores`]; otherwise (boosted trees' margins) the
+/// label is the second class if `s > 0`, and the scores `[logistic(-s), logistic(s)]` under
+/// LOGISTIC, else `[-s, s]`.
+#[derive(Debug, Clone, Copy)]
+struct OneScore {
+    weights_are_positive: bool,
+}
+
+impl OneScore {
+    /// The label's index and the two scores of score `s` under `post`.
+    fn finish(self, s: f32, post: PostTransform) -> (usize, [f32; 2]) {
+        if self.weights_are_positive {
+            return (usize::from(s > 0.5), second_class_scores(s, post));
+        }
+        let scores = match post {
+            PostTransform::Logistic => [logistic(-s), logistic(s)],
+            PostTransform::None | PostTransform::Softmax => [-s, s],
+        };
+        (usize::from(s > 0.0), scores)
+    }
+}
+
+impl TreeClassifier {
+    pub(super) fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
+        let labels = class_labels(attributes, "classlabels_int64s", 2)?;
+        let post = PostTransform::read(attributes)?;
+        let base_values = attributes.floats("base_values").to_vec();
+        let forest = Forest::read(attributes, columns, CLASS_WEIGHTS, labels.len())?;
+        // One base value a class, or one for a forest of two classes' one score.
+        let bases = base_values.len();
+        if !(bases == 0 || bases == labels.len() || (labels.len() == 2 && bases == 1)) {
+            return Err(format!("{bases} base values for {} classes", labels.len()));
+        }
+        let one_score = if labels.len() == 2 {
+            if forest.weights.iter().any(|&(class, _)| class != 0) || bases == 2 {
+                return Err("a forest of two classes that weighs the second class or has two \
+                            base values (ONNX Runtime's rules for it are not followed here)"
+                    .into());
+            }
+            let weights_are_positive = !forest.weights.iter().any(|&(_, weight)| weight < 0.0);
+            Some(OneScore { weights_are_positive })
+        } else {
+            None
+        };
+        Ok(Self { forest, base_values, labels, post, one_score })
+    }
+
+    pub(super) fn thresholds(&self) -> Vec<(usize, f32)> {
+        self.forest.thresholds()
+    }
+
+    pub(super) fn run(&self, input: &[f32], rows: usize, columns: usize) -> Written {
+        let mut labels = Vec::with_capacity(rows);
+        let scores = self.forest.run(input, columns, self.labels.len(), |row, scored| {
+            for (class, &base) in self.base_values.iter().enumerate() {
+                row[class] = if scored[class] { row[class] + base } else { base };
+                scored[class] = true;
+            }
+            if let Some(one_score) = self.one_score {
+                let (label, scores) = one_score.finish(row[0], self.post);
+                labels.push(self.labels[label]);
+                row.copy_from_slice(&scores);
+                return;
+            }
+            // Every tree ends in a leaf with weights, so some class has a score.
+            labels.push(self.labels[highest(row, |class| scored[class]).unwrap_or(0)]);
+            self.post.apply(row, logistic);
+        });
+        Written::Classified { labels, scores }
+    }
+}
+
+/// `TreeEnsembleRegressor` summing its trees (`aggregate_function` SUM, as skl2onnx writes
+/// scikit-learn's forests and boosted trees, a forest's weights already divided by its size),
+/// without a transform: each target's leaf weights summed over the trees, plus its base
+/// value; a target no leaf weighed is 0, as ONNX Runtime 1.31 writes it.
+#[derive(Debug)]
+pub(in crate::model::onnx_ml) struct TreeRegressor {
+    forest: Forest,
+    base_values: Vec<f32>,
+    pub(super) targets: usize,
+}
+
+impl TreeRegressor {
+    pub(super) fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
+        let targets = attributes.int("n_targets").unwrap_or(1);
+        let Some(targets) = usize::try_from(targets).ok().filter(|&t| t > 0) else {
+            return Err(format!("{targets} targets"));
+        };
+        for (name, wanted) in [("aggregate_function", "SUM"), ("post_transform", "NONE")] {
+            let value = attributes.string(name, wanted);
+            if value != wanted.as_bytes() {
+                return Err(format!("{name} `{}`", String::from_utf8_lossy(value)));
+            }
+        }
+        let base_values = attributes.floats("base_values").to_vec();
+        if !(base_values.is_empty() || base_values.len() == targets) {
+            return Err(format!("{} base values for {targets} targets", base_values.len()));
+        }
+        let forest = Forest::read(attributes, columns, TARGET_WEIGHTS, targets)?;
+        Ok(Self { forest, base_values, targets })
+    }
+
+    pub(super) fn thresholds(&self) -> Vec<(usize, f32)> {
+        self.forest.thresholds()
+    }
+
+    pub(super) fn run(&self, input: &[f32], columns: usize) -> Vec<f32> {
+        self.forest.run(input, columns, self.targets, |row, scored| {
+            for ((value, &base), &scored) in row.iter_mut().zip(&self.base_values).zip(&*scored) {
+                if scored {
+                    *value += base;
+                }
+            }
+        })
+    }
+}
