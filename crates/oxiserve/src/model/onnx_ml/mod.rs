@@ -23,7 +23,7 @@ use std::sync::Arc;
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 
-use self::ops::{Op, Unsupported, Written};
+use self::ops::{Labels, Op, Unsupported, Written};
 use super::selection::OutputSet;
 use super::worker::Runner;
 use crate::context::Context;
@@ -65,14 +65,15 @@ struct Step {
 enum Kind {
     /// `columns` numbers a row (`FP32 [-1, columns]`).
     Numbers(usize),
-    /// One label a row (`INT64 [-1]`).
-    Labels,
+    /// One label a row, of the datatype given (`INT64 [-1]`, or `BYTES [-1]` for strings).
+    Labels(DataType),
 }
 
 /// A value during a run.
 enum Value<'a> {
     Numbers(Cow<'a, [f32]>),
-    Labels(Vec<i64>),
+    /// Each row's label, as an index in the classifier's labels.
+    Labels(Vec<usize>, &'a Labels),
     /// Handed out as an output.
     Taken,
 }
@@ -91,7 +92,10 @@ impl Interpreter {
             _ => return Err(format!("input {} {:?}", input.datatype, input.shape)),
         };
         let labels_or_scores = |spec: &TensorSpec| {
-            matches!((spec.datatype, spec.shape.len()), (DataType::Int64, 1) | (DataType::Fp32, 2))
+            matches!(
+                (spec.datatype, spec.shape.len()),
+                (DataType::Int64 | DataType::Bytes, 1) | (DataType::Fp32, 2)
+            )
         };
         if let Some(spec) = manifest.outputs.iter().find(|spec| !labels_or_scores(spec)) {
             return Err(format!("output `{}` of {} {:?}", spec.name, spec.datatype, spec.shape));
@@ -137,7 +141,13 @@ impl Interpreter {
             };
             let op = Op::read(node, step_columns)?;
             let written = match op.outputs() {
-                2 => vec![Kind::Labels, Kind::Numbers(op.columns(step_columns))],
+                2 => {
+                    let labels = match op.labels() {
+                        Some(Labels::Strings(_)) => DataType::Bytes,
+                        Some(Labels::Ints(_)) | None => DataType::Int64,
+                    };
+                    vec![Kind::Labels(labels), Kind::Numbers(op.columns(step_columns))]
+                }
                 _ => vec![Kind::Numbers(op.columns(step_columns))],
             };
             if node.output.len() != written.len() || node.output.iter().any(String::is_empty) {
@@ -158,7 +168,7 @@ impl Interpreter {
                 return Err(format!("output `{}` is not written", spec.name));
             };
             let matches = match (kinds[value], spec.datatype, spec.shape.as_slice()) {
-                (Kind::Labels, DataType::Int64, [_]) => true,
+                (Kind::Labels(labels), datatype, [_]) => labels == datatype,
                 (Kind::Numbers(n), DataType::Fp32, &[_, c]) => c == -1 || c == n as i64,
                 _ => false,
             };
@@ -246,8 +256,13 @@ impl Runner for Interpreter {
                 continue;
             }
             let tensor = match std::mem::replace(&mut values[value], Value::Taken) {
-                Value::Labels(labels) => {
+                Value::Labels(indices, Labels::Ints(labels)) => {
+                    let labels = indices.into_iter().map(|i| labels[i]).collect();
                     ArrayD::from_shape_vec(IxDyn(&[rows]), labels).map(Tensor::I64)
+                }
+                Value::Labels(indices, Labels::Strings(labels)) => {
+                    let labels = indices.into_iter().map(|i| labels[i].clone()).collect();
+                    ArrayD::from_shape_vec(IxDyn(&[rows]), labels).map(Tensor::Text)
                 }
                 Value::Numbers(numbers) => {
                     let Kind::Numbers(columns) = kind else {
@@ -266,7 +281,7 @@ impl Runner for Interpreter {
 
 impl Program {
     /// Runs every step on `rows` rows of the input.
-    fn run<'a>(&self, input: &'a [f32], rows: usize) -> Result<Vec<Value<'a>>, String> {
+    fn run<'a>(&'a self, input: &'a [f32], rows: usize) -> Result<Vec<Value<'a>>, String> {
         let mut values = Vec::with_capacity(1 + self.steps.len() * 2);
         values.push(Value::Numbers(Cow::Borrowed(input)));
         for step in &self.steps {
@@ -275,7 +290,8 @@ impl Program {
             };
             match step.op.run(read, rows, step.columns) {
                 Written::Classified { labels, scores } => {
-                    values.push(Value::Labels(labels));
+                    let table = step.op.labels().ok_or("labels without a classifier")?;
+                    values.push(Value::Labels(labels, table));
                     values.push(Value::Numbers(Cow::Owned(scores)));
                 }
                 Written::Numbers(numbers) => values.push(Value::Numbers(Cow::Owned(numbers))),
@@ -329,23 +345,32 @@ fn compare(ours: &Tensors, theirs: &Tensors, specs: &[TensorSpec]) -> Result<(),
                 }
             }
             (Some(Tensor::I64(a)), Some(Tensor::I64(b))) if a.shape() == b.shape() => {
-                for (row, (x, y)) in a.iter().zip(b).enumerate() {
-                    let tie = scores.is_some_and(|s| {
-                        near_tie(
-                            &s.index_axis(ndarray::Axis(0), row)
-                                .iter()
-                                .copied()
-                                .collect::<Vec<_>>(),
-                        )
-                    });
-                    if x != y && !tie {
-                        return Err(format!(
-                            "output `{name}` of row {row}: {x} where ONNX Runtime gave {y}"
-                        ));
-                    }
-                }
+                same_labels(name, a, b, scores)?;
+            }
+            (Some(Tensor::Text(a)), Some(Tensor::Text(b))) if a.shape() == b.shape() => {
+                same_labels(name, a, b, scores)?;
             }
             (a, b) => return Err(format!("output `{name}`: {a:?} where ONNX Runtime gave {b:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the labels `ours` of output `name` are ONNX Runtime's (`theirs`), but where its
+/// `scores` of the row are a near tie.
+fn same_labels<T: PartialEq + std::fmt::Display>(
+    name: &str,
+    ours: &ArrayD<T>,
+    theirs: &ArrayD<T>,
+    scores: Option<&ArrayD<f32>>,
+) -> Result<(), String> {
+    for (row, (x, y)) in ours.iter().zip(theirs).enumerate() {
+        let row_scores = |s: &ArrayD<f32>| {
+            s.index_axis(ndarray::Axis(0), row).iter().copied().collect::<Vec<_>>()
+        };
+        let tie = scores.is_some_and(|s| near_tie(&row_scores(s)));
+        if x != y && !tie {
+            return Err(format!("output `{name}` of row {row}: {x} where ONNX Runtime gave {y}"));
         }
     }
     Ok(())

@@ -2,9 +2,9 @@
 //! computed as ONNX Runtime's CPU kernels compute it (`onnxruntime/core/providers/cpu/ml`):
 //! the same comparisons, the same order of sums over trees and leaf weights, the same rule
 //! for ties and the same post transforms, and the special rules ONNX Runtime has for binary
-//! classifiers of one score. A node the interpreter cannot run exactly so (string labels, a
-//! forest of two classes that is not of one score, an attribute it does not know) is
-//! [`Unsupported`], and the model runs on ONNX Runtime.
+//! classifiers of one score. A node the interpreter cannot run exactly so (a forest of two
+//! classes that is not of one score, an attribute it does not know) is [`Unsupported`], and
+//! the model runs on ONNX Runtime.
 
 mod trees;
 
@@ -35,8 +35,9 @@ pub(super) enum Op {
 
 /// The values one operator writes for a run of several rows.
 pub(super) enum Written {
-    /// Labels and scores (`[rows]` and `[rows, classes]`), from a classifier.
-    Classified { labels: Vec<i64>, scores: Vec<f32> },
+    /// Labels, as indices in the classifier's [`Labels`], and scores (`[rows]` and
+    /// `[rows, classes]`).
+    Classified { labels: Vec<usize>, scores: Vec<f32> },
     /// Numbers, [`Op::columns`] a row.
     Numbers(Vec<f32>),
 }
@@ -79,10 +80,19 @@ impl Op {
     pub(super) fn columns(&self, columns: usize) -> usize {
         match self {
             Self::Linear(linear) => linear.labels.len(),
-            Self::Trees(trees) => trees.labels.len(),
+            Self::Trees(trees) => trees.labels().len(),
             Self::Regress(regressor) => regressor.intercepts.len(),
             Self::RegressTrees(regressor) => regressor.targets,
             Self::Normalize(_) | Self::Scale(_) => columns,
+        }
+    }
+
+    /// A classifier's class labels, which the label indices it writes point into.
+    pub(super) fn labels(&self) -> Option<&Labels> {
+        match self {
+            Self::Linear(linear) => Some(&linear.labels),
+            Self::Trees(trees) => Some(trees.labels()),
+            Self::Normalize(_) | Self::Regress(_) | Self::RegressTrees(_) | Self::Scale(_) => None,
         }
     }
 
@@ -257,20 +267,41 @@ fn highest(scores: &[f32], present: impl Fn(usize) -> bool) -> Option<usize> {
     best
 }
 
-/// The integer class labels of a classifier, at least `fewest`.
-fn class_labels(
-    attributes: &Attributes<'_>,
-    name: &'static str,
-    fewest: usize,
-) -> Result<Vec<i64>, Unsupported> {
-    if !attributes.strings("classlabels_strings").is_empty() {
-        return Err("string class labels".into());
+/// A classifier's class labels, as its graph gives them: integers or strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Labels {
+    Ints(Vec<i64>),
+    Strings(Vec<String>),
+}
+
+impl Labels {
+    /// The labels of a classifier (integers in `ints`, or strings in `classlabels_strings`),
+    /// at least `fewest`.
+    fn read(
+        attributes: &Attributes<'_>,
+        ints: &'static str,
+        fewest: usize,
+    ) -> Result<Self, Unsupported> {
+        let strings = attributes.strings("classlabels_strings");
+        let labels = if strings.is_empty() {
+            Self::Ints(attributes.ints(ints).to_vec())
+        } else {
+            let text = strings.into_iter().map(|s| String::from_utf8(s.to_vec()).ok());
+            let text: Option<Vec<String>> = text.collect();
+            Self::Strings(text.ok_or("class labels that are not UTF-8")?)
+        };
+        if labels.len() < fewest {
+            return Err(format!("{} class labels, fewer than {fewest}", labels.len()));
+        }
+        Ok(labels)
     }
-    let labels = attributes.ints(name).to_vec();
-    if labels.len() < fewest {
-        return Err(format!("{} class labels, fewer than {fewest}", labels.len()));
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Self::Ints(labels) => labels.len(),
+            Self::Strings(labels) => labels.len(),
+        }
     }
-    Ok(labels)
 }
 
 /// `LinearClassifier`: `scores = x · coefficientsᵀ + intercepts`, one score a class; the
@@ -284,13 +315,13 @@ pub(super) struct LinearClassifier {
     /// `[scores, columns]`, row-major.
     coefficients: Vec<f32>,
     intercepts: Vec<f32>,
-    labels: Vec<i64>,
+    labels: Labels,
     post: PostTransform,
 }
 
 impl LinearClassifier {
     fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
-        let labels = class_labels(attributes, "classlabels_ints", 2)?;
+        let labels = Labels::read(attributes, "classlabels_ints", 2)?;
         let coefficients = attributes.floats("coefficients").to_vec();
         let intercepts = attributes.floats("intercepts").to_vec();
         // ONNX Runtime reads `multi_class` and does not use it.
@@ -319,14 +350,14 @@ impl LinearClassifier {
             let row = scores.len();
             push_affine(x, &self.coefficients, &self.intercepts, &mut scores);
             if let [score] = scores[row..] {
-                labels.push(self.labels[usize::from(score > 0.0)]);
+                labels.push(usize::from(score > 0.0));
                 let [first, second] = second_class_scores(score, self.post);
                 scores[row] = first;
                 scores.push(second);
                 continue;
             }
             let row = &mut scores[row..];
-            labels.push(self.labels[highest(row, |_| true).unwrap_or(0)]);
+            labels.push(highest(row, |_| true).unwrap_or(0));
             self.post.apply(row, batched_logistic);
         }
         Written::Classified { labels, scores }

@@ -43,6 +43,7 @@ struct Dimension {
 
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
+const STRING: i32 = 8;
 
 /// A graph input or output of element type `elem` and shape `dims` (`-1`: any number of rows).
 fn value(name: &str, elem: i32, dims: &[i64]) -> ValueInfo {
@@ -90,9 +91,13 @@ fn node(op: &str, input: &str, outputs: &[&str], attribute: Vec<Attribute>) -> N
 }
 
 /// A classifier's graph on input `x` of `columns` numbers: `nodes`, whose last writes
-/// `label` and `probabilities` of `classes` columns; with its manifest.
+/// `label` (strings when the classifier's labels are) and `probabilities` of `classes`
+/// columns; with its manifest.
 fn classifier(columns: usize, classes: usize, nodes: Vec<Node>) -> (Manifest, Vec<u8>) {
-    let outputs = [("label", INT64, vec![-1]), ("probabilities", FLOAT, vec![-1, classes as i64])];
+    let attributes = nodes.iter().flat_map(|node| &node.attribute);
+    let text = attributes.into_iter().any(|a| a.name == "classlabels_strings");
+    let label = if text { STRING } else { INT64 };
+    let outputs = [("label", label, vec![-1]), ("probabilities", FLOAT, vec![-1, classes as i64])];
     model_of(columns, &outputs, nodes)
 }
 
@@ -119,7 +124,11 @@ fn model_of(
     let specs: Vec<_> = outputs
         .iter()
         .map(|(name, elem, dims)| {
-            let datatype = if *elem == INT64 { "INT64" } else { "FP32" };
+            let datatype = match *elem {
+                INT64 => "INT64",
+                STRING => "BYTES",
+                _ => "FP32",
+            };
             serde_json::json!({"name": name, "datatype": datatype, "shape": dims})
         })
         .collect();
@@ -131,6 +140,16 @@ fn model_of(
     }))
     .unwrap();
     (manifest, model.encode_to_vec())
+}
+
+/// A classifier's class labels: the integers `ints` under `name`, or, one time in four, the
+/// same as strings (`classlabels_strings`).
+fn class_labels(random: &mut Random, name: &str, ints: impl Iterator<Item = i64>) -> Attribute {
+    if random.below(4) > 0 {
+        return self::ints(name, ints.collect());
+    }
+    let text: Vec<String> = ints.map(|label| format!("class {label}")).collect();
+    strings("classlabels_strings", text.iter().map(String::as_str).collect())
 }
 
 /// A small deterministic generator (xorshift), so a failure can be run again.
@@ -216,11 +235,11 @@ fn linear_nodes(random: &mut Random, columns: usize, classes: usize, input: &str
     let scores = if classes == 2 { 1 + random.below(2) } else { classes };
     let coefficients = (0..scores * columns).map(|_| random.uniform(-2.0, 2.0)).collect();
     let intercepts = (0..scores).map(|_| random.uniform(-1.0, 1.0)).collect();
-    let labels = (0..classes as i64).map(|c| c * 10 + 1).collect();
+    let labels = class_labels(random, "classlabels_ints", (0..classes as i64).map(|c| c * 10 + 1));
     let attributes = vec![
         floats("coefficients", coefficients),
         floats("intercepts", intercepts),
-        ints("classlabels_ints", labels),
+        labels,
         Attribute { i: 1, ..attribute("multi_class", 2) },
         string("post_transform", random.pick(&TRANSFORMS)),
     ];
@@ -277,7 +296,7 @@ fn forest_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, 
         weighed.collect::<Vec<_>>().into_iter().map(|c| (c, random.uniform(low, high))).collect()
     });
     list.extend([
-        ints("classlabels_int64s", (0..classes as i64).map(|c| 100 - c).collect()),
+        class_labels(random, "classlabels_int64s", (0..classes as i64).map(|c| 100 - c)),
         string("post_transform", random.pick(&TRANSFORMS)),
     ]);
     if random.below(2) == 0 {
@@ -489,10 +508,6 @@ fn graphs_it_does_not_run_are_left_to_onnx_runtime_with_the_reason() {
         (linear_with(ints("classlabels_ints", vec![7]), None), "1 class labels, fewer than 2"),
         (forest_of(&mut Random(5), 2, 1), "1 class labels, fewer than 2"),
         (
-            linear_with(strings("classlabels_strings", vec!["a", "b", "c"]), None),
-            "string class labels",
-        ),
-        (
             linear_with(
                 ints("classlabels_ints", vec![0, 1, 2]),
                 Some(string("post_transform", "PROBIT")),
@@ -589,4 +604,23 @@ fn scikit_learns_common_models_run_here_with_pythons_answers() {
             }
         }
     }
+}
+
+#[test]
+fn string_labels_come_out_as_text() {
+    let attributes = vec![
+        floats("coefficients", vec![1.0, -1.0, 0.5, 0.5, -1.0, 1.0]),
+        floats("intercepts", vec![0.0; 3]),
+        strings("classlabels_strings", vec!["cat", "dog", "eel"]),
+    ];
+    let nodes = vec![node("LinearClassifier", "x", &["label", "probabilities"], attributes)];
+    let (manifest, graph) = classifier(2, 3, nodes);
+    assert_eq!(manifest.outputs[0].datatype, DataType::Bytes);
+    let mut interpreter = Interpreter::compile(&manifest, &graph).unwrap();
+    interpreter.agrees_with(&mut session(&manifest, &graph)).unwrap();
+    let x = ArrayD::from_shape_vec(vec![3, 2], vec![2.0, 0.0, 0.0, 2.0, -2.0, 2.0]).unwrap();
+    let inputs = Tensors::from([("x".to_string(), Tensor::F32(x))]);
+    let ran = interpreter.run(&inputs, OutputSet::ALL, &Context::internal()).unwrap();
+    let Tensor::Text(labels) = &ran["label"] else { panic!("{ran:?}") };
+    assert_eq!(labels.iter().map(String::as_str).collect::<Vec<_>>(), ["cat", "eel", "eel"]);
 }

@@ -7,8 +7,7 @@
 use std::collections::HashMap;
 
 use super::{
-    Attributes, PostTransform, Unsupported, Written, class_labels, highest, logistic,
-    second_class_scores,
+    Attributes, Labels, PostTransform, Unsupported, Written, highest, logistic, second_class_scores,
 };
 
 /// How a branch compares its feature with its threshold (`nodes_modes`).
@@ -240,7 +239,7 @@ impl Forest {
 pub(in crate::model::onnx_ml) struct TreeClassifier {
     forest: Forest,
     base_values: Vec<f32>,
-    pub(super) labels: Vec<i64>,
+    labels: Labels,
     post: PostTransform,
     /// For a forest of two classes, how its one score becomes its label and two scores.
     one_score: Option<OneScore>,
@@ -272,7 +271,7 @@ impl OneScore {
 
 impl TreeClassifier {
     pub(super) fn read(attributes: &Attributes<'_>, columns: usize) -> Result<Self, Unsupported> {
-        let labels = class_labels(attributes, "classlabels_int64s", 2)?;
+        let labels = Labels::read(attributes, "classlabels_int64s", 2)?;
         let post = PostTransform::read(attributes)?;
         let base_values = attributes.floats("base_values").to_vec();
         let forest = Forest::read(attributes, columns, CLASS_WEIGHTS, labels.len())?;
@@ -295,6 +294,10 @@ impl TreeClassifier {
         Ok(Self { forest, base_values, labels, post, one_score })
     }
 
+    pub(super) fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
     pub(super) fn thresholds(&self) -> Vec<(usize, f32)> {
         self.forest.thresholds()
     }
@@ -308,12 +311,12 @@ impl TreeClassifier {
             }
             if let Some(one_score) = self.one_score {
                 let (label, scores) = one_score.finish(row[0], self.post);
-                labels.push(self.labels[label]);
+                labels.push(label);
                 row.copy_from_slice(&scores);
                 return;
             }
             // Every tree ends in a leaf with weights, so some class has a score.
-            labels.push(self.labels[highest(row, |class| scored[class]).unwrap_or(0)]);
+            labels.push(highest(row, |class| scored[class]).unwrap_or(0));
             self.post.apply(row, logistic);
         });
         Written::Classified { labels, scores }
