@@ -2,8 +2,8 @@
 //! tree ensembles (`LinearClassifier`, `LinearRegressor`, `TreeEnsembleClassifier`,
 //! `TreeEnsembleRegressor`, `Scaler`, `Normalizer`, and the `Identity` or `Cast` to FP32 that
 //! renames a value: the graphs skl2onnx writes for scikit-learn's linear models, forests and
-//! boosted trees, and pipelines of a scaler and one of them) run in Rust, on the request's thread, instead of in ONNX
-//! Runtime.
+//! boosted trees, and pipelines of a scaler and one of them) run in Rust, on the request's
+//! thread, instead of in ONNX Runtime.
 //!
 //! For such a model ONNX Runtime's own work is a few hundred instructions, and the call
 //! around it (values created and released, the run's bookkeeping) some 20,000 a run: half of
