@@ -162,6 +162,16 @@ impl<'a> Attributes<'a> {
         self.get(name).map_or(default.as_bytes(), |a| &a.s)
     }
 
+    /// Fails unless string attribute `name` is `only` (or absent, its default).
+    fn only(&self, name: &'a str, only: &'a str) -> Result<(), Unsupported> {
+        let value = self.string(name, only);
+        if value == only.as_bytes() {
+            Ok(())
+        } else {
+            Err(format!("{name} `{}`", String::from_utf8_lossy(value)))
+        }
+    }
+
     /// Fails on an attribute no `get` asked for: one this interpreter does not know.
     fn all_read(&self, op: &str) -> Result<(), Unsupported> {
         let read = self.read.borrow();
@@ -389,10 +399,7 @@ impl LinearRegressor {
         let targets = attributes.int("targets").unwrap_or(1);
         let coefficients = attributes.floats("coefficients").to_vec();
         let intercepts = attributes.floats("intercepts");
-        let post = attributes.string("post_transform", "NONE");
-        if post != b"NONE" {
-            return Err(format!("post_transform `{}`", String::from_utf8_lossy(post)));
-        }
+        attributes.only("post_transform", "NONE")?;
         let targets = usize::try_from(targets).ok().filter(|&t| t > 0);
         let Some(targets) = targets.filter(|&t| coefficients.len() == t * columns) else {
             return Err(format!(

@@ -340,12 +340,8 @@ impl TreeRegressor {
         let Some(targets) = usize::try_from(targets).ok().filter(|&t| t > 0) else {
             return Err(format!("{targets} targets"));
         };
-        for (name, wanted) in [("aggregate_function", "SUM"), ("post_transform", "NONE")] {
-            let value = attributes.string(name, wanted);
-            if value != wanted.as_bytes() {
-                return Err(format!("{name} `{}`", String::from_utf8_lossy(value)));
-            }
-        }
+        attributes.only("aggregate_function", "SUM")?;
+        attributes.only("post_transform", "NONE")?;
         let base_values = attributes.floats("base_values").to_vec();
         if !(base_values.is_empty() || base_values.len() == targets) {
             return Err(format!("{} base values for {targets} targets", base_values.len()));
