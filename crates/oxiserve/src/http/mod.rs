@@ -14,23 +14,26 @@ mod predict;
 pub(crate) mod problem;
 pub(crate) mod status;
 
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, Version, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::{Layer, Service, ServiceBuilder};
 use tracing::Instrument;
 use utoipa::openapi::InfoBuilder;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,7 +53,7 @@ use crate::config::Config;
 use crate::connections::{Connections, Shutdown};
 use crate::context::{Context, Transport};
 use crate::engine::Engine;
-use crate::engine::StatusState;
+use crate::engine::{ServiceStatus, StatusState};
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 use crate::telemetry::{self, RequestMetrics};
@@ -94,17 +97,12 @@ pub fn router<P: Pipeline>(
         .merge(metrics)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outermost first (`observe` runs the deadline too). One stack applied once, not a
-        // `.layer` each: each wraps every route in a box of its own, through which a request
-        // clones and boxes again at every level (four layers applied one by one cost some 30
-        // allocations a request).
+        // Outermost first. One stack applied once, not a `.layer` each: each wraps every route
+        // in a box of its own, through which a request clones and boxes again at every level
+        // (four layers applied one by one cost some 30 allocations a request).
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(
-                    (status, config.limits.request_timeout_ms),
-                    observe,
-                ))
-                .layer(CatchPanicLayer::custom(panicked))
+                .layer(Observe { status, limit_ms: config.limits.request_timeout_ms })
                 .layer(DefaultBodyLimit::max(config.limits.body_bytes)),
         )
 }
@@ -171,6 +169,67 @@ pub async fn serve(
     }
 }
 
+/// The layer every route runs under: [`observe`], with a 500 problem for a handler that
+/// panics. Written out rather than made of axum's `from_fn` and tower-http's `CatchPanicLayer`:
+/// through those a request boxes the rest of the stack into a route of its own, clones it and
+/// boxes its future again at each level.
+#[derive(Clone)]
+struct Observe {
+    status: StatusState,
+    limit_ms: u64,
+}
+
+impl<S> Layer<S> for Observe {
+    type Service = Observed<S>;
+
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed { inner, status: Arc::clone(&self.status), limit_ms: self.limit_ms }
+    }
+}
+
+/// A route under [`Observe`].
+#[derive(Clone)]
+struct Observed<S> {
+    inner: S,
+    status: StatusState,
+    limit_ms: u64,
+}
+
+impl<S> Service<Request> for Observed<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, context: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service polled ready answers; a clone of it takes its place for the next call.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let (status, limit_ms) = (Arc::clone(&self.status), self.limit_ms);
+        let run = move |request| caught(ready, request);
+        Box::pin(async move { Ok(observe(&*status, limit_ms, request, run).await) })
+    }
+}
+
+/// `service`'s answer to `request`, or a 500 problem when it panics (in `call` or after).
+async fn caught<S>(mut service: S, request: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    match AssertUnwindSafe(async move { service.call(request).await }).catch_unwind().await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_) => panicked(),
+    }
+}
+
 /// Runs every request inside its `request` span and its [`deadline`] (`limit_ms` at most),
 /// with its id (set in the request's `x-request-id`, where the [`Context`] reads it, and
 /// echoed in the answer's), logs it at debug level (`answered`, with status and
@@ -184,10 +243,11 @@ pub async fn serve(
 /// HTTP/2 clients learn it from the GOAWAY that ends the grace period. (The draining header
 /// and the deadline are here rather than in middleware of their own: each middleware level
 /// clones and boxes on every request.)
-async fn observe(
-    State((status, limit_ms)): State<(StatusState, u64)>,
+async fn observe<F: Future<Output = Response>>(
+    status: &dyn ServiceStatus,
+    limit_ms: u64,
     mut request: Request,
-    next: Next,
+    run: impl FnOnce(Request) -> F,
 ) -> Response {
     static METRICS: LazyLock<RequestMetrics> = LazyLock::new(|| {
         RequestMetrics::new(
@@ -212,7 +272,7 @@ async fn observe(
     request.headers_mut().insert(&telemetry::REQUEST_ID, id.clone());
     let start = std::time::Instant::now();
     let answer = async {
-        let response = deadline(State(limit_ms), request, next).await;
+        let response = deadline(limit_ms, request, run).await;
         let elapsed = start.elapsed().as_secs_f64();
         tracing::debug!(status = response.status().as_u16(), ms = elapsed * 1e3, "answered");
         (response, elapsed)
@@ -250,12 +310,18 @@ fn method_label(method: &Method) -> &'static str {
 /// The request header with which a client lowers its deadline, in milliseconds.
 pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 
+/// [`TIMEOUT_HEADER`] as a header name: looking a header up by `&str` parses the name first.
+static TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
+
 /// Runs every request in its [`Context`] (headers, id, deadline), and fails requests that run
 /// past their deadline with 504: the configured one, or the client's `x-request-timeout-ms`
 /// when that is shorter. Work still queued for a request that timed out is skipped by the
-/// inference workers. [`observe`] calls it for every request; it keeps a middleware's
-/// signature so that tests can mount it alone.
-async fn deadline(State(limit_ms): State<u64>, request: Request, next: Next) -> Response {
+/// inference workers. [`observe`] calls it for every request, with `run` answering it.
+async fn deadline<F: Future<Output = Response>>(
+    limit_ms: u64,
+    request: Request,
+    run: impl FnOnce(Request) -> F,
+) -> Response {
     let timeout_ms = match client_deadline(request.headers()) {
         Ok(asked) => asked.map_or(limit_ms, |ms| ms.min(limit_ms)),
         Err(error) => return error.into_response(),
@@ -265,7 +331,7 @@ async fn deadline(State(limit_ms): State<u64>, request: Request, next: Next) -> 
     let headers = request.headers().clone();
     let context =
         Context::of_request(Transport::Http, headers, deadline, &tracing::Span::current());
-    let answer = context.scope(next.run(request));
+    let answer = context.scope(run(request));
     match tokio::time::timeout(timeout, answer).await {
         Ok(response) => response,
         Err(_) => Error::Timeout(timeout_ms).into_response(),
@@ -274,7 +340,7 @@ async fn deadline(State(limit_ms): State<u64>, request: Request, next: Next) -> 
 
 /// The deadline a client asks for in [`TIMEOUT_HEADER`], if any.
 fn client_deadline(headers: &axum::http::HeaderMap) -> Result<Option<u64>> {
-    let Some(value) = headers.get(TIMEOUT_HEADER) else { return Ok(None) };
+    let Some(value) = headers.get(&TIMEOUT) else { return Ok(None) };
     let parsed = value.to_str().ok().and_then(|text| text.trim().parse().ok());
     parsed.map(Some).ok_or_else(|| Error::BadHeader {
         header: TIMEOUT_HEADER,
@@ -301,7 +367,8 @@ async fn method_not_allowed(uri: Uri) -> Problem {
     )
 }
 
-fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
+/// The answer to a request whose handler panicked.
+fn panicked() -> Response {
     tracing::error!("a request handler panicked");
     Error::pipeline("a request handler panicked").into_response()
 }
@@ -313,6 +380,34 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::model::{ModelStatus, Models};
+
+    /// A service with no models, serving and not draining.
+    struct Serving(Models);
+
+    impl ServiceStatus for Serving {
+        fn is_ready(&self) -> bool {
+            true
+        }
+
+        fn is_draining(&self) -> bool {
+            false
+        }
+
+        fn models(&self) -> Vec<ModelStatus> {
+            Vec::new()
+        }
+
+        fn registry(&self) -> &Models {
+            &self.0
+        }
+    }
+
+    /// `routes` under [`Observe`] with a deadline of `limit_ms`, as [`router`] serves them.
+    fn observed(routes: Router, limit_ms: u64) -> Router {
+        let status: StatusState = Arc::new(Serving(Models::new(Vec::new())));
+        routes.layer(Observe { status, limit_ms })
+    }
 
     /// A route that answers after 200 ms, behind a deadline of `limit_ms`.
     fn slow_app(limit_ms: u64) -> Router {
@@ -320,8 +415,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             "late"
         };
-        let deadline = middleware::from_fn_with_state(limit_ms, deadline);
-        Router::new().route("/slow", get(slow)).layer(deadline)
+        observed(Router::new().route("/slow", get(slow)), limit_ms)
     }
 
     async fn call(app: Router, timeout_header: Option<&str>) -> Response {
@@ -330,6 +424,28 @@ mod tests {
             request = request.header(TIMEOUT_HEADER, value);
         }
         app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_is_a_500_problem_and_the_next_request_is_served() {
+        async fn fails() -> &'static str {
+            panic!("asked to panic")
+        }
+        let routes =
+            Router::new().route("/fails", get(fails)).route("/works", get(|| async { "ok" }));
+        let app = observed(routes, 5_000);
+        let get = |path| Request::get(path).body(Body::empty()).unwrap();
+        let failed = app.clone().oneshot(get("/fails")).await.unwrap();
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(failed.headers()[header::CONTENT_TYPE], problem::CONTENT_TYPE);
+        assert!(failed.headers().contains_key(&telemetry::REQUEST_ID), "observed all the same");
+        let body = axum::body::to_bytes(failed.into_body(), usize::MAX).await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("asked to panic"),
+            "the panic stays in the log"
+        );
+        let served = app.oneshot(get("/works")).await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK);
     }
 
     #[test]

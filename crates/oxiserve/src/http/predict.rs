@@ -156,7 +156,7 @@ async fn answer<P: Pipeline>(
 /// The model version a request asks for in `x-model-version`, if it names one.
 fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error> {
     // An empty value asks for nothing, as an absent header does.
-    let Some(value) = headers.get(MODEL_VERSION_HEADER).filter(|v| !v.is_empty()) else {
+    let Some(value) = headers.get(&MODEL_VERSION).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
     let bad =

@@ -396,15 +396,15 @@ impl<R: Runner> Runners<R> {
         self.run_time.expected(rows).is_some_and(|expected| expected <= self.inline_max)
     }
 
-    /// Runs the model on `runner` for `outputs` (and returns those alone), in an `inference`
-    /// span when the request is traced, and counts the run and its time.
+    /// Runs the model on `runner` for `outputs` (and returns those alone, with the run's time),
+    /// in an `inference` span when the request is traced, and counts the run and its time.
     fn run_counted(
         &self,
         runner: &mut R,
         inputs: &Tensors,
         outputs: OutputSet,
         context: &Context,
-    ) -> Result<Tensors> {
+    ) -> Result<(Tensors, Duration)> {
         let rows = inputs.values().next().map_or(0, Tensor::rows);
         let start = Instant::now();
         let mut tensors = if context.traced {
@@ -414,10 +414,11 @@ impl<R: Runner> Runners<R> {
             runner.run(inputs, outputs, context)?
         };
         outputs.keep(&self.outputs, &mut tensors);
-        self.run_time.record(start.elapsed(), rows);
+        let took = start.elapsed();
+        self.run_time.record(took, rows);
         self.stats.record(rows);
         self.metrics.batch_rows.record(rows as f64);
-        Ok(tensors)
+        Ok((tensors, took))
     }
 
     /// Runs `jobs` on `runner`, as one batch when there are several, and answers each.
@@ -434,15 +435,10 @@ impl<R: Runner> Runners<R> {
 
     /// Runs one job on its own.
     fn answer_alone(&self, runner: &mut R, job: Job) {
-        let start = Instant::now();
+        let queued = job.queued_at.elapsed();
         let result =
             job.span.in_scope(|| self.run_counted(runner, &job.inputs, job.outputs, &job.context));
-        let ran = result.map(|tensors| Ran {
-            tensors,
-            queued: start - job.queued_at,
-            computed: start.elapsed(),
-        });
-        job.answer(ran);
+        job.answer(result.map(|(tensors, computed)| Ran { tensors, queued, computed }));
     }
 
     /// Runs several jobs as one batch, for every output one of them asks for; if the batch
@@ -454,6 +450,7 @@ impl<R: Runner> Runners<R> {
         let outputs = jobs[0].span.clone().in_scope(|| {
             batch::merge(&jobs, &self.padding)
                 .and_then(|inputs| self.run_counted(runner, &inputs, wanted, &jobs[0].context))
+                .map(|(outputs, _)| outputs)
         });
         let computed = start.elapsed();
         match outputs.and_then(|outputs| batch::split(&jobs, &outputs, &self.padding)) {
@@ -487,12 +484,14 @@ impl<R: Runner> InlineRun for Runners<R> {
         let Some(mut runner) = self.try_lock_any() else {
             return Inline::Gather;
         };
-        let start = Instant::now();
         let ran = self.run_counted(&mut runner, inputs, outputs, context);
-        let computed = start.elapsed();
         drop(runner);
         self.stats.inline.fetch_add(1, Ordering::Relaxed);
-        Inline::Ran(ran.map(|tensors| Ran { tensors, queued: Duration::ZERO, computed }))
+        Inline::Ran(ran.map(|(tensors, computed)| Ran {
+            tensors,
+            queued: Duration::ZERO,
+            computed,
+        }))
     }
 
     fn run_gathered(&self, jobs: Vec<Job>) -> std::result::Result<(), Vec<Job>> {

@@ -162,7 +162,7 @@ fn exporting_provider(_: &str, _: &str, _: f64) -> Result<SdkTracerProvider> {
 /// new one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
-        .get(REQUEST_ID_HEADER)
+        .get(&REQUEST_ID)
         .filter(|id| {
             let bytes = id.as_bytes();
             !bytes.is_empty()
