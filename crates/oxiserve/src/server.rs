@@ -72,12 +72,12 @@ pub(crate) struct App<P> {
     /// Brings model versions in.
     pub(crate) loader: Loader,
     /// The whole HTTP application, admin API included when `admin.token` is set.
-    pub(crate) router: axum::Router,
+    pub(crate) http: http::Dispatch,
 }
 
 impl<P: Pipeline> App<P> {
     /// Checks `config`, loads ONNX Runtime, installs the metrics recorder (unless
-    /// `telemetry.metrics` is off), connects the response cache and builds the router.
+    /// `telemetry.metrics` is off), connects the response cache and builds the HTTP application.
     pub(crate) async fn assemble(pipeline: P, config: &Config) -> Result<Self> {
         config.limits.check()?;
         if config.grpc.enabled && !cfg!(feature = "grpc") {
@@ -95,14 +95,14 @@ impl<P: Pipeline> App<P> {
         }
         let cache = ResponseCache::new(&config.cache, pipeline.name()).await?;
         let engine = Arc::new(Engine::new(pipeline).with_cache(cache));
-        let router = http::router(Arc::clone(&engine), config, admin);
-        Ok(Self { engine, loader, router })
+        let http = http::Dispatch::new(Arc::clone(&engine), config, admin);
+        Ok(Self { engine, loader, http })
     }
 }
 
 /// Serves `pipeline` with `config` until SIGTERM or Ctrl-C.
 pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
-    let App { engine, loader, router } = App::assemble(pipeline, &config).await?;
+    let App { engine, loader, http } = App::assemble(pipeline, &config).await?;
     let listener = bind((config.http.host, config.http.port)).await?;
 
     let connections = Connections::new(&config.limits);
@@ -118,17 +118,17 @@ pub async fn serve<P: Pipeline>(pipeline: P, config: Config) -> Result<()> {
     };
     tokio::spawn(drive_shutdown(stage, Arc::clone(&stop), drain, timing));
 
-    let serve_http = |listener, router| {
+    let serve_http = |listener, dispatch| {
         let (connections, shutdown) = (connections.clone(), shutdown.clone());
         tokio::spawn(async move {
-            http::serve(listener, router, connections, shutdown).await;
+            http::serve_dispatch(listener, dispatch, connections, shutdown).await;
             Ok(())
         })
     };
-    let mut servers = vec![serve_http(listener, router)];
+    let mut servers = vec![serve_http(listener, http)];
     if let Some(port) = config.telemetry.metrics_port.filter(|_| config.telemetry.metrics) {
         let listener = bind((config.http.host, port)).await?;
-        servers.push(serve_http(listener, http::metrics_router()));
+        servers.push(serve_http(listener, http::metrics_router().into()));
     }
     #[cfg(feature = "grpc")]
     if config.grpc.enabled {

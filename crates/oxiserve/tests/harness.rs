@@ -148,3 +148,61 @@ async fn a_socket_server_answers_until_dropped() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(tokio::net::TcpStream::connect(&address).await.is_err(), "the listener is closed");
 }
+
+/// The service takes `POST /v1/predict` before its router (`http::Dispatch`); the router alone,
+/// as `oxiserve::http::serve` runs it, must answer every such request the same way.
+#[tokio::test]
+async fn predict_answers_alike_through_the_router_alone() {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let mut config = Config::default();
+    config.limits.body_bytes = 64;
+    let app = TestApp::with_config(Greeter, config.clone()).await.unwrap();
+    let engine = Arc::new(oxiserve::Engine::new(Greeter));
+    engine.load(&oxiserve::Loader::new(&config).await.unwrap()).await.unwrap();
+    let router = oxiserve::http::router(engine, &config, None);
+
+    let long = format!(r#"{{"name": "{}"}}"#, "a".repeat(100));
+    let cases: [(Method, &str, &str, &str); 9] = [
+        (Method::POST, "/v1/predict", "application/json", r#"{"name": "Ada"}"#),
+        (Method::POST, "/v1/predict?explain=1", "application/json", r#"{"name": "Ada"}"#),
+        (Method::POST, "/v1/predict/", "application/json", r#"{"name": "Ada"}"#),
+        (Method::POST, "/v1/predict", "application/json", r#"{"name": ""}"#),
+        (Method::POST, "/v1/predict", "application/json", r#"{"name": "panic"}"#),
+        (Method::POST, "/v1/predict", "application/json", "{"),
+        (Method::POST, "/v1/predict", "text/plain", r#"{"name": "Ada"}"#),
+        (Method::POST, "/v1/predict", "application/json", &long),
+        (Method::GET, "/v1/predict", "application/json", ""),
+    ];
+    for (method, path, content_type, body) in cases {
+        let request = || {
+            Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header("content-type", content_type)
+                .header("x-request-id", "same-id")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        };
+        let served = app.request(request()).await;
+        let alone = router.clone().oneshot(request()).await.unwrap();
+        let (parts, alone_body) = alone.into_parts();
+        let alone_body = alone_body.collect().await.unwrap().to_bytes();
+        let case = format!("{method} {path} {content_type} {body}");
+        assert_eq!(served.status, parts.status, "{case}");
+        assert_eq!(served.body, alone_body, "{case}");
+        for name in ["content-type", "x-request-id", "x-model-version"] {
+            assert_eq!(served.headers.get(name), parts.headers.get(name), "{name}: {case}");
+        }
+        assert_eq!(
+            served.headers.contains_key("server-timing"),
+            parts.headers.contains_key("server-timing"),
+            "{case}"
+        );
+    }
+}

@@ -20,19 +20,22 @@ use std::sync::{Arc, LazyLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
 use axum::routing::get;
+use axum::{BoxError, Router};
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tracing::Instrument;
 use utoipa::openapi::InfoBuilder;
@@ -49,7 +52,7 @@ pub use self::metrics::PATH as METRICS_PATH;
 pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
 pub use self::status::{Health, ModelList};
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig};
 use crate::connections::{Connections, Shutdown};
 use crate::context::{Context, Transport};
 use crate::engine::Engine;
@@ -97,14 +100,88 @@ pub fn router<P: Pipeline>(
         .merge(metrics)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outermost first. One stack applied once, not a `.layer` each: each wraps every route
-        // in a box of its own, through which a request clones and boxes again at every level
-        // (four layers applied one by one cost some 30 allocations a request).
-        .layer(
-            ServiceBuilder::new()
-                .layer(Observe { status, limit_ms: config.limits.request_timeout_ms })
-                .layer(DefaultBodyLimit::max(config.limits.body_bytes)),
-        )
+        // One stack applied once, not a `.layer` each: each wraps every route in a box of its
+        // own, through which a request clones and boxes again at every level (four layers
+        // applied one by one cost some 30 allocations a request).
+        .layer(layers(status, None, &config.limits))
+}
+
+/// The layers every route runs under, outermost first: [`Observe`] (labelled with `route`,
+/// else with the path the router matched) and the body limit.
+fn layers(
+    status: StatusState,
+    route: Option<&'static str>,
+    limits: &LimitsConfig,
+) -> ServiceBuilder<Stack<DefaultBodyLimit, Stack<Observe, Identity>>> {
+    ServiceBuilder::new()
+        .layer(Observe { status, route, limit_ms: limits.request_timeout_ms })
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+}
+
+/// What [`serve`] hands a connection's requests to: `POST /v1/predict` straight to its
+/// handler, under the same layers as every route, and every other request to the router.
+///
+/// The router serves `POST /v1/predict` too, with the same handler and layers, and answers it
+/// the same way (through [`router`] alone, as tests with `oneshot` and [`serve`] do). Taking
+/// the route before the router saves its matching and the boxes it puts around each route and
+/// its future: 3,700 of a small model's 61,200 instructions a request (`docs/benchmarks.md`).
+#[derive(Clone)]
+pub(crate) struct Dispatch {
+    router: Router,
+    predict: Option<Predict>,
+}
+
+/// `POST /v1/predict` under the routes' layers, whatever the pipeline.
+type Predict =
+    Arc<dyn Fn(Request) -> BoxFuture<'static, Result<Response, Infallible>> + Send + Sync>;
+
+impl Dispatch {
+    /// The [`router`] for `engine`, with `POST /v1/predict` taken before it.
+    pub(crate) fn new<P: Pipeline>(
+        engine: Arc<Engine<P>>,
+        config: &Config,
+        admin: Option<AdminAccess>,
+    ) -> Self {
+        let router = router(Arc::clone(&engine), config, admin);
+        let status: StatusState = engine.clone();
+        let predict =
+            layers(status, Some(PREDICT_PATH), &config.limits).service(predict::service(engine));
+        let predict: Predict = Arc::new(move |request| predict.clone().call(request));
+        Self { router, predict: Some(predict) }
+    }
+}
+
+/// `router` alone, every request through it.
+impl From<Router> for Dispatch {
+    fn from(router: Router) -> Self {
+        Self { router, predict: None }
+    }
+}
+
+impl<B> Service<axum::http::Request<B>> for Dispatch
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<BoxFuture<'static, Result<Response, Infallible>>, RouteFuture<Infallible>>;
+
+    fn poll_ready(&mut self, context: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request>::poll_ready(&mut self.router, context)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let request = request.map(Body::new);
+        match &self.predict {
+            Some(predict)
+                if request.method() == Method::POST && request.uri().path() == PREDICT_PATH =>
+            {
+                Either::Left(predict(request))
+            }
+            _ => Either::Right(self.router.call(request)),
+        }
+    }
 }
 
 /// `GET /openapi.json`, and the docs UI on [`DOCS_PATH`] with the `swagger-ui` feature.
@@ -139,6 +216,16 @@ pub async fn serve(
     connections: Connections,
     shutdown: Shutdown,
 ) {
+    serve_dispatch(listener, Dispatch::from(router), connections, shutdown).await;
+}
+
+/// [`serve`] with a [`Dispatch`]: how the service and the test harness serve a pipeline.
+pub(crate) async fn serve_dispatch(
+    listener: TcpListener,
+    dispatch: Dispatch,
+    connections: Connections,
+    shutdown: Shutdown,
+) {
     let graceful = GracefulShutdown::new();
     let mut open = JoinSet::new();
     let stopping = shutdown.stopping();
@@ -148,7 +235,7 @@ pub async fn serve(
             stream = connections.accept(&listener) => stream,
             () = &mut stopping => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(dispatch.clone());
         let watcher = graceful.watcher();
         let header_read = connections.header_read_timeout();
         open.spawn(async move {
@@ -176,6 +263,8 @@ pub async fn serve(
 #[derive(Clone)]
 struct Observe {
     status: StatusState,
+    /// The route's label when the layer wraps one route, not the router's every route.
+    route: Option<&'static str>,
     limit_ms: u64,
 }
 
@@ -183,7 +272,8 @@ impl<S> Layer<S> for Observe {
     type Service = Observed<S>;
 
     fn layer(&self, inner: S) -> Observed<S> {
-        Observed { inner, status: Arc::clone(&self.status), limit_ms: self.limit_ms }
+        let (status, route, limit_ms) = (Arc::clone(&self.status), self.route, self.limit_ms);
+        Observed { inner, status, route, limit_ms }
     }
 }
 
@@ -192,6 +282,7 @@ impl<S> Layer<S> for Observe {
 struct Observed<S> {
     inner: S,
     status: StatusState,
+    route: Option<&'static str>,
     limit_ms: u64,
 }
 
@@ -212,9 +303,9 @@ where
         // The service polled ready answers; a clone of it takes its place for the next call.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let (status, limit_ms) = (Arc::clone(&self.status), self.limit_ms);
+        let (status, route, limit_ms) = (Arc::clone(&self.status), self.route, self.limit_ms);
         let run = move |request| caught(ready, request);
-        Box::pin(async move { Ok(observe(&*status, limit_ms, request, run).await) })
+        Box::pin(async move { Ok(observe(&*status, route, limit_ms, request, run).await) })
     }
 }
 
@@ -233,9 +324,9 @@ where
 /// Runs every request inside its `request` span and its [`deadline`] (`limit_ms` at most),
 /// with its id (set in the request's `x-request-id`, where the [`Context`] reads it, and
 /// echoed in the answer's), logs it at debug level (`answered`, with status and
-/// milliseconds), and counts it with its latency by route (the matched path, `unmatched` for
-/// none), method and status class, in `oxiserve_http_requests_total` and
-/// `oxiserve_http_request_duration_seconds`.
+/// milliseconds), and counts it with its latency by route (`route`, else the path the router
+/// matched, `unmatched` for none), method and status class, in `oxiserve_http_requests_total`
+/// and `oxiserve_http_request_duration_seconds`.
 ///
 /// While the service drains for shutdown, HTTP/1 answers carry `Connection: close`: clients
 /// then open new connections (to other replicas) rather than reuse this one, which closes at
@@ -245,6 +336,7 @@ where
 /// clones and boxes on every request.)
 async fn observe<F: Future<Output = Response>>(
     status: &dyn ServiceStatus,
+    route: Option<&'static str>,
     limit_ms: u64,
     mut request: Request,
     run: impl FnOnce(Request) -> F,
@@ -257,11 +349,11 @@ async fn observe<F: Future<Output = Response>>(
         )
     });
     const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
-    let route = request.extensions().get::<MatchedPath>().cloned();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let http1 = request.version() < Version::HTTP_2;
     let id = telemetry::request_id(request.headers());
-    let route_label = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route_label = route.or(matched.as_ref().map(MatchedPath::as_str)).unwrap_or("unmatched");
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),
@@ -406,7 +498,7 @@ mod tests {
     /// `routes` under [`Observe`] with a deadline of `limit_ms`, as [`router`] serves them.
     fn observed(routes: Router, limit_ms: u64) -> Router {
         let status: StatusState = Arc::new(Serving(Models::new(Vec::new())));
-        routes.layer(Observe { status, limit_ms })
+        routes.layer(Observe { status, route: None, limit_ms })
     }
 
     /// A route that answers after 200 ms, behind a deadline of `limit_ms`.

@@ -14,13 +14,16 @@
 //! `#[utoipa::path]` cannot describe, so the operations are built here, next to the routes,
 //! from the pipeline's (and endpoints') `ToSchema` types.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use tower::Service;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
@@ -97,6 +100,19 @@ async fn endpoint<P: Pipeline>(
         Ok(input) => answer_as_asked(&engine, input, Some(route.as_ref())).await,
         Err(error) => problem::respond_on(route.as_ref(), &error),
     }
+}
+
+/// `POST /v1/predict`'s handler as a service of its own, with its state: what
+/// [`Dispatch`](super::Dispatch) calls without the router, which serves the same handler on
+/// [`PATH`].
+pub(crate) fn service<P: Pipeline>(
+    engine: Arc<Engine<P>>,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
+    predict::<P>.with_state(engine)
 }
 
 async fn predict<P: Pipeline>(

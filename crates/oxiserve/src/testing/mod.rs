@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -37,7 +36,8 @@ use crate::server::App;
 /// A pipeline served in-process, with its models loaded.
 pub struct TestApp<P: Pipeline> {
     engine: Arc<Engine<P>>,
-    router: Router,
+    /// The HTTP application, as the service serves it.
+    http: http::Dispatch,
     config: Config,
     poller: Option<tokio::task::JoinHandle<()>>,
 }
@@ -85,8 +85,8 @@ impl<P: Pipeline> TestApp<P> {
 
     /// The app as `server::serve` assembles it, and its loader.
     async fn assemble(pipeline: P, config: Config) -> Result<(Self, Loader)> {
-        let App { engine, loader, router } = App::assemble(pipeline, &config).await?;
-        Ok((Self { engine, router, config, poller: None }, loader))
+        let App { engine, loader, http } = App::assemble(pipeline, &config).await?;
+        Ok((Self { engine, http, config, poller: None }, loader))
     }
 
     /// The engine, for assertions on models and readiness.
@@ -134,10 +134,10 @@ impl<P: Pipeline> TestApp<P> {
         self.request(request).await
     }
 
-    /// Sends any request through the router.
+    /// Sends any request through the HTTP application, as the service would serve it.
     pub async fn request(&self, request: Request<Body>) -> TestResponse {
         let response =
-            self.router.clone().oneshot(request).await.expect("the router is infallible");
+            self.http.clone().oneshot(request).await.expect("the HTTP application is infallible");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("an in-memory response body can be read").to_bytes();
         TestResponse { status: parts.status, headers: parts.headers, body }
@@ -146,9 +146,9 @@ impl<P: Pipeline> TestApp<P> {
     /// Serves the app over HTTP on a real socket on 127.0.0.1 and a free port, until the
     /// returned [`TestServer`] is dropped.
     pub async fn serve(&self) -> Result<TestServer> {
-        let router = self.router.clone();
+        let dispatch = self.http.clone();
         TestServer::start(&self.config, move |listener, connections, shutdown| {
-            http::serve(listener, router, connections, shutdown)
+            http::serve_dispatch(listener, dispatch, connections, shutdown)
         })
         .await
     }
