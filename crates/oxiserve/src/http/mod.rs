@@ -2,7 +2,8 @@
 //!
 //! [`router`] builds the whole application as an axum `Router`, so tests can drive it with
 //! `oneshot` and no socket; [`serve`] runs it on a listener, under the connection limits and
-//! deadlines of `crate::connections`, until the shutdown stops it.
+//! deadlines of `crate::connections`, until the shutdown stops it. The service itself serves
+//! a `Dispatch`: the router, with `POST /v1/predict` taken before it.
 
 mod admin;
 mod body;
@@ -122,7 +123,7 @@ fn layers(
 /// handler, under the same layers as every route, and every other request to the router.
 ///
 /// The router serves `POST /v1/predict` too, with the same handler and layers, and answers it
-/// the same way (through [`router`] alone, as tests with `oneshot` and [`serve`] do). Taking
+/// the same way (through [`router`] alone, as [`serve`] and `oneshot` on the router do). Taking
 /// the route before the router saves its matching and the boxes it puts around each route and
 /// its future: 3,700 of a small model's 61,200 instructions a request (`docs/benchmarks.md`).
 #[derive(Clone)]
