@@ -1,18 +1,20 @@
 //! The process-wide metrics recorder, rendered in the Prometheus text format at
 //! `GET /metrics`, and the metric handles the crate records into.
 //!
-//! Code anywhere in the crate records with the `metrics` macros; [`install`] makes the
-//! Prometheus recorder the global one, with histogram buckets from 100 µs to 10 s for every
-//! `_seconds` metric and powers of two for batch rows. Names start with `oxiserve_` and are
-//! listed in `docs/operations.md`. Until [`install`] runs (`telemetry.metrics = false`) the
+//! Code anywhere in the crate records with the `metrics` macros; [`install`] makes this
+//! module's recorder the global one. Histograms with buckets (from 100 µs to 10 s for every
+//! `_seconds` metric, powers of two for batch rows) are kept in per-thread shards
+//! (`histograms`), everything else in `metrics-exporter-prometheus`'s registry; [`render`]
+//! writes both. Names start with `oxiserve_` and are listed in `docs/operations.md`. Until [`install`] runs (`telemetry.metrics = false`) the
 //! macros record nothing, at the cost of a check.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use metrics::{Counter, Gauge, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_process::Collector;
 
+use super::histograms::Histograms;
 use crate::error::Error;
 use crate::manifest::{MODEL_FILE, Manifest};
 
@@ -25,7 +27,7 @@ const SECONDS: [f64; 16] = [
 /// Rows-per-run buckets.
 const ROWS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
-/// How often histogram samples are folded into their buckets.
+/// How often the exporter's histogram samples are folded into their summaries.
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The histogram of rows per model run.
@@ -35,22 +37,34 @@ const BATCH_ROWS: &str = "oxiserve_model_batch_rows";
 /// returns its handle. Call it before anything records: what is recorded earlier is lost. If
 /// the host program installed another recorder first, that one keeps the metrics and
 /// `/metrics` stays empty.
+///
+/// The handle renders counters, gauges and the summaries of histograms without buckets;
+/// [`render`] renders them and the bucket histograms (every `_seconds` metric and
+/// `oxiserve_model_batch_rows`), which are kept apart so that threads record into them
+/// without sharing cache lines.
 pub fn install() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
-            .and_then(|builder| {
-                builder.set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), &ROWS)
-            })
-            .expect("the bucket lists are not empty")
-            .build_recorder();
-        let handle = recorder.handle();
+    &installed().handle
+}
+
+/// What [`install`] set up: the exporter's handle, and the bucket histograms beside it.
+struct Installed {
+    handle: PrometheusHandle,
+    histograms: Arc<Histograms>,
+}
+
+/// The process's recorder, installed on first use.
+fn installed() -> &'static Installed {
+    static INSTALLED: OnceLock<Installed> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let prometheus = PrometheusBuilder::new().build_recorder();
+        let handle = prometheus.handle();
+        let histograms = Arc::new(Histograms::default());
+        let recorder = Recorder { prometheus, histograms: Arc::clone(&histograms) };
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
-        // Histogram samples wait in a list until folded into buckets; fold them every few
-        // seconds, so that memory stays flat when nobody scrapes.
+        // The exporter's histogram samples wait in a list until folded into summaries; fold
+        // them every few seconds, so that memory stays flat when nobody scrapes.
         let upkeep = handle.clone();
         let folding = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
             loop {
@@ -63,16 +77,69 @@ pub fn install() -> &'static PrometheusHandle {
         }
         process().describe();
         metrics::gauge!("oxiserve_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        handle
+        Installed { handle, histograms }
     })
 }
 
 /// Every metric recorded so far, in the Prometheus text format, with the process's resident
 /// memory, CPU seconds and open file descriptors read now.
 pub fn render() -> String {
-    let handle = install();
+    let installed = installed();
     process().collect();
-    handle.render()
+    let mut text = installed.handle.render();
+    installed.histograms.render(&mut text);
+    text
+}
+
+/// The bounds of the histogram `name`: [`SECONDS`] for every `_seconds` metric, [`ROWS`] for
+/// batch rows, none (a summary) for any other.
+fn bounds(name: &str) -> Option<&'static [f64]> {
+    if name == BATCH_ROWS {
+        Some(&ROWS)
+    } else if name.ends_with("_seconds") {
+        Some(&SECONDS)
+    } else {
+        None
+    }
+}
+
+/// The global recorder: histograms with [`bounds`] in [`Histograms`], every other metric in
+/// the Prometheus exporter's registry.
+struct Recorder {
+    prometheus: PrometheusRecorder,
+    histograms: Arc<Histograms>,
+}
+
+impl metrics::Recorder for Recorder {
+    fn describe_counter(&self, name: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.prometheus.describe_counter(name, unit, description);
+    }
+
+    fn describe_gauge(&self, name: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.prometheus.describe_gauge(name, unit, description);
+    }
+
+    fn describe_histogram(&self, name: KeyName, unit: Option<Unit>, description: SharedString) {
+        match bounds(name.as_str()) {
+            Some(_) => self.histograms.describe(&name, description),
+            None => self.prometheus.describe_histogram(name, unit, description),
+        }
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.prometheus.register_counter(key, metadata)
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.prometheus.register_gauge(key, metadata)
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        match bounds(key.name()) {
+            Some(bounds) => self.histograms.register(key, bounds),
+            None => self.prometheus.register_histogram(key, metadata),
+        }
+    }
 }
 
 /// The collector of `oxiserve_process_*`: memory, CPU, file descriptors, threads, start time.
