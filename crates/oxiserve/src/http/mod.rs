@@ -147,7 +147,9 @@ impl Dispatch {
         let status: StatusState = engine.clone();
         let predict =
             layers(status, Some(PREDICT_PATH), &config.limits).service(predict::service(engine));
-        let predict: Predict = Arc::new(move |request| predict.clone().call(request));
+        // Handlers are always ready: no `poll_ready` before the call.
+        let predict: Predict =
+            Arc::new(move |request| predict.answer(predict.inner.clone(), request));
         Self { router, predict: Some(predict) }
     }
 }
@@ -304,6 +306,24 @@ where
         // The service polled ready answers; a clone of it takes its place for the next call.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
+        self.answer(ready, request)
+    }
+}
+
+impl<S> Observed<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send,
+{
+    /// `request` observed and answered by `ready`, a copy of the inner service that is ready
+    /// for it. (A service that is always ready, as a handler is, can be answered through
+    /// `&self` this way, with one clone of the inner service instead of the two of
+    /// `clone().call()`.)
+    fn answer(
+        &self,
+        ready: S,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Response, Infallible>> {
         let (status, route, limit_ms) = (Arc::clone(&self.status), self.route, self.limit_ms);
         let run = move |request| caught(ready, request);
         Box::pin(async move { Ok(observe(&*status, route, limit_ms, request, run).await) })
