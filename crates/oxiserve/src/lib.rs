@@ -46,6 +46,8 @@
 //! - [`server`]: start-up order, signals and shutdown.
 //! - [`connections`]: the connection limit, connection deadlines and shutdown stages every
 //!   listener shares.
+//! - `shards`: counters split by thread, for the records every request adds to (histograms,
+//!   run counts, a version's health), so that cores do not contend for their cache lines.
 //! - `testing` (feature `testing`): run any pipeline in-process and call it like a client.
 //!   The real servers oxiserve's own tests start (moto, Redis, MLServer, Prometheus, an OTLP
 //!   receiver) are in the `oxiserve-test-support` crate, which is not published.
@@ -73,6 +75,7 @@ pub mod model;
 pub mod pipeline;
 pub mod protocol;
 pub mod server;
+mod shards;
 pub mod store;
 pub mod telemetry;
 pub mod tensor;

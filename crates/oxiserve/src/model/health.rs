@@ -3,8 +3,9 @@
 //! and the latency of the ones that succeeded, in buckets fine enough for a p99. The automatic
 //! rollback compares a new version's record with its predecessor's.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::shards::Counters;
 
 /// Latency buckets: bucket `i` holds requests that took up to `FIRST_BOUND_US * GROWTH^i` µs;
 /// 10 µs to about 20 s in steps of 20%.
@@ -12,12 +13,12 @@ const BUCKETS: usize = 80;
 const FIRST_BOUND_US: f64 = 10.0;
 const GROWTH: f64 = 1.2;
 
-/// The running record of one version; updated with relaxed atomics on the request path.
+/// The running record of one version, updated on the request path: counted in per-thread
+/// shards (`crate::shards`), since every request adds to it.
 #[derive(Debug)]
 pub(crate) struct Health {
-    requests: AtomicU64,
-    failures: AtomicU64,
-    latency: [AtomicU64; BUCKETS],
+    /// Requests, failures, then each latency bucket.
+    counts: Counters,
 }
 
 /// A copy of a [`Health`] at one moment; the difference of two is what happened between them.
@@ -30,35 +31,38 @@ pub(crate) struct HealthSnapshot {
     latency: Vec<u64>,
 }
 
+/// The slot of [`Health`] counting requests.
+const REQUESTS: usize = 0;
+/// The slot counting failures.
+const FAILURES: usize = 1;
+/// The slot of the first latency bucket.
+const LATENCY: usize = 2;
+
 impl Default for Health {
     fn default() -> Self {
-        Self {
-            requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            latency: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
+        Self { counts: Counters::new(LATENCY + BUCKETS) }
     }
 }
 
 impl Health {
     /// Records a request that succeeded in `took`.
     pub(crate) fn succeeded(&self, took: Duration) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.latency[bucket(took)].fetch_add(1, Ordering::Relaxed);
+        self.counts.add(REQUESTS, 1);
+        self.counts.add(LATENCY + bucket(took), 1);
     }
 
     /// Records a request that failed through a fault of the server.
     pub(crate) fn failed(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.counts.add(REQUESTS, 1);
+        self.counts.add(FAILURES, 1);
     }
 
     /// The record so far.
     pub(crate) fn snapshot(&self) -> HealthSnapshot {
         HealthSnapshot {
-            requests: self.requests.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            latency: self.latency.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            requests: self.counts.total(REQUESTS),
+            failures: self.counts.total(FAILURES),
+            latency: (0..BUCKETS).map(|index| self.counts.total(LATENCY + index)).collect(),
         }
     }
 }

@@ -40,6 +40,7 @@ use crate::config::RunConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, TensorSpec};
+use crate::shards::Counters;
 use crate::telemetry::ModelMetrics;
 use crate::tensor::{Tensor, Tensors};
 
@@ -90,33 +91,50 @@ impl std::fmt::Debug for Gathering {
 }
 
 /// How many runs the runners made and how many rows they carried: rows per run above one
-/// is batching at work.
-#[derive(Debug, Default)]
+/// is batching at work. Counted in per-thread shards (`crate::shards`), since every request's
+/// runs add to them.
+#[derive(Debug)]
 pub struct RunStats {
-    runs: AtomicU64,
-    rows: AtomicU64,
-    inline: AtomicU64,
+    /// Runs, rows, and runs made on a request's own thread.
+    counts: Counters,
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        Self { counts: Counters::new(3) }
+    }
 }
 
 impl RunStats {
+    /// The slot counting runs.
+    const RUNS: usize = 0;
+    /// The slot counting rows.
+    const ROWS: usize = 1;
+    /// The slot counting runs made on a request's own thread.
+    const INLINE: usize = 2;
+
     /// Runs so far.
     pub fn runs(&self) -> u64 {
-        self.runs.load(Ordering::Relaxed)
+        self.counts.total(Self::RUNS)
     }
 
     /// Rows (requests' first dimensions) run so far.
     pub fn rows(&self) -> u64 {
-        self.rows.load(Ordering::Relaxed)
+        self.counts.total(Self::ROWS)
     }
 
     /// Runs that a request made on its own thread, without the queue.
     pub fn inline_runs(&self) -> u64 {
-        self.inline.load(Ordering::Relaxed)
+        self.counts.total(Self::INLINE)
     }
 
     fn record(&self, rows: usize) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.counts.add(Self::RUNS, 1);
+        self.counts.add(Self::ROWS, rows as u64);
+    }
+
+    fn ran_inline(&self) {
+        self.counts.add(Self::INLINE, 1);
     }
 }
 
@@ -486,7 +504,7 @@ impl<R: Runner> InlineRun for Runners<R> {
         };
         let ran = self.run_counted(&mut runner, inputs, outputs, context);
         drop(runner);
-        self.stats.inline.fetch_add(1, Ordering::Relaxed);
+        self.stats.ran_inline();
         Inline::Ran(ran.map(|(tensors, computed)| Ran {
             tensors,
             queued: Duration::ZERO,
@@ -501,7 +519,7 @@ impl<R: Runner> InlineRun for Runners<R> {
         let Some(mut runner) = self.try_lock_any() else {
             return Err(jobs);
         };
-        self.stats.inline.fetch_add(1, Ordering::Relaxed);
+        self.stats.ran_inline();
         self.answer(&mut runner, jobs);
         Ok(())
     }

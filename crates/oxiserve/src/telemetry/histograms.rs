@@ -3,55 +3,32 @@
 //!
 //! Every request records about ten samples (its latency, its stages, each model run's queue
 //! time, run time and rows). A histogram that every thread appends to makes the cores pass its
-//! cache lines back and forth on each sample. Here each thread records into a shard of the
-//! histogram that it rarely shares (threads take the shards in turn): a sample is one bucket
-//! count and the sum, added to a line that stays in the recording core's cache. A scrape adds
-//! the shards up. The text is what `metrics-exporter-prometheus` writes for its own bucket
-//! histograms, with the same names, labels and `le` bounds.
+//! cache lines back and forth on each sample. Here each thread records into its shard of the
+//! histogram (`crate::shards`): a sample is one bucket count and the sum, added to a line
+//! that stays in the recording core's cache. A scrape adds the shards up. The text is what
+//! `metrics-exporter-prometheus` writes for its own bucket histograms, with the same names,
+//! labels and `le` bounds.
 //!
 //! A scrape reads each counter once, without stopping recorders, so a sample recorded during
 //! the scrape may show in its bucket and not yet in the sum; the next scrape has both.
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use metrics::{HistogramFn, Key, KeyName, SharedString};
 use metrics_exporter_prometheus::formatting::{
     sanitize_description, sanitize_label_key, sanitize_label_value, sanitize_metric_name,
 };
 
-/// Counters in one cache line (two 64-byte lines: adjacent-line prefetchers pull pairs).
-const PER_LINE: usize = 16;
-
-/// One cache line of counters, aligned so that no two shards share one.
-#[repr(align(128))]
-#[derive(Default)]
-struct Line([AtomicU64; PER_LINE]);
-
-/// How many shards each histogram has: four per core, at most 64, so that the runtime's
-/// workers and the inference threads seldom share one.
-static SHARDS: LazyLock<usize> = LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    (cores * 4).min(64)
-});
-
-/// The next shard a thread takes when it first records.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's shard in every histogram.
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % *SHARDS;
-}
+use crate::shards::{self, Counters};
 
 /// One histogram: per shard, a count for each bound (samples at most that bound and above the
 /// bound before), one for the samples above every bound, and the sum of the samples.
 pub(crate) struct Buckets {
     bounds: &'static [f64],
-    /// Lines each shard takes.
-    lines_per_shard: usize,
-    lines: Box<[Line]>,
+    counts: Counters,
 }
 
 impl Buckets {
@@ -59,14 +36,7 @@ impl Buckets {
     pub(crate) fn new(bounds: &'static [f64]) -> Self {
         debug_assert!(bounds.is_sorted(), "histogram bounds must be sorted");
         // Counts for each bound and above them all, then the sum.
-        let lines_per_shard = (bounds.len() + 2).div_ceil(PER_LINE);
-        let lines = (0..lines_per_shard * *SHARDS).map(|_| Line::default()).collect();
-        Self { bounds, lines_per_shard, lines }
-    }
-
-    /// Counter `slot` of `shard`.
-    fn slot(&self, shard: usize, slot: usize) -> &AtomicU64 {
-        &self.lines[shard * self.lines_per_shard + slot / PER_LINE].0[slot % PER_LINE]
+        Self { bounds, counts: Counters::new(bounds.len() + 2) }
     }
 
     /// The slot holding a shard's sum, as `f64` bits.
@@ -76,13 +46,12 @@ impl Buckets {
 
     /// Adds `count` samples of `value` to the calling thread's shard.
     fn add(&self, value: f64, count: u64) {
-        let shard = SHARD.with(|shard| *shard);
         // A NaN is above every bound, as the exporter counts it.
         let bucket =
             self.bounds.iter().position(|bound| value <= *bound).unwrap_or(self.bounds.len());
-        self.slot(shard, bucket).fetch_add(count, Ordering::Relaxed);
+        self.counts.add(bucket, count);
         let add = value * count as f64;
-        let sum = self.slot(shard, self.sum_slot());
+        let sum = self.counts.get(shards::mine(), self.sum_slot());
         let _ = sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
             Some((f64::from_bits(bits) + add).to_bits())
         });
@@ -91,18 +60,16 @@ impl Buckets {
     /// The shards added up: cumulative counts for each bound (samples at most that bound), the
     /// count of every sample, and their sum.
     fn snapshot(&self) -> Snapshot {
-        let mut cumulative = vec![0_u64; self.bounds.len() + 1];
-        let mut sum = 0.0;
-        for shard in 0..*SHARDS {
-            for (bucket, total) in cumulative.iter_mut().enumerate() {
-                *total += self.slot(shard, bucket).load(Ordering::Relaxed);
-            }
-            sum += f64::from_bits(self.slot(shard, self.sum_slot()).load(Ordering::Relaxed));
-        }
+        let mut cumulative: Vec<u64> =
+            (0..=self.bounds.len()).map(|bucket| self.counts.total(bucket)).collect();
         for bucket in 1..cumulative.len() {
             cumulative[bucket] += cumulative[bucket - 1];
         }
         let count = cumulative.pop().expect("one count above the bounds");
+        let sum = (0..shards::count())
+            .map(|shard| self.counts.get(shard, self.sum_slot()).load(Ordering::Relaxed))
+            .map(f64::from_bits)
+            .sum();
         Snapshot { bounds: self.bounds, cumulative, count, sum }
     }
 }
@@ -273,7 +240,7 @@ mod tests {
     #[test]
     fn keeps_every_sample_that_threads_record_at_once() {
         let ours = Histograms::default();
-        let threads = 2 * *SHARDS + 1;
+        let threads = 2 * shards::count() + 1;
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 let histogram = ours.register(&key("/"), &BOUNDS);

@@ -1,12 +1,15 @@
 //! Request counters and latency histograms of a transport (HTTP, gRPC), by a few label values
 //! that repeat (route, method, status), registered on first use and kept, so that a request
-//! records with a hash lookup and no allocation.
+//! records with a hash lookup and no allocation. Each thread looks them up in a map of its
+//! shard (`crate::shards`), so that requests on different cores do not share a lock's word.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::RwLock;
 
 use metrics::{Counter, Histogram, Label};
+
+use crate::shards::{self, Padded};
 
 /// `<prefix>_requests_total` and `<prefix>_request_duration_seconds` of one transport.
 #[derive(Debug)]
@@ -15,9 +18,13 @@ pub(crate) struct RequestMetrics {
     duration: &'static str,
     label_names: &'static [&'static str],
     hasher: RandomState,
-    /// By the hash of the label values; the values are kept to tell colliding sets apart.
-    known: RwLock<HashMap<u64, Vec<Known>>>,
+    /// Per shard, by the hash of the label values; the values are kept to tell colliding sets
+    /// apart.
+    known: Box<[Padded<RwLock<ByHash>>]>,
 }
+
+/// The handles of the label sets a shard has seen, by the hash of their values.
+type ByHash = HashMap<u64, Vec<Known>>;
 
 /// The handles of one set of label values.
 #[derive(Debug)]
@@ -40,7 +47,7 @@ impl RequestMetrics {
             duration,
             label_names,
             hasher: RandomState::new(),
-            known: RwLock::new(HashMap::new()),
+            known: (0..shards::count()).map(|_| Padded::default()).collect(),
         }
     }
 
@@ -51,8 +58,9 @@ impl RequestMetrics {
         let hash = self.hasher.hash_one(values);
         let same =
             |known: &&Known| known.values.iter().map(AsRef::as_ref).eq(values.iter().copied());
+        let shard = &self.known[shards::mine()].0;
         {
-            let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let known = shard.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(found) = known.get(&hash).and_then(|list| list.iter().find(same)) {
                 found.requests.increment(1);
                 found.duration.record(seconds);
@@ -72,7 +80,7 @@ impl RequestMetrics {
         };
         found.requests.increment(1);
         found.duration.record(seconds);
-        let mut known = self.known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut known = shard.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let list = known.entry(hash).or_default();
         if !list.iter().any(|k| same(&k)) {
             list.push(found);
