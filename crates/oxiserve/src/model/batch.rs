@@ -17,6 +17,7 @@
 //! workers (itself included), so that an idle one takes the next group at once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -52,7 +53,7 @@ pub(super) struct Job {
 /// a request's own thread. The count goes back down when the claim is dropped, whatever
 /// becomes of the work (answered, skipped, or dropped with its queue).
 #[derive(Debug)]
-pub(super) struct Claim(Arc<AtomicUsize>);
+pub(super) struct Claim<W: Deref<Target = AtomicUsize> = Arc<AtomicUsize>>(W);
 
 impl Claim {
     /// Adds one to `work`.
@@ -60,15 +61,19 @@ impl Claim {
         work.fetch_add(1, Ordering::AcqRel);
         Self(Arc::clone(work))
     }
+}
 
-    /// Claims `work` only if it is zero: the version is idle.
-    pub(super) fn idle(work: &Arc<AtomicUsize>) -> Option<Self> {
+impl<'a> Claim<&'a AtomicUsize> {
+    /// Claims `work` only if it is zero: the version is idle. The claim borrows the count, for
+    /// a run on the request's own thread that ends before the borrow does: no `Arc` count to
+    /// raise and lower, on a line every thread that runs the version touches.
+    pub(super) fn idle(work: &'a AtomicUsize) -> Option<Self> {
         work.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).ok()?;
-        Some(Self(Arc::clone(work)))
+        Some(Self(work))
     }
 }
 
-impl Drop for Claim {
+impl<W: Deref<Target = AtomicUsize>> Drop for Claim<W> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }

@@ -9,6 +9,7 @@
 //! `traceparent` ([`continue_trace`]) and a remote model server gets the `traceparent` of the
 //! span that calls it ([`traceparent`]).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io::IsTerminal;
@@ -173,18 +174,36 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or_else(new_request_id)
 }
 
+/// Request id numbers a thread takes at a time.
+const ID_BLOCK: u64 = 1024;
+
 /// A request id unique across processes and time: 16 hex digits drawn at random once per
-/// process, then a 16-digit count of the ids made so far (no system call per request).
+/// process, then 16 of a number no other id of the process has (no system call per request).
+/// Threads take numbers [`ID_BLOCK`] at a time from one count, so that requests on different
+/// cores do not pass its cache line back and forth.
 fn new_request_id() -> HeaderValue {
     static PROCESS: LazyLock<u64> = LazyLock::new(|| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
         RandomState::new().hash_one((std::process::id(), now.map(|d| d.as_nanos()).ok()))
     });
-    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static BLOCKS: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        /// The next number of this thread's block, and the end of the block.
+        static NUMBERS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    let number = NUMBERS.with(|numbers| {
+        let (mut next, mut end) = numbers.get();
+        if next == end {
+            next = BLOCKS.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        numbers.set((next + 1, end));
+        next
+    });
     // Written into a string of the exact length, which the value then keeps without a copy.
     let mut id = String::with_capacity(32);
     digits::push_hex16(&mut id, *PROCESS);
-    digits::push_hex16(&mut id, COUNT.fetch_add(1, Ordering::Relaxed));
+    digits::push_hex16(&mut id, number);
     HeaderValue::from_maybe_shared(Bytes::from(id)).expect("hex digits are a valid header value")
 }
 
@@ -255,5 +274,18 @@ mod tests {
             assert!(replaced.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
         }
         assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn ids_made_on_many_threads_at_once_are_all_different() {
+        let per_thread = 3 * ID_BLOCK as usize;
+        let ids: Vec<Vec<HeaderValue>> = std::thread::scope(|scope| {
+            let made: Vec<_> = (0..4)
+                .map(|_| scope.spawn(move || (0..per_thread).map(|_| new_request_id()).collect()))
+                .collect();
+            made.into_iter().map(|thread| thread.join().expect("no thread panics")).collect()
+        });
+        let distinct: std::collections::HashSet<&HeaderValue> = ids.iter().flatten().collect();
+        assert_eq!(distinct.len(), 4 * per_thread);
     }
 }
