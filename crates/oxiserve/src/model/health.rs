@@ -31,38 +31,38 @@ pub(crate) struct HealthSnapshot {
     latency: Vec<u64>,
 }
 
-/// The slot of [`Health`] counting requests.
-const REQUESTS: usize = 0;
-/// The slot counting failures.
-const FAILURES: usize = 1;
-/// The slot of the first latency bucket.
-const LATENCY: usize = 2;
-
 impl Default for Health {
     fn default() -> Self {
-        Self { counts: Counters::new(LATENCY + BUCKETS) }
+        Self { counts: Counters::new(Self::LATENCY + BUCKETS) }
     }
 }
 
 impl Health {
+    /// The slot counting requests.
+    const REQUESTS: usize = 0;
+    /// The slot counting failures.
+    const FAILURES: usize = 1;
+    /// The slot of the first latency bucket.
+    const LATENCY: usize = 2;
+
     /// Records a request that succeeded in `took`.
     pub(crate) fn succeeded(&self, took: Duration) {
-        self.counts.add(REQUESTS, 1);
-        self.counts.add(LATENCY + bucket(took), 1);
+        self.counts.add(Self::REQUESTS, 1);
+        self.counts.add(Self::LATENCY + bucket(took), 1);
     }
 
     /// Records a request that failed through a fault of the server.
     pub(crate) fn failed(&self) {
-        self.counts.add(REQUESTS, 1);
-        self.counts.add(FAILURES, 1);
+        self.counts.add(Self::REQUESTS, 1);
+        self.counts.add(Self::FAILURES, 1);
     }
 
     /// The record so far.
     pub(crate) fn snapshot(&self) -> HealthSnapshot {
         HealthSnapshot {
-            requests: self.counts.total(REQUESTS),
-            failures: self.counts.total(FAILURES),
-            latency: (0..BUCKETS).map(|index| self.counts.total(LATENCY + index)).collect(),
+            requests: self.counts.total(Self::REQUESTS),
+            failures: self.counts.total(Self::FAILURES),
+            latency: (0..BUCKETS).map(|index| self.counts.total(Self::LATENCY + index)).collect(),
         }
     }
 }

@@ -49,9 +49,10 @@ impl Buckets {
         // A NaN is above every bound, as the exporter counts it.
         let bucket =
             self.bounds.iter().position(|bound| value <= *bound).unwrap_or(self.bounds.len());
-        self.counts.add(bucket, count);
+        let shard = shards::mine();
+        self.counts.get(shard, bucket).fetch_add(count, Ordering::Relaxed);
         let add = value * count as f64;
-        let sum = self.counts.get(shards::mine(), self.sum_slot());
+        let sum = self.counts.get(shard, self.sum_slot());
         let _ = sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
             Some((f64::from_bits(bits) + add).to_bits())
         });
