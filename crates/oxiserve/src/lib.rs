@@ -46,8 +46,9 @@
 //! - [`server`]: start-up order, signals and shutdown.
 //! - [`connections`]: the connection limit, connection deadlines and shutdown stages every
 //!   listener shares.
-//! - `shards`: counters split by thread, for the records every request adds to (histograms,
-//!   run counts, a version's health), so that cores do not contend for their cache lines.
+//! - `shards`: values split by thread, for what every request writes to (metrics, run counts,
+//!   a version's health, the lock of the model set it reads), so that cores do not contend for
+//!   their cache lines.
 //! - `testing` (feature `testing`): run any pipeline in-process and call it like a client.
 //!   The real servers oxiserve's own tests start (moto, Redis, MLServer, Prometheus, an OTLP
 //!   receiver) are in the `oxiserve-test-support` crate, which is not published.

@@ -1,5 +1,6 @@
-//! Counters split by thread: every thread adds to a shard of its own, on cache lines no other
-//! shard uses, and a reader adds the shards up.
+//! Values split by thread: every thread writes to a shard of its own, on cache lines no other
+//! shard uses. [`Counters`] are the common case, which a reader adds up; `Models` keeps a copy
+//! of the model set per shard, so that the read lock a request takes is its own core's.
 //!
 //! A counter that every request adds to, shared by the runtime's workers and the inference
 //! threads, makes the cores pass its cache line back and forth on each addition: with two

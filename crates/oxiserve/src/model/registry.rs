@@ -2,14 +2,22 @@
 //!
 //! Swapping a version is replacing one `Arc<Model>` under a short write lock. Requests that
 //! already hold the old `Arc` finish on it; the old version is freed when the last one ends.
+//!
+//! Every request looks its models up here, on whichever core it runs. The service's set is
+//! kept in one copy per shard (`crate::shards`), each behind its own lock: a lookup takes the
+//! read lock of its thread's copy, whose word stays in that core's cache, instead of one lock
+//! word that every core writes to on every request (`docs/benchmarks.md`, "The model set and
+//! the counters split by thread"). A change takes every copy's write lock, changes the first
+//! and copies it to the others; versions change seldom.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use serde::Serialize;
 
 use super::Model;
 use crate::error::{Error, Result};
+use crate::shards::{self, Padded};
 
 /// Where a model is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -58,8 +66,13 @@ pub struct FailedVersion {
 /// The models of a service: for each name, its loaded versions and the one serving.
 #[derive(Debug)]
 pub struct Models {
-    entries: RwLock<BTreeMap<String, Entry>>,
+    /// The same entries, one copy per shard for the set a service serves, or a single copy
+    /// for a set made for one request ([`Models::with_version`]).
+    copies: Box<[Padded<RwLock<Entries>>]>,
 }
+
+/// Every model's entry, by name.
+type Entries = BTreeMap<String, Entry>;
 
 #[derive(Debug, Clone, Default)]
 struct Entry {
@@ -92,7 +105,19 @@ impl Models {
     /// A set of models, all [`ModelState::Loading`].
     pub fn new(names: impl IntoIterator<Item = String>) -> Self {
         let entries = names.into_iter().map(|name| (name, Entry::default())).collect();
-        Self { entries: RwLock::new(entries) }
+        Self::shared(&entries)
+    }
+
+    /// A set that requests on every core read: one copy of `entries` per shard.
+    fn shared(entries: &Entries) -> Self {
+        Self {
+            copies: (0..shards::count()).map(|_| Padded(RwLock::new(entries.clone()))).collect(),
+        }
+    }
+
+    /// A set that one request reads: a single copy of `entries`.
+    fn single(entries: Entries) -> Self {
+        Self { copies: Box::new([Padded(RwLock::new(entries))]) }
     }
 
     /// The version of `name` that serves requests now: [`Error::ModelNotLoaded`] (503, retry)
@@ -154,7 +179,7 @@ impl Models {
     pub fn with_version(&self, name: &str, version: u64) -> Result<Self> {
         let mut entries = self.read().clone();
         pin_in(&mut entries, name, version)?;
-        Ok(Self { entries: RwLock::new(entries) })
+        Ok(Self::single(entries))
     }
 
     /// A copy of this set in which `candidate` serves its name: used to warm a candidate up
@@ -164,80 +189,106 @@ impl Models {
         let entry = entries.entry(candidate.name().to_string()).or_default();
         entry.loaded.insert(candidate.version(), Arc::clone(candidate));
         entry.pinned = Some(candidate.version());
-        Self { entries: RwLock::new(entries) }
+        Self::single(entries)
     }
 
     /// Adds `model` to the loaded versions of its name. With `keep`, the oldest versions
     /// beyond that many are unloaded (a pinned one stays).
     pub(crate) fn install(&self, model: Arc<Model>, keep: Option<usize>) {
-        let mut entries = self.write();
-        let entry = entries.entry(model.name().to_string()).or_default();
-        entry.loaded.insert(model.version(), model);
-        entry.error = None;
-        if let Some(keep) = keep {
-            let excess = entry.loaded.len().saturating_sub(keep.max(1));
-            let pinned = entry.pinned;
-            let evicted: Vec<u64> =
-                entry.loaded.keys().copied().filter(|&v| Some(v) != pinned).take(excess).collect();
-            for version in evicted {
-                entry.loaded.remove(&version);
+        self.change(|entries| {
+            let entry = entries.entry(model.name().to_string()).or_default();
+            entry.loaded.insert(model.version(), model);
+            entry.error = None;
+            if let Some(keep) = keep {
+                let excess = entry.loaded.len().saturating_sub(keep.max(1));
+                let pinned = entry.pinned;
+                let evicted: Vec<u64> = entry
+                    .loaded
+                    .keys()
+                    .copied()
+                    .filter(|&v| Some(v) != pinned)
+                    .take(excess)
+                    .collect();
+                for version in evicted {
+                    entry.loaded.remove(&version);
+                }
             }
-        }
+        });
     }
 
     /// Makes `version` of `name` serve until [`Models::unpin`]; it must be loaded.
     pub(crate) fn pin(&self, name: &str, version: u64) -> Result<()> {
-        pin_in(&mut self.write(), name, version)
+        self.change(|entries| pin_in(entries, name, version))
     }
 
     /// Lets the newest loaded version of `name` serve again.
     pub(crate) fn unpin(&self, name: &str) {
-        if let Some(entry) = self.write().get_mut(name) {
-            entry.pinned = None;
-        }
+        self.change(|entries| {
+            if let Some(entry) = entries.get_mut(name) {
+                entry.pinned = None;
+            }
+        });
     }
 
     /// Unloads `version` of `name` and records why it must never serve again.
     pub(crate) fn retire(&self, name: &str, version: u64, reason: &str) {
-        if let Some(entry) = self.write().get_mut(name) {
-            entry.loaded.remove(&version);
-            entry.failed.insert(version, reason.to_string());
-            if entry.pinned == Some(version) {
-                entry.pinned = None;
+        self.change(|entries| {
+            if let Some(entry) = entries.get_mut(name) {
+                entry.loaded.remove(&version);
+                entry.failed.insert(version, reason.to_string());
+                if entry.pinned == Some(version) {
+                    entry.pinned = None;
+                }
             }
-        }
+        });
     }
 
     /// Records that `version` of `name` failed: it will not be tried again, and the versions
     /// loaded keep serving. The status shows the error without file-system details
     /// ([`Error::public`]); callers log it whole.
     pub(crate) fn fail(&self, name: &str, version: Option<u64>, error: &Error) {
-        let mut entries = self.write();
-        let entry = entries.entry(name.to_string()).or_default();
         let public = error.public(name);
-        if let Some(version) = version {
-            entry.failed.insert(version, public.clone());
-        }
-        entry.error = Some(public);
+        self.change(|entries| {
+            let entry = entries.entry(name.to_string()).or_default();
+            if let Some(version) = version {
+                entry.failed.insert(version, public.clone());
+            }
+            entry.error = Some(public);
+        });
     }
 
     /// Records how the last look at the remote store for `name` went.
     pub(crate) fn report_sync(&self, name: &str, error: Option<&Error>) {
-        self.write().entry(name.to_string()).or_default().sync_error =
-            error.map(|error| error.public(name));
+        let sync_error = error.map(|error| error.public(name));
+        self.change(|entries| entries.entry(name.to_string()).or_default().sync_error = sync_error);
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
-        self.entries.read().expect("no code panics while holding the models lock")
+    /// The calling thread's copy of the entries, read-locked.
+    fn read(&self) -> RwLockReadGuard<'_, Entries> {
+        let copy = &self.copies[shards::mine() % self.copies.len()].0;
+        copy.read().expect("no code panics while holding the models lock")
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
-        self.entries.write().expect("no code panics while holding the models lock")
+    /// Applies `change` to the entries: write-locks every copy (in order, so that two changes
+    /// never wait on each other), changes the first and copies it over the others. A reader
+    /// sees the entries before or after the change, as with a single lock.
+    fn change<T>(&self, change: impl FnOnce(&mut Entries) -> T) -> T {
+        let mut copies: Vec<_> = self
+            .copies
+            .iter()
+            .map(|copy| copy.0.write().expect("no code panics while holding the models lock"))
+            .collect();
+        let (first, others) = copies.split_first_mut().expect("a set has at least one copy");
+        let result = change(first);
+        for other in others {
+            other.clone_from(first);
+        }
+        result
     }
 }
 
 /// Ok when `version` of `name` is loaded; else which of the two is unknown.
-fn check_loaded(entries: &BTreeMap<String, Entry>, name: &str, version: u64) -> Result<()> {
+fn check_loaded(entries: &Entries, name: &str, version: u64) -> Result<()> {
     let entry = entries.get(name).ok_or_else(|| Error::UnknownModel(name.to_string()))?;
     if entry.loaded.contains_key(&version) {
         Ok(())
@@ -247,7 +298,7 @@ fn check_loaded(entries: &BTreeMap<String, Entry>, name: &str, version: u64) -> 
 }
 
 /// Makes `version` of `name` serve in `entries`, provided it is loaded.
-fn pin_in(entries: &mut BTreeMap<String, Entry>, name: &str, version: u64) -> Result<()> {
+fn pin_in(entries: &mut Entries, name: &str, version: u64) -> Result<()> {
     check_loaded(entries, name, version)?;
     entries.get_mut(name).expect("check_loaded found the entry").pinned = Some(version);
     Ok(())
@@ -269,5 +320,39 @@ fn status(name: &str, entry: &Entry) -> ModelStatus {
             .map(|(&version, error)| FailedVersion { version, error: error.clone() })
             .collect(),
         sync_error: entry.sync_error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every copy of `models` says of `name`.
+    fn every_copy(models: &Models, name: &str) -> Vec<String> {
+        let copies = models.copies.iter().map(|copy| copy.0.read().unwrap());
+        copies.map(|entries| format!("{:?}", status(name, &entries[name]))).collect()
+    }
+
+    #[test]
+    fn a_change_reaches_every_copy_and_every_thread() {
+        let models = Models::new(["m".to_string()]);
+        assert_eq!(models.copies.len(), shards::count());
+        models.fail("m", Some(3), &Error::ModelNotLoaded("m".into()));
+        models.report_sync("m", Some(&Error::Timeout(100)));
+        models.report_sync("m", None);
+        let copies = every_copy(&models, "m");
+        assert!(copies.iter().all(|copy| *copy == copies[0]), "{copies:#?}");
+        // Threads read their own copies: each sees the change.
+        std::thread::scope(|scope| {
+            for _ in 0..2 * shards::count() + 1 {
+                scope.spawn(|| {
+                    assert!(models.is_failed("m", 3));
+                    let status = models.status("m").unwrap();
+                    assert_eq!(status.state, ModelState::Failed);
+                    assert_eq!(status.failed_versions.len(), 1);
+                    assert_eq!(status.sync_error, None);
+                });
+            }
+        });
     }
 }
