@@ -3,16 +3,16 @@
 //! - `recorder`: the Prometheus metrics recorder behind `GET /metrics`, with the process and
 //!   build metrics, and the handles the crate records model runs and model store syncs into.
 //!   Every name starts with `oxiserve_` and is listed in `docs/operations.md`.
-//! - `histograms`: bucket histograms that each thread records into a shard of, so that the
-//!   cores do not pass cache lines back and forth on every sample, rendered at a scrape.
+//! - `sharded`: counters and bucket histograms that each thread adds to a shard of, so that
+//!   the cores do not pass cache lines back and forth on every addition, rendered at a scrape.
 //! - `requests`: request counters and latency histograms by route, method and status, kept
 //!   per label set so that a request records without allocating.
 //! - `traces`: the `tracing` subscriber (JSON or pretty lines), request ids, and span export
 //!   over OTLP with the W3C trace context carried in from callers and out to remote models.
 
-mod histograms;
 mod recorder;
 mod requests;
+mod sharded;
 mod traces;
 
 pub(crate) use self::recorder::{ModelMetrics, VersionInfo, store};

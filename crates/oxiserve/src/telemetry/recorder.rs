@@ -2,10 +2,10 @@
 //! `GET /metrics`, and the metric handles the crate records into.
 //!
 //! Code anywhere in the crate records with the `metrics` macros; [`install`] makes this
-//! module's recorder the global one. Histograms with buckets (from 100 µs to 10 s for every
-//! `_seconds` metric, powers of two for batch rows) are kept in per-thread shards
-//! (`histograms`), everything else in `metrics-exporter-prometheus`'s registry; [`render`]
-//! writes both. Names start with `oxiserve_` and are listed in `docs/operations.md`. Until
+//! module's recorder the global one. Counters and histograms with buckets (from 100 µs to 10 s
+//! for every `_seconds` metric, powers of two for batch rows) are kept in per-thread shards
+//! (`sharded`), gauges and any histogram without buckets in `metrics-exporter-prometheus`'s
+//! registry; [`render`] writes both. Names start with `oxiserve_` and are listed in `docs/operations.md`. Until
 //! [`install`] runs (`telemetry.metrics = false`) the macros record nothing, at the cost of a
 //! check.
 
@@ -15,7 +15,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, U
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_process::Collector;
 
-use super::histograms::Histograms;
+use super::sharded::Sharded;
 use crate::error::Error;
 use crate::manifest::{MODEL_FILE, Manifest};
 
@@ -39,18 +39,19 @@ const BATCH_ROWS: &str = "oxiserve_model_batch_rows";
 /// the host program installed another recorder first, that one keeps the metrics and
 /// `/metrics` stays empty.
 ///
-/// The handle renders counters, gauges and the summaries of histograms without buckets;
-/// [`render`] renders them and the bucket histograms (every `_seconds` metric and
-/// `oxiserve_model_batch_rows`), which are kept apart so that threads record into them
-/// without sharing cache lines.
+/// The handle renders gauges and the summaries of histograms without buckets; [`render`]
+/// renders them, the counters and the bucket histograms (every `_seconds` metric and
+/// `oxiserve_model_batch_rows`), which are kept apart so that threads add to them without
+/// sharing cache lines.
 pub fn install() -> &'static PrometheusHandle {
     &installed().handle
 }
 
-/// What [`install`] set up: the exporter's handle, and the bucket histograms beside it.
+/// What [`install`] set up: the exporter's handle, and the counters and bucket histograms
+/// beside it.
 struct Installed {
     handle: PrometheusHandle,
-    histograms: Arc<Histograms>,
+    sharded: Arc<Sharded>,
 }
 
 /// The process's recorder, installed on first use.
@@ -59,8 +60,8 @@ fn installed() -> &'static Installed {
     INSTALLED.get_or_init(|| {
         let prometheus = PrometheusBuilder::new().build_recorder();
         let handle = prometheus.handle();
-        let histograms = Arc::new(Histograms::default());
-        let recorder = Recorder { prometheus, histograms: Arc::clone(&histograms) };
+        let sharded = Arc::new(Sharded::default());
+        let recorder = Recorder { prometheus, sharded: Arc::clone(&sharded) };
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
@@ -78,7 +79,7 @@ fn installed() -> &'static Installed {
         }
         process().describe();
         metrics::gauge!("oxiserve_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        Installed { handle, histograms }
+        Installed { handle, sharded }
     })
 }
 
@@ -88,7 +89,7 @@ pub fn render() -> String {
     let installed = installed();
     process().collect();
     let mut text = installed.handle.render();
-    installed.histograms.render(&mut text);
+    installed.sharded.render(&mut text);
     text
 }
 
@@ -104,16 +105,16 @@ fn bounds(name: &str) -> Option<&'static [f64]> {
     }
 }
 
-/// The global recorder: histograms with [`bounds`] in [`Histograms`], every other metric in
-/// the Prometheus exporter's registry.
+/// The global recorder: counters and histograms with [`bounds`] in [`Sharded`], gauges and
+/// other histograms in the Prometheus exporter's registry.
 struct Recorder {
     prometheus: PrometheusRecorder,
-    histograms: Arc<Histograms>,
+    sharded: Arc<Sharded>,
 }
 
 impl metrics::Recorder for Recorder {
-    fn describe_counter(&self, name: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.prometheus.describe_counter(name, unit, description);
+    fn describe_counter(&self, name: KeyName, _: Option<Unit>, description: SharedString) {
+        self.sharded.describe(&name, description);
     }
 
     fn describe_gauge(&self, name: KeyName, unit: Option<Unit>, description: SharedString) {
@@ -122,13 +123,13 @@ impl metrics::Recorder for Recorder {
 
     fn describe_histogram(&self, name: KeyName, unit: Option<Unit>, description: SharedString) {
         match bounds(name.as_str()) {
-            Some(_) => self.histograms.describe(&name, description),
+            Some(_) => self.sharded.describe(&name, description),
             None => self.prometheus.describe_histogram(name, unit, description),
         }
     }
 
-    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        self.prometheus.register_counter(key, metadata)
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.sharded.counter(key)
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
@@ -137,7 +138,7 @@ impl metrics::Recorder for Recorder {
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         match bounds(key.name()) {
-            Some(bounds) => self.histograms.register(key, bounds),
+            Some(bounds) => self.sharded.histogram(key, bounds),
             None => self.prometheus.register_histogram(key, metadata),
         }
     }

@@ -1,23 +1,24 @@
-//! Bucket histograms that threads record into without sharing a cache line, and their
-//! rendering in the Prometheus text format.
+//! Counters and bucket histograms that threads record into without sharing a cache line, and
+//! their rendering in the Prometheus text format.
 //!
-//! Every request records about ten samples (its latency, its stages, each model run's queue
-//! time, run time and rows). A histogram that every thread appends to makes the cores pass its
-//! cache lines back and forth on each sample. Here each thread records into its shard of the
-//! histogram (`crate::shards`): a sample is one bucket count and the sum, added to a line
-//! that stays in the recording core's cache. A scrape adds the shards up. The text is what
-//! `metrics-exporter-prometheus` writes for its own bucket histograms, with the same names,
-//! labels and `le` bounds.
+//! Every request adds to a few counters (its route's, and a service's own such as
+//! tabular-scoring's answers) and records about ten samples (its latency, its stages, each
+//! model run's queue time, run time and rows). A counter or histogram that every thread adds
+//! to makes the cores pass its cache lines back and forth on each addition. Here each thread
+//! adds to its shard of the metric (`crate::shards`), on a line that stays in the adding
+//! core's cache: a counter's count, or a histogram's bucket count and sum. A scrape adds the
+//! shards up. The text is what `metrics-exporter-prometheus` writes for its own counters and
+//! bucket histograms, with the same names, labels and `le` bounds.
 //!
-//! A scrape reads each counter once, without stopping recorders, so a sample recorded during
+//! A scrape reads each count once, without stopping recorders, so a sample recorded during
 //! the scrape may show in its bucket and not yet in the sum; the next scrape has both.
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use metrics::{HistogramFn, Key, KeyName, SharedString};
+use metrics::{CounterFn, HistogramFn, Key, KeyName, SharedString};
 use metrics_exporter_prometheus::formatting::{
     sanitize_description, sanitize_label_key, sanitize_label_value, sanitize_metric_name,
 };
@@ -85,6 +86,37 @@ impl HistogramFn for Buckets {
     }
 }
 
+/// One counter: what each shard added, and the highest value it was set to with `absolute`
+/// (how `metrics-process` reports the CPU seconds it reads from the system). A counter is
+/// either added to or set, never both; its value is the two together.
+pub(crate) struct Count {
+    added: Counters,
+    absolute: AtomicU64,
+}
+
+impl Default for Count {
+    fn default() -> Self {
+        Self { added: Counters::new(1), absolute: AtomicU64::new(0) }
+    }
+}
+
+impl Count {
+    /// The counter's value: the shards' additions and the highest value set.
+    fn value(&self) -> u64 {
+        self.added.total(0) + self.absolute.load(Ordering::Relaxed)
+    }
+}
+
+impl CounterFn for Count {
+    fn increment(&self, value: u64) {
+        self.added.add(0, value);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.absolute.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
 /// A histogram's counts at a scrape.
 struct Snapshot {
     bounds: &'static [f64],
@@ -94,24 +126,24 @@ struct Snapshot {
     sum: f64,
 }
 
-/// Every bucket histogram registered, by name and labels, with the descriptions given for
-/// their names.
+/// Every counter and bucket histogram registered, by name and labels, with the descriptions
+/// given for their names.
 #[derive(Default)]
-pub(crate) struct Histograms {
-    known: RwLock<HashMap<Key, Arc<Buckets>>>,
+pub(crate) struct Sharded {
+    counters: RwLock<HashMap<Key, Arc<Count>>>,
+    histograms: RwLock<HashMap<Key, Arc<Buckets>>>,
     descriptions: RwLock<HashMap<String, SharedString>>,
 }
 
-impl Histograms {
+impl Sharded {
+    /// The counter of `key`, registered on first use.
+    pub(crate) fn counter(&self, key: &Key) -> metrics::Counter {
+        metrics::Counter::from_arc(registered(&self.counters, key, Count::default))
+    }
+
     /// The histogram of `key`, registered with `bounds` on first use.
-    pub(crate) fn register(&self, key: &Key, bounds: &'static [f64]) -> metrics::Histogram {
-        let found =
-            self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned();
-        let buckets = found.unwrap_or_else(|| {
-            let mut known = self.known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            Arc::clone(known.entry(key.clone()).or_insert_with(|| Arc::new(Buckets::new(bounds))))
-        });
-        metrics::Histogram::from_arc(buckets)
+    pub(crate) fn histogram(&self, key: &Key, bounds: &'static [f64]) -> metrics::Histogram {
+        metrics::Histogram::from_arc(registered(&self.histograms, key, || Buckets::new(bounds)))
     }
 
     /// Keeps `description` for the `# HELP` line of `name`, unless it has one.
@@ -121,62 +153,102 @@ impl Histograms {
         descriptions.entry(sanitize_metric_name(name.as_str())).or_insert(description);
     }
 
-    /// Appends every histogram to `text` in the Prometheus text format: a family per name
-    /// (sorted), each with its `# HELP` (when described) and `# TYPE` lines and, per label set
-    /// (sorted), its `_bucket` lines, `_sum` and `_count`.
+    /// Appends every metric to `text` in the Prometheus text format: the counters, then the
+    /// histograms, a family per name (sorted), each with its `# HELP` (when described) and
+    /// `# TYPE` lines and, per label set (sorted), its value, or its `_bucket` lines, `_sum`
+    /// and `_count`.
     pub(crate) fn render(&self, text: &mut String) {
-        let mut families: Vec<(String, Vec<String>, Snapshot)> = {
-            let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            known
-                .iter()
-                .map(|(key, buckets)| {
-                    let labels = key
-                        .labels()
-                        .map(|label| {
-                            let (name, value) = (label.key(), label.value());
-                            format!(
-                                "{}=\"{}\"",
-                                sanitize_label_key(name),
-                                sanitize_label_value(value)
-                            )
-                        })
-                        .collect();
-                    (sanitize_metric_name(key.name()), labels, buckets.snapshot())
-                })
-                .collect()
-        };
-        families.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let descriptions =
             self.descriptions.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut family: Option<&str> = None;
-        for (name, labels, snapshot) in &families {
-            if family != Some(name.as_str()) {
-                if family.is_some() {
-                    text.push('\n');
-                }
-                family = Some(name);
-                if let Some(description) = descriptions.get(name) {
-                    let _ = writeln!(text, "# HELP {name} {}", sanitize_description(description));
-                }
-                let _ = writeln!(text, "# TYPE {name} histogram");
+        let counters = families(&self.counters, Count::value);
+        write_families(text, &descriptions, "counter", &counters, |text, name, labels, value| {
+            let _ = writeln!(text, "{name}{} {value}", labels(""));
+        });
+        let histograms = families(&self.histograms, Buckets::snapshot);
+        write_families(text, &descriptions, "histogram", &histograms, |text, name, labels, at| {
+            for (bound, count) in at.bounds.iter().zip(&at.cumulative) {
+                let _ =
+                    writeln!(text, "{name}_bucket{} {count}", labels(&format!("le=\"{bound}\"")));
             }
-            let joined = labels.join(",");
-            let with = |extra: &str| match (joined.is_empty(), extra.is_empty()) {
-                (true, true) => String::new(),
-                (true, false) => format!("{{{extra}}}"),
-                (false, true) => format!("{{{joined}}}"),
-                (false, false) => format!("{{{joined},{extra}}}"),
-            };
-            for (bound, count) in snapshot.bounds.iter().zip(&snapshot.cumulative) {
-                let _ = writeln!(text, "{name}_bucket{} {count}", with(&format!("le=\"{bound}\"")));
+            let _ = writeln!(text, "{name}_bucket{} {}", labels("le=\"+Inf\""), at.count);
+            let _ = writeln!(text, "{name}_sum{} {}", labels(""), at.sum);
+            let _ = writeln!(text, "{name}_count{} {}", labels(""), at.count);
+        });
+    }
+}
+
+/// The metric of `key` in `known`, made by `make` and kept on first use.
+fn registered<M>(
+    known: &RwLock<HashMap<Key, Arc<M>>>,
+    key: &Key,
+    make: impl FnOnce() -> M,
+) -> Arc<M> {
+    let found = known.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned();
+    found.unwrap_or_else(|| {
+        let mut known = known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(known.entry(key.clone()).or_insert_with(|| Arc::new(make())))
+    })
+}
+
+/// One metric at a scrape: its sanitized name, its labels as `name="value"`, and what `read`
+/// made of it.
+type Family<T> = (String, Vec<String>, T);
+
+/// Every metric in `known`, read with `read`, sorted by name and labels.
+fn families<M, T>(known: &RwLock<HashMap<Key, Arc<M>>>, read: impl Fn(&M) -> T) -> Vec<Family<T>> {
+    let mut families: Vec<Family<T>> = {
+        let known = known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known
+            .iter()
+            .map(|(key, metric)| {
+                let labels = key
+                    .labels()
+                    .map(|label| {
+                        let (name, value) = (label.key(), label.value());
+                        format!("{}=\"{}\"", sanitize_label_key(name), sanitize_label_value(value))
+                    })
+                    .collect();
+                (sanitize_metric_name(key.name()), labels, read(metric))
+            })
+            .collect()
+    };
+    families.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    families
+}
+
+/// Writes `families` of type `kind` to `text`: `# HELP` and `# TYPE` before the first metric
+/// of each name, `write` for each metric (given its name and a way to put its labels and one
+/// more in braces), and a blank line after each name's last.
+fn write_families<T>(
+    text: &mut String,
+    descriptions: &HashMap<String, SharedString>,
+    kind: &str,
+    families: &[Family<T>],
+    write: impl Fn(&mut String, &str, &dyn Fn(&str) -> String, &T),
+) {
+    let mut family: Option<&str> = None;
+    for (name, labels, value) in families {
+        if family != Some(name.as_str()) {
+            if family.is_some() {
+                text.push('\n');
             }
-            let _ = writeln!(text, "{name}_bucket{} {}", with("le=\"+Inf\""), snapshot.count);
-            let _ = writeln!(text, "{name}_sum{} {}", with(""), snapshot.sum);
-            let _ = writeln!(text, "{name}_count{} {}", with(""), snapshot.count);
+            family = Some(name);
+            if let Some(description) = descriptions.get(name) {
+                let _ = writeln!(text, "# HELP {name} {}", sanitize_description(description));
+            }
+            let _ = writeln!(text, "# TYPE {name} {kind}");
         }
-        if family.is_some() {
-            text.push('\n');
-        }
+        let joined = labels.join(",");
+        let with = |extra: &str| match (joined.is_empty(), extra.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => format!("{{{extra}}}"),
+            (false, true) => format!("{{{joined}}}"),
+            (false, false) => format!("{{{joined},{extra}}}"),
+        };
+        write(text, name, &with, value);
+    }
+    if family.is_some() {
+        text.push('\n');
     }
 }
 
@@ -210,7 +282,7 @@ mod tests {
             .set_buckets_for_metric(Matcher::Full("test_latency_seconds".into()), &BOUNDS)
             .expect("bounds are given")
             .build_recorder();
-        let ours = Histograms::default();
+        let ours = Sharded::default();
         let metadata = Metadata::new("test", metrics::Level::INFO, None);
         let description = "How long a request took.";
         exporter.describe_histogram("test_latency_seconds".into(), None, description.into());
@@ -218,7 +290,7 @@ mod tests {
         std::thread::scope(|scope| {
             for (thread, route) in ["/a", "/b", "/a"].into_iter().enumerate() {
                 let theirs = exporter.register_histogram(&key(route), &metadata);
-                let mine = ours.register(&key(route), &BOUNDS);
+                let mine = ours.histogram(&key(route), &BOUNDS);
                 scope.spawn(move || {
                     for (index, sample) in SAMPLES.iter().enumerate() {
                         let times = index + thread;
@@ -239,12 +311,58 @@ mod tests {
     }
 
     #[test]
+    fn renders_the_counters_the_exporter_renders_for_the_same_additions() {
+        let exporter = PrometheusBuilder::new().build_recorder();
+        let ours = Sharded::default();
+        let metadata = Metadata::new("test", metrics::Level::INFO, None);
+        let name = "test_requests_total";
+        let description = "Requests answered.";
+        exporter.describe_counter(name.into(), None, description.into());
+        ours.describe(&name.into(), description.into());
+        let counter =
+            |route: &str| Key::from_parts(name, vec![Label::new("route", route.to_string())]);
+        std::thread::scope(|scope| {
+            for (thread, route) in ["/a", "/b", "/a"].into_iter().enumerate() {
+                let theirs = exporter.register_counter(&counter(route), &metadata);
+                let mine = ours.counter(&counter(route));
+                scope.spawn(move || {
+                    for round in 0..1_000 {
+                        theirs.increment(round % 3 + thread as u64);
+                        mine.increment(round % 3 + thread as u64);
+                    }
+                });
+            }
+        });
+        // Set, not added to: as `metrics-process` reports CPU seconds.
+        let key = Key::from_name("test_cpu_seconds_total");
+        for value in [7, 5] {
+            exporter.register_counter(&key, &metadata).absolute(value);
+            ours.counter(&key).absolute(value);
+        }
+        // Exported at 0 before the first addition.
+        exporter.register_counter(&counter("/c"), &metadata).increment(0);
+        ours.counter(&counter("/c")).increment(0);
+        let lines = |text: &str| {
+            let mut lines: Vec<String> =
+                text.lines().filter(|line| line.contains("test_")).map(str::to_string).collect();
+            lines.sort_unstable();
+            lines
+        };
+        let mut text = String::new();
+        ours.render(&mut text);
+        let expected = exporter.handle().render();
+        assert_eq!(lines(&text), lines(&expected), "ours:\n{text}\nexporter:\n{expected}");
+        assert!(text.contains("test_requests_total{route=\"/a\"} 3998\n"), "{text}");
+        assert!(text.contains("test_cpu_seconds_total 7\n"), "{text}");
+    }
+
+    #[test]
     fn keeps_every_sample_that_threads_record_at_once() {
-        let ours = Histograms::default();
+        let ours = Sharded::default();
         let threads = 2 * shards::count() + 1;
         std::thread::scope(|scope| {
             for _ in 0..threads {
-                let histogram = ours.register(&key("/"), &BOUNDS);
+                let histogram = ours.histogram(&key("/"), &BOUNDS);
                 scope.spawn(move || {
                     for _ in 0..1_000 {
                         SAMPLES.iter().for_each(|sample| histogram.record(*sample));
@@ -252,7 +370,7 @@ mod tests {
                 });
             }
         });
-        let buckets = Arc::clone(&ours.known.read().expect("not poisoned")[&key("/")]);
+        let buckets = Arc::clone(&ours.histograms.read().expect("not poisoned")[&key("/")]);
         let snapshot = buckets.snapshot();
         let rounds = threads as u64 * 1_000;
         // At most 0.25: 0.125 and 0.25; at most 0.5: and 0.375; at most 1: and 1; at most 2.5:
@@ -264,9 +382,9 @@ mod tests {
 
     #[test]
     fn a_key_registered_twice_is_one_histogram() {
-        let ours = Histograms::default();
-        ours.register(&key("/"), &BOUNDS).record(0.5);
-        ours.register(&key("/"), &BOUNDS).record(0.5);
+        let ours = Sharded::default();
+        ours.histogram(&key("/"), &BOUNDS).record(0.5);
+        ours.histogram(&key("/"), &BOUNDS).record(0.5);
         let mut text = String::new();
         ours.render(&mut text);
         assert!(text.contains("test_latency_seconds_count{route=\"/\"} 2\n"), "{text}");
