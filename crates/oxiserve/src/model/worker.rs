@@ -40,7 +40,7 @@ use crate::config::RunConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, TensorSpec};
-use crate::shards::Counters;
+use crate::shards::{Counters, Padded};
 use crate::telemetry::ModelMetrics;
 use crate::tensor::{Tensor, Tensors};
 
@@ -165,9 +165,9 @@ impl Pool {
             outputs: manifest.outputs.clone(),
             stats: Arc::default(),
             metrics: ModelMetrics::new(&manifest.name, manifest.version),
-            run_time: RunTime::default(),
+            run_time: Padded::default(),
             inline_max: Duration::from_micros(batching.inline_max_us),
-            batching: AtomicBool::new(false),
+            batching: Padded::default(),
         });
         for index in 0..count {
             let worker = Worker {
@@ -373,19 +373,21 @@ struct Runners<R> {
     work: Arc<AtomicUsize>,
     stats: Arc<RunStats>,
     metrics: ModelMetrics,
-    run_time: RunTime,
+    /// Written by every run: on lines of its own, apart from the fields runs only read.
+    run_time: Padded<RunTime>,
     /// Runs expected to take longer than this go through the queue.
     inline_max: Duration,
     /// Whether the last batch held more than one job: requests come faster than runs end, so
-    /// they batch rather than run alone. The next batch of one job clears it.
-    batching: AtomicBool,
+    /// they batch rather than run alone. The next batch of one job clears it. On lines of its
+    /// own, and written only when it changes.
+    batching: Padded<AtomicBool>,
 }
 
 impl<R> std::fmt::Debug for Runners<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runners")
             .field("runners", &self.runners.len())
-            .field("run_time", &self.run_time)
+            .field("run_time", &self.run_time.0)
             .field("inline_max", &self.inline_max)
             .finish_non_exhaustive()
     }
@@ -411,7 +413,7 @@ impl<R: Runner> Runners<R> {
 
     /// Whether a run of `rows` rows may be made on a request's thread.
     fn short(&self, rows: usize) -> bool {
-        self.run_time.expected(rows).is_some_and(|expected| expected <= self.inline_max)
+        self.run_time.0.expected(rows).is_some_and(|expected| expected <= self.inline_max)
     }
 
     /// Runs the model on `runner` for `outputs` (and returns those alone, with the run's time),
@@ -433,7 +435,7 @@ impl<R: Runner> Runners<R> {
         };
         outputs.keep(&self.outputs, &mut tensors);
         let took = start.elapsed();
-        self.run_time.record(took, rows);
+        self.run_time.0.record(took, rows);
         self.stats.record(rows);
         self.metrics.batch_rows.record(rows as f64);
         Ok((tensors, took))
@@ -441,7 +443,10 @@ impl<R: Runner> Runners<R> {
 
     /// Runs `jobs` on `runner`, as one batch when there are several, and answers each.
     fn answer(&self, runner: &mut R, mut jobs: Vec<Job>) {
-        self.batching.store(jobs.len() > 1, Ordering::Relaxed);
+        let batching = jobs.len() > 1;
+        if self.batching.0.load(Ordering::Relaxed) != batching {
+            self.batching.0.store(batching, Ordering::Relaxed);
+        }
         // Clients that gave up (deadline or disconnect) while waiting: skip their work.
         jobs.retain(|job| !job.reply.is_closed());
         match jobs.len() {
@@ -493,7 +498,7 @@ impl<R: Runner> InlineRun for Runners<R> {
         if !self.short(rows) {
             return Inline::Queue;
         }
-        if self.batching.load(Ordering::Relaxed) {
+        if self.batching.0.load(Ordering::Relaxed) {
             return Inline::Gather;
         }
         let Some(_claim) = Claim::idle(&self.work) else {
@@ -675,9 +680,9 @@ mod tests {
             work: Arc::clone(&work),
             stats: Arc::default(),
             metrics: ModelMetrics::new("m", 1),
-            run_time: RunTime::default(),
+            run_time: Padded::default(),
             inline_max: Duration::ZERO,
-            batching: AtomicBool::new(false),
+            batching: Padded::default(),
         });
         let (jobs, queue) = crossbeam_channel::unbounded();
         let (regrouped, groups) = crossbeam_channel::unbounded();
