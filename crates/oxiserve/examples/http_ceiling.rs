@@ -5,7 +5,12 @@
 //! HTTP budget it keeps.
 //!
 //! Environment: `CEILING_PORT` (port on 127.0.0.1), `CEILING_RESPONSE` (a file holding the
-//! response body to send).
+//! response body to send), and `CEILING_WORK_NS` (optional: nanoseconds each request spends
+//! spinning on its core before it answers, standing for a service's own work; 0 by default).
+//! With it, the ceiling shows what a given amount of work a request costs the throughput on
+//! the machine at hand, load generator included (`docs/benchmarks.md`, "Where the time goes").
+
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,9 +27,17 @@ async fn main() -> std::io::Result<()> {
     let port: u16 = std::env::var("CEILING_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let path = std::env::var("CEILING_RESPONSE").unwrap_or_else(|_| "response.json".into());
     let response = Bytes::from(std::fs::read(&path)?);
+    let work = std::env::var("CEILING_WORK_NS").ok().and_then(|ns| ns.parse().ok());
+    let work = Duration::from_nanos(work.unwrap_or(0));
     let answer = move |body: Bytes| {
         let response = response.clone();
         async move {
+            if !work.is_zero() {
+                let start = Instant::now();
+                while start.elapsed() < work {
+                    std::hint::spin_loop();
+                }
+            }
             match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(_) => ([(header::CONTENT_TYPE, "application/json")], response).into_response(),
                 Err(_) => StatusCode::BAD_REQUEST.into_response(),
