@@ -6,9 +6,9 @@
 //! Every request looks its models up here, on whichever core it runs. The service's set is
 //! kept in one copy per shard (`crate::shards`), each behind its own lock: a lookup takes the
 //! read lock of its thread's copy, whose word stays in that core's cache, instead of one lock
-//! word that every core writes to on every request (`docs/benchmarks.md`, "The model set and
-//! the counters split by thread"). A change takes every copy's write lock, changes the first
-//! and copies it to the others; versions change seldom.
+//! word that every core writes to on every request (`docs/benchmarks.md`, "The last shared
+//! writes"). A change takes every copy's write lock, changes the first and copies it to the
+//! others; versions change seldom.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -269,9 +269,9 @@ impl Models {
         copy.read().expect("no code panics while holding the models lock")
     }
 
-    /// Applies `change` to the entries: write-locks every copy (in order, so that two changes
-    /// never wait on each other), changes the first and copies it over the others. A reader
-    /// sees the entries before or after the change, as with a single lock.
+    /// Applies `change` to the entries: write-locks every copy (always in the same order, so
+    /// that two changes at once cannot deadlock), changes the first and copies it over the
+    /// others. A reader sees the entries before or after the change, as with a single lock.
     fn change<T>(&self, change: impl FnOnce(&mut Entries) -> T) -> T {
         let mut copies: Vec<_> = self
             .copies
