@@ -5,9 +5,9 @@
 //! module's recorder the global one. Counters and histograms with buckets (from 100 µs to 10 s
 //! for every `_seconds` metric, powers of two for batch rows) are kept in per-thread shards
 //! (`sharded`), gauges and any histogram without buckets in `metrics-exporter-prometheus`'s
-//! registry; [`render`] writes both. Names start with `oxiserve_` and are listed in `docs/operations.md`. Until
-//! [`install`] runs (`telemetry.metrics = false`) the macros record nothing, at the cost of a
-//! check.
+//! registry; [`render`] writes both. Names start with `oxiserve_` and are listed in
+//! `docs/operations.md`. Until [`install`] runs (`telemetry.metrics = false`) the macros
+//! record nothing, at the cost of a check.
 
 use std::sync::{Arc, OnceLock};
 
