@@ -190,9 +190,10 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// How long a new connection may stay silent before its first bytes, in milliseconds.
     pub handshake_timeout_ms: u64,
-    /// HTTP/1: how long a request's headers may take to arrive, in milliseconds, counted from
-    /// the end of the previous answer on a kept-alive connection (so it also closes idle
-    /// kept-alive connections).
+    /// HTTP/1: how long a connection may go without a request's headers arriving while no
+    /// request is in flight, in milliseconds: headers that never end (a client trickling them)
+    /// or a kept-alive connection left idle close past it (within twice it: the timer is
+    /// re-armed once a period, not per request).
     pub header_read_timeout_ms: u64,
     /// How long a read or write may wait without progress, in milliseconds: an idle HTTP/2 or
     /// gRPC connection, or a client that stopped reading its answer, is closed past it (within

@@ -8,13 +8,20 @@
 //!   `limits.handshake_timeout_ms` for a connection's first bytes, or `limits.idle_timeout_ms`
 //!   later (an idle HTTP/2 or gRPC connection), fails, and so does a write that waits longer
 //!   than `limits.idle_timeout_ms` (a client that stopped reading its answer). The transport
-//!   then closes the connection. HTTP/1's header timeout is hyper's (`http::serve`).
+//!   then closes the connection.
+//! - An HTTP/1 connection ([`Guarded::with_header_deadline`]) also fails its reads once no
+//!   request's head arrived for `limits.header_read_timeout_ms` while none was in flight: a
+//!   client that trickles its headers (slowloris), or a kept-alive connection left idle. Its
+//!   service counts the requests in [`Requests`]. Like the other deadlines, its timer is
+//!   re-armed once a period, not per request, which hyper's own header timeout did (4% of a
+//!   small model's throughput at 64 connections, `docs/benchmarks.md`).
 //! - [`Shutdown`] tells servers when to stop accepting and let connections finish, and when to
 //!   drop whatever is left: `limits.request_timeout_ms` later, or at once on a second signal.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -80,6 +87,7 @@ impl Connections {
             write: Deadline::new(self.idle),
             idle: self.idle,
             greeted: false,
+            headers: None,
             _permit: permit,
         }
     }
@@ -94,8 +102,89 @@ pub struct Guarded<IO> {
     /// The read deadline once the first bytes have arrived.
     idle: Duration,
     greeted: bool,
+    /// HTTP/1's header deadline, when the connection has one.
+    headers: Option<HeaderDeadline>,
     _permit: OwnedSemaphorePermit,
 }
+
+impl<IO> Guarded<IO> {
+    /// The connection with HTTP/1's header deadline: its reads fail once no request's head
+    /// arrived for between `after` and twice `after` while no request was in flight. Its
+    /// service reports the requests through the returned [`Requests`]. The deadline is off
+    /// for a connection that opens with the HTTP/2 preface (HTTP/2 connections that stay
+    /// silent close after `limits.idle_timeout_ms`).
+    pub(crate) fn with_header_deadline(mut self, after: Duration) -> (Self, Arc<Requests>) {
+        let requests = Arc::new(Requests::default());
+        let deadline = Deadline::new(after);
+        let seen = requests.counts();
+        self.headers = Some(HeaderDeadline { requests: Arc::clone(&requests), deadline, seen });
+        (self, requests)
+    }
+}
+
+/// The requests of one HTTP/1 connection, as its header deadline sees them: how many heads
+/// arrived (wrapping, in the high 32 bits) and how many are still in flight (the low 32), in
+/// one word, so that a request changes both with one atomic addition.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    counts: AtomicU64,
+}
+
+/// One request's share of [`Requests::counts`]: one more head, one more in flight.
+const BEGUN: u64 = (1 << 32) | 1;
+
+impl Requests {
+    /// A request's head arrived: it is in flight until the returned guard is dropped (the
+    /// answer is done, or the connection dropped it).
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.counts.fetch_add(BEGUN, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    fn counts(&self) -> u64 {
+        self.counts.load(Ordering::Relaxed)
+    }
+}
+
+/// A request in flight on its connection ([`Requests::begin`]).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Requests>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.counts.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// HTTP/1's header deadline ([`Guarded::with_header_deadline`]): a [`Deadline`] on the
+/// connection's pending reads whose progress is a request's head arriving, or a request in
+/// flight.
+#[derive(Debug)]
+struct HeaderDeadline {
+    requests: Arc<Requests>,
+    deadline: Deadline,
+    /// [`Requests::counts`] when progress was last noted.
+    seen: u64,
+}
+
+impl HeaderDeadline {
+    /// A read is pending: fails once a whole period passed with no head arriving and no
+    /// request in flight.
+    fn poll_pending(&mut self, context: &mut Context<'_>) -> io::Result<()> {
+        let counts = self.requests.counts();
+        if counts != self.seen || counts & u64::from(u32::MAX) != 0 {
+            self.seen = counts;
+            self.deadline.progressed();
+        }
+        self.deadline.poll_pending(context).map_err(|_| {
+            let after = self.deadline.after.as_millis();
+            io::Error::new(io::ErrorKind::TimedOut, format!("no request headers for {after} ms"))
+        })
+    }
+}
+
+/// The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113, section 3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// How long an operation may stay pending without progress. The timer is armed when the
 /// operation first waits, and re-armed only when it fires after progress was made: a busy
@@ -176,17 +265,24 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(context, buf) {
             Poll::Ready(result) => {
                 this.read.progressed();
                 if !this.greeted {
                     this.greeted = true;
                     this.read.after = this.idle;
+                    if buf.filled()[before..].starts_with(HTTP2_PREFACE) {
+                        this.headers = None;
+                    }
                 }
                 Poll::Ready(result)
             }
             Poll::Pending => {
                 this.read.poll_pending(context)?;
+                if let Some(headers) = &mut this.headers {
+                    headers.poll_pending(context)?;
+                }
                 Poll::Pending
             }
         }
@@ -322,6 +418,36 @@ mod tests {
         let error = server.read(&mut [0; 16]).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn the_header_deadline_waits_while_a_request_is_in_flight_and_fails_after() {
+        // Only the header deadline is near.
+        let far =
+            LimitsConfig { handshake_timeout_ms: 60_000, idle_timeout_ms: 60_000, ..limits(4) };
+        let (listener, connections) = listen(&far).await;
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let server = connections.accept(&listener).await;
+        let (mut server, requests) = server.with_header_deadline(Duration::from_millis(100));
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(server.read(&mut [0; 16]).await.unwrap(), 1);
+        // A head arrived, and its answer takes longer than three periods.
+        let in_flight = requests.begin();
+        let mut byte = [0; 1];
+        for _ in 0..3 {
+            let read = tokio::time::timeout(Duration::from_millis(150), server.read(&mut byte));
+            assert!(read.await.is_err(), "no deadline while a request is in flight");
+        }
+        drop(in_flight);
+        let done = Instant::now();
+        let error = server.read(&mut [0; 16]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(error.to_string().contains("no request headers"), "{error}");
+        let waited = done.elapsed();
+        assert!(
+            waited >= Duration::from_millis(100) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]

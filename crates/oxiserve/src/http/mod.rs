@@ -30,7 +30,7 @@ use axum::routing::get;
 use axum::{BoxError, Router};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Either};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -54,7 +54,7 @@ pub use self::predict::{MODEL_VERSION_HEADER, PATH as PREDICT_PATH};
 pub use self::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, Problem};
 pub use self::status::{Health, ModelList};
 use crate::config::{Config, LimitsConfig};
-use crate::connections::{Connections, Shutdown};
+use crate::connections::{Connections, InFlight, Requests, Shutdown};
 use crate::context::{Context, Transport};
 use crate::engine::Engine;
 use crate::engine::{ServiceStatus, StatusState};
@@ -187,6 +187,45 @@ where
     }
 }
 
+/// One connection's [`Dispatch`], which tells the connection's header deadline
+/// ([`Requests`]) when a request's head arrived and when its answer is done.
+#[derive(Clone)]
+struct Counted {
+    dispatch: Dispatch,
+    requests: Arc<Requests>,
+}
+
+impl<B> Service<axum::http::Request<B>> for Counted
+where
+    Dispatch: Service<axum::http::Request<B>, Future: Unpin>,
+{
+    type Response = <Dispatch as Service<axum::http::Request<B>>>::Response;
+    type Error = <Dispatch as Service<axum::http::Request<B>>>::Error;
+    type Future = Answering<<Dispatch as Service<axum::http::Request<B>>>::Future>;
+
+    fn poll_ready(&mut self, context: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.dispatch.poll_ready(context)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        Answering { _in_flight: self.requests.begin(), future: self.dispatch.call(request) }
+    }
+}
+
+/// A request's answer on its way: the request is in flight until it is done (or dropped).
+struct Answering<F> {
+    future: F,
+    _in_flight: InFlight,
+}
+
+impl<F: Future + Unpin> Future for Answering<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<F::Output> {
+        std::pin::Pin::new(&mut self.future).poll(context)
+    }
+}
+
 /// `GET /openapi.json`, and the docs UI on [`DOCS_PATH`] with the `swagger-ui` feature.
 #[cfg(feature = "swagger-ui")]
 fn docs(api: utoipa::openapi::OpenApi) -> Router {
@@ -238,12 +277,13 @@ pub(crate) async fn serve_dispatch(
             stream = connections.accept(&listener) => stream,
             () = &mut stopping => break,
         };
-        let service = TowerToHyperService::new(dispatch.clone());
+        // HTTP/1's header deadline is the connection's, not hyper's: hyper arms a timer for
+        // every request's head.
+        let (stream, requests) = stream.with_header_deadline(connections.header_read_timeout());
+        let service = TowerToHyperService::new(Counted { dispatch: dispatch.clone(), requests });
         let watcher = graceful.watcher();
-        let header_read = connections.header_read_timeout();
         open.spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read);
+            let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(error, "a connection ended with an error");
@@ -559,6 +599,98 @@ mod tests {
         );
         let served = app.oneshot(get("/works")).await.unwrap();
         assert_eq!(served.status(), StatusCode::OK);
+    }
+
+    /// `routes` served on a free port with HTTP/1's header deadline at 200 ms and the other
+    /// deadlines far away, until the test's runtime ends.
+    async fn served(routes: Router) -> std::net::SocketAddr {
+        let limits = LimitsConfig {
+            header_read_timeout_ms: 200,
+            handshake_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            ..LimitsConfig::default()
+        };
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stages, shutdown) = Shutdown::new();
+        tokio::spawn(async move {
+            serve(listener, observed(routes, 60_000), Connections::new(&limits), shutdown).await;
+            drop(stages);
+        });
+        address
+    }
+
+    /// Reads until the server closes `stream`; how long that took.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> Duration {
+        use tokio::io::AsyncReadExt;
+        let start = std::time::Instant::now();
+        let mut buffer = [0; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            while stream.read(&mut buffer).await.is_ok_and(|n| n > 0) {}
+        });
+        read.await.expect("the server closes the connection");
+        start.elapsed()
+    }
+
+    #[tokio::test]
+    async fn headers_that_never_end_close_the_connection_after_the_header_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let address = served(Router::new().route("/", get(|| async { "ok" }))).await;
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nAccept: ").await.unwrap();
+        let waited = until_closed(&mut client).await;
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_not_cut_by_the_header_deadline_and_idle_keep_alive_closes_after() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            "late"
+        };
+        let address = served(Router::new().route("/slow", get(slow))).await;
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client.write_all(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"late") {
+            let mut buffer = [0; 1024];
+            let n = client.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "closed before the answer: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+        // Kept alive, and idle: closed between one and two periods after the answer.
+        let waited = until_closed(&mut client).await;
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_http2_connection_outlives_the_header_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = served(Router::new().route("/", get(|| async { "ok" }))).await;
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        // The preface and an empty SETTINGS frame, then, past the deadline, a PING.
+        client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        client.write_all(b"\0\0\x08\x06\0\0\0\0\0pingping").await.unwrap();
+        let acknowledged = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let mut head = [0u8; 9];
+                client.read_exact(&mut head).await.expect("the connection stays open");
+                let length =
+                    usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+                let mut payload = vec![0; length];
+                client.read_exact(&mut payload).await.unwrap();
+                // PING (type 6) with ACK (flag 1).
+                if head[3] == 6 && head[4] & 1 == 1 {
+                    return payload;
+                }
+            }
+        });
+        assert_eq!(acknowledged.await.unwrap(), b"pingping");
     }
 
     #[test]
