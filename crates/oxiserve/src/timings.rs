@@ -112,7 +112,11 @@ impl Laps {
 /// Appends `name` as a `Server-Timing` token: characters a token may not hold become `_`.
 fn push_token(out: &mut String, name: &str) {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    out.extend(name.chars().map(|c| if allowed(c) { c } else { '_' }));
+    if name.chars().all(allowed) {
+        out.push_str(name);
+    } else {
+        out.extend(name.chars().map(|c| if allowed(c) { c } else { '_' }));
+    }
 }
 
 /// Appends `duration` in milliseconds with three decimals (`0.031`), rounded to the nearest
@@ -123,9 +127,7 @@ pub(crate) fn push_millis(out: &mut String, duration: Duration) {
     // fraction rounds. Saturates past 584,000 years.
     let fraction = u64::from(duration.subsec_nanos() + 500) / 1000;
     let micros = duration.as_secs().saturating_mul(1_000_000).saturating_add(fraction);
-    digits::push_decimal(out, micros / 1000, 1);
-    out.push('.');
-    digits::push_decimal(out, micros % 1000, 3);
+    digits::push_thousandths(out, micros);
 }
 
 #[cfg(test)]

@@ -53,7 +53,8 @@ fn check_content_type(value: Option<&header::HeaderValue>) -> Result<(), Error> 
             "no Content-Type; send `Content-Type: application/json`".into(),
         ));
     };
-    if is_json(&essence(value)) {
+    // `application/json` as sent by nearly every client, without lower-casing a copy.
+    if value.as_bytes() == b"application/json" || is_json(&essence(value)) {
         Ok(())
     } else {
         let sent = value.to_str().unwrap_or_default();

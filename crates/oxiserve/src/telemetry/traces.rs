@@ -182,9 +182,13 @@ const ID_BLOCK: u64 = 1024;
 /// Threads take numbers [`ID_BLOCK`] at a time from one count, so that requests on different
 /// cores do not pass its cache line back and forth.
 fn new_request_id() -> HeaderValue {
-    static PROCESS: LazyLock<u64> = LazyLock::new(|| {
+    static PROCESS: LazyLock<String> = LazyLock::new(|| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        RandomState::new().hash_one((std::process::id(), now.map(|d| d.as_nanos()).ok()))
+        let random =
+            RandomState::new().hash_one((std::process::id(), now.map(|d| d.as_nanos()).ok()));
+        let mut digits = String::with_capacity(16);
+        digits::push_hex16(&mut digits, random);
+        digits
     });
     static BLOCKS: AtomicU64 = AtomicU64::new(0);
     thread_local! {
@@ -202,7 +206,7 @@ fn new_request_id() -> HeaderValue {
     });
     // Written into a string of the exact length, which the value then keeps without a copy.
     let mut id = String::with_capacity(32);
-    digits::push_hex16(&mut id, *PROCESS);
+    id.push_str(&PROCESS);
     digits::push_hex16(&mut id, number);
     HeaderValue::from_maybe_shared(Bytes::from(id)).expect("hex digits are a valid header value")
 }
