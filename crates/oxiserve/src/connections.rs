@@ -9,12 +9,13 @@
 //!   later (an idle HTTP/2 or gRPC connection), fails, and so does a write that waits longer
 //!   than `limits.idle_timeout_ms` (a client that stopped reading its answer). The transport
 //!   then closes the connection.
-//! - An HTTP/1 connection ([`Guarded::with_header_deadline`]) also fails its reads once no
+//! - An HTTP/1 connection (`Guarded::with_header_deadline`) also fails its reads once no
 //!   request's head arrived for `limits.header_read_timeout_ms` while none was in flight: a
 //!   client that trickles its headers (slowloris), or a kept-alive connection left idle. Its
-//!   service counts the requests in [`Requests`]. Like the other deadlines, its timer is
-//!   re-armed once a period, not per request, which hyper's own header timeout did (4% of a
-//!   small model's throughput at 64 connections, `docs/benchmarks.md`).
+//!   service counts the requests in `Requests`. Like the other deadlines, its timer is
+//!   re-armed once a period, not for every request as hyper's own header timeout was (a
+//!   small model's service serves 1.03 times the requests/s at 64 connections for it,
+//!   `docs/benchmarks.md`).
 //! - [`Shutdown`] tells servers when to stop accepting and let connections finish, and when to
 //!   drop whatever is left: `limits.request_timeout_ms` later, or at once on a second signal.
 

@@ -3,7 +3,10 @@
 //! Builds the service in release, starts it and the twin (uvicorn, one worker per core) on
 //! loopback and free ports, with what the service is held against: for a service with one
 //! request (`workload`), the HTTP ceiling (`crates/oxiserve/examples/http_ceiling.rs`: axum
-//! answering a fixed real response); for a service with a corpus, oxiserve with batching off
+//! answering a fixed real response), and the same ceiling spending as long on each request as
+//! the service's own work (`CEILING_WORK_NS`: the service's user CPU a request less the
+//! ceiling's, measured in the warm-up), which shows what the machine allows a service doing
+//! that much work; for a service with a corpus, oxiserve with batching off
 //! as a third server, and afterwards ONNX Runtime alone on the same requests
 //! (`bench/fastapi/<service>/onnxruntime_alone.py`). It warms the servers up, then drives each
 //! with wrk on every workload at every connection count, rotating which goes first so that
@@ -34,6 +37,8 @@ use crate::{debian, models, venv};
 const WRK: (&str, &str) = ("wrk", "/usr/bin/wrk");
 /// The name of the HTTP ceiling server in results.
 const HTTP_CEILING: &str = "http-ceiling";
+/// The name of the HTTP ceiling with the service's own work added in results.
+const HTTP_CEILING_WORK: &str = "http-ceiling-work";
 /// Seconds of load on each server before measuring.
 const WARM_UP_SECONDS: u64 = 2;
 
@@ -101,29 +106,43 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let rust = start_rust(root, service, &models, &library, 0, ("oxiserve", &[]))?;
     wait_ready(&rust)?;
     let mut servers = vec![rust, start_python(&python, &twin, &models, workers)?];
+    // The ceiling answers with a real response of this service, so payloads are the same.
+    let response = target_dir(root).join("bench-response.json");
     match source {
         Source::Request => {
             cmd!(sh, "cargo build --release --quiet --package oxiserve --example http_ceiling")
                 .run()?;
-            // The ceiling answers with a real response of this service, so payloads are the
-            // same.
-            let response = target_dir(root).join("bench-response.json");
             let first = workload::first_body(&workloads[0])?;
             std::fs::write(
                 &response,
                 request(servers[0].port, "POST", &workloads[0].path, &first)?.1,
             )?;
-            servers.push(start_ceiling(root, &response)?);
+            servers.push(start_ceiling(root, &response, (HTTP_CEILING, 0))?);
         }
         Source::Model => {
             let unbatched = [("OXISERVE_MODELS__BATCHING__MAX_BATCH_SIZE", "1")];
             servers.push(start_rust(root, service, &models, &library, 0, (UNBATCHED, &unbatched))?);
         }
     }
+    let mut user_per_request = Vec::new();
     for server in &servers {
-        wait_ready(server)?;
-        drive(root, &workloads[0], server.port, 8, WARM_UP_SECONDS)?;
+        user_per_request.push((server.name, warm_up(root, &workloads[0], server)?));
     }
+    let ceiling_work_ns = match source {
+        Source::Request => {
+            let of = |name| user_per_request.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+            let work = of("oxiserve").zip(of(HTTP_CEILING)).map(|(ours, bare)| ours - bare);
+            let work_ns = (work.unwrap_or(0.0).max(0.0) * 1e9).round() as u64;
+            eprintln!(
+                "bench: oxiserve's own work, user CPU a request beyond the ceiling's: {work_ns} ns"
+            );
+            let with_work = start_ceiling(root, &response, (HTTP_CEILING_WORK, work_ns))?;
+            warm_up(root, &workloads[0], &with_work)?;
+            servers.push(with_work);
+            Some(work_ns)
+        }
+        Source::Model => None,
+    };
 
     let mut runs = Vec::new();
     for workload in &workloads {
@@ -132,9 +151,9 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             // Each round starts with the next server, so that drift hits all of them.
             let order = (0..servers.len()).map(|i| &servers[(round + i) % servers.len()]);
             for server in order {
-                let before = cpu_seconds(server.child.id())?;
+                let before = cpu_seconds(server.child.id(), Cpu::All)?;
                 let report = drive(root, workload, server.port, connections, args.duration)?;
-                let cpu_seconds = cpu_seconds(server.child.id())? - before;
+                let cpu_seconds = cpu_seconds(server.child.id(), Cpu::All)? - before;
                 let settled = settle(server)?;
                 eprintln!(
                     "bench: {} on {} at {connections} connections: {report} (idle {:.1} s after)",
@@ -210,6 +229,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         "peak_rss": peak_rss,
         "stage_times": stages,
         "ratios": ratios,
+        "ceiling_work_ns": ceiling_work_ns,
     });
     if let Ceiling::OnnxRuntime(alone) = &ceiling {
         fields["onnxruntime_alone"] = alone
@@ -368,7 +388,12 @@ fn chart(
     );
     let mut lines = vec![series("oxiserve", "#d9480f"), series("fastapi", "#1c7ed6")];
     match ceiling {
-        Ceiling::Http => lines.push(series(HTTP_CEILING, "#868e96")),
+        Ceiling::Http => {
+            lines.push(series(HTTP_CEILING, "#868e96"));
+            if runs.iter().any(|r| r.server == HTTP_CEILING_WORK) {
+                lines.push(series(HTTP_CEILING_WORK, "#ced4da"));
+            }
+        }
         Ceiling::OnnxRuntime(_) => {
             lines.push(series(UNBATCHED, "#f59f00"));
             let at = |c: u32| ceiling.at(runs, &workload.name, c, cores);
@@ -431,11 +456,29 @@ fn start_python(
     spawn("fastapi", command, port)
 }
 
-fn start_ceiling(root: &Path, response: &Path) -> anyhow::Result<Server> {
+/// The HTTP ceiling answering `response`, spending `work_ns` on each request, as `name`.
+fn start_ceiling(
+    root: &Path,
+    response: &Path,
+    (name, work_ns): (&'static str, u64),
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     let mut command = Command::new(target_dir(root).join("release/examples/http_ceiling"));
-    command.env("CEILING_PORT", port.to_string()).env("CEILING_RESPONSE", response);
-    spawn(HTTP_CEILING, command, port)
+    command
+        .env("CEILING_PORT", port.to_string())
+        .env("CEILING_RESPONSE", response)
+        .env("CEILING_WORK_NS", work_ns.to_string());
+    spawn(name, command, port)
+}
+
+/// Waits until `server` is ready and loads it for [`WARM_UP_SECONDS`] at 8 connections with
+/// `workload`'s first request; returns its user CPU seconds a request over that load.
+fn warm_up(root: &Path, workload: &Workload, server: &Server) -> anyhow::Result<f64> {
+    wait_ready(server)?;
+    let before = cpu_seconds(server.child.id(), Cpu::User)?;
+    let report = drive(root, workload, server.port, 8, WARM_UP_SECONDS)?;
+    let user = cpu_seconds(server.child.id(), Cpu::User)? - before;
+    Ok(user / number(&report, "requests"))
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the repository.
@@ -590,15 +633,28 @@ fn stat_fields(stat: &str) -> Vec<&str> {
     stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect())
 }
 
-/// User and system CPU seconds of `pid` and its descendants.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+/// Which CPU time of a process to count.
+#[derive(Clone, Copy)]
+enum Cpu {
+    /// In the process's own code.
+    User,
+    /// In its own code and in the kernel on its behalf.
+    All,
+}
+
+/// The `kind` CPU seconds of `pid` and its descendants.
+fn cpu_seconds(pid: u32, kind: Cpu) -> anyhow::Result<f64> {
     let ticks_per_second = 100.0; // USER_HZ on Linux
     let mut ticks = 0.0;
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command name.
+    let indices: &[usize] = match kind {
+        Cpu::User => &[11],
+        Cpu::All => &[11, 12],
+    };
     for process in process_tree(pid)? {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) else { continue };
         let fields = stat_fields(&stat);
-        // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command name.
-        for index in [11, 12] {
+        for &index in indices {
             ticks += fields.get(index).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
         }
     }
@@ -612,10 +668,10 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 fn settle(server: &Server) -> anyhow::Result<Duration> {
     const WINDOW: Duration = Duration::from_millis(250);
     let start = Instant::now();
-    let mut used = cpu_seconds(server.child.id())?;
+    let mut used = cpu_seconds(server.child.id(), Cpu::All)?;
     while start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(WINDOW);
-        let now = cpu_seconds(server.child.id())?;
+        let now = cpu_seconds(server.child.id(), Cpu::All)?;
         if now - used < 0.1 * WINDOW.as_secs_f64() {
             break;
         }
@@ -652,8 +708,9 @@ pub(super) fn machine(sh: &Shell) -> anyhow::Result<Value> {
 
 /// oxiserve over FastAPI on each workload at each connection count: throughput, p99 the
 /// other way round and CPU per request (above 1 means oxiserve is better on each), and
-/// oxiserve's share of the ceiling; with corpus workloads, what batching buys (oxiserve over
-/// oxiserve with batching off).
+/// oxiserve's share of the ceiling; with the ceiling with oxiserve's work added, oxiserve's
+/// share of it and its share of the bare ceiling (what that much work allows); with corpus
+/// workloads, what batching buys (oxiserve over oxiserve with batching off).
 fn ratios(
     runs: &[Run],
     ceiling: &Ceiling,
@@ -685,6 +742,11 @@ fn ratios(
             if let Some(unbatched) = find(runs, workload, UNBATCHED, c) {
                 ratio["batching_on_over_off"] = json!(rate(ours) / rate(unbatched));
             }
+            if let Some(with_work) = find(runs, workload, HTTP_CEILING_WORK, c) {
+                ratio["oxiserve_share_of_ceiling_with_work"] = json!(rate(ours) / rate(with_work));
+                ratio["ceiling_with_work_share_of_ceiling"] =
+                    json!(bound.map(|(bound, _)| rate(with_work) / bound));
+            }
             Some(ratio)
         })
         .collect()
@@ -700,6 +762,7 @@ fn table(
 ) -> String {
     let machine = &results["machine"];
     let batching = runs.iter().any(|r| r.server == UNBATCHED);
+    let with_work = runs.iter().any(|r| r.server == HTTP_CEILING_WORK);
     let bound = ceiling.label();
     let mut text = format!(
         "Run {} on {} ({} cores, kernel {}), {}; FastAPI with {} uvicorn workers.\n\
@@ -733,6 +796,9 @@ fn table(
     if batching {
         header.push("batching on / off");
     }
+    if with_work {
+        header.extend(["oxiserve / ceiling with its work", "ceiling with its work / ceiling"]);
+    }
     header.extend([
         "oxiserve req/s, p50, p99",
         "oxiserve CPU per request",
@@ -760,7 +826,11 @@ fn table(
             })
         };
         let ((ours, our_errors), (theirs, their_errors)) = (cell("oxiserve"), cell("fastapi"));
-        let errors = our_errors + their_errors + cell(HTTP_CEILING).1 + cell(UNBATCHED).1;
+        let errors = our_errors
+            + their_errors
+            + cell(HTTP_CEILING).1
+            + cell(HTTP_CEILING_WORK).1
+            + cell(UNBATCHED).1;
         let bound =
             match (ratio["ceiling_requests_per_second"].as_f64(), ratio["ceiling_p99_ms"].as_f64())
             {
@@ -778,6 +848,10 @@ fn table(
         ];
         if batching {
             cells.push(format!("{:.2}", value("batching_on_over_off")));
+        }
+        if with_work {
+            cells.push(format!("{:.2}", value("oxiserve_share_of_ceiling_with_work")));
+            cells.push(format!("{:.2}", value("ceiling_with_work_share_of_ceiling")));
         }
         cells.extend([
             ours,
@@ -799,6 +873,15 @@ fn table(
         "\nPeak RSS over the run, all of a server's processes: {}.",
         peaks.join(", ")
     );
+    if let Some(work_ns) = results["ceiling_work_ns"].as_u64().filter(|_| with_work) {
+        let _ = writeln!(
+            text,
+            "\nThe ceiling with its work (`{HTTP_CEILING_WORK}`) spends {:.1} µs on each request \
+             before it answers: oxiserve's user CPU a request less the ceiling's, in the warm-up \
+             at 8 connections.",
+            work_ns as f64 / 1000.0
+        );
+    }
     let workloads = results["stage_times"].as_array().filter(|stages| !stages.is_empty());
     if let Some(workloads) = workloads {
         let _ = write!(
@@ -863,6 +946,44 @@ pub(super) fn update_docs(docs: &Path, marker: &str, table: &str) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ceiling_with_the_services_work_gets_two_ratios_and_a_sentence() {
+        let run = |server, requests_per_second: f64| Run {
+            workload: "predict".into(),
+            server,
+            connections: 8,
+            report: json!({"requests_per_second": requests_per_second, "requests": 1000,
+                "p50_us": 100, "p99_us": 1000, "errors": 0}),
+            cpu_seconds: 0.02,
+        };
+        let runs = [
+            run("oxiserve", 60_000.0),
+            run("fastapi", 6_000.0),
+            run(HTTP_CEILING, 100_000.0),
+            run(HTTP_CEILING_WORK, 64_000.0),
+        ];
+        let workloads = [Workload {
+            name: "predict".into(),
+            path: "/v1/predict".into(),
+            bodies: PathBuf::new(),
+            max_connections: u32::MAX,
+        }];
+        let ratios = ratios(&runs, &Ceiling::Http, &workloads, &[8], 2);
+        let share = |key: &str| ratios[0][key].as_f64().unwrap();
+        assert!((share("oxiserve_share_of_ceiling") - 0.60).abs() < 1e-9);
+        assert!((share("oxiserve_share_of_ceiling_with_work") - 60.0 / 64.0).abs() < 1e-9);
+        assert!((share("ceiling_with_work_share_of_ceiling") - 0.64).abs() < 1e-9);
+        let results = json!({"ceiling_work_ns": 7_040, "fastapi_workers": 2});
+        let table =
+            table("tabular-scoring", &results, (&workloads, &runs), &Ceiling::Http, &ratios);
+        assert!(
+            table
+                .contains("| oxiserve / ceiling with its work | ceiling with its work / ceiling |")
+        );
+        assert!(table.contains("| 0.60 | 0.94 | 0.64 |"), "{table}");
+        assert!(table.contains("spends 7.0 µs on each request"), "{table}");
+    }
 
     #[test]
     fn the_stage_table_has_a_column_per_entry_in_header_order() {
