@@ -6,17 +6,17 @@
 //! answering a fixed real response), and the same ceiling spending as long on each request as
 //! the service's own work (`CEILING_WORK_NS`: the service's user CPU a request less the
 //! ceiling's, measured in the warm-up), which shows what the machine allows a service doing
-//! that much work; for a service with a corpus, oxiserve with batching off
-//! as a third server, and afterwards ONNX Runtime alone on the same requests
+//! that much work; for a service with a corpus, oxiserve with batching off as a third server,
+//! and afterwards ONNX Runtime alone on the same requests
 //! (`bench/fastapi/<service>/onnxruntime_alone.py`). It warms the servers up, then drives each
 //! with wrk on every workload at every connection count, rotating which goes first so that
 //! drift on a noisy machine hits all, and waits after each run until the server is idle (a
 //! twin that queued requests goes on serving them after the load ends). Each run records
 //! requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
-//! processes); each server's peak RSS is read at the end. Everything goes to `bench/results/<timestamp>.json`, with a chart per workload
-//! beside it (`.svg`, also copied to `docs/bench-http-<service>[-<workload>].svg`); the ratios
-//! are printed and replace the table between the `bench:http:<service>` markers of
-//! `docs/benchmarks.md`.
+//! processes); each server's peak RSS is read at the end. Everything goes to
+//! `bench/results/<timestamp>.json`, with a chart per workload beside it (`.svg`, also copied
+//! to `docs/bench-http-<service>[-<workload>].svg`); the ratios are printed and replace the
+//! table between the `bench:http:<service>` markers of `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
