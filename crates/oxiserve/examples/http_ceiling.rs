@@ -8,7 +8,9 @@
 //! response body to send), and `CEILING_WORK_NS` (optional: nanoseconds each request spends
 //! spinning on its core before it answers, standing for a service's own work; 0 by default).
 //! With it, the ceiling shows what a given amount of work a request costs the throughput on
-//! the machine at hand, load generator included (`docs/benchmarks.md`, "Where the time goes").
+//! the machine at hand, load generator included (`docs/benchmarks.md`, "Where the time goes:
+//! the ceiling with work added"); `cargo xtask bench` runs it so with the service's own work
+//! as `http-ceiling-work`.
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,9 @@
-//! Numbers written into header values (`Server-Timing`, `x-model-version`, request ids) a
-//! digit at a time: `fmt`'s machinery (argument structs, padding, dynamic dispatch) cost about
-//! 2% of a small model's request for the handful of integers each answer carries.
+//! Numbers written into header values (`Server-Timing`, `x-model-version`, request ids)
+//! without `fmt`, whose machinery (argument structs, padding, dynamic dispatch) cost about 2%
+//! of a small model's request for the handful of integers each answer carries.
 //!
-//! Each number is written into a buffer on the stack and appended at once: appending a
-//! character at a time checks the string's room for every one.
+//! Each number's digits are written into a buffer on the stack and appended to the string at
+//! once: appending a character at a time checks the string's room for every one.
 
 /// Appends `value` in decimal, with at least `width` digits (zeros in front). A `u64`: each
 /// digit of a `u128` is two calls into the compiler's 128-bit division routines (writing a
