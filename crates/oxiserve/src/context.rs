@@ -114,9 +114,10 @@ impl Context {
         self.header("traceparent")
     }
 
-    /// Runs `request` inside this context.
-    pub(crate) async fn scope<F: Future>(self: Arc<Self>, request: F) -> F::Output {
-        CURRENT.scope(self, request).await
+    /// Runs `request` inside this context. (Not an `async fn`: its future would hold `request`
+    /// twice, before and while it runs, and every request's future would grow by that much.)
+    pub(crate) fn scope<F: Future>(self: Arc<Self>, request: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, request)
     }
 
     /// The context of the request this task serves; the internal one outside any request.

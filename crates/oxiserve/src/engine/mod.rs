@@ -230,11 +230,14 @@ impl<P: Pipeline> Engine<P> {
             Some((cache, key))
         });
         let encode = |answer: Answer<P::Output>| encode(answer, route, &context);
-        let compute = self.predict_in(input, version, Arc::clone(&context));
+        // The computation is made in each branch and awaited where it is made: a future kept in
+        // a variable and then awaited takes its size twice in this one's.
         let Some((cache, pipeline_key)) = keyed else {
-            let answer = compute.await.and_then(encode);
+            let answer = self.predict_in(input, version, Arc::clone(&context)).await;
+            let answer = answer.and_then(encode);
             return Ok(Served { answer: Arc::new(answer.map_err(Arc::new)?), cached: None });
         };
+        let compute = self.predict_in(input, version, Arc::clone(&context));
         let versions = self.answering_versions(version).map_err(Arc::new)?;
         let start = Instant::now();
         let key = cache::key(&pipeline_key, &versions);

@@ -57,7 +57,7 @@ use crate::config::{Config, LimitsConfig};
 use crate::connections::{Connections, InFlight, Requests, Shutdown};
 use crate::context::{Context, Transport};
 use crate::engine::Engine;
-use crate::engine::{ServiceStatus, StatusState};
+use crate::engine::StatusState;
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 use crate::telemetry::{self, RequestMetrics};
@@ -366,7 +366,9 @@ where
     ) -> BoxFuture<'static, Result<Response, Infallible>> {
         let (status, route, limit_ms) = (Arc::clone(&self.status), self.route, self.limit_ms);
         let run = move |request| caught(ready, request);
-        Box::pin(async move { Ok(observe(&*status, route, limit_ms, request, run).await) })
+        // `observe`'s own future, boxed once: an `async` block around it would hold its
+        // arguments beside it, and be copied into the box at that size.
+        Box::pin(observe(status, route, limit_ms, request, run).map(Ok))
     }
 }
 
@@ -396,7 +398,7 @@ where
 /// and the deadline are here rather than in middleware of their own: each middleware level
 /// clones and boxes on every request.)
 async fn observe<F: Future<Output = Response>>(
-    status: &dyn ServiceStatus,
+    status: StatusState,
     route: Option<&'static str>,
     limit_ms: u64,
     mut request: Request,
@@ -533,6 +535,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::engine::ServiceStatus;
     use crate::model::{ModelStatus, Models};
 
     /// A service with no models, serving and not draining.
