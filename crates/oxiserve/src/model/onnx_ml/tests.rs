@@ -256,7 +256,22 @@ fn linear_nodes(random: &mut Random, columns: usize, classes: usize, input: &str
 /// (node id, mode, feature, threshold, missing tracks true, true id, false id).
 type TreeNodes = Vec<(i64, &'static str, i64, f32, i64, i64, i64)>;
 
-fn tree(random: &mut Random, columns: usize, depth: usize, nodes: &mut TreeNodes) -> i64 {
+/// How a random tree's branches compare.
+#[derive(Clone, Copy)]
+enum Branches {
+    /// Any mode, a missing value either way.
+    Any,
+    /// `BRANCH_LEQ`, a missing value the false way: skl2onnx's scikit-learn trees.
+    Leq,
+}
+
+fn tree(
+    random: &mut Random,
+    columns: usize,
+    depth: usize,
+    branches: Branches,
+    nodes: &mut TreeNodes,
+) -> i64 {
     const MODES: [&str; 6] =
         ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"];
     let id = nodes.len() as i64;
@@ -264,14 +279,16 @@ fn tree(random: &mut Random, columns: usize, depth: usize, nodes: &mut TreeNodes
         nodes.push((id, "LEAF", 0, 0.0, 0, 0, 0));
         return id;
     }
-    let mode = random.pick(&MODES);
+    let (mode, missing) = match branches {
+        Branches::Any => (random.pick(&MODES), random.below(2) as i64),
+        Branches::Leq => ("BRANCH_LEQ", 0),
+    };
     let feature = random.below(columns) as i64;
     // Thresholds of a few values, so that rows meet them exactly too.
     let threshold = (random.uniform(-2.0, 2.0) * 4.0).round() / 4.0;
-    let missing = random.below(2) as i64;
     nodes.push((id, mode, feature, threshold, missing, 0, 0));
-    let if_true = tree(random, columns, depth - 1, nodes);
-    let if_false = tree(random, columns, depth - 1, nodes);
+    let if_true = tree(random, columns, depth - 1, branches, nodes);
+    let if_false = tree(random, columns, depth - 1, branches, nodes);
     nodes[id as usize].5 = if_true;
     nodes[id as usize].6 = if_false;
     id
@@ -285,14 +302,17 @@ fn forest(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>) {
 
 /// A forest of 1 to 12 trees over `classes` classes. Of two classes, it is as skl2onnx writes
 /// scikit-learn's: one score (every weight on class 0), of weights that are probabilities (no
-/// negative one) or margins, and no base value or one.
+/// negative one) or margins, and no base value or one. Of more, one forest in three weighs
+/// every class in every leaf, as skl2onnx writes a scikit-learn forest's probabilities.
 fn forest_of(random: &mut Random, columns: usize, classes: usize) -> (Manifest, Vec<u8>) {
     let one_score = classes == 2;
+    let every_class = !one_score && random.below(3) == 0;
     let (low, high) = if one_score && random.below(2) == 0 { (0.0, 0.3) } else { (-0.5, 1.0) };
     let names = ["class_treeids", "class_nodeids", "class_ids", "class_weights"];
     let mut list = trees(random, columns, names, |random| {
         let first = if one_score { 0 } else { random.below(classes) };
-        let weighed = (0..classes).filter(|&c| c == first || !one_score && random.below(2) == 0);
+        let weighs = |&c: &usize| c == first || every_class || !one_score && random.below(2) == 0;
+        let weighed = (0..classes).filter(weighs);
         weighed.collect::<Vec<_>>().into_iter().map(|c| (c, random.uniform(low, high))).collect()
     });
     list.extend([
@@ -330,7 +350,7 @@ fn regression_forest(random: &mut Random, columns: usize) -> (Manifest, Vec<u8>)
 
 /// 1 to 12 random trees over `columns` numbers as a tree ensemble's attributes, each leaf
 /// weighing the (output, weight) pairs `weigh` picks, named by `names` (trees, nodes, outputs,
-/// weights).
+/// weights). One forest in three has only `BRANCH_LEQ` branches (see [`Branches`]).
 fn trees(
     random: &mut Random,
     columns: usize,
@@ -342,10 +362,11 @@ fn trees(
     let mut lists: Vec<(&str, Vec<i64>)> =
         node_names.iter().chain(&more).chain(&names[..3]).map(|&n| (n, Vec::new())).collect();
     let (mut modes, mut thresholds, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    let branches = if random.below(3) == 0 { Branches::Leq } else { Branches::Any };
     for tree_id in 0..1 + random.below(12) as i64 {
         let mut nodes = Vec::new();
         let depth = 1 + random.below(5);
-        tree(random, columns, depth, &mut nodes);
+        tree(random, columns, depth, branches, &mut nodes);
         for (id, mode, feature, threshold, missing, if_true, if_false) in nodes {
             for (slot, v) in
                 [tree_id, id, feature, missing, if_true, if_false].into_iter().enumerate()

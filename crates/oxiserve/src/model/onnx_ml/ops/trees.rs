@@ -85,6 +85,12 @@ struct Forest {
     roots: Vec<usize>,
     /// Leaf weights as (output, weight), each leaf's in the graph's order.
     weights: Vec<(usize, f32)>,
+    /// Every branch is `BRANCH_LEQ` and sends a missing value the false way, as skl2onnx writes
+    /// scikit-learn's trees without missing-value support: walked without looking at modes.
+    only_leq: bool,
+    /// Every leaf weighs every output once, in the outputs' order, as skl2onnx writes a
+    /// scikit-learn forest's class probabilities: added without looking at outputs.
+    dense: bool,
 }
 
 impl Forest {
@@ -182,7 +188,13 @@ impl Forest {
             node.weights = weights.len()..weights.len() + leaf_weights.len();
             weights.extend(leaf_weights);
         }
-        Ok(Self { nodes, roots, weights })
+        let only_leq =
+            nodes.iter().all(|n| n.mode == Mode::Leaf || n.mode == Mode::Leq && !n.missing_true);
+        let dense = nodes.iter().filter(|node| node.mode == Mode::Leaf).all(|leaf| {
+            let leaf_weights = &weights[leaf.weights.clone()];
+            leaf_weights.len() == outputs && leaf_weights.iter().map(|&(o, _)| o).eq(0..outputs)
+        });
+        Ok(Self { nodes, roots, weights, only_leq, dense })
     }
 
     /// The (feature, threshold) of every branch: where probe rows should look.
@@ -194,17 +206,42 @@ impl Forest {
     /// Adds the weights of the leaf that row `x` reaches in each tree to `sums`, in the trees'
     /// order, and marks the outputs that got one in `scored`.
     fn add_leaves(&self, x: &[f32], sums: &mut [f32], scored: &mut [bool]) {
+        // A NaN is not `<=` any threshold, so it goes the false way, as `goes_true` sends it.
+        let leq = |node: &TreeNode, value: f32| value <= node.threshold;
+        match (self.only_leq, self.dense) {
+            (true, true) => self.add_leaves_by(x, leq, |weights| add_dense(sums, weights)),
+            (true, false) => self.add_leaves_by(x, leq, |weights| add(sums, scored, weights)),
+            (false, true) => {
+                self.add_leaves_by(x, TreeNode::goes_true, |weights| add_dense(sums, weights));
+            }
+            (false, false) => {
+                self.add_leaves_by(x, TreeNode::goes_true, |weights| add(sums, scored, weights));
+            }
+        }
+        if self.dense {
+            // Every tree's leaf weighed every output.
+            scored.fill(true);
+        }
+    }
+
+    /// [`Forest::add_leaves`] with `goes_true` deciding each branch and `add` adding each
+    /// leaf's weights: a walk the compiler writes out for each, without reading every branch's
+    /// mode and every weight's output where the forest does not need it (a quarter of the
+    /// instructions of tabular-scoring's forest: 3,300 a row instead of 4,400).
+    fn add_leaves_by(
+        &self,
+        x: &[f32],
+        goes_true: impl Fn(&TreeNode, f32) -> bool,
+        mut add: impl FnMut(&[(usize, f32)]),
+    ) {
         for &root in &self.roots {
             let mut node = &self.nodes[root];
             while node.mode != Mode::Leaf {
                 let next =
-                    if node.goes_true(x[node.feature]) { node.if_true } else { node.if_false };
+                    if goes_true(node, x[node.feature]) { node.if_true } else { node.if_false };
                 node = &self.nodes[next];
             }
-            for &(output, weight) in &self.weights[node.weights.clone()] {
-                sums[output] += weight;
-                scored[output] = true;
-            }
+            add(&self.weights[node.weights.clone()]);
         }
     }
 
@@ -226,6 +263,21 @@ impl Forest {
             finish(row, &mut scored);
         }
         sums
+    }
+}
+
+/// Adds a leaf's `weights` to the `sums` of their outputs, and marks those outputs `scored`.
+fn add(sums: &mut [f32], scored: &mut [bool], weights: &[(usize, f32)]) {
+    for &(output, weight) in weights {
+        sums[output] += weight;
+        scored[output] = true;
+    }
+}
+
+/// Adds a leaf's `weights`, one for every output in order, to `sums`.
+fn add_dense(sums: &mut [f32], weights: &[(usize, f32)]) {
+    for (sum, &(_, weight)) in sums.iter_mut().zip(weights) {
+        *sum += weight;
     }
 }
 
