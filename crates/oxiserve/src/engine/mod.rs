@@ -19,11 +19,12 @@ mod watch;
 pub(crate) use self::status::{ServiceStatus, StatusState};
 
 use std::collections::BTreeMap;
+use std::future::{Ready, ready};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::future::try_join_all;
+use futures_util::future::{BoxFuture, Either, try_join_all};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -356,18 +357,32 @@ impl<P: Pipeline> Engine<P> {
         Ok(Answer { output, versions, timings })
     }
 
-    /// Runs one of the pipeline's stages in `span`: inline, or, for a pipeline with heavy
-    /// stages, on a blocking thread once one of the permits is free, so that the
-    /// runtime's threads keep serving other requests meanwhile. A heavy stage that panics
-    /// fails its request with a 500; one whose request timed out still runs to its end.
-    async fn stage<T: Send + 'static>(
+    /// Runs one of the pipeline's stages in `span`: inline, at once, or, for a pipeline with
+    /// heavy stages, on a blocking thread (see [`Engine::heavy_stage`]).
+    ///
+    /// Not an `async fn`: a request's future would then make room for the heavy stage's wait
+    /// and thread, twice (before and after the models), whether its stages are heavy or not.
+    /// The heavy stage's future is boxed instead.
+    fn stage<T: Send + 'static>(
         &self,
         span: tracing::Span,
         work: impl FnOnce(&P) -> T + Send + 'static,
+    ) -> Either<Ready<Result<T>>, BoxFuture<'_, Result<T>>> {
+        match &self.heavy {
+            None => Either::Left(ready(Ok(span.in_scope(|| work(&self.pipeline))))),
+            Some(permits) => Either::Right(Box::pin(self.heavy_stage(permits, span, work))),
+        }
+    }
+
+    /// Runs a heavy stage on a blocking thread once one of the `permits` is free, so that the
+    /// runtime's threads keep serving other requests meanwhile. A heavy stage that panics
+    /// fails its request with a 500; one whose request timed out still runs to its end.
+    async fn heavy_stage<T: Send + 'static>(
+        &self,
+        permits: &Arc<Semaphore>,
+        span: tracing::Span,
+        work: impl FnOnce(&P) -> T + Send + 'static,
     ) -> Result<T> {
-        let Some(permits) = &self.heavy else {
-            return Ok(span.in_scope(|| work(&self.pipeline)));
-        };
         let permit = Arc::clone(permits)
             .acquire_owned()
             .await
@@ -400,9 +415,15 @@ fn encode<I, O: serde::Serialize>(
 ) -> Result<CachedAnswer> {
     let body = match route {
         Some(route) => route.respond(answer.output, context)?,
-        None => serde_json::to_vec(&answer.output).map_err(|e| {
-            Error::pipeline(format!("the pipeline's output does not serialise: {e}"))
-        })?,
+        None => {
+            // Room for a small model's answer from the start (`to_vec` starts at 128 bytes and
+            // regrows; tabular-scoring's answers are 260).
+            let mut body = Vec::with_capacity(512);
+            serde_json::to_writer(&mut body, &answer.output).map_err(|e| {
+                Error::pipeline(format!("the pipeline's output does not serialise: {e}"))
+            })?;
+            body
+        }
     };
     Ok(CachedAnswer { body: body.into(), versions: answer.versions, timings: answer.timings })
 }

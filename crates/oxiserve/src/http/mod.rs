@@ -427,7 +427,7 @@ async fn observe<F: Future<Output = Response>>(
     request.headers_mut().insert(&telemetry::REQUEST_ID, id.clone());
     let start = std::time::Instant::now();
     let answer = async {
-        let response = deadline(limit_ms, request, run).await;
+        let response = deadline(start, limit_ms, request, run).await;
         let elapsed = start.elapsed().as_secs_f64();
         tracing::debug!(status = response.status().as_u16(), ms = elapsed * 1e3, "answered");
         (response, elapsed)
@@ -470,9 +470,11 @@ static TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 
 /// Runs every request in its [`Context`] (headers, id, deadline), and fails requests that run
 /// past their deadline with 504: the configured one, or the client's `x-request-timeout-ms`
-/// when that is shorter. Work still queued for a request that timed out is skipped by the
+/// when that is shorter, counted from `start`, when [`observe`] took the request (which reads
+/// the clock once for both). Work still queued for a request that timed out is skipped by the
 /// inference workers. [`observe`] calls it for every request, with `run` answering it.
 async fn deadline<F: Future<Output = Response>>(
+    start: std::time::Instant,
     limit_ms: u64,
     request: Request,
     run: impl FnOnce(Request) -> F,
@@ -481,13 +483,12 @@ async fn deadline<F: Future<Output = Response>>(
         Ok(asked) => asked.map_or(limit_ms, |ms| ms.min(limit_ms)),
         Err(error) => return error.into_response(),
     };
-    let timeout = Duration::from_millis(timeout_ms);
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = start + Duration::from_millis(timeout_ms);
     let headers = request.headers().clone();
     let context =
         Context::of_request(Transport::Http, headers, deadline, &tracing::Span::current());
     let answer = context.scope(run(request));
-    match tokio::time::timeout(timeout, answer).await {
+    match tokio::time::timeout_at(deadline.into(), answer).await {
         Ok(response) => response,
         Err(_) => Error::Timeout(timeout_ms).into_response(),
     }
