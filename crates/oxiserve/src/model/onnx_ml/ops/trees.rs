@@ -189,11 +189,11 @@ impl Forest {
             weights.extend(leaf_weights);
         }
         let only_leq =
-            nodes.iter().all(|n| n.mode == Mode::Leaf || n.mode == Mode::Leq && !n.missing_true);
-        let dense = nodes.iter().filter(|node| node.mode == Mode::Leaf).all(|leaf| {
-            let leaf_weights = &weights[leaf.weights.clone()];
-            leaf_weights.len() == outputs && leaf_weights.iter().map(|&(o, _)| o).eq(0..outputs)
-        });
+            nodes.iter().all(|n| n.mode == Mode::Leaf || (n.mode == Mode::Leq && !n.missing_true));
+        let leaves = nodes.iter().filter(|node| node.mode == Mode::Leaf);
+        let dense = leaves
+            .map(|leaf| weights[leaf.weights.clone()].iter().map(|&(output, _)| output))
+            .all(|outputs_weighed| outputs_weighed.eq(0..outputs));
         Ok(Self { nodes, roots, weights, only_leq, dense })
     }
 
