@@ -9,8 +9,8 @@ use oxiserve::model::Manifest;
 use oxiserve::{Error, Result};
 use serde::Deserialize;
 
-use crate::PenguinInput;
 use crate::answers::Answers;
+use crate::{PenguinInput, Sex};
 
 /// What the trainer recorded about one model version: class names and preprocessing.
 #[derive(Debug, Deserialize)]
@@ -34,7 +34,9 @@ pub(crate) struct Preprocessing {
 
 #[derive(Debug, Deserialize)]
 struct NumericFeature {
-    name: String,
+    /// The request's field, by its name.
+    #[serde(rename = "name")]
+    measurement: Measurement,
     impute: f64,
     mean: f64,
     std: f64,
@@ -44,8 +46,72 @@ struct NumericFeature {
 
 #[derive(Debug, Deserialize)]
 struct CategoricalFeature {
-    name: String,
+    /// The request's field, by its name.
+    #[serde(rename = "name")]
+    category: Category,
     vocabulary: Vec<String>,
+}
+
+/// A measurement a model card may use, named as the request's field: the name is read once,
+/// as the card is, not on every request.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Measurement {
+    BillLengthMm,
+    BillDepthMm,
+    FlipperLengthMm,
+    BodyMassG,
+}
+
+impl Measurement {
+    /// The request's field.
+    fn name(self) -> &'static str {
+        match self {
+            Self::BillLengthMm => "bill_length_mm",
+            Self::BillDepthMm => "bill_depth_mm",
+            Self::FlipperLengthMm => "flipper_length_mm",
+            Self::BodyMassG => "body_mass_g",
+        }
+    }
+
+    /// Its value in `input`, if given.
+    fn of(self, input: &PenguinInput) -> Option<f64> {
+        match self {
+            Self::BillLengthMm => input.bill_length_mm,
+            Self::BillDepthMm => input.bill_depth_mm,
+            Self::FlipperLengthMm => input.flipper_length_mm,
+            Self::BodyMassG => input.body_mass_g,
+        }
+    }
+}
+
+/// A categorical field a model card may use, named as the request's field.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Category {
+    Island,
+    Sex,
+}
+
+impl Category {
+    /// The request's field.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Island => "island",
+            Self::Sex => "sex",
+        }
+    }
+
+    /// Its value in `input`, if given.
+    fn of(self, input: &PenguinInput) -> Option<&str> {
+        match self {
+            Self::Island => Some(input.island.as_str()),
+            Self::Sex => input.sex.map(|sex| match sex {
+                Sex::Female => "female",
+                Sex::Male => "male",
+            }),
+        }
+    }
 }
 
 impl ModelCard {
@@ -56,25 +122,20 @@ impl ModelCard {
                 Error::pipeline(format!("{}: metadata is not a model card: {e}", manifest.label()))
             })?;
         let p = &card.preprocessing;
-        let expected: Vec<String> = p
-            .numeric
-            .iter()
-            .map(|n| n.name.clone())
-            .chain(
-                p.categorical
-                    .iter()
-                    .flat_map(|c| c.vocabulary.iter().map(|v| format!("{}={v}", c.name))),
-            )
-            .collect();
+        let expected: Vec<String> =
+            p.numeric
+                .iter()
+                .map(|n| n.measurement.name().to_string())
+                .chain(p.categorical.iter().flat_map(|c| {
+                    c.vocabulary.iter().map(|v| format!("{}={v}", c.category.name()))
+                }))
+                .collect();
         if expected != p.feature_order {
             return Err(Error::pipeline(format!(
                 "{}: feature_order {:?} does not follow the numeric then one-hot layout {expected:?}",
                 manifest.label(),
                 p.feature_order
             )));
-        }
-        for feature in &p.numeric {
-            PenguinInput::measurement_by_name(&feature.name, &PenguinInput::default())?;
         }
         card.answers = Answers::of(&manifest.name);
         Ok(card)
@@ -87,12 +148,12 @@ impl Preprocessing {
     pub(crate) fn encode(&self, input: &PenguinInput) -> Result<Array2<f32>> {
         let mut row = Vec::with_capacity(self.feature_order.len());
         for feature in &self.numeric {
-            let value = match PenguinInput::measurement_by_name(&feature.name, input)? {
+            let value = match feature.measurement.of(input) {
                 None => feature.impute,
                 Some(v) if v.is_finite() && (feature.min..=feature.max).contains(&v) => v,
                 Some(v) => {
                     return Err(Error::invalid_field(
-                        &feature.name,
+                        feature.measurement.name(),
                         format!("{v} is outside the valid range {}..={}", feature.min, feature.max),
                     ));
                 }
@@ -100,7 +161,7 @@ impl Preprocessing {
             row.push(((value - feature.mean) / feature.std) as f32);
         }
         for feature in &self.categorical {
-            let value = input.category_by_name(&feature.name)?;
+            let value = feature.category.of(input);
             row.extend(
                 feature
                     .vocabulary
@@ -111,17 +172,70 @@ impl Preprocessing {
         Ok(Array2::from_shape_vec((1, row.len()), row).expect("the row has one entry per feature"))
     }
 
-    /// The names of the measurements `input` leaves out, to be imputed.
-    pub(crate) fn imputed<'a>(&'a self, input: &PenguinInput) -> Vec<&'a str> {
-        self.numeric
-            .iter()
-            .filter(|f| matches!(PenguinInput::measurement_by_name(&f.name, input), Ok(None)))
-            .map(|f| f.name.as_str())
-            .collect()
+    /// How many of the measurements the model uses `input` leaves out, to be imputed.
+    pub(crate) fn imputed(&self, input: &PenguinInput) -> usize {
+        self.numeric.iter().filter(|f| f.measurement.of(input).is_none()).count()
     }
 
     /// How many measurements the model uses.
     pub(crate) fn measurement_count(&self) -> usize {
         self.numeric.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed linear model's manifest, with its card edited by `edit`.
+    fn manifest(edit: impl FnOnce(&mut serde_json::Value)) -> Manifest {
+        let text = include_str!("../models/penguins-linear/1/manifest.json");
+        let mut manifest: Manifest = serde_json::from_str(text).unwrap();
+        edit(&mut manifest.metadata);
+        manifest
+    }
+
+    #[test]
+    fn a_card_reads_each_field_it_names_from_the_request() {
+        let card = ModelCard::from_manifest(&manifest(|_| ())).unwrap();
+        let input = PenguinInput {
+            island: "Dream".into(),
+            sex: Some(Sex::Male),
+            bill_length_mm: Some(50.0),
+            flipper_length_mm: Some(200.0),
+            ..PenguinInput::default()
+        };
+        let p = &card.preprocessing;
+        let row = p.encode(&input).unwrap();
+        let numeric = |index: usize, value: f64| {
+            let feature = &p.numeric[index];
+            ((value - feature.mean) / feature.std) as f32
+        };
+        // bill_depth_mm and body_mass_g are left out: imputed.
+        let measured = [50.0, p.numeric[1].impute, 200.0, p.numeric[3].impute];
+        for (index, value) in measured.into_iter().enumerate() {
+            assert_eq!(row[[0, index]], numeric(index, value), "{}", p.feature_order[index]);
+        }
+        let hot: Vec<&str> = p.feature_order[4..]
+            .iter()
+            .zip(row.row(0).iter().skip(4))
+            .filter(|(_, one)| **one == 1.0)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(hot, ["island=Dream", "sex=male"]);
+        assert_eq!(p.imputed(&input), 2);
+    }
+
+    #[test]
+    fn a_card_that_names_a_field_the_request_does_not_have_is_refused() {
+        let unknown = manifest(|card| {
+            card["preprocessing"]["numeric"][0]["name"] = "beak_length_mm".into();
+        });
+        let error = ModelCard::from_manifest(&unknown).unwrap_err().to_string();
+        assert!(error.contains("beak_length_mm"), "{error}");
+        let unknown =
+            manifest(|card| card["preprocessing"]["categorical"][0]["name"] = "colony".into());
+        let error = ModelCard::from_manifest(&unknown).unwrap_err().to_string();
+        assert!(error.contains("colony"), "{error}");
     }
 }

@@ -15,6 +15,7 @@ mod features;
 
 use std::collections::BTreeMap;
 
+use ndarray::Ix2;
 use oxiserve::{Context, Error, Inference, Model, Models, Outputs, Pipeline, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -127,38 +128,6 @@ pub struct ModelVersion {
 const DEFAULT_MIN_CONFIDENCE: f32 = 0.7;
 
 impl PenguinInput {
-    /// A measurement by its feature name; an unknown name is a mismatch between the model card
-    /// and this service.
-    fn measurement_by_name(name: &str, input: &Self) -> Result<Option<f64>> {
-        Ok(match name {
-            "bill_length_mm" => input.bill_length_mm,
-            "bill_depth_mm" => input.bill_depth_mm,
-            "flipper_length_mm" => input.flipper_length_mm,
-            "body_mass_g" => input.body_mass_g,
-            other => {
-                return Err(Error::pipeline(format!(
-                    "the model uses an unknown measurement `{other}`"
-                )));
-            }
-        })
-    }
-
-    /// A categorical value by its feature name.
-    fn category_by_name(&self, name: &str) -> Result<Option<&str>> {
-        Ok(match name {
-            "island" => Some(self.island.as_str()),
-            "sex" => self.sex.map(|sex| match sex {
-                Sex::Female => "female",
-                Sex::Male => "male",
-            }),
-            other => {
-                return Err(Error::pipeline(format!(
-                    "the model uses an unknown category `{other}`"
-                )));
-            }
-        })
-    }
-
     fn models(&self) -> &'static [&'static str] {
         match self.mode.unwrap_or_default() {
             Mode::Fast => &[LINEAR],
@@ -214,6 +183,11 @@ impl Pipeline for TabularScoring {
             }
             classes = Some(&card.classes);
             let probabilities = output.tensor("probabilities")?.as_f32()?;
+            // Two dimensions known to the compiler: a row is then walked as a strided slice,
+            // not index by index through a shape of any length.
+            let probabilities = probabilities
+                .into_dimensionality::<Ix2>()
+                .map_err(|e| Error::pipeline(format!("probabilities: {e}")))?;
             let row = probabilities
                 .rows()
                 .into_iter()
@@ -221,7 +195,7 @@ impl Pipeline for TabularScoring {
                 .ok_or_else(|| Error::pipeline("empty output"))?;
             sum.resize(row.len(), 0.0);
             sum.iter_mut().zip(row).for_each(|(s, p)| *s += p);
-            let missing = card.preprocessing.imputed(&input).len() as f32;
+            let missing = card.preprocessing.imputed(&input) as f32;
             imputed_share =
                 imputed_share.max(missing / card.preprocessing.measurement_count() as f32);
             models.push(ModelVersion { name: model.name().into(), version: model.version() });
