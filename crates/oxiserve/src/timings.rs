@@ -29,18 +29,19 @@ impl Timings {
     /// The `Server-Timing` header value: `pre;dur=0.031, queue;dur=0.004, ...` (milliseconds),
     /// with the pipeline's laps right after `pre` (`pre;dur=43.1, decode;dur=30.2, ...`).
     pub fn server_timing(&self) -> String {
-        let stages = [("pre", self.pre)].into_iter().chain(self.pre_laps.iter()).chain([
-            ("queue", self.queue),
-            ("infer", self.infer),
-            ("post", self.post),
-        ]);
         let mut header = String::with_capacity(80);
-        for (name, duration) in stages {
-            if !header.is_empty() {
-                header.push_str(", ");
-            }
+        header.push_str("pre;dur=");
+        push_millis(&mut header, self.pre);
+        for (name, duration) in self.pre_laps.iter() {
+            header.push_str(", ");
             push_token(&mut header, name);
             header.push_str(";dur=");
+            push_millis(&mut header, duration);
+        }
+        // The engine's own stages, whose names need no checking.
+        let stages = [(", queue;dur=", self.queue), (", infer;dur=", self.infer)];
+        for (name, duration) in stages.into_iter().chain([(", post;dur=", self.post)]) {
+            header.push_str(name);
             push_millis(&mut header, duration);
         }
         header

@@ -17,7 +17,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -187,9 +187,11 @@ fn requested_version(headers: &HeaderMap) -> Result<Option<(String, u64)>, Error
 /// The JSON response with `x-model-version` and `Server-Timing`.
 fn respond(served: &Served) -> Response {
     let answer = &served.answer;
-    let json = HeaderValue::from_static("application/json");
-    let mut response = ([(header::CONTENT_TYPE, json)], answer.body.clone()).into_response();
+    // Made as it is sent: `(headers, bytes).into_response()` sets the bytes' own content type
+    // first, then replaces it.
+    let mut response = Response::new(Body::from(answer.body.clone()));
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Room for every name, `=`, a version of up to 20 digits and `, `: no regrowing.
     let room = answer.versions.iter().map(|(name, _)| name.len() + 23).sum();
     let mut versions = String::with_capacity(room);
