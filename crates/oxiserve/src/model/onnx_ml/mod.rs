@@ -245,8 +245,15 @@ impl Runner for Interpreter {
         if columns != program.columns {
             return Err(failed(format!("input of {columns} columns, not {}", program.columns)));
         }
-        let input = input.as_standard_layout();
-        let numbers = input.as_slice().expect("a standard layout array is one slice");
+        // An input made in row-major order, as nearly every one is, is read where it lies.
+        let standard;
+        let numbers = match input.as_slice() {
+            Some(numbers) => numbers,
+            None => {
+                standard = input.as_standard_layout();
+                standard.as_slice().expect("a standard layout array is one slice")
+            }
+        };
         let mut values = program.run(numbers, rows).map_err(failed)?;
         let mut outputs = Tensors::new();
         for (index, (spec, &(value, kind))) in

@@ -493,6 +493,23 @@ fn only_the_outputs_asked_for_are_written() {
 }
 
 #[test]
+fn an_input_stored_column_by_column_gives_the_answers_of_its_row_major_copy() {
+    let (manifest, graph) = forest(&mut Random(13), 4);
+    let mut interpreter = Interpreter::compile(&manifest, &graph).unwrap();
+    let context = Context::internal();
+    let inputs = rows(&mut Random(14), 5, 4);
+    let Some(Tensor::F32(x)) = inputs.get("x") else { panic!("rows are FP32") };
+    let column_major = x.t().as_standard_layout().into_owned().reversed_axes();
+    assert!(!column_major.is_standard_layout());
+    // The same numbers, NaN included, in the same logical order.
+    assert!(column_major.iter().map(|v| v.to_bits()).eq(x.iter().map(|v| v.to_bits())));
+    let stored_apart = Tensors::from([("x".to_string(), Tensor::F32(column_major))]);
+    let ours = interpreter.run(&stored_apart, OutputSet::ALL, &context).unwrap();
+    let row_major = interpreter.run(&inputs, OutputSet::ALL, &context).unwrap();
+    compare(&ours, &row_major, &manifest.outputs).unwrap();
+}
+
+#[test]
 fn an_interpreter_that_disagrees_is_found_out() {
     // Two models of the same shapes whose coefficients differ: one is the other's reference.
     let (manifest, graph) = linear(&mut Random(11), 5);
