@@ -37,25 +37,43 @@ impl Mode {
     }
 }
 
-/// One node of a tree: a branch, or a leaf and its weights.
-#[derive(Debug, Clone)]
+/// One node of a tree as the walks read it, in 16 bytes: four to a cache line, where the
+/// graph's attributes would take 56.
+#[derive(Debug, Clone, Copy)]
 struct TreeNode {
-    mode: Mode,
-    feature: usize,
+    /// The feature a branch compares with `threshold`, or [`LEAF`].
+    feature: u32,
     threshold: f32,
-    /// A missing value (NaN) takes the true branch.
-    missing_true: bool,
-    /// Indices in [`Forest::nodes`]; always after this node's, so a walk ends.
-    if_true: usize,
-    if_false: usize,
-    /// A leaf's weights: a range of [`Forest::weights`].
-    weights: std::ops::Range<usize>,
+    /// A branch's children, `[if true, if false]`: indices in [`Forest::nodes`], always after
+    /// this node's, so that a walk ends. A leaf's weights: the range `next[0]..next[1]` of
+    /// [`Forest::weights`].
+    next: [u32; 2],
 }
 
+/// The `feature` of a leaf.
+const LEAF: u32 = u32::MAX;
+
 impl TreeNode {
-    /// Whether a row whose feature is `value` takes the true branch.
-    fn goes_true(&self, value: f32) -> bool {
-        let t = self.threshold;
+    /// A leaf's weights, in [`Forest::weights`].
+    fn weights(&self) -> std::ops::Range<usize> {
+        self.next[0] as usize..self.next[1] as usize
+    }
+}
+
+/// How a branch compares (`nodes_modes`, `nodes_missing_value_tracks_true`): read by the
+/// walks only where the forest's branches do not all compare alike.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    mode: Mode,
+    /// A missing value (NaN) takes the true branch.
+    missing_true: bool,
+}
+
+impl Rule {
+    /// Whether a row whose feature is `value` takes the true branch of a node comparing it with
+    /// `threshold`.
+    fn goes_true(self, threshold: f32, value: f32) -> bool {
+        let t = threshold;
         let compared = match self.mode {
             Mode::Leq => value <= t,
             Mode::Lt => value < t,
@@ -81,12 +99,14 @@ const TARGET_WEIGHTS: [&str; 4] =
 #[derive(Debug)]
 struct Forest {
     nodes: Vec<TreeNode>,
+    /// Each node's comparison, by the index of the node.
+    rules: Vec<Rule>,
     /// The root of each tree, in the graph's order.
-    roots: Vec<usize>,
+    roots: Vec<u32>,
     /// Leaf weights as (output, weight), each leaf's in the graph's order.
-    weights: Vec<(usize, f32)>,
+    weights: Vec<(u32, f32)>,
     /// Every branch is `BRANCH_LEQ` and sends a missing value the false way, as skl2onnx writes
-    /// scikit-learn's trees without missing-value support: walked without looking at modes.
+    /// scikit-learn's trees without missing-value support: walked without reading the rules.
     only_leq: bool,
     /// Every leaf weighs every output once, in the outputs' order, as skl2onnx writes a
     /// scikit-learn forest's class probabilities: added without looking at outputs.
@@ -125,98 +145,99 @@ impl Forest {
         {
             return Err("a tree ensemble whose attribute lists disagree in length".into());
         }
+        // Nodes, weights and features are numbered in `u32`, with `LEAF` left out.
+        if [count, weight_trees.len(), columns].iter().any(|&n| n >= LEAF as usize) {
+            return Err("a tree ensemble of more than 4 billion nodes, weights or features".into());
+        }
+        let numbered = |i: usize| i as u32;
 
         // Trees in the order of their first node; a tree's nodes must be listed together.
         let mut position: HashMap<(i64, i64), usize> = HashMap::new();
         let mut roots = Vec::new();
         for (index, (&tree, &node)) in tree_ids.iter().zip(node_ids).enumerate() {
             if index == 0 || tree_ids[index - 1] != tree {
-                if roots.iter().any(|&root| tree_ids[root] == tree) {
+                if roots.iter().any(|&root| tree_ids[root as usize] == tree) {
                     return Err(format!("the nodes of tree {tree} are not listed together"));
                 }
-                roots.push(index);
+                roots.push(index as u32);
             }
             if position.insert((tree, node), index).is_some() {
                 return Err(format!("node {node} of tree {tree} is listed twice"));
             }
         }
         let mut nodes = Vec::with_capacity(count);
-        for index in 0..count {
-            let mode = Mode::read(modes[index])?;
-            let tree = tree_ids[index];
+        let mut rules = Vec::with_capacity(count);
+        for at in 0..count {
+            let mode = Mode::read(modes[at])?;
+            let tree = tree_ids[at];
             let child = |id: i64| match position.get(&(tree, id)) {
-                Some(&child) if child > index => Ok(child),
-                _ => Err(format!("node {} of tree {tree} has child {id}", node_ids[index])),
+                Some(&child) if child > at => Ok(numbered(child)),
+                _ => Err(format!("node {} of tree {tree} has child {id}", node_ids[at])),
             };
-            let (if_true, if_false) = match mode {
-                Mode::Leaf => (index, index),
-                _ => (child(true_ids[index])?, child(false_ids[index])?),
+            let next = match mode {
+                Mode::Leaf => [0, 0],
+                _ => [child(true_ids[at])?, child(false_ids[at])?],
             };
-            let feature = usize::try_from(features[index]).ok().filter(|&f| f < columns);
-            let Some(feature) = feature.or((mode == Mode::Leaf).then_some(0)) else {
-                return Err(format!("feature {} of {columns}", features[index]));
+            let feature = usize::try_from(features[at]).ok().filter(|&f| f < columns);
+            let feature = match (mode, feature) {
+                (Mode::Leaf, _) => LEAF,
+                (_, Some(feature)) => numbered(feature),
+                (_, None) => return Err(format!("feature {} of {columns}", features[at])),
             };
-            let missing_true = missing.get(index).is_some_and(|&m| m != 0);
-            let threshold = thresholds[index];
-            nodes.push(TreeNode {
-                mode,
-                feature,
-                threshold,
-                missing_true,
-                if_true,
-                if_false,
-                weights: 0..0,
-            });
+            nodes.push(TreeNode { feature, threshold: thresholds[at], next });
+            rules.push(Rule { mode, missing_true: missing.get(at).is_some_and(|&m| m != 0) });
         }
 
         // Each leaf's weights, in the graph's order.
-        let mut by_leaf: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
+        let mut by_leaf: Vec<Vec<(u32, f32)>> = vec![Vec::new(); count];
         for entry in 0..weight_trees.len() {
             let leaf = position.get(&(weight_trees[entry], weight_nodes[entry]));
-            let leaf = leaf.copied().filter(|&leaf| nodes[leaf].mode == Mode::Leaf);
+            let leaf = leaf.copied().filter(|&leaf| nodes[leaf].feature == LEAF);
             let output = usize::try_from(weight_ids[entry]).ok().filter(|&o| o < outputs);
             let (Some(leaf), Some(output)) = (leaf, output) else {
                 return Err(format!("weight {entry} is not of a leaf and an output"));
             };
-            by_leaf[leaf].push((output, weight_values[entry]));
+            by_leaf[leaf].push((numbered(output), weight_values[entry]));
         }
         let mut weights = Vec::with_capacity(weight_trees.len());
         for (node, leaf_weights) in nodes.iter_mut().zip(by_leaf) {
-            if node.mode == Mode::Leaf && leaf_weights.is_empty() {
-                return Err("a leaf without weights".into());
+            if node.feature == LEAF {
+                if leaf_weights.is_empty() {
+                    return Err("a leaf without weights".into());
+                }
+                node.next = [numbered(weights.len()), numbered(weights.len() + leaf_weights.len())];
+                weights.extend(leaf_weights);
             }
-            node.weights = weights.len()..weights.len() + leaf_weights.len();
-            weights.extend(leaf_weights);
         }
-        let only_leq =
-            nodes.iter().all(|n| n.mode == Mode::Leaf || (n.mode == Mode::Leq && !n.missing_true));
-        let leaves = nodes.iter().filter(|node| node.mode == Mode::Leaf);
+        let only_leq = rules
+            .iter()
+            .all(|rule| rule.mode == Mode::Leaf || (rule.mode == Mode::Leq && !rule.missing_true));
+        let leaves = nodes.iter().filter(|node| node.feature == LEAF);
         let dense = leaves
-            .map(|leaf| weights[leaf.weights.clone()].iter().map(|&(output, _)| output))
+            .map(|leaf| weights[leaf.weights()].iter().map(|&(output, _)| output as usize))
             .all(|outputs_weighed| outputs_weighed.eq(0..outputs));
-        Ok(Self { nodes, roots, weights, only_leq, dense })
+        Ok(Self { nodes, rules, roots, weights, only_leq, dense })
     }
 
     /// The (feature, threshold) of every branch: where probe rows should look.
     fn thresholds(&self) -> Vec<(usize, f32)> {
-        let branches = self.nodes.iter().filter(|node| node.mode != Mode::Leaf);
-        branches.map(|node| (node.feature, node.threshold)).collect()
+        let branches = self.nodes.iter().filter(|node| node.feature != LEAF);
+        branches.map(|node| (node.feature as usize, node.threshold)).collect()
     }
 
     /// Adds the weights of the leaf that row `x` reaches in each tree to `sums`, in the trees'
     /// order, and marks the outputs that got one in `scored`.
     fn add_leaves(&self, x: &[f32], sums: &mut [f32], scored: &mut [bool]) {
-        // A NaN is not `<=` any threshold, so it goes the false way, as `goes_true` sends it.
-        let leq = |node: &TreeNode, value: f32| value <= node.threshold;
+        // A NaN is not `<=` any threshold, so it goes the false way, as `Rule::goes_true` sends
+        // it.
+        let leq = |_, node: &TreeNode, value: f32| value <= node.threshold;
+        let ruled =
+            |at: usize, node: &TreeNode, value| self.rules[at].goes_true(node.threshold, value);
         match (self.only_leq, self.dense) {
             (true, true) => self.add_leaves_by(x, leq, |weights| add_dense(sums, weights)),
             (true, false) => self.add_leaves_by(x, leq, |weights| add(sums, scored, weights)),
-            (false, true) => {
-                self.add_leaves_by(x, TreeNode::goes_true, |weights| add_dense(sums, weights));
-            }
-            (false, false) => {
-                self.add_leaves_by(x, TreeNode::goes_true, |weights| add(sums, scored, weights));
-            }
+            (false, true) => self.add_leaves_by(x, ruled, |weights| add_dense(sums, weights)),
+            (false, false) => self.add_leaves_by(x, ruled, |weights| add(sums, scored, weights)),
         }
         if self.dense {
             // Every tree's leaf weighed every output.
@@ -224,24 +245,25 @@ impl Forest {
         }
     }
 
-    /// [`Forest::add_leaves`] with `goes_true` deciding each branch and `add` adding each
-    /// leaf's weights: a walk the compiler writes out for each, without reading every branch's
-    /// mode and every weight's output where the forest does not need it (a quarter of the
-    /// instructions of tabular-scoring's forest: 3,300 a row instead of 4,400).
+    /// [`Forest::add_leaves`] with `goes_true` deciding each branch (given the node's index)
+    /// and `add` adding each leaf's weights: a walk the compiler writes out for each, without
+    /// reading every branch's rule and every weight's output where the forest does not need
+    /// it.
     fn add_leaves_by(
         &self,
         x: &[f32],
-        goes_true: impl Fn(&TreeNode, f32) -> bool,
-        mut add: impl FnMut(&[(usize, f32)]),
+        goes_true: impl Fn(usize, &TreeNode, f32) -> bool,
+        mut add: impl FnMut(&[(u32, f32)]),
     ) {
         for &root in &self.roots {
-            let mut node = &self.nodes[root];
-            while node.mode != Mode::Leaf {
-                let next =
-                    if goes_true(node, x[node.feature]) { node.if_true } else { node.if_false };
-                node = &self.nodes[next];
+            let mut at = root as usize;
+            let mut node = &self.nodes[at];
+            while node.feature != LEAF {
+                let true_way = goes_true(at, node, x[node.feature as usize]);
+                at = node.next[usize::from(!true_way)] as usize;
+                node = &self.nodes[at];
             }
-            add(&self.weights[node.weights.clone()]);
+            add(&self.weights[node.weights()]);
         }
     }
 
@@ -267,15 +289,15 @@ impl Forest {
 }
 
 /// Adds a leaf's `weights` to the `sums` of their outputs, and marks those outputs `scored`.
-fn add(sums: &mut [f32], scored: &mut [bool], weights: &[(usize, f32)]) {
+fn add(sums: &mut [f32], scored: &mut [bool], weights: &[(u32, f32)]) {
     for &(output, weight) in weights {
-        sums[output] += weight;
-        scored[output] = true;
+        sums[output as usize] += weight;
+        scored[output as usize] = true;
     }
 }
 
 /// Adds a leaf's `weights`, one for every output in order, to `sums`.
-fn add_dense(sums: &mut [f32], weights: &[(usize, f32)]) {
+fn add_dense(sums: &mut [f32], weights: &[(u32, f32)]) {
     for (sum, &(_, weight)) in sums.iter_mut().zip(weights) {
         *sum += weight;
     }
