@@ -39,8 +39,12 @@ impl Timings {
             push_millis(&mut header, duration);
         }
         // The engine's own stages, whose names need no checking.
-        let stages = [(", queue;dur=", self.queue), (", infer;dur=", self.infer)];
-        for (name, duration) in stages.into_iter().chain([(", post;dur=", self.post)]) {
+        let stages = [
+            (", queue;dur=", self.queue),
+            (", infer;dur=", self.infer),
+            (", post;dur=", self.post),
+        ];
+        for (name, duration) in stages {
             header.push_str(name);
             push_millis(&mut header, duration);
         }

@@ -37,8 +37,7 @@ impl Mode {
     }
 }
 
-/// One node of a tree as the walks read it, in 16 bytes: four to a cache line, where the
-/// graph's attributes would take 56.
+/// One node of a tree as the walks read it, in 16 bytes: four to a cache line.
 #[derive(Debug, Clone, Copy)]
 struct TreeNode {
     /// The feature a branch compares with `threshold`, or [`LEAF`].
@@ -71,9 +70,8 @@ struct Rule {
 
 impl Rule {
     /// Whether a row whose feature is `value` takes the true branch of a node comparing it with
-    /// `threshold`.
-    fn goes_true(self, threshold: f32, value: f32) -> bool {
-        let t = threshold;
+    /// the threshold `t`.
+    fn goes_true(self, t: f32, value: f32) -> bool {
         let compared = match self.mode {
             Mode::Leq => value <= t,
             Mode::Lt => value < t,
@@ -159,7 +157,7 @@ impl Forest {
                 if roots.iter().any(|&root| tree_ids[root as usize] == tree) {
                     return Err(format!("the nodes of tree {tree} are not listed together"));
                 }
-                roots.push(index as u32);
+                roots.push(numbered(index));
             }
             if position.insert((tree, node), index).is_some() {
                 return Err(format!("node {node} of tree {tree} is listed twice"));
@@ -228,8 +226,7 @@ impl Forest {
     /// Adds the weights of the leaf that row `x` reaches in each tree to `sums`, in the trees'
     /// order, and marks the outputs that got one in `scored`.
     fn add_leaves(&self, x: &[f32], sums: &mut [f32], scored: &mut [bool]) {
-        // A NaN is not `<=` any threshold, so it goes the false way, as `Rule::goes_true` sends
-        // it.
+        // A NaN is not `<=` any threshold: it goes the false way, as `Rule::goes_true` sends it.
         let leq = |_, node: &TreeNode, value: f32| value <= node.threshold;
         let ruled =
             |at: usize, node: &TreeNode, value| self.rules[at].goes_true(node.threshold, value);
