@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array1, Array2, ArrayD};
 use prost::Message;
 
 use self::ops::{Labels, Op, Unsupported, Written};
@@ -264,19 +264,22 @@ impl Runner for Interpreter {
             }
             let tensor = match std::mem::replace(&mut values[value], Value::Taken) {
                 Value::Labels(indices, Labels::Ints(labels)) => {
-                    let labels = indices.into_iter().map(|i| labels[i]).collect();
-                    ArrayD::from_shape_vec(IxDyn(&[rows]), labels).map(Tensor::I64)
+                    let labels: Vec<i64> = indices.into_iter().map(|i| labels[i]).collect();
+                    Ok(Tensor::I64(Array1::from(labels).into_dyn()))
                 }
                 Value::Labels(indices, Labels::Strings(labels)) => {
-                    let labels = indices.into_iter().map(|i| labels[i].clone()).collect();
-                    ArrayD::from_shape_vec(IxDyn(&[rows]), labels).map(Tensor::Text)
+                    let labels: Vec<String> =
+                        indices.into_iter().map(|i| labels[i].clone()).collect();
+                    Ok(Tensor::Text(Array1::from(labels).into_dyn()))
                 }
                 Value::Numbers(numbers) => {
                     let Kind::Numbers(columns) = kind else {
                         return Err(failed(format!("output `{}` is not numbers", spec.name)));
                     };
-                    ArrayD::from_shape_vec(IxDyn(&[rows, columns]), numbers.into_owned())
-                        .map(Tensor::F32)
+                    // Checked in two dimensions, then made dynamic: ndarray checks a dynamic
+                    // shape element by element, 300 instructions an output.
+                    Array2::from_shape_vec((rows, columns), numbers.into_owned())
+                        .map(|numbers| Tensor::F32(numbers.into_dyn()))
                 }
                 Value::Taken => return Err(failed(format!("output `{}` twice", spec.name))),
             };
