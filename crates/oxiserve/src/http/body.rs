@@ -12,6 +12,7 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
 
 use crate::error::Error;
+use crate::http::buffered::BufferedBody;
 use crate::http::json::{self, JsonBytes};
 
 /// A request body an endpoint can read.
@@ -38,13 +39,7 @@ impl EndpointBody {
             return Ok(Self::Json(bytes));
         }
         if media_types.contains(&declared.as_str()) {
-            let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::PayloadTooLarge
-                } else {
-                    Error::MalformedBody(rejection.body_text())
-                }
-            })?;
+            let BufferedBody(bytes) = BufferedBody::from_request(request, &()).await?;
             return Ok(Self::Media { bytes, media_type: declared });
         }
         if declared == "multipart/form-data" {

@@ -7,10 +7,11 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+use crate::http::buffered::BufferedBody;
 use crate::json;
 
 /// A request body parsed as JSON into `T`.
@@ -35,13 +36,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         check_content_type(request.headers().get(header::CONTENT_TYPE))?;
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge
-            } else {
-                Error::MalformedBody(rejection.body_text())
-            }
-        })?;
+        let BufferedBody(bytes) = BufferedBody::from_request(request, state).await?;
         Ok(JsonBytes(bytes))
     }
 }

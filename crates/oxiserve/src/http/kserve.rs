@@ -13,15 +13,14 @@
 //! overloaded, 504 past the deadline.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::buffered::BufferedBody;
 use super::path::PathParams;
 use crate::engine::{ServiceStatus, StatusState};
 use crate::error::Error;
@@ -284,7 +283,7 @@ async fn model_infer(
     State(status): State<StatusState>,
     PathParams(path, _): V2Path,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<BufferedBody, Error>,
 ) -> Result<Response, V2Error> {
     infer(status.as_ref(), &path, &headers, body).await
 }
@@ -304,7 +303,7 @@ async fn version_infer(
     State(status): State<StatusState>,
     PathParams(path, _): V2Path,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<BufferedBody, Error>,
 ) -> Result<Response, V2Error> {
     infer(status.as_ref(), &path, &headers, body).await
 }
@@ -313,12 +312,9 @@ async fn infer(
     status: &dyn ServiceStatus,
     path: &ModelPath,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<BufferedBody, Error>,
 ) -> Result<Response, V2Error> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
-        _ => Error::MalformedBody(rejection.body_text()),
-    })?;
+    let BufferedBody(body) = body?;
     let (header, mut binary) = split_body(headers, &body)?;
     let request: InferRequest = serde_json::from_slice(header)
         .map_err(|e| Error::MalformedBody(format!("not a v2 inference request: {e}")))?;

@@ -7,6 +7,7 @@
 
 mod admin;
 mod body;
+mod buffered;
 pub(crate) mod json;
 mod kserve;
 mod metrics;
