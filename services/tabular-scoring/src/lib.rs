@@ -201,7 +201,8 @@ impl Pipeline for TabularScoring {
             models.push(ModelVersion { name: model.name().into(), version: model.version() });
         }
         let classes = classes.ok_or_else(|| Error::pipeline("no model ran"))?;
-        let probabilities: Vec<f32> = sum.iter().map(|s| s / models.len() as f32).collect();
+        let mut probabilities = sum;
+        probabilities.iter_mut().for_each(|p| *p /= models.len() as f32);
         let (best, &confidence) = probabilities
             .iter()
             .enumerate()
