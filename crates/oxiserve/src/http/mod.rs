@@ -121,9 +121,9 @@ fn layers(
 }
 
 /// What [`serve`] hands a connection's requests to: `POST /v1/predict` straight to its
-/// handler, under the same layers as every route, and every other request to the router.
+/// service, under the same layers as every route, and every other request to the router.
 ///
-/// The router serves `POST /v1/predict` too, with the same handler and layers, and answers it
+/// The router serves `POST /v1/predict` too, with the same service and layers, and answers it
 /// the same way (through [`router`] alone, as [`serve`] and `oneshot` on the router do). Taking
 /// the route before the router saves its matching and the boxes it puts around each route and
 /// its future: 3,700 of a small model's 61,200 instructions a request (`docs/benchmarks.md`).
@@ -148,7 +148,7 @@ impl Dispatch {
         let status: StatusState = engine.clone();
         let predict =
             layers(status, Some(PREDICT_PATH), &config.limits).service(predict::service(engine));
-        // Handlers are always ready: no `poll_ready` before the call.
+        // The predict service, a `service_fn`, is always ready: no `poll_ready` before the call.
         let predict: Predict =
             Arc::new(move |request| predict.answer(predict.inner.clone(), request));
         Self { router, predict: Some(predict) }
