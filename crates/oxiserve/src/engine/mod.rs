@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::TryFutureExt;
 use futures_util::future::{BoxFuture, Either, try_join_all};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -32,9 +33,10 @@ use crate::cache::{self, CachedAnswer, ResponseCache};
 use crate::context::{Context, Transport};
 use crate::endpoint::Route;
 use crate::error::{Error, Result};
-use crate::model::{Model, Models};
-use crate::pipeline::{Inference, ModelOutput, Outputs, Pipeline};
-use crate::timings::{self, Timings};
+use crate::model::{Models, Started};
+use crate::pipeline::{Inference, ModelOutput, Outputs, Pipeline, Run};
+use crate::tensor::Tensors;
+use crate::timings::{self, Laps, Timings};
 
 /// A pipeline with its models and readiness.
 #[derive(Debug)]
@@ -285,7 +287,7 @@ impl<P: Pipeline> Engine<P> {
         models: Arc<Models>,
     ) -> Result<Answer<P::Output>> {
         let start = Instant::now();
-        let traced = context.traced;
+        let (traced, transport) = (context.traced, context.transport());
         let span = stage_span(traced, || tracing::debug_span!("preprocess"));
         let prepared = {
             let context = Arc::clone(&context);
@@ -295,56 +297,73 @@ impl<P: Pipeline> Engine<P> {
             }
         };
         let (input, inference) = self.stage(span, prepared).await?;
-        let inference = inference?;
+        let Inference { mut runs, laps } = inference?;
         let pre = start.elapsed();
-        if context.transport() == Transport::Internal {
-            return self.finish(input, inference, context, pre).await;
+        let answer = self.finish(input, &mut runs, laps, context, pre).await;
+        if transport == Transport::Internal {
+            return answer;
         }
         // What each version does with real requests: the automatic rollback's evidence.
-        let used: Vec<Arc<Model>> = inference.runs.iter().map(|r| Arc::clone(&r.model)).collect();
-        let answer = self.finish(input, inference, context, pre).await;
         let took = start.elapsed();
-        for model in &used {
+        for run in &runs {
             match &answer {
-                Ok(_) => model.health().succeeded(took),
-                Err(error) if error.is_server_fault() => model.health().failed(),
+                Ok(_) => run.model.health().succeeded(took),
+                Err(error) if error.is_server_fault() => run.model.health().failed(),
                 Err(_) => {}
             }
         }
         answer
     }
 
-    /// The rest of [`Engine::run`] once `preprocess` (which took `pre`) asked for `inference`:
-    /// the model runs, concurrently, then postprocess.
+    /// The rest of [`Engine::run`] once `preprocess` (which took `pre`, with its own `pre_laps`)
+    /// asked for `runs`: the model runs, then postprocess.
+    ///
+    /// The runs begin in order. A short run on an idle version is over as it begins, with no
+    /// future made for it (most runs of a small model); the others wait for their batch or
+    /// worker, all together. As with any join, the first run that fails fails the request.
     async fn finish(
         &self,
         input: P::Input,
-        inference: Inference,
+        runs: &mut [Run],
+        pre_laps: Laps,
         context: Arc<Context>,
         pre: Duration,
     ) -> Result<Answer<P::Output>> {
         let traced = context.traced;
-        let Inference { runs, laps: pre_laps } = inference;
-        let runs = try_join_all(runs.into_iter().map(|run| {
+        let mut results = Vec::with_capacity(runs.len());
+        let mut waiting = Vec::new();
+        let (mut queue, mut infer) = (Duration::ZERO, Duration::ZERO);
+        for run in runs.iter_mut() {
+            let model = &run.model;
+            let outputs = *run.outputs.as_ref().map_err(|name| {
+                Error::pipeline(format!("model `{}` has no output `{name}`", model.name()))
+            })?;
             let span = stage_span(traced, || {
-                let (model, version) = (run.model.name(), run.model.version());
+                let (model, version) = (model.name(), model.version());
                 tracing::debug_span!("model", model, version)
             });
-            async move {
-                let outputs = run.outputs.map_err(|name| {
-                    Error::pipeline(format!("model `{}` has no output `{name}`", run.model.name()))
-                })?;
-                let ran = run.model.infer(run.inputs, outputs).await?;
-                let output = ModelOutput { model: run.model, tensors: ran.tensors };
-                Ok::<_, Error>((output, ran.queued, ran.computed))
+            let inputs = std::mem::take(&mut run.inputs);
+            let mut tensors = Tensors::new();
+            match span.in_scope(|| model.begin(inputs, outputs)) {
+                Started::Done(ran) => {
+                    let ran = ran?;
+                    (queue, infer) = (queue.max(ran.queued), infer.max(ran.computed));
+                    tensors = ran.tensors;
+                }
+                Started::Waiting(answer) => {
+                    let index = results.len();
+                    waiting.push(answer.instrument(span).map_ok(move |ran| (index, ran)));
+                }
             }
-            .instrument(span)
-        }))
-        .await?;
+            results.push(ModelOutput { model: Arc::clone(model), tensors });
+        }
+        if !waiting.is_empty() {
+            for (index, ran) in try_join_all(waiting).await? {
+                (queue, infer) = (queue.max(ran.queued), infer.max(ran.computed));
+                results[index].tensors = ran.tensors;
+            }
+        }
         let inferred = Instant::now();
-        let queue = runs.iter().map(|(_, queued, _)| *queued).max().unwrap_or_default();
-        let infer = runs.iter().map(|(_, _, computed)| *computed).max().unwrap_or_default();
-        let results: Vec<ModelOutput> = runs.into_iter().map(|(output, _, _)| output).collect();
         let versions =
             results.iter().map(|r| (r.model.name().to_string(), r.model.version())).collect();
         let span = stage_span(traced, || tracing::debug_span!("postprocess"));

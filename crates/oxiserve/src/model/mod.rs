@@ -30,6 +30,7 @@ pub use self::registry::{FailedVersion, ModelState, ModelStatus, Models};
 pub(crate) use self::selection::OutputSet;
 use self::worker::Pool;
 pub use self::worker::RunStats;
+pub(crate) use self::worker::Started;
 use crate::config::{ModelsConfig, OnnxMl, RunConfig, VersionPolicy, WatchConfig};
 use crate::error::{Error, Result};
 pub use crate::manifest::{self, Manifest, TensorSpec};
@@ -202,17 +203,17 @@ impl Model {
     /// Runs the model. The inputs must match the manifest's names and datatypes; a mismatch is
     /// a pipeline bug and fails with [`Error::Inference`] before reaching the backend.
     pub(crate) async fn infer(&self, inputs: Tensors, outputs: OutputSet) -> Result<Ran> {
-        self.check_inputs(&inputs)?;
-        let ran = self.backend.infer(inputs, outputs).await;
-        let metrics = self.backend.metrics();
-        match &ran {
-            Ok(ran) => {
-                metrics.queue.record(ran.queued.as_secs_f64());
-                metrics.inference.record(ran.computed.as_secs_f64());
-            }
-            Err(error) => metrics.failed(error),
+        self.begin(inputs, outputs).answer().await
+    }
+
+    /// Begins a run of the model, as [`Model::infer`] makes it, counted in the version's
+    /// metrics: a short run on an idle version is over when it returns, with no future to
+    /// poll; others wait for a batch or a worker.
+    pub(crate) fn begin(&self, inputs: Tensors, outputs: OutputSet) -> Started<'_> {
+        if let Err(error) = self.check_inputs(&inputs) {
+            return Started::Done(Err(error));
         }
-        ran
+        self.backend.begin(inputs, outputs)
     }
 
     /// Data derived from this version's manifest, computed by `init` on first use and kept for

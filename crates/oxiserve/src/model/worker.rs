@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::batch::{self, Batcher, Claim, Job, Padding, Ran};
@@ -195,22 +196,19 @@ impl Pool {
         &self.stats
     }
 
-    /// This version's metric handles.
-    pub(crate) fn metrics(&self) -> &ModelMetrics {
-        &self.metrics
-    }
-
-    /// Runs the model on `inputs` for `outputs`: alone or gathered on this thread when its
-    /// runs are short, else on a free worker (see the module documentation).
-    pub(crate) async fn infer(&self, inputs: Tensors, outputs: OutputSet) -> Result<Ran> {
+    /// Begins a run of the model on `inputs` for `outputs`: alone on this thread when its runs
+    /// are short and the version is idle, gathered into a batch on the requests' threads, or
+    /// on a free worker (see the module documentation). What can be done at once is done
+    /// before it returns: a run alone is over, a job is gathered or queued.
+    pub(crate) fn begin(&self, inputs: Tensors, outputs: OutputSet) -> Started<'_> {
         let context = Context::current();
         let Some(inline) = &self.inline else {
-            return self.queue(inputs, outputs, context).await;
+            return self.queue(inputs, outputs, context);
         };
         match inline.try_run(&inputs, outputs, &context) {
-            Inline::Ran(ran) => ran,
-            Inline::Gather => self.gather(inline.as_ref(), inputs, outputs, context).await,
-            Inline::Queue => self.queue(inputs, outputs, context).await,
+            Inline::Ran(ran) => Started::Done(self.counted(ran)),
+            Inline::Gather => self.gather(inline.as_ref(), inputs, outputs, context),
+            Inline::Queue => self.queue(inputs, outputs, context),
         }
     }
 
@@ -227,19 +225,16 @@ impl Pool {
         (Job { inputs, outputs, reply, span, context, queued_at, claim }, answer)
     }
 
-    /// Runs the model on `inputs` on a free worker.
-    async fn queue(
-        &self,
-        inputs: Tensors,
-        outputs: OutputSet,
-        context: Arc<Context>,
-    ) -> Result<Ran> {
+    /// Queues the run of the model on `inputs` for a free worker.
+    fn queue(&self, inputs: Tensors, outputs: OutputSet, context: Arc<Context>) -> Started<'_> {
         let (job, answer) = self.job(inputs, outputs, context);
-        self.jobs.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => Error::Overloaded,
-            TrySendError::Disconnected(_) => self.workers_gone(),
-        })?;
-        answer.await.map_err(|_| self.workers_gone())?
+        if let Err(error) = self.jobs.try_send(job) {
+            return Started::Done(self.counted(Err(match error {
+                TrySendError::Full(_) => Error::Overloaded,
+                TrySendError::Disconnected(_) => self.workers_gone(),
+            })));
+        }
+        Started::Waiting(Box::pin(async move { self.counted(self.answer_of(answer).await) }))
     }
 
     /// Hands gathered `jobs` to the workers; a job that finds the queue full is answered
@@ -254,17 +249,17 @@ impl Pool {
         }
     }
 
-    /// Runs the model on `inputs` in a batch gathered on this thread: the first request to
-    /// gather yields once for others to join, then runs them all (see the module
+    /// Gathers the run of the model on `inputs` into a batch run on this thread: the first
+    /// request to gather yields once for others to join, then runs them all (see the module
     /// documentation). A request whose job would make the batch too large runs the batch
     /// gathered so far at once, and gathers anew.
-    async fn gather(
-        &self,
-        inline: &dyn InlineRun,
+    fn gather<'a>(
+        &'a self,
+        inline: &'a dyn InlineRun,
         inputs: Tensors,
         outputs: OutputSet,
         context: Arc<Context>,
-    ) -> Result<Ran> {
+    ) -> Started<'a> {
         let (job, answer) = self.job(inputs, outputs, context);
         let rows = job.rows();
         let (full, leads) = {
@@ -282,12 +277,16 @@ impl Pool {
         if !full.is_empty() {
             self.run_or_queue(inline, full);
         }
-        if leads {
-            let lead = Lead { pool: self, inline, ran: false };
-            tokio::task::yield_now().await;
-            lead.run();
-        }
-        answer.await.map_err(|_| self.workers_gone())?
+        // Made now, and only by the lead: a lead dropped (its request gone, even before its first
+        // poll) hands what is gathered to the workers.
+        let lead = leads.then(|| Lead { pool: self, inline, ran: false });
+        Started::Waiting(Box::pin(async move {
+            if let Some(lead) = lead {
+                tokio::task::yield_now().await;
+                lead.run();
+            }
+            self.counted(self.answer_of(answer).await)
+        }))
     }
 
     /// Runs gathered `jobs` on this thread, or hands them to the workers when that cannot be.
@@ -302,6 +301,24 @@ impl Pool {
         let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
         gathering.rows = 0;
         std::mem::take(&mut gathering.jobs)
+    }
+
+    /// The answer that comes on `answer`: what the run gave, or an error for a job dropped
+    /// unanswered.
+    async fn answer_of(&self, answer: oneshot::Receiver<Result<Ran>>) -> Result<Ran> {
+        answer.await.map_err(|_| self.workers_gone())?
+    }
+
+    /// `ran`, counted in the version's metrics.
+    fn counted(&self, ran: Result<Ran>) -> Result<Ran> {
+        match &ran {
+            Ok(ran) => {
+                self.metrics.queue.record(ran.queued.as_secs_f64());
+                self.metrics.inference.record(ran.computed.as_secs_f64());
+            }
+            Err(error) => self.metrics.failed(error),
+        }
+        ran
     }
 
     fn workers_gone(&self) -> Error {
@@ -335,6 +352,24 @@ impl Drop for Lead<'_> {
     fn drop(&mut self) {
         if !self.ran {
             self.pool.queue_all(self.pool.take_gathered());
+        }
+    }
+}
+
+/// A model run as [`Pool::begin`] leaves it.
+pub(crate) enum Started<'a> {
+    /// Over: it ran on the request's thread, or could not be made.
+    Done(Result<Ran>),
+    /// Gathered into a batch or queued for a worker: its answer comes through the future.
+    Waiting(BoxFuture<'a, Result<Ran>>),
+}
+
+impl Started<'_> {
+    /// The run's answer, once it has come.
+    pub(crate) async fn answer(self) -> Result<Ran> {
+        match self {
+            Self::Done(ran) => ran,
+            Self::Waiting(answer) => answer.await,
         }
     }
 }
@@ -769,6 +804,13 @@ mod tests {
     fn echo_outputs(names: &[&str]) -> OutputSet {
         let specs = echo_manifest().outputs;
         OutputSet::named(&specs, names.iter().copied()).unwrap()
+    }
+
+    impl Pool {
+        /// A run of the model begun when the future is first polled, as a request's is.
+        async fn infer(&self, inputs: Tensors, outputs: OutputSet) -> Result<Ran> {
+            self.begin(inputs, outputs).answer().await
+        }
     }
 
     /// The manifest of a batchable model `m` run by `Echo`.
