@@ -23,7 +23,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -191,18 +191,25 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// operation first waits, and re-armed only when it fires after progress was made: a busy
 /// connection pays for a clock read and a timer reset once per `after`, not per request. A
 /// connection is thus closed between `after` and twice `after` into its silence.
+///
+/// The timer is polled when armed, and then only when it has fired or another task waits on
+/// the operation: polled by one task, it wakes that task when it fires, so that polling it
+/// again at every wait of a busy connection (several a request) would only register the same
+/// waker again.
 #[derive(Debug)]
 struct Deadline {
     after: Duration,
     sleep: Pin<Box<Sleep>>,
     armed: bool,
     progressed: bool,
+    /// The waker the timer wakes, once polled since it was armed.
+    waker: Option<Waker>,
 }
 
 impl Deadline {
     fn new(after: Duration) -> Self {
         let sleep = Box::pin(tokio::time::sleep(after));
-        Self { after, sleep, armed: false, progressed: false }
+        Self { after, sleep, armed: false, progressed: false, waker: None }
     }
 
     /// The operation is pending: fails once a whole period of the timer passed without
@@ -210,6 +217,10 @@ impl Deadline {
     fn poll_pending(&mut self, context: &mut Context<'_>) -> io::Result<()> {
         if !self.armed {
             self.rearm();
+        }
+        let registered = self.waker.as_ref().is_some_and(|waker| waker.will_wake(context.waker()));
+        if registered && !self.sleep.is_elapsed() {
+            return Ok(());
         }
         while self.sleep.as_mut().poll(context).is_ready() {
             if !self.progressed {
@@ -220,6 +231,7 @@ impl Deadline {
             }
             self.rearm();
         }
+        self.waker = Some(context.waker().clone());
         Ok(())
     }
 
@@ -227,6 +239,7 @@ impl Deadline {
         self.sleep.as_mut().reset(Instant::now() + self.after);
         self.armed = true;
         self.progressed = false;
+        self.waker = None;
     }
 
     fn progressed(&mut self) {
