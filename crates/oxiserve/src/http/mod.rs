@@ -17,6 +17,7 @@ pub(crate) mod problem;
 pub(crate) mod status;
 
 use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context as TaskContext, Poll};
@@ -374,15 +375,24 @@ where
 }
 
 /// `service`'s answer to `request`, or a 500 problem when it panics (in `call` or after).
-async fn caught<S>(mut service: S, request: Request) -> Response
+///
+/// Not an `async fn`, nor are [`observe`] and [`deadline`]: an `async fn` holds its arguments
+/// for its whole life, so that the request was held by each of the three and by the block
+/// below, four times in every request's future. Each now does what it can at once and returns
+/// a future that holds only what it still needs; the request is held by the block that calls
+/// the service, and by `observe`'s until [`deadline`] takes it.
+fn caught<S>(mut service: S, request: Request) -> impl Future<Output = Response>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    match AssertUnwindSafe(async move { service.call(request).await }).catch_unwind().await {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
-        Err(_) => panicked(),
-    }
+    // The service is called when the block is first polled: inside the request's context.
+    AssertUnwindSafe(async move { service.call(request).await }).catch_unwind().map(|answer| {
+        match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(_) => panicked(),
+        }
+    })
 }
 
 /// Runs every request inside its `request` span and its [`deadline`] (`limit_ms` at most),
@@ -398,13 +408,13 @@ where
 /// HTTP/2 clients learn it from the GOAWAY that ends the grace period. (The draining header
 /// and the deadline are here rather than in middleware of their own: each middleware level
 /// clones and boxes on every request.)
-async fn observe<F: Future<Output = Response>>(
+fn observe<F: Future<Output = Response>>(
     status: StatusState,
     route: Option<&'static str>,
     limit_ms: u64,
     mut request: Request,
     run: impl FnOnce(Request) -> F,
-) -> Response {
+) -> impl Future<Output = Response> {
     static METRICS: LazyLock<RequestMetrics> = LazyLock::new(|| {
         RequestMetrics::new(
             "oxiserve_http_requests_total",
@@ -417,31 +427,41 @@ async fn observe<F: Future<Output = Response>>(
     let method = request.method().clone();
     let http1 = request.version() < Version::HTTP_2;
     let id = telemetry::request_id(request.headers());
-    let route_label = route.or(matched.as_ref().map(MatchedPath::as_str)).unwrap_or("unmatched");
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),
         %method,
-        route = route_label
+        route = route_label(route, matched.as_ref())
     );
     telemetry::continue_trace(&span, request.headers());
     request.headers_mut().insert(&telemetry::REQUEST_ID, id.clone());
     let start = std::time::Instant::now();
-    let answer = async {
+    // The deadline, and the request's context, are made when the span is entered.
+    let answer = async move {
         let response = deadline(start, limit_ms, request, run).await;
         let elapsed = start.elapsed().as_secs_f64();
         tracing::debug!(status = response.status().as_u16(), ms = elapsed * 1e3, "answered");
         (response, elapsed)
     };
-    let (mut response, elapsed) = answer.instrument(span).await;
-    let class = CLASSES.get(usize::from(response.status().as_u16() / 100)).unwrap_or(&"0xx");
-    METRICS.record(&[route_label, method_label(&method), class], elapsed);
-    let headers = response.headers_mut();
-    headers.insert(&telemetry::REQUEST_ID, id);
-    if http1 && status.is_draining() {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let answer = answer.instrument(span);
+    async move {
+        let (mut response, elapsed) = answer.await;
+        let class = CLASSES.get(usize::from(response.status().as_u16() / 100)).unwrap_or(&"0xx");
+        let labels = [route_label(route, matched.as_ref()), method_label(&method), class];
+        METRICS.record(&labels, elapsed);
+        let headers = response.headers_mut();
+        headers.insert(&telemetry::REQUEST_ID, id);
+        if http1 && status.is_draining() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
-    response
+}
+
+/// The `route` label: `route` when the layer wraps one route, else the path the router
+/// matched, `unmatched` for none.
+fn route_label<'a>(route: Option<&'static str>, matched: Option<&'a MatchedPath>) -> &'a str {
+    route.or(matched.map(MatchedPath::as_str)).unwrap_or("unmatched")
 }
 
 /// The `method` label: the standard methods by name, any other as `other`, since a client may
@@ -474,25 +494,27 @@ static TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 /// when that is shorter, counted from `start`, when [`observe`] took the request (which reads
 /// the clock once for both). Work still queued for a request that timed out is skipped by the
 /// inference workers. [`observe`] calls it for every request, with `run` answering it.
-async fn deadline<F: Future<Output = Response>>(
+fn deadline<F: Future<Output = Response>>(
     start: std::time::Instant,
     limit_ms: u64,
     request: Request,
     run: impl FnOnce(Request) -> F,
-) -> Response {
+) -> Either<Ready<Response>, impl Future<Output = Response>> {
     let timeout_ms = match client_deadline(request.headers()) {
         Ok(asked) => asked.map_or(limit_ms, |ms| ms.min(limit_ms)),
-        Err(error) => return error.into_response(),
+        Err(error) => return Either::Left(ready(error.into_response())),
     };
     let deadline = start + Duration::from_millis(timeout_ms);
     let headers = request.headers().clone();
     let context =
         Context::of_request(Transport::Http, headers, deadline, &tracing::Span::current());
     let answer = context.scope(run(request));
-    match tokio::time::timeout_at(deadline.into(), answer).await {
-        Ok(response) => response,
-        Err(_) => Error::Timeout(timeout_ms).into_response(),
-    }
+    Either::Right(async move {
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(response) => response,
+            Err(_) => Error::Timeout(timeout_ms).into_response(),
+        }
+    })
 }
 
 /// The deadline a client asks for in [`TIMEOUT_HEADER`], if any.
