@@ -343,18 +343,19 @@ impl<P: Pipeline> Engine<P> {
                 tracing::debug_span!("model", model, version)
             });
             let inputs = std::mem::take(&mut run.inputs);
-            let mut tensors = Tensors::new();
-            match span.in_scope(|| model.begin(inputs, outputs)) {
+            // A run that waits gets its tensors when its answer comes.
+            let tensors = match span.in_scope(|| model.begin(inputs, outputs)) {
                 Started::Done(ran) => {
                     let ran = ran?;
                     (queue, infer) = (queue.max(ran.queued), infer.max(ran.computed));
-                    tensors = ran.tensors;
+                    ran.tensors
                 }
                 Started::Waiting(answer) => {
                     let index = results.len();
                     waiting.push(answer.instrument(span).map_ok(move |ran| (index, ran)));
+                    Tensors::new()
                 }
-            }
+            };
             results.push(ModelOutput { model: Arc::clone(model), tensors });
         }
         if !waiting.is_empty() {

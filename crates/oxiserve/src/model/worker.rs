@@ -807,7 +807,8 @@ mod tests {
     }
 
     impl Pool {
-        /// A run of the model begun when the future is first polled, as a request's is.
+        /// A run of the model begun only when the future is first polled, so that a test's
+        /// futures, made together, begin in the order they are polled.
         async fn infer(&self, inputs: Tensors, outputs: OutputSet) -> Result<Ran> {
             self.begin(inputs, outputs).answer().await
         }
