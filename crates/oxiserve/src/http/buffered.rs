@@ -1,15 +1,15 @@
 //! [`BufferedBody`]: a request body read whole, within the route's `DefaultBodyLimit`
-//! (`limits.body_bytes`), its every failure a problem+json [`Error`]: past the limit a 413,
-//! a body that breaks off a 400.
+//! (`limits.body_bytes`) or a limit the caller gives, its every failure a problem+json
+//! [`Error`]: past the limit a 413, a body that breaks off a 400.
 //!
 //! axum's `Bytes` extractor reads the same, through a list of chunks that it allocates for
 //! every body. Nearly every body comes in one chunk, which is kept here as it came; only a body
 //! in several chunks is copied into one.
 
-use axum::RequestExt;
-use axum::body::Bytes;
+use axum::body::{Bytes, HttpBody};
 use axum::extract::{FromRequest, Request};
-use http_body_util::{BodyExt, LengthLimitError};
+use axum::{BoxError, RequestExt};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::error::Error;
 
@@ -21,7 +21,24 @@ impl<S: Send + Sync> FromRequest<S> for BufferedBody {
     type Rejection = Error;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Error> {
-        let mut body = request.into_limited_body();
+        Self::read(request.into_limited_body()).await
+    }
+}
+
+impl BufferedBody {
+    /// `request`'s body read whole within `limit` bytes, for a service that knows its limit:
+    /// `DefaultBodyLimit` hands a route its limit in the request's extensions, a map made for
+    /// every request, and axum boxes the limited body once more.
+    pub(crate) async fn within(request: Request, limit: usize) -> Result<Self, Error> {
+        Self::read(Limited::new(request.into_body(), limit)).await
+    }
+
+    /// `body` read whole.
+    async fn read<B>(mut body: B) -> Result<Self, Error>
+    where
+        B: HttpBody<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
         let mut first: Option<Bytes> = None;
         let mut joined = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -43,9 +60,10 @@ impl<S: Send + Sync> FromRequest<S> for BufferedBody {
 
 /// A body that could not be read: past its limit (413), or broken off (400). The texts are
 /// axum's.
-fn unreadable(error: axum::Error) -> Error {
+fn unreadable(error: impl Into<BoxError>) -> Error {
+    let error = error.into();
     let mut causes =
-        std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |cause| {
+        std::iter::successors(Some(&*error as &(dyn std::error::Error + 'static)), |cause| {
             cause.source()
         });
     if causes.any(|cause| cause.is::<LengthLimitError>()) {
@@ -64,52 +82,66 @@ mod tests {
 
     use super::*;
 
-    /// `body` read under a limit of `limit` bytes, as a route's layer sets it.
-    async fn buffered(body: Body, limit: usize) -> Result<Bytes, Error> {
+    /// `body()` read under a limit of `limit` bytes both ways: as a route's layer sets it, and
+    /// as a service that knows its limit reads it. Both must read the same.
+    async fn buffered(body: impl Fn() -> Body, limit: usize) -> Result<Bytes, Error> {
         let read = |request: Request| async move {
             Ok::<_, std::convert::Infallible>(BufferedBody::from_request(request, &()).await)
         };
         let mut service = DefaultBodyLimit::max(limit).layer(service_fn(read));
-        let answer = service.call(Request::new(body)).await.unwrap();
-        answer.map(|BufferedBody(bytes)| bytes)
+        let layered = service.call(Request::new(body())).await.unwrap();
+        let within = BufferedBody::within(Request::new(body()), limit).await;
+        assert_eq!(
+            format!("{:?}", layered.as_ref().map(|read| &read.0)),
+            format!("{:?}", within.as_ref().map(|read| &read.0)),
+            "the layer's limit and the service's own read differently"
+        );
+        layered.map(|BufferedBody(bytes)| bytes)
     }
 
     /// A body in chunks, the way a client that streams its upload sends it.
-    fn chunked(chunks: &[&'static str]) -> Body {
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            chunks.iter().map(|chunk| Ok(Bytes::from_static(chunk.as_bytes()))).collect();
-        Body::from_stream(stream::iter(chunks))
+    fn chunked(chunks: &'static [&'static str]) -> impl Fn() -> Body {
+        move || {
+            let chunks: Vec<Result<Bytes, std::io::Error>> =
+                chunks.iter().map(|chunk| Ok(Bytes::from_static(chunk.as_bytes()))).collect();
+            Body::from_stream(stream::iter(chunks))
+        }
     }
 
     #[tokio::test]
     async fn a_body_in_one_chunk_is_kept_as_it_came() {
         let sent = Bytes::from_static(b"{\"a\": 1}");
-        let read = buffered(Body::from(sent.clone()), 64).await.unwrap();
+        let read = buffered(|| Body::from(sent.clone()), 64).await.unwrap();
         assert_eq!(read, sent);
         assert_eq!(read.as_ptr(), sent.as_ptr(), "the chunk itself, not a copy");
+        let within = BufferedBody::within(Request::new(Body::from(sent.clone())), 64).await;
+        assert_eq!(within.unwrap().0.as_ptr(), sent.as_ptr(), "read within a limit too");
     }
 
     #[tokio::test]
     async fn a_body_in_chunks_is_joined_in_order() {
         let read = buffered(chunked(&["{\"a\"", "", ": 1", "}"]), 64).await.unwrap();
         assert_eq!(read, Bytes::from_static(b"{\"a\": 1}"));
-        assert_eq!(buffered(Body::empty(), 64).await.unwrap(), Bytes::new());
+        assert_eq!(buffered(Body::empty, 64).await.unwrap(), Bytes::new());
     }
 
     #[tokio::test]
     async fn a_body_past_the_limit_is_too_large_however_it_comes() {
-        let whole = buffered(Body::from("0123456789"), 9).await;
+        let whole = buffered(|| Body::from("0123456789"), 9).await;
         assert!(matches!(whole, Err(Error::PayloadTooLarge)), "{whole:?}");
         let chunks = buffered(chunked(&["01234", "56789"]), 9).await;
         assert!(matches!(chunks, Err(Error::PayloadTooLarge)), "{chunks:?}");
-        assert_eq!(buffered(Body::from("0123456789"), 10).await.unwrap().len(), 10);
+        assert_eq!(buffered(|| Body::from("0123456789"), 10).await.unwrap().len(), 10);
     }
 
     #[tokio::test]
     async fn a_body_that_breaks_off_is_malformed() {
-        let broken: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(Bytes::from_static(b"{")), Err(std::io::Error::other("connection reset"))];
-        let read = buffered(Body::from_stream(stream::iter(broken)), 64).await;
+        let broken = || {
+            let broken: Vec<Result<Bytes, std::io::Error>> =
+                vec![Ok(Bytes::from_static(b"{")), Err(std::io::Error::other("connection reset"))];
+            Body::from_stream(stream::iter(broken))
+        };
+        let read = buffered(broken, 64).await;
         match read {
             Err(Error::MalformedBody(detail)) => assert!(detail.contains("reset"), "{detail}"),
             other => panic!("{other:?}"),

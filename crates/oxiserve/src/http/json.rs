@@ -27,6 +27,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+impl<T: DeserializeOwned> JsonBody<T> {
+    /// `request`'s body parsed as JSON, read within `limit` bytes rather than within the
+    /// route's `DefaultBodyLimit` (see [`BufferedBody::within`]).
+    pub(crate) async fn within(request: Request, limit: usize) -> Result<Self, Error> {
+        check_content_type(request.headers().get(header::CONTENT_TYPE))?;
+        let BufferedBody(bytes) = BufferedBody::within(request, limit).await?;
+        json::parse(&bytes).map(JsonBody)
+    }
+}
+
 /// A request body declared as JSON and within the size limit, not parsed yet.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct JsonBytes(pub(crate) Bytes);

@@ -84,7 +84,7 @@ pub fn router<P: Pipeline>(
     let (routes, mut api) = OpenApiRouter::new()
         .merge(status::routes(Arc::clone(&status)))
         .merge(kserve::routes(Arc::clone(&status)))
-        .merge(predict::routes(Arc::clone(&engine)))
+        .merge(predict::routes(Arc::clone(&engine), config.limits.body_bytes))
         .split_for_parts();
     api.info = InfoBuilder::new()
         .title(engine.pipeline().name())
@@ -106,28 +106,29 @@ pub fn router<P: Pipeline>(
         // One stack applied once, not a `.layer` each: each wraps every route in a box of its
         // own, through which a request clones and boxes again at every level (four layers
         // applied one by one cost some 30 allocations a request).
-        .layer(layers(status, None, &config.limits))
+        .layer(layers(status, &config.limits))
 }
 
-/// The layers every route runs under, outermost first: [`Observe`] (labelled with `route`,
-/// else with the path the router matched) and the body limit.
+/// The layers every route of the router runs under, outermost first: [`Observe`] (labelled
+/// with the path the router matched) and the body limit.
 fn layers(
     status: StatusState,
-    route: Option<&'static str>,
     limits: &LimitsConfig,
 ) -> ServiceBuilder<Stack<DefaultBodyLimit, Stack<Observe, Identity>>> {
     ServiceBuilder::new()
-        .layer(Observe { status, route, limit_ms: limits.request_timeout_ms })
+        .layer(Observe::new(status, None, limits))
         .layer(DefaultBodyLimit::max(limits.body_bytes))
 }
 
 /// What [`serve`] hands a connection's requests to: `POST /v1/predict` straight to its
-/// service, under the same layers as every route, and every other request to the router.
+/// service, under [`Observe`] as every route, and every other request to the router.
 ///
-/// The router serves `POST /v1/predict` too, with the same service and layers, and answers it
-/// the same way (through [`router`] alone, as [`serve`] and `oneshot` on the router do). Taking
-/// the route before the router saves its matching and the boxes it puts around each route and
-/// its future: 3,700 of a small model's 61,200 instructions a request (`docs/benchmarks.md`).
+/// The router serves `POST /v1/predict` too, with the same service, and answers it the same
+/// way (through [`router`] alone, as [`serve`] and `oneshot` on the router do). Taking the
+/// route before the router saves its matching and the boxes it puts around each route and its
+/// future: 3,700 of a small model's 61,200 instructions a request (`docs/benchmarks.md`). The
+/// predict service reads its body within `limits.body_bytes` itself, so it needs no
+/// `DefaultBodyLimit` here (which makes a map of extensions for every request).
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     router: Router,
@@ -147,8 +148,9 @@ impl Dispatch {
     ) -> Self {
         let router = router(Arc::clone(&engine), config, admin);
         let status: StatusState = engine.clone();
-        let predict =
-            layers(status, Some(PREDICT_PATH), &config.limits).service(predict::service(engine));
+        let limits = &config.limits;
+        let predict = Observe::new(status, Some(PREDICT_PATH), limits)
+            .layer(predict::service(engine, limits.body_bytes));
         // The predict service, a `service_fn`, is always ready: no `poll_ready` before the call.
         let predict: Predict =
             Arc::new(move |request| predict.answer(predict.inner.clone(), request));
@@ -311,6 +313,14 @@ struct Observe {
     /// The route's label when the layer wraps one route, not the router's every route.
     route: Option<&'static str>,
     limit_ms: u64,
+}
+
+impl Observe {
+    /// Requests observed with the `route` label (else the path the router matched) and the
+    /// deadline of `limits`.
+    fn new(status: StatusState, route: Option<&'static str>, limits: &LimitsConfig) -> Self {
+        Self { status, route, limit_ms: limits.request_timeout_ms }
+    }
 }
 
 impl<S> Layer<S> for Observe {

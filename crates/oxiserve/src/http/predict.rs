@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, post_service};
@@ -65,11 +65,11 @@ static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// The predict routes and the pipeline's own endpoints, with their OpenAPI operations and
 /// schemas.
-pub(crate) fn routes<P: Pipeline>(engine: Arc<Engine<P>>) -> OpenApiRouter {
+pub(crate) fn routes<P: Pipeline>(engine: Arc<Engine<P>>, body_limit: usize) -> OpenApiRouter {
     let endpoints = engine.pipeline().endpoints();
     let mut api = openapi(engine.pipeline());
     let mut router = OpenApiRouter::new()
-        .route(PATH, post_service(service(Arc::clone(&engine))))
+        .route(PATH, post_service(service(Arc::clone(&engine), body_limit)))
         .route(VERSIONED_PATH, post(predict_version::<P>))
         .with_state(Arc::clone(&engine));
     for route in endpoints.routes() {
@@ -103,7 +103,8 @@ async fn endpoint<P: Pipeline>(
 }
 
 /// `POST /v1/predict` as a service: what the router serves on [`PATH`], and what
-/// [`Dispatch`](super::Dispatch) calls without the router.
+/// [`Dispatch`](super::Dispatch) calls without the router. It reads bodies of up to
+/// `body_limit` bytes (`limits.body_bytes`) on its own, with no `DefaultBodyLimit` needed.
 ///
 /// Written as a `service_fn` rather than an axum handler, which wraps the same future in two
 /// more layers of its own. The future is boxed as a handler's is: it holds the whole engine's,
@@ -111,17 +112,25 @@ async fn endpoint<P: Pipeline>(
 /// several times over (600 instructions a request more than boxed).
 pub(crate) fn service<P: Pipeline>(
     engine: Arc<Engine<P>>,
+    body_limit: usize,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
 + Clone
 + Send
 + Sync
 + 'static {
-    tower::service_fn(move |request| predict(Arc::clone(&engine), request).map(Ok).boxed())
+    tower::service_fn(move |request| {
+        predict(Arc::clone(&engine), request, body_limit).map(Ok).boxed()
+    })
 }
 
-/// `POST /v1/predict`: the body read as the pipeline's input, and answered.
-async fn predict<P: Pipeline>(engine: Arc<Engine<P>>, request: Request) -> Response {
-    match JsonBody::<P::Input>::from_request(request, &()).await {
+/// `POST /v1/predict`: the body (of up to `body_limit` bytes) read as the pipeline's input,
+/// and answered.
+async fn predict<P: Pipeline>(
+    engine: Arc<Engine<P>>,
+    request: Request,
+    body_limit: usize,
+) -> Response {
+    match JsonBody::<P::Input>::within(request, body_limit).await {
         Ok(JsonBody(input)) => answer_as_asked(&engine, input, None).await,
         Err(error) => error.into_response(),
     }
