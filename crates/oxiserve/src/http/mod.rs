@@ -17,8 +17,9 @@ pub(crate) mod problem;
 pub(crate) mod status;
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Ready, poll_fn, ready};
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -38,6 +39,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tracing::Instrument;
@@ -520,10 +522,24 @@ fn deadline<F: Future<Output = Response>>(
         Context::of_request(Transport::Http, headers, deadline, &tracing::Span::current());
     let answer = context.scope(run(request));
     Either::Right(async move {
-        match tokio::time::timeout_at(deadline.into(), answer).await {
-            Ok(response) => response,
-            Err(_) => Error::Timeout(timeout_ms).into_response(),
-        }
+        let mut answer = pin!(answer);
+        // Set once the answer waits: a small model's is most often ready at its first poll, and
+        // needs no timer (an entry in the runtime's timer wheel, and a lock of the wheel to take
+        // it out again).
+        let mut timer = pin!(None::<Sleep>);
+        poll_fn(|task| {
+            if let Poll::Ready(response) = answer.as_mut().poll(task) {
+                return Poll::Ready(response);
+            }
+            if timer.is_none() {
+                timer.set(Some(tokio::time::sleep_until(deadline.into())));
+            }
+            match timer.as_mut().as_pin_mut().map(|timer| timer.poll(task)) {
+                Some(Poll::Ready(())) => Poll::Ready(Error::Timeout(timeout_ms).into_response()),
+                _ => Poll::Pending,
+            }
+        })
+        .await
     })
 }
 
