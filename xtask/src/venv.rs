@@ -20,6 +20,12 @@ pub(crate) const TRAINER: &str = ".cache/trainer-venv";
 /// The training service's requirements (the reference trainer's, and its web stack).
 pub(crate) const TRAINER_REQUIREMENTS: &str = "trainer/service/requirements.txt";
 
+/// The venv of the reference trainer (`trainer/`), which rebuilds the committed models and
+/// imports a model into the `model` template.
+const REFERENCE: &str = "trainer/.venv";
+/// The reference trainer's requirements.
+const REFERENCE_REQUIREMENTS: &str = "trainer/requirements.txt";
+
 /// What a venv was last installed from: a copy of its requirements file, written once pip
 /// succeeded.
 const INSTALLED: &str = "requirements.installed";
@@ -50,6 +56,11 @@ pub(crate) fn baseline(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
 /// The training service's python, its venv made ready.
 pub(crate) fn trainer(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
     ensure(sh, &root.join(TRAINER), &root.join(TRAINER_REQUIREMENTS))
+}
+
+/// The reference trainer's python, its venv made ready.
+pub(crate) fn reference(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
+    ensure(sh, &root.join(REFERENCE), &root.join(REFERENCE_REQUIREMENTS))
 }
 
 /// MLServer's `mlserver` program, its venv made ready.

@@ -18,7 +18,7 @@ mod image;
 mod manifests;
 mod trainer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
 use xshell::{Shell, cmd};
@@ -78,8 +78,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         None => crate::release::package_version(&root.join("services").join(&args.service))?,
     };
     let repository = args.image.as_deref().unwrap_or(&args.service);
-    let python =
-        venv::ensure(&sh, &root.join(manifests::VENV), &root.join(manifests::REQUIREMENTS))?;
+    let python = python(&sh, root)?;
     let build = image::Build {
         service: &args.service,
         repository,
@@ -120,6 +119,11 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The python of the venv with the manifests' checker (kubernetes-validate), made ready.
+pub(crate) fn python(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
+    venv::ensure(sh, &root.join(manifests::VENV), &root.join(manifests::REQUIREMENTS))
+}
+
 /// kubectl's current context, or what to do without one.
 fn current_context(sh: &Shell) -> anyhow::Result<String> {
     let context = cmd!(sh, "kubectl config current-context").quiet().ignore_stderr().read();
@@ -133,8 +137,7 @@ fn current_context(sh: &Shell) -> anyhow::Result<String> {
 /// objects, and the training service's manifests: what `cargo xtask test` runs.
 pub(crate) fn check_all(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     manifests::require_kubectl(sh)?;
-    let python =
-        venv::ensure(sh, &root.join(manifests::VENV), &root.join(manifests::REQUIREMENTS))?;
+    let python = python(sh, root)?;
     for service in names_in(&root.join("services"))? {
         for env in names_in(&root.join("deploy/k8s/overlays"))? {
             let target = Target::new(root, &service, &env)?;

@@ -50,7 +50,7 @@ pub(super) fn import(root: &Path, file: &Path) -> anyhow::Result<Imported> {
     let sh = Shell::new()?;
     let trainer = root.join("trainer");
     sh.change_dir(&trainer);
-    let python = venv::ensure(&sh, &trainer.join(".venv"), &trainer.join("requirements.txt"))?;
+    let python = venv::reference(&sh, root)?;
     let imported = Imported {
         scratch: std::env::temp_dir().join(format!("oxiserve-import-{}", std::process::id())),
     };
