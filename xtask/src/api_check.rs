@@ -8,9 +8,9 @@
 //! the nightly-only JSON output allowed to rustdoc alone, into the repository's own target
 //! directory: the dependencies clippy and rustdoc already checked are not checked again, as
 //! they are when the tool builds from `--baseline-rev` in a target directory of its own (eight
-//! minutes against two on a 2-core machine). The baseline is the commit's files, unpacked
-//! under `target/api-check/`. A check counts as run only when its summary line
-//! (`N checks: …`) is there.
+//! minutes against under one in `cargo xtask test` on a 2-core machine). The baseline is the
+//! commit's files, unpacked under `target/api-check/`. A check counts as run only when its
+//! summary line (`N checks: …`) is there.
 
 use std::path::{Path, PathBuf};
 

@@ -73,9 +73,9 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     models::provision(root)?;
     let sh = Shell::new()?;
     sh.change_dir(root);
-    // The tools come from apt, PyPI and npm: downloads and unpacking, which take minutes of
-    // waiting and little CPU, so they install on a thread of their own while the checks that
-    // keep the compiler busy run.
+    // The tools come from apt, PyPI and npm, on a thread of their own while the checks that
+    // keep the compiler busy run: their downloads overlap the compiler's work. (With warm
+    // caches they are CPU work too, and gain little: 2-core runs measured no difference.)
     let (tools, checks) = std::thread::scope(|scope| {
         let tools = scope.spawn(|| Tools::provision(root));
         let checks = check_code(&sh, root);
