@@ -7,7 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
@@ -28,10 +28,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 impl<T: DeserializeOwned> JsonBody<T> {
-    /// `request`'s body parsed as JSON, read within `limit` bytes rather than within the
-    /// route's `DefaultBodyLimit` (see [`BufferedBody::within`]).
-    pub(crate) async fn within(request: Request, limit: usize) -> Result<Self, Error> {
-        check_content_type(request.headers().get(header::CONTENT_TYPE))?;
+    /// `request`'s body, sent with `headers`, parsed as JSON, read within `limit` bytes rather
+    /// than within the route's `DefaultBodyLimit` (see [`BufferedBody::within`]). The headers
+    /// are apart: a route may read them from the request's context (see `http::Headers`).
+    pub(crate) async fn within(
+        headers: &HeaderMap,
+        request: Request,
+        limit: usize,
+    ) -> Result<Self, Error> {
+        check_content_type(headers.get(header::CONTENT_TYPE))?;
         let BufferedBody(bytes) = BufferedBody::within(request, limit).await?;
         json::parse(&bytes).map(JsonBody)
     }

@@ -97,7 +97,7 @@ async fn endpoint<P: Pipeline>(
         Err(error) => Err(error),
     };
     match input {
-        Ok(input) => answer_as_asked(&engine, input, Some(route.as_ref())).await,
+        Ok(input) => answer_as_asked(&engine, input, &context, Some(route.as_ref())).await,
         Err(error) => problem::respond_on(route.as_ref(), &error),
     }
 }
@@ -124,27 +124,29 @@ pub(crate) fn service<P: Pipeline>(
 }
 
 /// `POST /v1/predict`: the body (of up to `body_limit` bytes) read as the pipeline's input,
-/// and answered.
+/// and answered. The request's headers are read from its context, which
+/// [`Dispatch`](super::Dispatch) moves them into.
 async fn predict<P: Pipeline>(
     engine: Arc<Engine<P>>,
     request: Request,
     body_limit: usize,
 ) -> Response {
-    match JsonBody::<P::Input>::within(request, body_limit).await {
-        Ok(JsonBody(input)) => answer_as_asked(&engine, input, None).await,
+    let context = Context::current();
+    match JsonBody::<P::Input>::within(context.headers(), request, body_limit).await {
+        Ok(JsonBody(input)) => answer_as_asked(&engine, input, &context, None).await,
         Err(error) => error.into_response(),
     }
 }
 
 /// Answers `input` (in the shape of `route`, when given) with the model version the request
-/// asks for in `x-model-version`, if any. The headers are read from the request's context,
-/// which holds them already.
+/// asks for in `x-model-version` (among the headers of its `context`), if any.
 async fn answer_as_asked<P: Pipeline>(
     engine: &Engine<P>,
     input: P::Input,
+    context: &Context,
     route: Option<&dyn Route<P::Input, P::Output>>,
 ) -> Response {
-    match requested_version(Context::current().headers()) {
+    match requested_version(context.headers()) {
         Ok(requested) => {
             let version = requested.as_ref().map(|(model, version)| (model.as_str(), *version));
             answer(engine, input, version, route).await
