@@ -11,7 +11,11 @@
 //! (`bench/fastapi/<service>/onnxruntime_alone.py`). It warms the servers up, then drives each
 //! with wrk on every workload at every connection count, rotating which goes first so that
 //! drift on a noisy machine hits all, and waits after each run until the server is idle (a
-//! twin that queued requests goes on serving them after the load ends). Each run records
+//! twin that queued requests goes on serving them after the load ends). With `--rounds N` it
+//! does all that N times over, and the table and charts show, for each connection count, the
+//! round whose oxiserve / reference ratio (the HTTP ceiling, else FastAPI) is the median, every
+//! server's numbers from that one round, with each round's ratio beside them: one machine's
+//! runs of the same code spread by a quarter. Each run records
 //! requests/s, p50, p99 and p99.9 latency, errors, and the server's CPU seconds (all its
 //! processes); each server's peak RSS is read at the end. Everything goes to
 //! `bench/results/<timestamp>.json`, with a chart per workload beside it (`.svg`, also copied
@@ -60,10 +64,13 @@ impl Drop for Server {
 }
 
 /// One wrk run against one server.
+#[derive(Clone)]
 struct Run {
     workload: String,
     server: &'static str,
     connections: u32,
+    /// Which of `--rounds` it belongs to, from 0.
+    round: u32,
     report: Value,
     cpu_seconds: f64,
 }
@@ -145,32 +152,26 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     };
 
     let mut runs = Vec::new();
-    for workload in &workloads {
-        for (round, connections) in workload.connections(&args.connections).into_iter().enumerate()
-        {
-            // Each round starts with the next server, so that drift hits all of them.
-            let order = (0..servers.len()).map(|i| &servers[(round + i) % servers.len()]);
-            for server in order {
-                let before = cpu_seconds(server.child.id(), Cpu::All)?;
-                let report = drive(root, workload, server.port, connections, args.duration)?;
-                let cpu_seconds = cpu_seconds(server.child.id(), Cpu::All)? - before;
-                let settled = settle(server)?;
-                eprintln!(
-                    "bench: {} on {} at {connections} connections: {report} (idle {:.1} s after)",
-                    server.name,
-                    workload.name,
-                    settled.as_secs_f64()
-                );
-                runs.push(Run {
-                    workload: workload.name.clone(),
-                    server: server.name,
-                    connections,
-                    report,
-                    cpu_seconds,
-                });
+    // Each connection count starts with the next server, so that drift hits all of them.
+    let mut first = 0;
+    for round in 0..args.rounds {
+        for workload in &workloads {
+            for connections in workload.connections(&args.connections) {
+                let start = first;
+                first += 1;
+                let order = (0..servers.len()).map(|i| &servers[(start + i) % servers.len()]);
+                run_each(root, (workload, connections, round), order, args.duration, &mut runs)?;
             }
         }
     }
+    // The reference of each round's ratio: the HTTP ceiling, else FastAPI (ONNX Runtime alone
+    // runs once, after the rounds).
+    let reference = match source {
+        Source::Request => HTTP_CEILING,
+        Source::Model => "fastapi",
+    };
+    let every_round = runs;
+    let runs = median_rounds(&every_round, reference);
     let stages: Vec<Value> = match source {
         Source::Request => Vec::new(),
         Source::Model => workloads
@@ -214,15 +215,24 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         }
     };
 
-    let ratios = ratios(&runs, &ceiling, &workloads, &args.connections, workers);
-    let command = format!("cargo xtask bench --service {service} {}", args.load_flags());
+    let mut ratios = ratios(&runs, &ceiling, &workloads, &args.connections, workers);
+    if args.rounds > 1 {
+        add_round_ratios(&mut ratios, &every_round, reference);
+    }
+    let command = format!(
+        "cargo xtask bench --service {service} {}{}",
+        args.load_flags(),
+        if args.rounds > 1 { format!(" --rounds {}", args.rounds) } else { String::new() }
+    );
     let mut fields = json!({
         "fastapi_workers": workers,
         "workloads": workloads.iter().map(|w| json!({"name": w.name, "path": w.path})).collect::<Vec<_>>(),
-        "runs": runs.iter().map(|r| json!({
+        "rounds": args.rounds,
+        "runs": every_round.iter().map(|r| json!({
             "workload": r.workload,
             "server": r.server,
             "connections": r.connections,
+            "round": r.round,
             "wrk": r.report,
             "cpu_seconds": r.cpu_seconds,
         })).collect::<Vec<_>>(),
@@ -259,6 +269,94 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     update_docs(&root.join("docs/benchmarks.md"), &format!("http:{service}"), &table)?;
     eprintln!("bench: results in {}, table in docs/benchmarks.md", path.display());
     Ok(())
+}
+
+/// Runs wrk on `workload` at `connections` against each server in `order`, in round `round`,
+/// waiting after each until that server is idle, and adds the runs to `runs`.
+fn run_each<'a>(
+    root: &Path,
+    (workload, connections, round): (&Workload, u32, u32),
+    order: impl Iterator<Item = &'a Server>,
+    seconds: u64,
+    runs: &mut Vec<Run>,
+) -> anyhow::Result<()> {
+    for server in order {
+        let before = cpu_seconds(server.child.id(), Cpu::All)?;
+        let report = drive(root, workload, server.port, connections, seconds)?;
+        let cpu_seconds = cpu_seconds(server.child.id(), Cpu::All)? - before;
+        let settled = settle(server)?;
+        eprintln!(
+            "bench: round {}, {} on {} at {connections} connections: {report} (idle {:.1} s \
+             after)",
+            round + 1,
+            server.name,
+            workload.name,
+            settled.as_secs_f64()
+        );
+        let workload = workload.name.clone();
+        runs.push(Run { workload, server: server.name, connections, round, report, cpu_seconds });
+    }
+    Ok(())
+}
+
+/// oxiserve's throughput over `reference`'s on `workload` at `connections`, round by round
+/// (NaN for a round that lacks either run).
+fn round_ratios(runs: &[Run], workload: &str, connections: u32, reference: &str) -> Vec<f64> {
+    let rate = |server: &str, round: u32| {
+        runs.iter()
+            .find(|r| {
+                r.workload == workload
+                    && r.server == server
+                    && r.connections == connections
+                    && r.round == round
+            })
+            .map(|r| number(&r.report, "requests_per_second"))
+    };
+    let rounds = runs.iter().map(|r| r.round).max().map_or(0, |last| last + 1);
+    (0..rounds)
+        .map(|round| match (rate("oxiserve", round), rate(reference, round)) {
+            (Some(ours), Some(theirs)) => ours / theirs,
+            _ => f64::NAN,
+        })
+        .collect()
+}
+
+/// Adds to each of `ratios` (of one workload at one connection count) the ratio of oxiserve to
+/// `reference` in each round of `every_round`.
+fn add_round_ratios(ratios: &mut [Value], every_round: &[Run], reference: &str) {
+    for ratio in ratios {
+        let (workload, connections) = (text_of(&ratio["workload"]), &ratio["connections"]);
+        let connections = connections.as_u64().unwrap_or_default() as u32;
+        ratio["rounds"] = json!({
+            "reference": reference,
+            "oxiserve_over_reference": round_ratios(every_round, &workload, connections, reference),
+        });
+    }
+}
+
+/// The runs of each workload's and connection count's median round: the round whose ratio of
+/// oxiserve's throughput to `reference`'s is the median (the lower of the two middle ones for
+/// an even count), every server's run from that round. With one round, all of them.
+fn median_rounds(runs: &[Run], reference: &str) -> Vec<Run> {
+    let mut kept = Vec::new();
+    let mut seen: Vec<(&str, u32)> = Vec::new();
+    for run in runs {
+        let key = (run.workload.as_str(), run.connections);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let ratios = round_ratios(runs, key.0, key.1, reference);
+        let mut order: Vec<usize> = (0..ratios.len()).collect();
+        order.sort_by(|&a, &b| ratios[a].total_cmp(&ratios[b]));
+        let median = order.get(order.len().saturating_sub(1) / 2).map_or(0, |&i| i as u32);
+        kept.extend(
+            runs.iter()
+                .filter(|r| (r.workload.as_str(), r.connections) == key && r.round == median)
+                .cloned(),
+        );
+    }
+    kept
 }
 
 /// What follows the service's name in the file name of `workload`'s chart: nothing for the
@@ -776,6 +874,21 @@ fn table(
         text_of(&results["command"]),
         text_of(&results["timestamp"]),
     );
+    // With several rounds: which round each row shows, and every round's ratio.
+    let rounds = ratios.first().map(|ratio| &ratio["rounds"]).filter(|r| r.is_object());
+    let reference = rounds.map(|rounds| match rounds["reference"].as_str() {
+        Some(HTTP_CEILING) => "HTTP ceiling",
+        _ => "FastAPI",
+    });
+    if let Some(reference) = reference {
+        let _ = writeln!(
+            text,
+            "{} rounds: each row is its connection count's median round by oxiserve / \
+             {reference}, every number in it from that round; the ratio of each round is in the \
+             column beside it.\n",
+            results["rounds"],
+        );
+    }
     for (index, workload) in workloads.iter().enumerate() {
         let _ = writeln!(
             text,
@@ -793,6 +906,8 @@ fn table(
     ];
     let share = format!("oxiserve / {bound}");
     header.push(&share);
+    let each_round = reference.map(|reference| format!("oxiserve / {reference}, each round"));
+    header.extend(each_round.as_deref());
     if batching {
         header.push("batching on / off");
     }
@@ -846,6 +961,15 @@ fn table(
             format!("{:.1}", value("cpu_per_request_fastapi_over_oxiserve")),
             format!("{:.2}", value("oxiserve_share_of_ceiling")),
         ];
+        if each_round.is_some() {
+            let each = ratio["rounds"]["oxiserve_over_reference"].as_array();
+            let each: Vec<String> = each
+                .into_iter()
+                .flatten()
+                .map(|r| format!("{:.2}", r.as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            cells.push(each.join(", "));
+        }
         if batching {
             cells.push(format!("{:.2}", value("batching_on_over_off")));
         }
@@ -953,6 +1077,7 @@ mod tests {
             workload: "predict".into(),
             server,
             connections: 8,
+            round: 0,
             report: json!({"requests_per_second": requests_per_second, "requests": 1000,
                 "p50_us": 100, "p99_us": 1000, "errors": 0}),
             cpu_seconds: 0.02,
@@ -983,6 +1108,49 @@ mod tests {
         );
         assert!(table.contains("| 0.60 | 0.94 | 0.64 |"), "{table}");
         assert!(table.contains("spends 7.0 µs on each request"), "{table}");
+    }
+
+    #[test]
+    fn rows_show_the_median_round_with_each_rounds_ratio_beside_it() {
+        let run = |server, round, requests_per_second: f64| Run {
+            workload: "predict".into(),
+            server,
+            connections: 8,
+            round,
+            report: json!({"requests_per_second": requests_per_second, "requests": 1000,
+                "p50_us": 100, "p99_us": 1000, "errors": 0}),
+            cpu_seconds: 0.02,
+        };
+        // oxiserve / ceiling: 0.90, 0.60 and 0.70; the median is round 3's.
+        let every_round = [
+            run("oxiserve", 0, 90_000.0),
+            run(HTTP_CEILING, 0, 100_000.0),
+            run("fastapi", 0, 5_000.0),
+            run("oxiserve", 1, 30_000.0),
+            run(HTTP_CEILING, 1, 50_000.0),
+            run("fastapi", 1, 4_000.0),
+            run("oxiserve", 2, 56_000.0),
+            run(HTTP_CEILING, 2, 80_000.0),
+            run("fastapi", 2, 7_000.0),
+        ];
+        let kept = median_rounds(&every_round, HTTP_CEILING);
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().all(|run| run.round == 2), "every server's run of the median round");
+        let workloads = [Workload {
+            name: "predict".into(),
+            path: "/v1/predict".into(),
+            bodies: PathBuf::new(),
+            max_connections: u32::MAX,
+        }];
+        let mut ratios = ratios(&kept, &Ceiling::Http, &workloads, &[8], 2);
+        assert!((ratios[0]["throughput"].as_f64().unwrap() - 8.0).abs() < 1e-9);
+        add_round_ratios(&mut ratios, &every_round, HTTP_CEILING);
+        let results = json!({"fastapi_workers": 2, "rounds": 3});
+        let table =
+            table("tabular-scoring", &results, (&workloads, &kept), &Ceiling::Http, &ratios);
+        assert!(table.contains("3 rounds: each row is"), "{table}");
+        assert!(table.contains("| oxiserve / HTTP ceiling, each round |"), "{table}");
+        assert!(table.contains("| 0.70 | 0.90, 0.60, 0.70 |"), "{table}");
     }
 
     #[test]

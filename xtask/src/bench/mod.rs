@@ -37,6 +37,10 @@ pub(crate) struct Args {
     /// Connection counts, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     connections: Vec<u32>,
+    /// With the HTTP comparison: runs of every server at each connection count; the table
+    /// shows each count's median round (see `bench::http`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Run the in-process criterion suite instead of the HTTP comparison.
     #[arg(long)]
     engine: bool,
