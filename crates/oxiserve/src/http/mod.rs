@@ -326,7 +326,7 @@ enum Headers {
     Request,
     /// In the request's [`Context`] alone: they move there, and the route gets the request
     /// without them. `POST /v1/predict` reads them so (its `Content-Type` and
-    /// `x-model-version`), and saves the copy, a tenth of its own work.
+    /// `x-model-version`), and saves the copy: about 1.5% of a small model's request.
     Context,
 }
 
@@ -524,10 +524,11 @@ pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 static TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 
 /// Runs every request in its [`Context`] (headers, copied or moved there as `headers` says, id,
-/// deadline), and fails requests that run past their deadline with 504: the configured one, or the client's `x-request-timeout-ms`
-/// when that is shorter, counted from `start`, when [`observe`] took the request (which reads
-/// the clock once for both). Work still queued for a request that timed out is skipped by the
-/// inference workers. [`observe`] calls it for every request, with `run` answering it.
+/// deadline), and fails requests that run past their deadline with 504: the configured one, or
+/// the client's `x-request-timeout-ms` when that is shorter, counted from `start`, when
+/// [`observe`] took the request (which reads the clock once for both). Work still queued for a
+/// request that timed out is skipped by the inference workers. [`observe`] calls it for every
+/// request, with `run` answering it.
 fn deadline<F: Future<Output = Response>>(
     start: std::time::Instant,
     limit_ms: u64,

@@ -124,8 +124,8 @@ pub(crate) fn service<P: Pipeline>(
 }
 
 /// `POST /v1/predict`: the body (of up to `body_limit` bytes) read as the pipeline's input,
-/// and answered. The request's headers are read from its context, which
-/// [`Dispatch`](super::Dispatch) moves them into.
+/// and answered. The request's headers are read from its context, which holds them: moved
+/// there by [`Dispatch`](super::Dispatch), copied by the router.
 async fn predict<P: Pipeline>(
     engine: Arc<Engine<P>>,
     request: Request,
