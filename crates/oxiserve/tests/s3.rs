@@ -1,7 +1,7 @@
 //! A service on an S3 model repository, against a real S3-compatible server (moto), on the test
-//! model `token-pool`: versions are mirrored into the local cache with every file checked, broken uploads are never served,
-//! a hung or stopped store never fails a request, and a restart with the store down serves
-//! from the cache.
+//! model `token-pool`: versions are mirrored into the local cache with every file checked,
+//! broken uploads are never served, a hung or stopped store never fails a request, and a
+//! restart with the store down serves from the cache.
 
 mod common;
 
@@ -31,6 +31,15 @@ async fn publish(s3: &S3Server, version: u64) {
         s3: s3.config(),
     };
     publication.run(&|_, _, _| {}).await.expect("publishing to moto works");
+}
+
+/// The manifest of the bundled version 1 of `token-pool`, as `version`.
+fn manifest_of(version: u64) -> serde_json::Value {
+    let path = common::models_dir().join(MODEL).join("1/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["version"] = version.into();
+    manifest
 }
 
 /// A store with version 1 of `token-pool`.
@@ -79,9 +88,13 @@ async fn broken_uploads_are_never_served_and_later_good_versions_are() {
     let cache = tempfile::tempdir().unwrap();
     let app = app(&s3, cache.path()).await;
 
-    // v2: a file replaced after its manifest was written (a checksum mismatch).
-    publish(&s3, 2).await;
+    // v2: a file that does not match its manifest (replaced after the manifest was written, or
+    // corrupted on the way). The file goes up before the manifest, as a publisher writes them:
+    // published whole and then replaced, v2 was whole for a moment, and a poll in that moment
+    // served it.
     s3.put(BUCKET, "prod/token-pool/2/model.onnx", b"not the graph".to_vec()).await.unwrap();
+    let manifest = manifest_of(2).to_string().into_bytes();
+    s3.put(BUCKET, "prod/token-pool/2/manifest.json", manifest).await.unwrap();
     // v3: files without a manifest: an upload still in progress, or abandoned.
     let graph = std::fs::read(common::models_dir().join("token-pool/1/model.onnx")).unwrap();
     s3.put(BUCKET, "prod/token-pool/3/model.onnx", graph).await.unwrap();
@@ -118,13 +131,6 @@ async fn bad_keys_and_manifests_fail_only_their_version() {
     let s3 = store().await;
     let cache = tempfile::tempdir().unwrap();
     let app = app(&s3, cache.path()).await;
-    let manifest_of = |version: u64| {
-        let path = common::models_dir().join(MODEL).join("1/manifest.json");
-        let mut manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        manifest["version"] = version.into();
-        manifest
-    };
     // `04` is not version 4: read as 4, the mirror asked for `4/manifest.json`, which is not
     // there, and reported the whole store unavailable for good.
     let zero_padded = manifest_of(4).to_string().into_bytes();
