@@ -164,14 +164,6 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             }
         }
     }
-    // The reference of each round's ratio: the HTTP ceiling, else FastAPI (ONNX Runtime alone
-    // runs once, after the rounds).
-    let reference = match source {
-        Source::Request => HTTP_CEILING,
-        Source::Model => "fastapi",
-    };
-    let every_round = runs;
-    let runs = median_rounds(&every_round, reference);
     let stages: Vec<Value> = match source {
         Source::Request => Vec::new(),
         Source::Model => workloads
@@ -215,6 +207,8 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         }
     };
 
+    let (every_round, reference) = (runs, ceiling.round_reference().0);
+    let runs = median_rounds(&every_round, reference);
     let mut ratios = ratios(&runs, &ceiling, &workloads, &args.connections, workers);
     if args.rounds > 1 {
         add_round_ratios(&mut ratios, &every_round, reference);
@@ -405,6 +399,16 @@ impl Ceiling {
         match self {
             Ceiling::Http => "HTTP ceiling",
             Ceiling::OnnxRuntime(_) => "ONNX Runtime alone",
+        }
+    }
+
+    /// The server each round's ratio is taken against, and its name in tables: this ceiling
+    /// when it is a server loaded in the rounds, else FastAPI (ONNX Runtime alone runs once,
+    /// after them).
+    fn round_reference(&self) -> (&'static str, &'static str) {
+        match self {
+            Ceiling::Http => (HTTP_CEILING, self.label()),
+            Ceiling::OnnxRuntime(_) => ("fastapi", "FastAPI"),
         }
     }
 
@@ -875,11 +879,8 @@ fn table(
         text_of(&results["timestamp"]),
     );
     // With several rounds: which round each row shows, and every round's ratio.
-    let rounds = ratios.first().map(|ratio| &ratio["rounds"]).filter(|r| r.is_object());
-    let reference = rounds.map(|rounds| match rounds["reference"].as_str() {
-        Some(HTTP_CEILING) => "HTTP ceiling",
-        _ => "FastAPI",
-    });
+    let rounds = ratios.first().is_some_and(|ratio| ratio["rounds"].is_object());
+    let reference = rounds.then(|| ceiling.round_reference().1);
     if let Some(reference) = reference {
         let _ = writeln!(
             text,
@@ -1133,7 +1134,7 @@ mod tests {
             run(HTTP_CEILING, 2, 80_000.0),
             run("fastapi", 2, 7_000.0),
         ];
-        let kept = median_rounds(&every_round, HTTP_CEILING);
+        let kept = median_rounds(&every_round, Ceiling::Http.round_reference().0);
         assert_eq!(kept.len(), 3);
         assert!(kept.iter().all(|run| run.round == 2), "every server's run of the median round");
         let workloads = [Workload {
@@ -1144,7 +1145,7 @@ mod tests {
         }];
         let mut ratios = ratios(&kept, &Ceiling::Http, &workloads, &[8], 2);
         assert!((ratios[0]["throughput"].as_f64().unwrap() - 8.0).abs() < 1e-9);
-        add_round_ratios(&mut ratios, &every_round, HTTP_CEILING);
+        add_round_ratios(&mut ratios, &every_round, Ceiling::Http.round_reference().0);
         let results = json!({"fastapi_workers": 2, "rounds": 3});
         let table =
             table("tabular-scoring", &results, (&workloads, &kept), &Ceiling::Http, &ratios);
