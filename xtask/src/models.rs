@@ -8,17 +8,13 @@ use std::path::Path;
 
 /// Provisions every model that is fetched rather than committed, for every service.
 pub(crate) fn provision(root: &Path) -> anyhow::Result<()> {
-    provision_under(&root.join("services"), &root.join(".cache/wheels"))
-}
-
-/// Provisions the fetched models of every service directory under `services`.
-pub(crate) fn provision_under(services: &Path, cache: &Path) -> anyhow::Result<()> {
-    let mut dirs: Vec<_> = std::fs::read_dir(services)?
+    let cache = root.join(".cache/wheels");
+    let mut dirs: Vec<_> = std::fs::read_dir(root.join("services"))?
         .map(|entry| entry.map(|entry| entry.path()))
         .collect::<Result<_, _>>()?;
     dirs.sort();
     for dir in dirs.iter().filter(|dir| dir.is_dir()) {
-        oxiserve_xtask::fetched::provision(dir, cache)?;
+        oxiserve_xtask::fetched::provision(dir, &cache)?;
     }
     Ok(())
 }
