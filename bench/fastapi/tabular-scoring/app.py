@@ -6,7 +6,7 @@ the arithmetic, one `onnxruntime.InferenceSession` per model created at start-up
 thread, as oxiserve runs it), responses serialised by pydantic-core straight to JSON bytes
 from the declared response model (FastAPI's fastest path since 0.130; it deprecated
 `ORJSONResponse` for it), and uvicorn with uvloop and httptools, one worker per core. Same models, same preprocessing, same business rule and same JSON contract
-as `services/tabular-scoring`; `tests/baseline.rs` there checks that both answer alike.
+as `services/tabular-scoring`; `tests/integration/baseline.rs` there checks that both answer alike.
 
 Run: uvicorn app:app --app-dir bench/fastapi/tabular-scoring --workers N --loop uvloop
 --http httptools (`cargo xtask serve --baseline fastapi` does it). MODELS_DIR overrides the

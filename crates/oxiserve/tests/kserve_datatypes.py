@@ -1,4 +1,4 @@
-"""Every datatype over KServe v2 with tritonclient; run by tests/kserve_datatypes.rs.
+"""Every datatype over KServe v2 with tritonclient; run by tests/integration/kserve_datatypes.rs.
 
 Usage: kserve_datatypes.py HTTP_HOST:PORT GRPC_HOST:PORT MODELS_DIR
 

@@ -1,4 +1,6 @@
-"""A real KServe v2 client (tritonclient) against a running oxiserve; run by tests/kserve.rs.
+"""A real KServe v2 client (tritonclient) against a running oxiserve.
+
+Run by tests/integration/kserve.rs.
 
 Usage:
   kserve_client.py http HOST:PORT MODELS_DIR   metadata, readiness, inference, errors over HTTP

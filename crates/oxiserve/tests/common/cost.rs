@@ -1,6 +1,6 @@
 //! `Cost`: a pipeline over the two test models whose cost is what matters, `identity` (a
 //! model that costs nothing) and `tanh-chain` (milliseconds per row), for the tests and the
-//! benchmark of where a model runs (`tests/inference_threads.rs`, `benches/path.rs`).
+//! benchmark of where a model runs (`tests/integration/inference_threads.rs`, `benches/path.rs`).
 
 use oxiserve::{Context, Error, Inference, Models, Outputs, Pipeline, Result, Tensor};
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,7 @@
 //!
 //! `cargo xtask test` installs Debian's chromium and points `CHROMIUM` at it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

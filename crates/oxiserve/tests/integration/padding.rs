@@ -3,7 +3,7 @@
 //! `trainer/build_token_pool.py`). Also the model card: the vocabulary size in the manifest is
 //! parsed as each version loads, so a version with a bad one never serves.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,7 @@ struct Case {
 }
 
 fn fixture() -> Fixture {
-    let text = include_str!("fixtures/token_pool.json");
+    let text = include_str!("../fixtures/token_pool.json");
     serde_json::from_str(text).expect("the fixture parses")
 }
 

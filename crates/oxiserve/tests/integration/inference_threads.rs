@@ -6,7 +6,7 @@
 //! requests still share batches. A request's future stays small, since it is copied as it
 //! moves. On `identity` and `tanh-chain` (`common::cost`).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

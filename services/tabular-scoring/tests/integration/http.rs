@@ -1,7 +1,7 @@
 //! The HTTP contract through the in-process harness: predictions, branching, business rules,
 //! the model list, probes, OpenAPI, and a problem+json answer for every error status.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};

@@ -2,7 +2,7 @@
 //! answers like this service on every fixture case in every mode, so the benchmark compares
 //! equal work. `cargo xtask test` creates its venv and points `BASELINE_PYTHON` at it.
 
-mod common;
+use crate::common;
 
 use oxiserve_test_support::fastapi_twin;
 use tabular_scoring::{Mode, PenguinInput, Prediction};

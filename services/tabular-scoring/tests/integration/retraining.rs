@@ -6,7 +6,7 @@
 //! the deployed rule (`deploy/observability/retraining.yml`) over the service's metrics and
 //! Alertmanager, with the deployed routing, posts to the training service's webhook.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The typed pipeline over gRPC (`oxiserve.v1.Pipeline`, with a tonic client): the same JSON
 //! in and out as `POST /v1/predict`, the same answers, versions and errors.
 
-mod common;
+use crate::common;
 
 use oxiserve::grpc::proto::pipeline::pipeline_client::PipelineClient;
 use oxiserve::grpc::proto::pipeline::{ModelVersion, PredictRequest};

@@ -3,7 +3,7 @@
 //! broken uploads are never served, a hung or stopped store never fails a request, and a
 //! restart with the store down serves from the cache.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The admin API: bearer-token access, rollback, pin and unpin, and sync on demand, on the
 //! test model `token-pool`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Start-up failures of the real binary: each stops the process with exit code 1 and a message
 //! naming the file at fault, never a panic.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

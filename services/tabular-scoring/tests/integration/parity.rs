@@ -3,7 +3,7 @@
 //! requests run one by one or stacked into dynamic batches, on the ONNX-ML interpreter or on
 //! ONNX Runtime.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! answered with the wrong status, or was served when it should have been refused. Every one
 //! must get a clear client error in the transport's format, and the server must keep serving.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};

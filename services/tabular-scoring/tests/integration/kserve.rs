@@ -5,7 +5,7 @@
 //! `grpcio-health-checking` and reflection with `grpcio-reflection`. `cargo xtask test`
 //! installs these into the venv named by `XTASK_TEST_PYTHON`.
 
-mod common;
+use crate::common;
 
 use oxiserve::Config;
 use oxiserve::testing::TestApp;

@@ -6,7 +6,7 @@
 //! the service. A server whose signature does not match
 //! the manifest fails the start. `cargo xtask test` creates MLServer's venv and sets `MLSERVER`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
