@@ -5,8 +5,8 @@ normalises, one onnxruntime session created at start-up (one intra-op thread, on
 process per core) runs all of a request's images in one batch, pydantic models hold the
 contract. Same model file, routes and JSON as the Rust service (`/v1/orientation` for one
 image sent as it is, uploaded or as base64; `/v1/orientation/batch` and `/v1/predict` for
-several); `services/image-orientation/tests/baseline.rs` checks both answer alike. The
-preprocessing is `orientation.py`'s, which also wrote the Rust service's parity fixture.
+several); `services/image-orientation/tests/integration/baseline.rs` checks both answer
+alike. The preprocessing is `orientation.py`'s, which also wrote the Rust service's parity fixture.
 
 Run: uvicorn app:app --app-dir bench/fastapi/image-orientation --workers N --loop uvloop
 --http httptools (`cargo xtask serve --service image-orientation --baseline fastapi` does it).

@@ -4,8 +4,9 @@ Written the way a competent team would write it: the same `tokenizers` library a
 `tokenizer.json` as the Rust service (its Rust core does the tokenising, batched), one
 onnxruntime session created at start-up (one intra-op thread, one worker process per core),
 a request's texts sorted by length and run in padded groups of similar lengths, the pooling
-in numpy, and pydantic models for the contract. Same model files, same routes and JSON (`/v1/embeddings` as OpenAI's, `/embed` as
-TEI's, `/v1/predict`); `services/text-embedding/tests/baseline.rs` checks both answer alike.
+in numpy, and pydantic models for the contract. Same model files, same routes and JSON
+(`/v1/embeddings` as OpenAI's, `/embed` as TEI's, `/v1/predict`);
+`services/text-embedding/tests/integration/baseline.rs` checks both answer alike.
 What it cannot do without much more machinery is batch texts across concurrent requests.
 
 Run: uvicorn app:app --app-dir bench/fastapi/text-embedding --workers N --loop uvloop

@@ -1,8 +1,8 @@
 """OpenAI's official Python client against a running text-embedding service; run by
-tests/openai.rs. Checks `/v1/embeddings` as the client sees it: a text, a list, token ids,
-float and base64 encodings (asked for explicitly, base64 comes back as the string; left to
-the client, it asks for base64 and decodes it itself), `usage`, and that a bad request raises
-the client's own error with the service's message.
+tests/integration/openai.rs. Checks `/v1/embeddings` as the client sees it: a text, a list,
+token ids, float and base64 encodings (asked for explicitly, base64 comes back as the string;
+left to the client, it asks for base64 and decodes it itself), `usage`, and that a bad request
+raises the client's own error with the service's message.
 
 Usage: openai_client.py BASE_URL FIXTURE
 Every check raises AssertionError with what differed; the exit status tells the Rust test.
