@@ -110,7 +110,8 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
 
     let models = root.join("services").join(service).join("models");
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let rust = start_rust(root, service, &models, &library, 0, ("oxiserve", &[]))?;
+    let release = Launch::release();
+    let rust = start_rust(root, (service, &release), &models, &library, 0, ("oxiserve", &[]))?;
     wait_ready(&rust)?;
     let mut servers = vec![rust, start_python(&python, &twin, &models, workers)?];
     // The ceiling answers with a real response of this service, so payloads are the same.
@@ -124,11 +125,12 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 &response,
                 request(servers[0].port, "POST", &workloads[0].path, &first)?.1,
             )?;
-            servers.push(start_ceiling(root, &response, (HTTP_CEILING, 0))?);
+            servers.push(start_ceiling(root, &release, &response, (HTTP_CEILING, 0))?);
         }
         Source::Model => {
             let unbatched = [("OXISERVE_MODELS__BATCHING__MAX_BATCH_SIZE", "1")];
-            servers.push(start_rust(root, service, &models, &library, 0, (UNBATCHED, &unbatched))?);
+            let unbatched = (UNBATCHED, unbatched.as_slice());
+            servers.push(start_rust(root, (service, &release), &models, &library, 0, unbatched)?);
         }
     }
     let mut user_per_request = Vec::new();
@@ -143,7 +145,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
             eprintln!(
                 "bench: oxiserve's own work, user CPU a request beyond the ceiling's: {work_ns} ns"
             );
-            let with_work = start_ceiling(root, &response, (HTTP_CEILING_WORK, work_ns))?;
+            let with_work = start_ceiling(root, &release, &response, (HTTP_CEILING_WORK, work_ns))?;
             warm_up(root, &workloads[0], &with_work)?;
             servers.push(with_work);
             Some(work_ns)
@@ -514,19 +516,48 @@ fn chart(
     chart::render(&title, connections, &lines)
 }
 
-/// The service's release binary with its models, cache off, gRPC on `grpc_port` (0: any),
-/// logging warnings only, with the further `settings` (environment variables); its results
-/// go under `name`.
+/// How a benchmark starts a binary of the workspace: the Cargo profile it was built with, and
+/// the program it runs under, if any (valgrind, with its arguments).
+pub(super) struct Launch {
+    /// `release`, or `profiling` (release with symbols).
+    pub(super) profile: &'static str,
+    /// The program and its arguments, the binary's path last; empty: the binary itself.
+    pub(super) under: Vec<String>,
+}
+
+impl Launch {
+    /// The release binary, on its own.
+    pub(super) fn release() -> Self {
+        Self { profile: "release", under: Vec::new() }
+    }
+
+    /// The command that starts `binary` (a path under the profile's directory).
+    fn command(&self, root: &Path, binary: &str) -> Command {
+        let path = target_dir(root).join(self.profile).join(binary);
+        match self.under.split_first() {
+            None => Command::new(path),
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(path);
+                command
+            }
+        }
+    }
+}
+
+/// The service's binary (`launch`ed) with its models, cache off, gRPC on `grpc_port` (0:
+/// any), logging warnings only, with the further `settings` (environment variables); its
+/// results go under `name`.
 pub(super) fn start_rust(
     root: &Path,
-    service: &str,
+    (service, launch): (&str, &Launch),
     models: &Path,
     library: &Path,
     grpc_port: u16,
     (name, settings): (&'static str, &[(&str, &str)]),
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let mut command = Command::new(target_dir(root).join("release").join(service));
+    let mut command = launch.command(root, service);
     command
         .env("ORT_DYLIB_PATH", library)
         .env("OXISERVE_HTTP__PORT", port.to_string())
@@ -558,14 +589,16 @@ fn start_python(
     spawn("fastapi", command, port)
 }
 
-/// The HTTP ceiling answering `response`, spending `work_ns` on each request, as `name`.
-fn start_ceiling(
+/// The HTTP ceiling (`launch`ed) answering `response`, spending `work_ns` on each request, as
+/// `name`.
+pub(super) fn start_ceiling(
     root: &Path,
+    launch: &Launch,
     response: &Path,
     (name, work_ns): (&'static str, u64),
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let mut command = Command::new(target_dir(root).join("release/examples/http_ceiling"));
+    let mut command = launch.command(root, "examples/http_ceiling");
     command
         .env("CEILING_PORT", port.to_string())
         .env("CEILING_RESPONSE", response)
@@ -672,16 +705,21 @@ fn stage_times(port: u16, workload: &Workload) -> anyhow::Result<Value> {
     Ok(json!({"workload": workload.name, "requests": TIMED_REQUESTS, "stages": stages}))
 }
 
-/// Waits until `GET /health/ready` answers 200.
+/// Waits until `GET /health/ready` answers 200, for a minute at most.
 pub(super) fn wait_ready(server: &Server) -> anyhow::Result<()> {
+    wait_ready_within(server, Duration::from_secs(60))
+}
+
+/// Waits until `GET /health/ready` answers 200, for `limit` at most.
+pub(super) fn wait_ready_within(server: &Server, limit: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if request(server.port, "GET", "/health/ready", b"").is_ok_and(|(status, _)| status == 200)
         {
             return Ok(());
         }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("{} was not ready within 60 s", server.name);
+        if start.elapsed() > limit {
+            bail!("{} was not ready within {limit:?}", server.name);
         }
         std::thread::sleep(Duration::from_millis(100));
     }

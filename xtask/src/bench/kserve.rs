@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use super::Args;
-use super::http::{free_port, start_rust, target_dir, wait_ready};
+use super::http::{Launch, free_port, start_rust, target_dir, wait_ready};
 use crate::venv;
 
 pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
@@ -30,7 +30,9 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let model = models.join(&args.model);
     let version = newest_version(&model)?;
     let grpc_port = free_port()?;
-    let server = start_rust(root, service, &models, &library, grpc_port, ("oxiserve", &[]))?;
+    let release = Launch::release();
+    let oxiserve = ("oxiserve", [].as_slice());
+    let server = start_rust(root, (service, &release), &models, &library, grpc_port, oxiserve)?;
     wait_ready(&server)?;
 
     let bench = target_dir(root).join("release/examples/kserve_bench");

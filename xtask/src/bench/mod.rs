@@ -12,9 +12,13 @@
 //!   model (`kserve`).
 //! - With `--telemetry`, the service's throughput with its telemetry defaults against metrics
 //!   off and everything off (`telemetry`).
+//! - With `--instructions`, the instructions a request costs the service and the HTTP
+//!   ceiling, counted by valgrind's callgrind: the same from run to run, where throughput
+//!   spreads by a quarter (`instructions`).
 
 mod chart;
 mod http;
+mod instructions;
 mod kserve;
 mod telemetry;
 mod workload;
@@ -38,7 +42,8 @@ pub(crate) struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     connections: Vec<u32>,
     /// With the HTTP comparison: runs of every server at each connection count; the table
-    /// shows each count's median round (see `bench::http`).
+    /// shows each count's median round (see `bench::http`). With `--instructions`: counts of
+    /// each server; the table shows the median.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// Run the in-process criterion suite instead of the HTTP comparison.
@@ -51,6 +56,9 @@ pub(crate) struct Args {
     /// Measure what telemetry costs: defaults against metrics off and everything off.
     #[arg(long, conflicts_with_all = ["engine", "kserve"])]
     telemetry: bool,
+    /// Count the instructions a request costs the service and the HTTP ceiling (callgrind).
+    #[arg(long, conflicts_with_all = ["engine", "kserve", "telemetry"])]
+    instructions: bool,
     /// With `--kserve`: the model to call.
     #[arg(long, default_value = "penguins-linear")]
     model: String,
@@ -65,6 +73,9 @@ pub(crate) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     }
     if args.telemetry {
         return telemetry::run(root, args);
+    }
+    if args.instructions {
+        return instructions::run(root, args);
     }
     if !args.engine {
         return http::run(root, args);

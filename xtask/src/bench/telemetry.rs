@@ -28,7 +28,7 @@ use xshell::{Shell, cmd};
 
 use super::Args;
 use super::http::{
-    Server, drive, free_port, spawn, start_rust, target_dir, update_docs, wait_ready,
+    Launch, Server, drive, free_port, spawn, start_rust, target_dir, update_docs, wait_ready,
 };
 use super::workload;
 use crate::debian;
@@ -61,11 +61,12 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         &[info, export, ("OXISERVE_TELEMETRY__TRACE_SAMPLE_RATIO", "0.1")],
     ];
     let models = root.join("services").join(service).join("models");
+    let release = Launch::release();
     let servers: Vec<Server> = SETTINGS
         .iter()
         .zip(environments)
         .map(|(&name, environment)| {
-            start_rust(root, service, &models, &library, 0, (name, environment))
+            start_rust(root, (service, &release), &models, &library, 0, (name, environment))
         })
         .collect::<anyhow::Result<_>>()?;
     for server in &servers {
