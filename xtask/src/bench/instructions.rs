@@ -134,7 +134,8 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 "instructions_after_warm_up": few,
                 "instructions_after_counted": many,
             })).collect::<Vec<_>>(),
-            "instructions_per_request": c.per_request().iter().map(|n| n.round()).collect::<Vec<_>>(),
+            "instructions_per_request":
+                c.per_request().iter().map(|n| n.round()).collect::<Vec<_>>(),
             "median": c.median().round(),
         })).collect::<Vec<_>>(),
     });
@@ -248,9 +249,8 @@ fn total_instructions(out: &Path) -> anyhow::Result<u64> {
 /// The Markdown table of instructions a request: each server's median round, its share of the
 /// ceiling's, and every round's count.
 fn table(counts: &[Count]) -> String {
-    let mut table = String::from(
-        "| server | instructions a request | / HTTP ceiling | rounds |\n| --- | --- | --- | --- |\n",
-    );
+    let mut table = String::from("| server | instructions a request | / HTTP ceiling | rounds |\n");
+    table += "| --- | --- | --- | --- |\n";
     let ceiling = counts.iter().find(|c| c.server == "http-ceiling").map(Count::median);
     for count in counts {
         let median = count.median();
