@@ -82,7 +82,9 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(root);
     let service = &args.service;
-    let workload = workload::request(root, service)?;
+    let workload = workload::request(root, service).with_context(|| {
+        format!("--instructions sends one request to {service}, from bench/requests/{service}.json")
+    })?;
     let body = workload::first_body(&workload)?;
     cmd!(sh, "cargo build --profile profiling --quiet --package {service}").run()?;
     cmd!(sh, "cargo build --profile profiling --quiet --package oxiserve --example http_ceiling")
