@@ -48,6 +48,9 @@ const WARM_UP: usize = 500;
 /// Requests whose instructions are counted.
 const COUNTED: usize = 2_000;
 
+/// Functions listed by their instructions a request.
+const FUNCTIONS: usize = 25;
+
 /// How long a server under callgrind may take to be ready.
 const START_LIMIT: Duration = Duration::from_secs(300);
 
@@ -125,6 +128,28 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         }
     }
 
+    // Where the last round's instructions went, function by function.
+    let mut functions = Vec::new();
+    for count in &counts {
+        let annotate = |requests: usize| {
+            let out = scratch.join(format!("{}-{requests}.callgrind", count.server));
+            cmd!(sh, "callgrind_annotate --threshold=100 --inclusive=no --auto=no {out}")
+                .quiet()
+                .read()
+        };
+        let top = per_function(&annotate(WARM_UP)?, &annotate(WARM_UP + COUNTED)?);
+        eprintln!("bench: {}'s instructions a request, by function (self cost):", count.server);
+        for (function, instructions) in top.iter().take(FUNCTIONS) {
+            eprintln!("{instructions:>8.0}  {function}");
+        }
+        let top: Vec<_> = top
+            .iter()
+            .take(FUNCTIONS)
+            .map(|(function, n)| json!({"function": function, "instructions": n.round()}))
+            .collect();
+        functions.push(json!({"server": count.server, "functions": top}));
+    }
+
     let command =
         format!("cargo xtask bench --service {service} --instructions --rounds {}", args.rounds);
     let fields = json!({
@@ -140,6 +165,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 c.per_request().iter().map(|n| n.round()).collect::<Vec<_>>(),
             "median": c.median().round(),
         })).collect::<Vec<_>>(),
+        "by_function": functions,
     });
     let mut results = super::results(&sh, service, command, fields)?;
     results["machine"]["load_generator"] =
@@ -160,6 +186,48 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         scratch.display()
     );
     Ok(())
+}
+
+/// Each function's own instructions a request (not those of what it calls), most first: the
+/// difference between two `callgrind_annotate` reports, of [`WARM_UP`] and of [`WARM_UP`] +
+/// [`COUNTED`] requests, over [`COUNTED`]. A function is its source file and name, as the
+/// report gives them (a function inlined into several others is counted where it was inlined).
+fn per_function(few: &str, many: &str) -> Vec<(String, f64)> {
+    let counts = |report: &str| {
+        let mut counts = std::collections::HashMap::new();
+        // The functions' list ends where annotated source lines, of the same form, begin.
+        for line in report.lines().take_while(|line| !line.starts_with("-- ")) {
+            let Some((count, rest)) = line.trim_start().split_once(' ') else { continue };
+            let Ok(count) = count.replace(',', "").parse::<i64>() else { continue };
+            let Some((_, function)) = rest.split_once(")  ") else { continue };
+            let function = function.split(" [").next().unwrap_or(function).trim();
+            if function != "PROGRAM TOTALS" {
+                *counts.entry(short_path(function)).or_insert(0) += count;
+            }
+        }
+        counts
+    };
+    let (few, many) = (counts(few), counts(many));
+    let mut functions: Vec<(String, f64)> = many
+        .into_iter()
+        .map(|(function, count)| {
+            let per_request = (count - few.get(&function).copied().unwrap_or(0)) as f64;
+            (function, per_request / COUNTED as f64)
+        })
+        .collect();
+    functions.sort_by(|a, b| b.1.total_cmp(&a.1));
+    functions
+}
+
+/// `file:function` with the file's path from its crate or library on: `serde_json-1.0.154/...`
+/// for a crate from the registry, `std/...` or `core/...` for Rust's library.
+fn short_path(function: &str) -> String {
+    let from = [("/registry/src/", 1), ("/rustc/", 2)].into_iter().find_map(|(marker, skip)| {
+        let rest = &function[function.find(marker)? + marker.len()..];
+        // The registry's index directory, or the compiler's commit and `library/`.
+        rest.splitn(skip + 1, '/').nth(skip)
+    });
+    from.unwrap_or(function).to_string()
 }
 
 /// valgrind's command line for a process counted by callgrind into `out`.
@@ -296,6 +364,47 @@ mod tests {
         );
         assert!(table.contains("| http-ceiling | 500 | 1.00 | 500 |"), "{table}");
         assert_eq!(thousands(1_234_567.4), "1,234,567");
+    }
+
+    #[test]
+    fn functions_cost_the_difference_of_the_two_reports_most_first() {
+        let report = |parse: u64, write: u64| {
+            format!(
+                "Ir\n----\n{} (100.0%)  PROGRAM TOTALS\n\n----\nIr  file:function\n----\n\
+                 {} (50.00%)  src/h1.rs:hyper::parse [/bin/service]\n\
+                 {} (20.00%)  ./string/memcpy.S:__memcpy_avx [/usr/lib/libc.so.6]\n\
+                 \n-- Auto-annotated source: src/h1.rs\n{} (50.00%)  fn parse() {{\n",
+                parse + write,
+                thousands(parse as f64),
+                thousands(write as f64),
+                thousands(parse as f64)
+            )
+        };
+        let few = report(1_000_000, 2_000_000);
+        let many = report(1_000_000 + 3_000 * COUNTED as u64, 2_000_000 + 500 * COUNTED as u64);
+        let functions = per_function(&few, &many);
+        assert_eq!(
+            functions,
+            [
+                ("src/h1.rs:hyper::parse".to_string(), 3_000.0),
+                ("./string/memcpy.S:__memcpy_avx".to_string(), 500.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_start_at_the_crate_or_library() {
+        let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/\
+                        serde_json-1.0.154/src/ser.rs:serde_json::ser::format_escaped_str";
+        assert_eq!(
+            short_path(registry),
+            "serde_json-1.0.154/src/ser.rs:serde_json::ser::format_escaped_str"
+        );
+        let library =
+            "/rustc/59807616e1fa/library/core/src/str/validations.rs:core::str::from_utf8";
+        assert_eq!(short_path(library), "core/src/str/validations.rs:core::str::from_utf8");
+        let own = "crates/oxiserve/src/engine/mod.rs:oxiserve::engine::Engine<P>::run";
+        assert_eq!(short_path(own), own);
     }
 
     #[test]
