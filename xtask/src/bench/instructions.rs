@@ -25,9 +25,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use oxiserve_xtask::onnxruntime;
 use serde_json::json;
 use xshell::{Shell, cmd};
@@ -119,7 +119,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 if server == "oxiserve" {
                     std::fs::write(&response, answer)?;
                 }
-                // Stopped (SIGTERM), callgrind writes its counts as the process exits.
+                // Stopped (SIGTERM, then waited for), callgrind writes its counts as it exits.
                 drop(running);
                 *total = total_instructions(&out)?;
                 eprintln!("bench: round {round}, {server}, {requests} requests: {total}");
@@ -300,20 +300,13 @@ fn read_head(reader: &mut impl BufRead) -> anyhow::Result<(u16, usize)> {
     Ok((status, length.context("no Content-Length")?))
 }
 
-/// The instructions callgrind counted in `out`, its `totals:` line (written as the process
-/// exits, which may take a moment after the server is stopped).
+/// The instructions callgrind counted in `out`: its `totals:` line, written as the process
+/// exited.
 fn total_instructions(out: &Path) -> anyhow::Result<u64> {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        if let Some(total) = text.lines().find_map(|l| l.strip_prefix("totals:")) {
-            return total.trim().parse().with_context(|| format!("{}: totals", out.display()));
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("callgrind wrote no totals to {}", out.display());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let text = std::fs::read_to_string(out).with_context(|| format!("{}", out.display()))?;
+    let total = text.lines().find_map(|l| l.strip_prefix("totals:"));
+    let total = total.with_context(|| format!("callgrind wrote no totals to {}", out.display()))?;
+    total.trim().parse().with_context(|| format!("{}: totals", out.display()))
 }
 
 /// The Markdown table of instructions a request: each server's median round, its share of the
