@@ -137,14 +137,14 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 .quiet()
                 .read()
         };
-        let top = per_function(&annotate(WARM_UP)?, &annotate(WARM_UP + COUNTED)?);
+        let mut top = per_function(&annotate(WARM_UP)?, &annotate(WARM_UP + COUNTED)?);
+        top.truncate(FUNCTIONS);
         eprintln!("bench: {}'s instructions a request, by function (self cost):", count.server);
-        for (function, instructions) in top.iter().take(FUNCTIONS) {
+        for (function, instructions) in &top {
             eprintln!("{instructions:>8.0}  {function}");
         }
         let top: Vec<_> = top
-            .iter()
-            .take(FUNCTIONS)
+            .into_iter()
             .map(|(function, n)| json!({"function": function, "instructions": n.round()}))
             .collect();
         functions.push(json!({"server": count.server, "functions": top}));
