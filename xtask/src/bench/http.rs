@@ -40,7 +40,7 @@ use crate::{debian, models, venv};
 /// The load generator, from Debian.
 const WRK: (&str, &str) = ("wrk", "/usr/bin/wrk");
 /// The name of the HTTP ceiling server in results.
-const HTTP_CEILING: &str = "http-ceiling";
+pub(super) const HTTP_CEILING: &str = "http-ceiling";
 /// The name of the HTTP ceiling with the service's own work added in results.
 const HTTP_CEILING_WORK: &str = "http-ceiling-work";
 /// Seconds of load on each server before measuring.

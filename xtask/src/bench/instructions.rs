@@ -34,7 +34,8 @@ use xshell::{Shell, cmd};
 
 use super::Args;
 use super::http::{
-    Launch, Server, start_ceiling, start_rust, target_dir, update_docs, wait_ready_within,
+    HTTP_CEILING, Launch, Server, start_ceiling, start_rust, target_dir, update_docs,
+    wait_ready_within,
 };
 use super::workload;
 use crate::debian;
@@ -97,8 +98,7 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
 
     let models = root.join("services").join(service).join("models");
     let response = scratch.join("response.json");
-    let mut counts =
-        ["oxiserve", "http-ceiling"].map(|server| Count { server, rounds: Vec::new() });
+    let mut counts = ["oxiserve", HTTP_CEILING].map(|server| Count { server, rounds: Vec::new() });
     for round in 0..args.rounds {
         for count in &mut counts {
             let server = count.server;
@@ -107,16 +107,16 @@ pub(super) fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
                 let out = scratch.join(format!("{server}-{requests}.callgrind"));
                 let _ = std::fs::remove_file(&out);
                 let launch = Launch { profile: "profiling", under: callgrind(&out) };
-                let running = match server {
-                    "oxiserve" => {
-                        let settings = [("OXISERVE_MODELS__BATCHING__INLINE_MAX_US", "1000000")];
-                        let name = (server, settings.as_slice());
-                        start_rust(root, (service, &launch), &models, &library, 0, name)?
-                    }
-                    _ => start_ceiling(root, &launch, &response, (server, 0))?,
+                let running = if server == HTTP_CEILING {
+                    start_ceiling(root, &launch, &response, (server, 0))?
+                } else {
+                    let settings = [("OXISERVE_MODELS__BATCHING__INLINE_MAX_US", "1000000")];
+                    let name = (server, settings.as_slice());
+                    start_rust(root, (service, &launch), &models, &library, 0, name)?
                 };
                 let answer = serve(&running, &workload.path, &body, requests)?;
-                if server == "oxiserve" {
+                // The ceiling, counted after the service, answers with the service's answer.
+                if server != HTTP_CEILING {
                     std::fs::write(&response, answer)?;
                 }
                 // Stopped (SIGTERM, then waited for), callgrind writes its counts as it exits.
@@ -314,7 +314,7 @@ fn total_instructions(out: &Path) -> anyhow::Result<u64> {
 fn table(counts: &[Count]) -> String {
     let mut table = String::from("| server | instructions a request | / HTTP ceiling | rounds |\n");
     table += "| --- | --- | --- | --- |\n";
-    let ceiling = counts.iter().find(|c| c.server == "http-ceiling").map(Count::median);
+    let ceiling = counts.iter().find(|c| c.server == HTTP_CEILING).map(Count::median);
     for count in counts {
         let median = count.median();
         let share = ceiling.map_or(String::from("-"), |c| format!("{:.2}", median / c));
@@ -349,7 +349,7 @@ mod tests {
         let count = Count { server: "oxiserve", rounds };
         assert_eq!(count.per_request(), [2_100.0, 1_900.0, 2_000.0, 5_000.0]);
         assert_eq!(count.median(), 2_000.0);
-        let ceiling = Count { server: "http-ceiling", rounds: vec![per(500)] };
+        let ceiling = Count { server: HTTP_CEILING, rounds: vec![per(500)] };
         let table = table(&[count, ceiling]);
         assert!(
             table.contains("| oxiserve | 2,000 | 4.00 | 2,100, 1,900, 2,000, 5,000 |"),
