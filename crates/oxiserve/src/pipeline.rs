@@ -220,8 +220,18 @@ impl Inference {
         model: &Arc<Model>,
         inputs: impl IntoIterator<Item = (N, Tensor)>,
     ) -> Self {
-        let inputs = inputs.into_iter().map(|(name, tensor)| (name.into(), tensor)).collect();
-        self.runs.push(Run { model: Arc::clone(model), inputs, outputs: Ok(OutputSet::ALL) });
+        // Inserted one by one, not collected: a map collected from an iterator is first
+        // gathered in a vector and sorted, an allocation and a sort more for the one or two
+        // inputs of most models. The last of two tensors with one name wins, as in `collect`.
+        let mut named = Tensors::new();
+        for (name, tensor) in inputs {
+            named.insert(name.into(), tensor);
+        }
+        self.runs.push(Run {
+            model: Arc::clone(model),
+            inputs: named,
+            outputs: Ok(OutputSet::ALL),
+        });
         self
     }
 

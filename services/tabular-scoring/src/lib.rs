@@ -225,7 +225,15 @@ impl Pipeline for TabularScoring {
         Ok(Prediction {
             species: species.clone(),
             confidence,
-            probabilities: classes.iter().cloned().zip(probabilities.iter().copied()).collect(),
+            // Inserted one by one: collected, the map would first gather its entries in a
+            // vector and sort them, one allocation more on every answer.
+            probabilities: classes.iter().zip(&probabilities).fold(
+                BTreeMap::new(),
+                |mut by_class, (class, &probability)| {
+                    by_class.insert(class.clone(), probability);
+                    by_class
+                },
+            ),
             needs_review,
             review_reasons,
             models,
